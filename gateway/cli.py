@@ -1,0 +1,197 @@
+"""The ``gateway`` command. Every failure is one line on stderr and a non-zero exit status."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import json
+import sys
+from typing import Any, Awaitable, Callable, NoReturn
+
+from gateway.config import ConfigError, Settings, load_settings
+from gateway.db import DatabaseError, connect, migrate, resolve_dsn
+from gateway.store import InvalidInput, NotFound, Store
+
+PROG = "gateway"
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        sys.stderr.write(f"{self.prog}: error: {message}\n")
+        raise SystemExit(2)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = _Parser(add_help=False)
+    common.add_argument("--config", metavar="FILE", help="TOML configuration file (default: $GATEWAY_CONFIG)")
+
+    parser = _Parser(prog=PROG, description="A self-hostable API key gateway for Supabase.", parents=[common])
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    serve = sub.add_parser("serve", parents=[common], help="run the gateway")
+    serve.add_argument("--host", help="public listener address (server.host)")
+    serve.add_argument("--port", type=int, help="public listener port (server.port)")
+    serve.add_argument("--admin-port", type=int, help="admin listener port (admin.port)")
+    serve.add_argument("--workers", type=int, help="worker processes (server.workers; default: one per core)")
+
+    sub.add_parser("migrate", parents=[common], help="apply pending database migrations")
+
+    keys = sub.add_parser("keys", parents=[common], help="manage API keys").add_subparsers(
+        dest="keys_command", required=True, parser_class=_Parser)
+    create = keys.add_parser("create", parents=[common], help="create a key and print it once")
+    create.add_argument("--type", required=True, choices=["publishable", "secret"])
+    create.add_argument("--name", required=True)
+    create.add_argument("--description")
+    create.add_argument("--role", help="role of the JWTs minted for a secret key (default service_role)")
+    create.add_argument("--json", action="store_true", help="print one JSON object")
+    lst = keys.add_parser("list", parents=[common], help="list keys (never their values)")
+    lst.add_argument("--json", action="store_true")
+    delete = keys.add_parser("delete", parents=[common], help="delete a key for good")
+    delete.add_argument("id")
+    delete.add_argument("--compromised", action="store_true", help="record that the key leaked")
+    delete.add_argument("--reason")
+    imp = keys.add_parser("import", parents=[common], help="adopt an existing key (e.g. from a self-hosted .env)")
+    imp.add_argument("--type", required=True, choices=["publishable", "secret"])
+    imp.add_argument("--name", required=True)
+    imp.add_argument("--key", required=True, help="the key; '-' reads it from standard input")
+    imp.add_argument("--description")
+    imp.add_argument("--role", help="role of the JWTs minted for a secret key (default service_role)")
+    imp.add_argument("--json", action="store_true")
+
+    legacy = sub.add_parser("legacy", parents=[common], help="legacy JWT keys (anon, service_role)")
+    legacy.add_argument("action", choices=["enable", "disable", "status"])
+    legacy.add_argument("--json", action="store_true")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = load_settings(args.config)
+        if args.command == "serve":
+            return _serve(settings, args)
+        return _with_store(settings, lambda store: _COMMANDS[args.command](store, args))
+    except (ConfigError, DatabaseError, InvalidInput, OSError) as e:
+        return _fail(str(e))
+    except NotFound as e:
+        return _fail(f"no API key with id {e}")
+    except KeyboardInterrupt:
+        return 130
+    except Exception as e:  # never a traceback: name the failure, keep its text out (it may quote input)
+        return _fail(f"unexpected {type(e).__name__}; run with GATEWAY_LOG__LEVEL=debug for details")
+
+
+def _fail(message: str) -> int:
+    sys.stderr.write(f"{PROG}: error: {message}\n")
+    return 1
+
+
+def _serve(settings: Settings, args: argparse.Namespace) -> int:
+    from gateway.server import serve
+
+    updates: dict[str, Any] = {}
+    server = settings.server.model_copy(update={k: v for k, v in (
+        ("host", args.host), ("port", args.port), ("workers", args.workers)) if v is not None})
+    if args.workers is not None and args.workers < 1:
+        raise ConfigError("--workers must be at least 1")
+    updates["server"] = server
+    if args.admin_port is not None:
+        updates["admin"] = settings.admin.model_copy(update={"port": args.admin_port})
+    return serve(settings.model_copy(update=updates))
+
+
+def _with_store(settings: Settings, fn: Callable[[Store], Awaitable[int]]) -> int:
+    dsn, embedded = resolve_dsn(settings)
+    try:
+        return asyncio.run(_session(settings, dsn, fn))
+    finally:
+        if embedded is not None:
+            embedded.stop()
+
+
+async def _session(settings: Settings, dsn: str, fn: Callable[[Store], Awaitable[int]]) -> int:
+    conn = await connect(dsn)
+    try:
+        applied = await migrate(conn)
+    finally:
+        await conn.close()
+    store = await Store.open(dsn, settings.key_checksum_ref, max_size=1)
+    store.applied = applied  # type: ignore[attr-defined]  # for `gateway migrate` to report
+    try:
+        return await fn(store)
+    finally:
+        await store.close()
+
+
+def _actor() -> str:
+    try:
+        return f"cli:{getpass.getuser()}"
+    except Exception:
+        return "cli"
+
+
+async def _migrate(store: Store, _args: argparse.Namespace) -> int:
+    applied = store.applied  # type: ignore[attr-defined]
+    print(f"applied {', '.join(applied)}" if applied else "migrations are up to date")
+    return 0
+
+
+async def _keys(store: Store, args: argparse.Namespace) -> int:
+    from gateway.admin import key_json
+
+    cmd = args.keys_command
+    if cmd in ("create", "import"):
+        api_key = None
+        if cmd == "import":
+            api_key = sys.stdin.readline().strip() if args.key == "-" else args.key.strip()
+        template = {"role": args.role} if args.role else None
+        if template is not None and args.type != "secret":
+            raise InvalidInput("--role", "only secret keys have a role of their own (publishable keys act as anon)")
+        row, plaintext = await store.create_key(args.type, args.name, actor=_actor(), description=args.description,
+                                                template=template, api_key=api_key)
+        out = key_json(row, plaintext)
+        if args.json:
+            print(json.dumps(out))
+        elif cmd == "import":
+            print(f"imported {row['type']} key {row['name']} ({row['prefix']}…) as {row['id']}")
+        else:
+            sys.stderr.write(f"created {row['type']} key {row['name']} ({row['id']}); it is shown only this once:\n")
+            print(plaintext)
+        return 0
+    if cmd == "list":
+        rows = [key_json(r) for r in await store.list_keys()]
+        for r in rows:
+            del r["api_key"]
+        if args.json:
+            print(json.dumps(rows))
+        else:
+            print(f"{'ID':<36}  {'TYPE':<11}  {'NAME':<20}  {'PREFIX':<24}  LAST USED")
+            for r in rows:
+                print(f"{r['id']:<36}  {r['type']:<11}  {r['name']:<20}  {r['prefix']:<24}  {r['last_used_at'] or '-'}")
+        return 0
+    row = await store.delete_key(args.id, actor=_actor(), was_compromised=args.compromised, reason=args.reason)
+    print(f"deleted {row['type']} key {row['name']} ({row['id']})")
+    return 0
+
+
+async def _legacy(store: Store, args: argparse.Namespace) -> int:
+    if args.action == "status":
+        state = await store.legacy()
+    else:
+        state = await store.set_legacy(args.action == "enable", actor=_actor())
+    if args.json:
+        print(json.dumps({"enabled": state.enabled,
+                          "changed_at": state.changed_at.isoformat() if state.changed_at else None}))
+    else:
+        since = f" since {state.changed_at.isoformat(timespec='seconds')}" if state.changed_at else ""
+        print(f"legacy API keys are {'enabled' if state.enabled else 'disabled'}{since}")
+    return 0
+
+
+_COMMANDS: dict[str, Callable[[Store, argparse.Namespace], Awaitable[int]]] = {
+    "migrate": _migrate, "keys": _keys, "legacy": _legacy,
+}
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

@@ -1,0 +1,252 @@
+"""Configuration: a TOML file, overridden by ``GATEWAY_*`` variables, plus Supabase's own names.
+
+Precedence, highest first: ``GATEWAY_*`` environment variables, the aliases a self-hosted
+Supabase ``.env`` already has (``JWT_SECRET``, ``JWT_KEYS``, ``ANON_KEY``, ``SERVICE_ROLE_KEY``,
+``DATABASE_URL``), the TOML file (``--config`` or ``GATEWAY_CONFIG``), the defaults.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tomllib
+from contextvars import ContextVar
+from pathlib import Path
+from typing import Any
+
+import jwt
+from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+# Environment names a self-hosted Supabase stack already uses, mapped to our keys.
+ALIASES: dict[str, tuple[str, ...]] = {
+    "DATABASE_URL": ("database_url",),
+    "JWT_SECRET": ("jwt", "secret"),
+    "JWT_KEYS": ("jwt", "signing_keys"),
+    "ANON_KEY": ("legacy", "anon_key"),
+    "SERVICE_ROLE_KEY": ("legacy", "service_role_key"),
+}
+
+
+class ConfigError(Exception):
+    """A configuration problem, phrased as one line that names the key."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ServerSettings(_Section):
+    host: str = "0.0.0.0"
+    port: int = Field(8000, ge=0, le=65535)
+    workers: int | None = Field(None, ge=1, le=256)
+
+
+class AdminSettings(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(8001, ge=0, le=65535)
+    token: SecretStr | None = None
+
+    @field_validator("token")
+    @classmethod
+    def _long_enough(cls, v: SecretStr | None) -> SecretStr | None:
+        if v is not None and len(v.get_secret_value()) < 16:
+            raise ValueError("must be at least 16 characters")
+        return v
+
+
+class JwtSettings(_Section):
+    secret: SecretStr | None = None
+    signing_keys: list[dict[str, Any]] = Field(default_factory=list)
+    ttl_seconds: int = Field(300, ge=10, le=86400)
+    issuer: str = "supabase"
+    user_roles: list[str] = Field(default_factory=lambda: ["authenticated", "anon"])
+
+    @field_validator("secret")
+    @classmethod
+    def _secret_length(cls, v: SecretStr | None) -> SecretStr | None:
+        if v is not None and len(v.get_secret_value()) < 32:
+            raise ValueError("must be at least 32 characters (as Supabase requires)")
+        return v
+
+    @field_validator("signing_keys", mode="before")
+    @classmethod
+    def _parse_json(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            try:
+                v = json.loads(v) if v.strip() else []
+            except json.JSONDecodeError:
+                raise ValueError("must be a JSON array of private JWKs") from None
+        if isinstance(v, dict) and "keys" in v:  # a JWKS object is accepted too
+            v = v["keys"]
+        return v
+
+    @field_validator("signing_keys")
+    @classmethod
+    def _private_jwks(cls, keys: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        for i, jwk in enumerate(keys):
+            kty = jwk.get("kty")
+            if kty == "oct":  # the symmetric secret, as in Supabase's JWT_KEYS: verify only
+                if not jwk.get("k"):
+                    raise ValueError(f"key {i}: oct key without 'k'")
+                continue
+            if kty not in ("EC", "RSA"):
+                raise ValueError(f"key {i}: kty must be EC or RSA")
+            if "d" not in jwk:
+                raise ValueError(f"key {i} (kid {jwk.get('kid')!r}) has no private part")
+            alg = jwk.get("alg") or ("ES256" if kty == "EC" else "RS256")
+            if alg not in ("ES256", "RS256"):
+                raise ValueError(f"key {i}: alg must be ES256 or RS256")
+            try:
+                jwt.PyJWK(jwk, algorithm=alg)
+            except Exception:
+                raise ValueError(f"key {i} is not a valid {alg} JWK") from None
+        return keys
+
+
+class LegacySettings(_Section):
+    anon_key: SecretStr | None = None
+    service_role_key: SecretStr | None = None
+
+
+class UpstreamSettings(_Section):
+    rest: AnyHttpUrl | None = None
+    realtime: AnyHttpUrl | None = None
+    functions: AnyHttpUrl | None = None
+    auth: AnyHttpUrl | None = None
+    storage: AnyHttpUrl | None = None
+    meta: AnyHttpUrl | None = None
+    realtime_host: str = "realtime-dev.supabase-realtime"
+    connect_timeout: float = Field(5.0, gt=0)
+    timeout: float = Field(30.0, gt=0)
+    functions_timeout: float = Field(150.0, gt=0)
+    storage_timeout: float = Field(300.0, gt=0)
+
+    def base(self, service: str) -> str | None:
+        url = getattr(self, service)
+        return None if url is None else str(url).rstrip("/")
+
+    def timeout_for(self, service: str) -> float:
+        if service == "functions":
+            return self.functions_timeout
+        if service == "storage":
+            return self.storage_timeout
+        return self.timeout
+
+
+class CorsSettings(_Section):
+    meta_origins: list[str] = Field(
+        default_factory=lambda: ["http://localhost:*", "http://127.0.0.1:*", "https://localhost:*", "https://127.0.0.1:*"]
+    )
+
+
+class KeysSettings(_Section):
+    refresh_seconds: float = Field(30.0, gt=0)
+    last_used_flush_seconds: float = Field(10.0, gt=0)
+
+
+class LogSettings(_Section):
+    level: str = "info"
+    access: bool = True
+
+    @field_validator("level")
+    @classmethod
+    def _level(cls, v: str) -> str:
+        if v.lower() not in ("debug", "info", "warning", "error"):
+            raise ValueError("must be debug, info, warning or error")
+        return v.lower()
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="GATEWAY_", env_nested_delimiter="__", extra="forbid")
+
+    database_url: SecretStr | None = None
+    data_dir: Path = Path(".gateway")
+    project_ref: str = "default"
+    key_checksum_ref: str = "supabase-self-hosted"
+    server: ServerSettings = Field(default_factory=ServerSettings)
+    admin: AdminSettings = Field(default_factory=AdminSettings)
+    jwt: JwtSettings = Field(default_factory=JwtSettings)
+    legacy: LegacySettings = Field(default_factory=LegacySettings)
+    upstreams: UpstreamSettings = Field(default_factory=UpstreamSettings)
+    cors: CorsSettings = Field(default_factory=CorsSettings)
+    keys: KeysSettings = Field(default_factory=KeysSettings)
+    log: LogSettings = Field(default_factory=LogSettings)
+
+    @field_validator("project_ref")
+    @classmethod
+    def _ref(cls, v: str) -> str:
+        if not re.fullmatch(r"[a-z0-9][a-z0-9_-]{0,63}", v):
+            raise ValueError("must be lower-case letters, digits, '-' or '_'")
+        return v
+
+    @classmethod
+    def settings_customise_sources(  # type: ignore[override]
+        cls, settings_cls, init_settings, env_settings, dotenv_settings, file_secret_settings
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, _AliasSource(settings_cls), _FileSource(settings_cls))
+
+
+_file_values: ContextVar[dict[str, Any]] = ContextVar("gateway_config_file", default={})
+
+
+class _FileSource(PydanticBaseSettingsSource):
+    """The TOML file, already read by load_settings (so that its errors read well)."""
+
+    def get_field_value(self, field, field_name):  # pragma: no cover - required by the ABC
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return _file_values.get()
+
+
+class _AliasSource(PydanticBaseSettingsSource):
+    """Supabase's own variable names, beneath the ``GATEWAY_*`` ones."""
+
+    def get_field_value(self, field, field_name):  # pragma: no cover - unused, required by the ABC
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for env, path in ALIASES.items():
+            value = os.environ.get(env)
+            if value:
+                node = out
+                for part in path[:-1]:
+                    node = node.setdefault(part, {})
+                node[path[-1]] = value
+        return out
+
+
+def _describe(err: ValidationError) -> str:
+    first = err.errors()[0]
+    loc = ".".join(str(p) for p in first["loc"] if not isinstance(p, int)) or "config"
+    msg = first["msg"]
+    if first["type"] == "extra_forbidden":
+        msg = "unknown option"
+    msg = msg.removeprefix("Value error, ")
+    return f"{loc}: {msg}"
+
+
+def load_settings(config_file: str | os.PathLike[str] | None = None) -> Settings:
+    """Read the TOML file (if any) and the environment; raise ConfigError with one line."""
+    path = config_file or os.environ.get("GATEWAY_CONFIG")
+    file_values: dict[str, Any] = {}
+    if path:
+        try:
+            with open(path, "rb") as f:
+                file_values = tomllib.load(f)
+        except FileNotFoundError:
+            raise ConfigError(f"config file {path}: not found") from None
+        except tomllib.TOMLDecodeError as e:
+            raise ConfigError(f"config file {path}: invalid TOML ({e})") from None
+        except OSError as e:
+            raise ConfigError(f"config file {path}: {e.strerror}") from None
+    token = _file_values.set(file_values)
+    try:
+        return Settings()
+    except ValidationError as e:
+        raise ConfigError(f"invalid configuration: {_describe(e)}") from None
+    finally:
+        _file_values.reset(token)

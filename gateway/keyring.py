@@ -1,0 +1,251 @@
+"""Every valid key in memory, kept in step with Postgres through LISTEN/NOTIFY.
+
+The request path asks ``KeyRing.by_hash``: a dict lookup. A hash not in memory (a key just
+created on another instance whose notification has not arrived yet) costs one database round
+trip, shared by concurrent requests and remembered briefly when it finds nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import asyncpg
+import jwt
+
+from gateway import apikeys
+from gateway.config import Settings
+from gateway.store import Legacy, Store
+
+log = logging.getLogger("gateway")
+
+CHANNEL = "gateway_changes"
+NEGATIVE_TTL = 1.0
+NEGATIVE_MAX = 10_000
+
+
+@dataclass(slots=True, eq=False)
+class KeyEntry:
+    """One key as the request path needs it. Its minted JWT is cached on it (see tokens)."""
+
+    id: str
+    type: str  # publishable | secret | legacy
+    prefix: str
+    role: str
+    claims: dict[str, Any]
+    token: str = ""
+    token_renew_at: float = 0.0
+
+    @property
+    def is_secret(self) -> bool:
+        return self.type == "secret" or (self.type == "legacy" and self.role == "service_role")
+
+
+def entry_from_row(row: asyncpg.Record | dict[str, Any]) -> KeyEntry:
+    if row["type"] == "secret":
+        claims = dict(row["secret_jwt_template"] or {"role": "service_role"})
+    else:
+        claims = {"role": "anon"}
+    return KeyEntry(str(row["id"]), row["type"], row["prefix"], claims["role"], claims)
+
+
+def legacy_entries(settings: Settings) -> dict[str, KeyEntry]:
+    """The configured legacy JWT keys that really verify with ``jwt.secret``, by hash."""
+    out: dict[str, KeyEntry] = {}
+    secret = settings.jwt.secret
+    for name, value in (("anon", settings.legacy.anon_key), ("service_role", settings.legacy.service_role_key)):
+        if value is None:
+            continue
+        if secret is None:
+            log.warning("legacy.%s_key is set but jwt.secret is not: the legacy key is ignored", name)
+            continue
+        try:
+            claims = jwt.decode(value.get_secret_value(), secret.get_secret_value(), algorithms=["HS256"],
+                                options={"verify_aud": False})
+        except jwt.PyJWTError as e:
+            log.warning("legacy.%s_key does not verify with jwt.secret (%s): the legacy key is ignored", name,
+                        type(e).__name__)
+            continue
+        if claims.get("role") != name:
+            log.warning("legacy.%s_key carries role %r: the legacy key is ignored", name, claims.get("role"))
+            continue
+        out[apikeys.hash_key(value.get_secret_value())] = KeyEntry(name, "legacy", "", name, {"role": name})
+    return out
+
+
+@dataclass
+class KeyRing:
+    store: Store
+    settings: Settings
+    by_hash: dict[str, KeyEntry] = field(default_factory=dict)
+    legacy: Legacy = Legacy(True, None)
+    admin_token_hash: str | None = None
+    on_change: list[Callable[[], None]] = field(default_factory=list)
+    _legacy_by_hash: dict[str, KeyEntry] = field(default_factory=dict)
+    _negative: dict[str, float] = field(default_factory=dict)
+    _inflight: dict[str, asyncio.Future[KeyEntry | None]] = field(default_factory=dict)
+    _used: dict[str, float] = field(default_factory=dict)
+    _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    _listener: asyncpg.Connection | None = None
+
+    # --- the request path ------------------------------------------------------------------
+
+    def legacy_entry(self, key_hash: str) -> KeyEntry | None:
+        return self._legacy_by_hash.get(key_hash)
+
+    async def fetch(self, key_hash: str) -> KeyEntry | None:
+        """A key not in memory: one shared round trip, negative answers kept for a second."""
+        now = time.monotonic()
+        if self._negative.get(key_hash, 0.0) > now:
+            return None
+        pending = self._inflight.get(key_hash)
+        if pending is not None:
+            return await asyncio.shield(pending)
+        fut: asyncio.Future[KeyEntry | None] = asyncio.get_running_loop().create_future()
+        self._inflight[key_hash] = fut
+        try:
+            row = await self.store.lookup_hash(key_hash)
+            entry = None if row is None else entry_from_row(row)
+            if entry is None:
+                if len(self._negative) >= NEGATIVE_MAX:
+                    self._negative.clear()
+                self._negative[key_hash] = now + NEGATIVE_TTL
+            else:
+                self.by_hash[key_hash] = entry
+            fut.set_result(entry)
+            return entry
+        except Exception as e:  # the database is down: refuse, never guess
+            fut.set_result(None)
+            log.warning("key lookup failed: %s", type(e).__name__)
+            return None
+        finally:
+            del self._inflight[key_hash]
+
+    def mark_used(self, entry: KeyEntry) -> None:
+        self._used[entry.id] = time.time()
+
+    # --- keeping in step -------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._legacy_by_hash = legacy_entries(self.settings)
+        await self.reload()
+        self._tasks = [
+            asyncio.create_task(self._listen_forever(), name="keyring-listen"),
+            asyncio.create_task(self._every(self.settings.keys.refresh_seconds, self.reload), name="keyring-refresh"),
+            asyncio.create_task(self._every(self.settings.keys.last_used_flush_seconds, self.flush), name="keyring-flush"),
+        ]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        with contextlib.suppress(Exception):
+            await self.flush()
+        if self._listener is not None:
+            with contextlib.suppress(Exception):
+                await self._listener.close()
+
+    async def reload(self) -> None:
+        """Full refresh: the safety net behind notifications."""
+        rows = await self.store.list_keys()
+        fresh = {row["hash"]: entry_from_row(row) for row in rows}
+        # Keep existing entries (and their cached tokens) where nothing changed.
+        for key_hash, entry in fresh.items():
+            old = self.by_hash.get(key_hash)
+            if old is not None and old.claims == entry.claims and old.type == entry.type:
+                fresh[key_hash] = old
+        self.by_hash = fresh
+        await self._reload_settings()
+        self._changed()
+
+    async def _reload_settings(self) -> None:
+        self.legacy = await self.store.legacy()
+        self.admin_token_hash = await self.store.admin_token_hash()
+
+    async def flush(self) -> None:
+        if not self._used:
+            return
+        used, self._used = self._used, {}
+        keys: dict[uuid.UUID, float] = {}
+        legacy: dict[str, float] = {}
+        for key_id, t in used.items():
+            if key_id in ("anon", "service_role"):
+                legacy[key_id] = t
+            else:
+                keys[uuid.UUID(key_id)] = t
+        try:
+            await self.store.touch(keys, legacy)
+        except Exception as e:
+            log.warning("could not record last use of keys: %s", type(e).__name__)
+            for key_id, t in used.items():  # try again next time
+                self._used.setdefault(key_id, t)
+
+    async def _every(self, seconds: float, fn: Callable[[], Any]) -> None:
+        while True:
+            await asyncio.sleep(seconds)
+            try:
+                await fn()
+            except Exception as e:
+                log.warning("%s failed: %s", getattr(fn, "__name__", "task"), type(e).__name__)
+
+    async def _listen_forever(self) -> None:
+        """Hold a LISTEN connection; on loss, reconnect and reload (missed events are not replayed)."""
+        delay = 0.2
+        first = True
+        while True:
+            lost = asyncio.Event()
+            try:
+                conn = await asyncpg.connect(self.store.dsn, timeout=10)
+                self._listener = conn
+                conn.add_termination_listener(lambda _c: lost.set())
+                await conn.add_listener(CHANNEL, self._on_notify)
+                if not first:  # start() loaded everything just before
+                    await self.reload()
+                first = False
+                delay = 0.2
+                await lost.wait()
+                log.warning("lost the database notification connection; reconnecting")
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:
+                log.warning("cannot listen for key changes: %s", type(e).__name__)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+    def _on_notify(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
+        try:
+            event = json.loads(payload)
+        except ValueError:
+            return
+        if event.get("table") == "api_keys":
+            key_hash = event.get("hash", "")
+            if event.get("op") == "DELETE":
+                self.by_hash.pop(key_hash, None)
+                self._changed()
+            else:
+                self._negative.pop(key_hash, None)
+                asyncio.get_running_loop().create_task(self._refetch(key_hash))
+        elif event.get("key") != "legacy_last_used":
+            asyncio.get_running_loop().create_task(self._reload_settings_and_notify())
+
+    async def _refetch(self, key_hash: str) -> None:
+        self.by_hash.pop(key_hash, None)  # changed: drop the old entry and its cached token
+        await self.fetch(key_hash)
+        self._changed()
+
+    async def _reload_settings_and_notify(self) -> None:
+        with contextlib.suppress(Exception):
+            await self._reload_settings()
+        self._changed()
+
+    def _changed(self) -> None:
+        for fn in self.on_change:
+            fn()

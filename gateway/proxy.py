@@ -1,0 +1,427 @@
+"""The public listener: a plain ASGI app that routes, authenticates and forwards.
+
+HTTP is streamed both ways through one pooled aiohttp session per service; WebSockets are
+relayed frame by frame. Nothing here touches the database for a known key.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from typing import Any, AsyncIterator
+from urllib.parse import unquote_plus
+
+import aiohttp
+from multidict import CIMultiDict
+from yarl import URL
+
+from gateway import observe
+from gateway.auth import Authenticator, Grant, Refusal
+from gateway.config import Settings
+from gateway.responses import (
+    OriginPolicy, Send, cors_headers, preflight_headers, send_error, send_json,
+)
+from gateway.routes import BadPath, Policy, Route, match, normalize
+
+log = logging.getLogger("gateway")
+
+MAX_HEADERS = 100
+MAX_HEADER_BYTES = 32 * 1024
+SMALL_BODY = 64 * 1024
+
+# Connection-level headers (RFC 9110 7.6.1) and the ones we set ourselves.
+HOP_BY_HOP = frozenset({
+    b"connection", b"keep-alive", b"proxy-connection", b"proxy-authenticate", b"proxy-authorization",
+    b"te", b"trailer", b"transfer-encoding", b"upgrade",
+})
+REPLACED = frozenset({
+    b"host", b"apikey", b"sb-api-key", b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host",
+    b"x-forwarded-prefix",
+})
+WS_HANDSHAKE = frozenset({b"sec-websocket-key", b"sec-websocket-version", b"sec-websocket-extensions",
+                          b"sec-websocket-protocol"})
+RESPONSE_DROP = HOP_BY_HOP | {b"access-control-allow-origin", b"access-control-expose-headers",
+                              b"access-control-allow-credentials", b"vary"}
+SKIP_AUTO = ("User-Agent", "Accept", "Accept-Encoding", "Content-Type")
+
+
+class RequestInfo:
+    """One pass over the request headers: what the gateway needs to know."""
+
+    __slots__ = ("apikeys", "authorization", "user_agent", "sec_fetch", "origin", "acr_method", "acr_headers",
+                 "host", "xff", "connection", "ws_protocols", "total")
+
+    def __init__(self, headers: list[tuple[bytes, bytes]]) -> None:
+        self.apikeys: list[str] = []
+        self.authorization: str | None = None
+        self.user_agent: str | None = None
+        self.sec_fetch = False
+        self.origin: bytes | None = None
+        self.acr_method: bytes | None = None
+        self.acr_headers: bytes | None = None
+        self.host: bytes | None = None
+        self.xff: bytes | None = None
+        self.connection: frozenset[bytes] = frozenset()
+        self.ws_protocols: list[str] = []
+        total = 0
+        for name, value in headers:
+            total += len(name) + len(value) + 4
+            if name == b"apikey":
+                self.apikeys.append(value.decode("latin-1").strip())
+            elif name == b"authorization":
+                self.authorization = value.decode("latin-1").strip()
+            elif name == b"user-agent":
+                self.user_agent = value.decode("latin-1")
+            elif name.startswith(b"sec-fetch-"):
+                self.sec_fetch = True
+            elif name == b"origin":
+                self.origin = value
+            elif name == b"host":
+                self.host = value
+            elif name == b"x-forwarded-for":
+                self.xff = value if self.xff is None else self.xff + b", " + value
+            elif name == b"connection":
+                self.connection = frozenset(t.strip().lower() for t in value.split(b","))
+            elif name == b"access-control-request-method":
+                self.acr_method = value
+            elif name == b"access-control-request-headers":
+                self.acr_headers = value
+            elif name == b"sec-websocket-protocol":
+                self.ws_protocols += [p.strip() for p in value.decode("latin-1").split(",") if p.strip()]
+        self.total = total
+
+
+def split_query(query: bytes, replacement: str | None) -> tuple[list[str], bytes]:
+    """The ``apikey`` values of a query string, and the query without them (or with the minted
+    JWT in their place when ``replacement`` is given). Other parameters keep their bytes."""
+    if b"apikey" not in query.lower() and b"%" not in query:
+        return [], query
+    keys: list[str] = []
+    kept: list[bytes] = []
+    for part in query.split(b"&"):
+        name, eq, value = part.partition(b"=")
+        if unquote_plus(name.decode("latin-1")) == "apikey":
+            keys.append(unquote_plus(value.decode("latin-1")).strip())
+        else:
+            kept.append(part)
+    if replacement is not None and keys:
+        kept.append(b"apikey=" + replacement.encode())
+    return keys, b"&".join(kept)
+
+
+class Proxy:
+    def __init__(self, settings: Settings, auth: Authenticator) -> None:
+        self.settings = settings
+        self.auth = auth
+        self.origins = OriginPolicy(settings.cors.meta_origins)
+        self.sessions: dict[str, aiohttp.ClientSession] = {}
+        self.timeouts: dict[str, aiohttp.ClientTimeout] = {}
+        self.bases: dict[str, str | None] = {
+            s: settings.upstreams.base(s) for s in ("rest", "realtime", "functions", "auth", "storage", "meta")
+        }
+        self.log_access = settings.log.access
+
+    async def start(self) -> None:
+        up = self.settings.upstreams
+        for service, base in self.bases.items():
+            if base is None:
+                continue
+            connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=60, keepalive_timeout=30)
+            self.sessions[service] = aiohttp.ClientSession(
+                connector=connector, auto_decompress=False, cookie_jar=aiohttp.DummyCookieJar(),
+                trust_env=False, skip_auto_headers=SKIP_AUTO,
+            )
+            self.timeouts[service] = aiohttp.ClientTimeout(
+                total=None, connect=up.connect_timeout, sock_read=up.timeout_for(service)
+            )
+
+    async def close(self) -> None:
+        for session in self.sessions.values():
+            await session.close()
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Send) -> None:
+        if scope["type"] == "http":
+            await self.http(scope, receive, send)
+        elif scope["type"] == "websocket":
+            await self.websocket(scope, receive, send)
+        elif scope["type"] == "lifespan":
+            while (await receive())["type"] != "lifespan.shutdown":
+                await send({"type": "lifespan.startup.complete"})
+            await send({"type": "lifespan.shutdown.complete"})
+
+    # --- HTTP --------------------------------------------------------------------------------
+
+    async def http(self, scope: dict[str, Any], receive: Any, send: Send) -> None:
+        started = time.perf_counter()
+        method: str = scope["method"]
+        info = RequestInfo(scope["headers"])
+        raw_path = (scope.get("raw_path") or scope["path"].encode()).decode("latin-1").partition("?")[0]
+        route: Route | None = None
+        grant: Grant | None = None
+        status = 500
+        try:
+            if len(scope["headers"]) > MAX_HEADERS or info.total > MAX_HEADER_BYTES:
+                raise Refusal(431, "REQUEST_HEADERS_TOO_LARGE", "Request header fields too large",
+                              f"At most {MAX_HEADERS} headers and {MAX_HEADER_BYTES // 1024} KiB in all.")
+            try:
+                path = normalize(raw_path)
+            except BadPath as e:
+                raise Refusal(400, "BAD_PATH", "Invalid request path", str(e)) from None
+            raw_path = path
+            route = match(path)
+
+            if method == "OPTIONS" and info.origin is not None and info.acr_method is not None:
+                headers = preflight_headers(info.origin, info.acr_headers, route is not None and route.meta_cors,
+                                            self.origins)
+                status = 200
+                await send({"type": "http.response.start", "status": 200, "headers": headers})
+                await send({"type": "http.response.body", "body": b""})
+                return
+            if route is None:
+                raise Refusal(404, "NOT_FOUND", "no Route matched with those values")
+            if route.policy is Policy.HEALTH:
+                status = 200
+                await send_json(send, 200, {"status": "ok"}, self._cors(info, route))
+                return
+            if route.policy is Policy.FORBIDDEN:
+                raise Refusal(403, "FORBIDDEN_ROUTE", "Access is forbidden.")
+
+            query_keys, _ = split_query(scope.get("query_string", b""), None)
+            if route.policy is Policy.OPEN:
+                grant = Grant(None, None, None, "none")
+            else:
+                grant = await self.auth.check(route.policy, info.apikeys, query_keys, info.authorization,
+                                              info.user_agent, info.sec_fetch)
+            status = await self._forward(scope, receive, send, info, route, grant)
+        except Refusal as r:
+            status = r.status
+            await send_error(send, r.status, r.code, r.message, r.hint,
+                             self._cors(info, route) if route else cors_headers(info.origin, False, self.origins))
+        finally:
+            entry = grant.entry if grant else None
+            observe.record(method, raw_path, route.service if route else None, status, started,
+                           grant.role if grant else "none", entry.id if entry else None,
+                           entry.prefix if entry else None, self.log_access)
+
+    def _cors(self, info: RequestInfo, route: Route | None) -> list[tuple[bytes, bytes]]:
+        return cors_headers(info.origin, route is not None and route.meta_cors, self.origins)
+
+    def _target(self, scope: dict[str, Any], route: Route, grant: Grant, ws: bool = False) -> URL:
+        base = self.bases[route.service]  # type: ignore[index]
+        if base is None:
+            raise Refusal(503, "UPSTREAM_NOT_CONFIGURED", "Service not configured",
+                          f"Set upstreams.{route.service} to enable {route.prefix}.")
+        replacement = grant.token if route.realtime else None
+        _, query = split_query(scope.get("query_string", b""), replacement)
+        if ws:
+            base = "ws" + base[4:] if base.startswith("http") else base
+        url = base + route.upstream_path + ("?" + query.decode("latin-1") if query else "")
+        return URL(url, encoded=True)
+
+    def _upstream_headers(self, scope: dict[str, Any], info: RequestInfo, route: Route, grant: Grant,
+                          ws: bool = False) -> CIMultiDict[str]:
+        out: CIMultiDict[str] = CIMultiDict()
+        drop_authorization = grant.authorization is not None
+        for name, value in scope["headers"]:
+            if name in HOP_BY_HOP or name in REPLACED or name in info.connection:
+                continue
+            if (name == b"authorization" and drop_authorization) or (route.realtime and name == b"x-api-key"):
+                continue
+            if ws and name in WS_HANDSHAKE:
+                continue
+            out.add(name.decode("latin-1"), value.decode("latin-1"))
+        if route.realtime:
+            out["Host"] = self.settings.upstreams.realtime_host
+        if grant.token is not None:
+            out["apikey"] = grant.token
+            if route.realtime:
+                out["x-api-key"] = grant.token
+            if route.functions:
+                out["sb-api-key"] = grant.token
+        if grant.authorization is not None:
+            out["Authorization"] = grant.authorization
+        for name, value in route.extra_headers:
+            out[name.decode()] = value.decode()
+        client = scope.get("client")
+        client_ip = client[0] if client else ""
+        out["X-Forwarded-For"] = (info.xff.decode("latin-1") + ", " + client_ip) if info.xff else client_ip
+        out["X-Forwarded-Proto"] = "https" if scope.get("scheme") in ("https", "wss") else "http"
+        if info.host is not None:
+            out["X-Forwarded-Host"] = info.host.decode("latin-1")
+        out["X-Forwarded-Prefix"] = route.prefix
+        return out
+
+    async def _forward(self, scope: dict[str, Any], receive: Any, send: Send, info: RequestInfo, route: Route,
+                       grant: Grant) -> int:
+        url = self._target(scope, route, grant)
+        session = self.sessions[route.service]  # type: ignore[index]
+        headers = self._upstream_headers(scope, info, route, grant)
+        data = await _request_body(receive)
+        try:
+            resp = await session.request(scope["method"], url, headers=headers, data=data, allow_redirects=False,
+                                         timeout=self.timeouts[route.service])  # type: ignore[index]
+        except asyncio.TimeoutError:
+            raise Refusal(504, "UPSTREAM_TIMEOUT", "Upstream timed out",
+                          f"The {route.service} service did not answer in time.") from None
+        except (aiohttp.ClientError, OSError):
+            raise Refusal(502, "UPSTREAM_UNAVAILABLE", "Upstream unreachable",
+                          f"The {route.service} service could not be reached.") from None
+        try:
+            headers_out = [(k.lower(), v) for k, v in resp.raw_headers if k.lower() not in RESPONSE_DROP]
+            if info.origin is not None:
+                headers_out += self._cors(info, route)
+            length = resp.content_length
+            if length is not None and length <= SMALL_BODY:
+                body = await resp.read()
+                await send({"type": "http.response.start", "status": resp.status, "headers": headers_out})
+                await send({"type": "http.response.body", "body": body})
+                return resp.status
+            await send({"type": "http.response.start", "status": resp.status, "headers": headers_out})
+            async for chunk in resp.content.iter_any():
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            await send({"type": "http.response.body", "body": b""})
+            return resp.status
+        except (aiohttp.ClientError, asyncio.TimeoutError, OSError):
+            # The response had begun: all we can do is cut the connection short.
+            log.warning("upstream %s broke off a response", route.service)
+            return resp.status
+        finally:
+            resp.release()
+
+    # --- WebSocket ---------------------------------------------------------------------------
+
+    async def websocket(self, scope: dict[str, Any], receive: Any, send: Send) -> None:
+        started = time.perf_counter()
+        info = RequestInfo(scope["headers"])
+        raw_path = (scope.get("raw_path") or scope["path"].encode()).decode("latin-1").partition("?")[0]
+        route: Route | None = None
+        grant: Grant | None = None
+        status = 101
+        try:
+            try:
+                path = normalize(raw_path)
+            except BadPath as e:
+                raise Refusal(400, "BAD_PATH", "Invalid request path", str(e)) from None
+            raw_path = path
+            route = match(path)
+            if route is None or route.service is None:
+                raise Refusal(404, "NOT_FOUND", "no Route matched with those values")
+            query_keys, _ = split_query(scope.get("query_string", b""), None)
+            if route.policy is Policy.OPEN:
+                grant = Grant(None, None, None, "none")
+            else:
+                grant = await self.auth.check(route.policy, info.apikeys, query_keys, info.authorization,
+                                              info.user_agent, info.sec_fetch)
+            url = self._target(scope, route, grant, ws=True)
+            headers = self._upstream_headers(scope, info, route, grant, ws=True)
+            session = self.sessions[route.service]
+            try:
+                upstream = await session.ws_connect(
+                    url, headers=headers, protocols=info.ws_protocols, autoclose=False, autoping=True,
+                    max_msg_size=0, compress=0, timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=10),
+                )
+            except aiohttp.WSServerHandshakeError as e:
+                raise Refusal(502, "UPSTREAM_UNAVAILABLE", "Upstream refused the WebSocket",
+                              f"The {route.service} service answered {e.status}.") from None
+            except asyncio.TimeoutError:
+                raise Refusal(504, "UPSTREAM_TIMEOUT", "Upstream timed out") from None
+            except (aiohttp.ClientError, OSError):
+                raise Refusal(502, "UPSTREAM_UNAVAILABLE", "Upstream unreachable",
+                              f"The {route.service} service could not be reached.") from None
+            observe.WEBSOCKETS.labels(route.service, "open").inc()
+            await send({"type": "websocket.accept", "subprotocol": upstream.protocol})
+            await _relay(receive, send, upstream)
+        except Refusal as r:
+            status = r.status
+            await _deny(scope, send, r)
+        finally:
+            entry = grant.entry if grant else None
+            observe.record("WEBSOCKET", raw_path, route.service if route else None, status, started,
+                           grant.role if grant else "none", entry.id if entry else None,
+                           entry.prefix if entry else None, self.log_access)
+
+
+async def _request_body(receive: Any) -> bytes | AsyncIterator[bytes] | None:
+    """The body as bytes when it came in one piece, else a stream (never buffered whole)."""
+    msg = await receive()
+    if msg["type"] == "http.disconnect":
+        raise Refusal(499, "CLIENT_CLOSED_REQUEST", "Client closed request")
+    first = msg.get("body", b"")
+    if not msg.get("more_body", False):
+        return first or None
+
+    async def stream() -> AsyncIterator[bytes]:
+        if first:
+            yield first
+        while True:
+            m = await receive()
+            if m["type"] == "http.disconnect":
+                raise aiohttp.ClientPayloadError("client went away")
+            chunk = m.get("body", b"")
+            if chunk:
+                yield chunk
+            if not m.get("more_body", False):
+                return
+
+    return stream()
+
+
+async def _deny(scope: dict[str, Any], send: Send, r: Refusal) -> None:
+    """Refuse a WebSocket handshake with an HTTP answer where the server supports it."""
+    if "websocket.http.response" in scope.get("extensions", {}):
+        from gateway.responses import error_body
+
+        body = error_body(r.message, r.hint)
+        await send({"type": "websocket.http.response.start", "status": r.status, "headers": [
+            (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+            (b"sb-error-code", r.code.encode())]})
+        await send({"type": "websocket.http.response.body", "body": body})
+    else:
+        await send({"type": "websocket.close", "code": 1008})
+
+
+async def _relay(receive: Any, send: Send, upstream: aiohttp.ClientWebSocketResponse) -> None:
+    """Frames both ways until either side closes; the close code crosses over."""
+
+    async def client_to_upstream() -> None:
+        while True:
+            msg = await receive()
+            if msg["type"] == "websocket.receive":
+                if msg.get("text") is not None:
+                    await upstream.send_str(msg["text"])
+                elif msg.get("bytes") is not None:
+                    await upstream.send_bytes(msg["bytes"])
+            elif msg["type"] == "websocket.disconnect":
+                await upstream.close(code=msg.get("code", 1000))
+                return
+
+    async def upstream_to_client() -> None:
+        async for msg in upstream:
+            if msg.type == aiohttp.WSMsgType.TEXT:
+                await send({"type": "websocket.send", "text": msg.data})
+            elif msg.type == aiohttp.WSMsgType.BINARY:
+                await send({"type": "websocket.send", "bytes": msg.data})
+            elif msg.type == aiohttp.WSMsgType.CLOSE:
+                code = msg.data if isinstance(msg.data, int) else 1000
+                await upstream.close(code=code)
+                with contextlib.suppress(Exception):
+                    await send({"type": "websocket.close", "code": code, "reason": msg.extra or ""})
+                return
+            else:  # CLOSING, CLOSED, ERROR
+                break
+        with contextlib.suppress(Exception):
+            await send({"type": "websocket.close", "code": upstream.close_code or 1011})
+
+    tasks = [asyncio.ensure_future(client_to_upstream()), asyncio.ensure_future(upstream_to_client())]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for t in tasks:
+            t.cancel()
+        for t in tasks:
+            with contextlib.suppress(BaseException):
+                await t
+        if not upstream.closed:
+            await upstream.close()

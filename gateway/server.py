@@ -1,0 +1,233 @@
+"""``gateway serve``: prepare the database, bind both listeners, run one worker per core.
+
+The parent process owns the embedded Postgres and the sockets; workers (spawned processes, or
+this process when there is one) each hold a key ring, upstream pools and two uvicorn servers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import multiprocessing
+import os
+import secrets
+import shutil
+import signal
+import socket
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+
+from gateway import observe
+from gateway.admin import create_admin_app, key_json
+from gateway.auth import Authenticator
+from gateway.config import Settings
+from gateway.db import connect, migrate, resolve_dsn
+from gateway.keyring import KeyRing
+from gateway.proxy import Proxy
+from gateway.store import Store
+from gateway.tokens import JwtVerifier, Minter
+
+log = logging.getLogger("gateway")
+
+GRACE_SECONDS = 30
+
+
+class _Server(uvicorn.Server):
+    """uvicorn without its own signal handling: the worker stops both servers together."""
+
+    @contextlib.contextmanager
+    def capture_signals(self):  # type: ignore[override]
+        yield
+
+
+def _run(coro: Any) -> Any:
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency on Linux/macOS
+        return asyncio.run(coro)
+    return uvloop.run(coro)
+
+
+# --- preparing: migrations, first-start keys, secrets to show once ---------------------------
+
+
+def ensure_jwt_secret(settings: Settings) -> Settings:
+    """Without ``jwt.secret`` or signing keys, use (or make) one under ``data_dir`` so a first
+    start works; services verifying our JWTs must then be configured with it."""
+    if settings.jwt.secret is not None or settings.jwt.signing_keys:
+        return settings
+    path = settings.data_dir / "jwt-secret"
+    if not path.exists():
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        _write_private(path, secrets.token_urlsafe(48))
+    log.warning("jwt.secret is not set: minting with the generated secret in %s", path)
+    from pydantic import SecretStr
+
+    return settings.model_copy(update={"jwt": settings.jwt.model_copy(update={"secret": SecretStr(path.read_text().strip())})})
+
+
+def _write_private(path: Path, text: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.chmod(path, 0o600)
+
+
+async def prepare(settings: Settings, dsn: str) -> None:
+    conn = await connect(dsn)
+    try:
+        await migrate(conn)
+    finally:
+        await conn.close()
+    store = await Store.open(dsn, settings.key_checksum_ref, max_size=1)
+    try:
+        created, token = await store.bootstrap(need_admin_token=settings.admin.token is None)
+    finally:
+        await store.close()
+    if created or token:
+        show_once(settings, [key_json(row, key) for row, key in created], token)
+
+
+def show_once(settings: Settings, keys: list[dict[str, Any]], admin_token: str | None) -> None:
+    """Print first-start secrets on a terminal; otherwise write them to a 0600 file."""
+    if sys.stdout.isatty():
+        print("\nCreated on first start; shown this once, store them now:\n")
+        for k in keys:
+            print(f"  {k['type']:<12} {k['name']:<10} {k['api_key']}")
+        if admin_token:
+            print(f"  admin token             {admin_token}")
+        print(flush=True)
+        return
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    path = settings.data_dir / "initial-keys.json"
+    payload: dict[str, Any] = {"keys": keys}
+    if admin_token:
+        payload["admin_token"] = admin_token
+    _write_private(path, json.dumps(payload, indent=2) + "\n")
+    log.info("first start: initial keys%s written to %s (mode 0600)", " and admin token" if admin_token else "", path)
+
+
+# --- a worker --------------------------------------------------------------------------------
+
+
+async def run_worker(settings: Settings, dsn: str, public: socket.socket, admin: socket.socket) -> None:
+    observe.setup_logging(settings.log.level)
+    store = await Store.open(dsn, settings.key_checksum_ref)
+    ring = KeyRing(store, settings)
+    await ring.start()
+    auth_base = settings.upstreams.base("auth")
+    verifier = JwtVerifier(settings, f"{auth_base}/.well-known/jwks.json" if auth_base else None)
+    auth = Authenticator(ring, Minter.from_settings(settings), verifier, settings.project_ref,
+                         settings.key_checksum_ref)
+    proxy = Proxy(settings, auth)
+    await proxy.start()
+    common = dict(lifespan="off", log_config=None, access_log=False, server_header=False, proxy_headers=False,
+                  timeout_graceful_shutdown=GRACE_SECONDS, ws="websockets-sansio", ws_max_size=64 * 1024 * 1024)
+    servers = [
+        _Server(uvicorn.Config(proxy, http="httptools", **common)),
+        _Server(uvicorn.Config(create_admin_app(settings, store, ring), **common)),
+    ]
+
+    def stop(*_: Any) -> None:
+        for s in servers:
+            s.should_exit = True
+
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop)
+    try:
+        await asyncio.gather(servers[0].serve(sockets=[public]), servers[1].serve(sockets=[admin]))
+    finally:
+        await proxy.close()
+        await ring.stop()
+        await store.close()
+
+
+def _worker_main(settings: Settings, dsn: str, public: socket.socket, admin: socket.socket) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent turns Ctrl-C into SIGTERM
+    _run(run_worker(settings, dsn, public, admin))
+
+
+# --- the parent ------------------------------------------------------------------------------
+
+
+def bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as e:
+        sock.close()
+        raise OSError(f"cannot listen on {host}:{port}: {e.strerror}") from None
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+def serve(settings: Settings) -> int:
+    observe.setup_logging(settings.log.level)
+    settings = ensure_jwt_secret(settings)
+    Minter.from_settings(settings)  # fail now, not in a worker, if nothing can sign
+    dsn, embedded = resolve_dsn(settings)
+    try:
+        _run(prepare(settings, dsn))
+        public = bind(settings.server.host, settings.server.port)
+        admin = bind(settings.admin.host, settings.admin.port)
+        workers = settings.server.workers or os.cpu_count() or 1
+        log.info("listening on http://%s:%d (public) and http://%s:%d (admin), %d worker%s",
+                 settings.server.host, public.getsockname()[1], settings.admin.host, admin.getsockname()[1],
+                 workers, "" if workers == 1 else "s")
+        if workers == 1:
+            _run(run_worker(settings, dsn, public, admin))
+        else:
+            _supervise(settings, dsn, public, admin, workers)
+        log.info("stopped")
+        return 0
+    finally:
+        if embedded is not None:
+            embedded.stop()
+
+
+def _supervise(settings: Settings, dsn: str, public: socket.socket, admin: socket.socket, count: int) -> None:
+    metrics_dir = settings.data_dir.resolve() / "metrics"
+    shutil.rmtree(metrics_dir, ignore_errors=True)
+    metrics_dir.mkdir(parents=True)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
+    ctx = multiprocessing.get_context("spawn")
+
+    def start() -> multiprocessing.process.BaseProcess:
+        p = ctx.Process(target=_worker_main, args=(settings, dsn, public, admin), daemon=False)
+        p.start()
+        return p
+
+    procs = [start() for _ in range(count)]
+    stopping = False
+
+    def on_signal(*_: Any) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    while not stopping:
+        time.sleep(0.2)
+        for i, p in enumerate(procs):
+            if not p.is_alive() and not stopping:
+                log.warning("worker %d exited with %s; starting another", p.pid, p.exitcode)
+                procs[i] = start()
+    for p in procs:
+        if p.is_alive():
+            os.kill(p.pid, signal.SIGTERM)
+    deadline = time.monotonic() + GRACE_SECONDS + 5
+    for p in procs:
+        p.join(max(0.0, deadline - time.monotonic()))
+        if p.is_alive():
+            p.kill()
+            p.join()

@@ -1,0 +1,289 @@
+"""The key store in Postgres: SQL for keys, settings and the audit log. Only hashes are stored."""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from gateway import apikeys
+
+KEY_COLUMNS = "id, type, name, description, prefix, hash, secret_jwt_template, inserted_at, updated_at, last_used_at"
+DEFAULT_TEMPLATE: dict[str, Any] = {"role": "service_role"}
+RESERVED_CLAIMS = frozenset({"iss", "ref", "iat", "exp", "nbf"})
+BOOTSTRAP_LOCK = 7_221_530_002
+_ROLE_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_$-]{0,62}")
+
+
+class InvalidInput(ValueError):
+    """Bad input, with the field it concerns; the message never holds key material."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+class NotFound(LookupError):
+    pass
+
+
+def check_name(name: Any) -> str:
+    if not isinstance(name, str) or not apikeys.valid_name(name):
+        raise InvalidInput("name", "must be 4 to 64 characters of a-z, 0-9 and _, not starting with a digit")
+    return name
+
+
+def check_description(description: Any) -> str | None:
+    if description is not None and (not isinstance(description, str) or len(description) > 1024):
+        raise InvalidInput("description", "must be a string of at most 1024 characters")
+    return description
+
+
+def check_template(template: Any) -> dict[str, Any]:
+    """A secret key's JWT template: an object with a ``role``; the gateway owns the time claims."""
+    if not isinstance(template, dict):
+        raise InvalidInput("secret_jwt_template", "must be an object")
+    role = template.get("role")
+    if not isinstance(role, str) or not _ROLE_RE.fullmatch(role):
+        raise InvalidInput("secret_jwt_template", "must have a 'role' that is a valid Postgres role name")
+    reserved = sorted(RESERVED_CLAIMS & template.keys())
+    if reserved:
+        raise InvalidInput("secret_jwt_template", f"may not set {', '.join(reserved)}")
+    if len(json.dumps(template)) > 4096:
+        raise InvalidInput("secret_jwt_template", "is larger than 4 KiB")
+    return template
+
+
+def parse_id(value: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(value)
+    except (ValueError, AttributeError, TypeError):
+        raise NotFound(value) from None
+
+
+@dataclass(frozen=True)
+class Legacy:
+    enabled: bool
+    changed_at: datetime | None
+
+
+async def _init_conn(conn: asyncpg.Connection) -> None:
+    await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+
+
+class Store:
+    """Every statement the gateway runs. Mutations write an audit row in the same transaction."""
+
+    def __init__(self, pool: asyncpg.Pool, dsn: str, checksum_ref: str) -> None:
+        self.pool = pool
+        self.dsn = dsn  # for the LISTEN connection, which lives outside the pool
+        self.checksum_ref = checksum_ref
+
+    @classmethod
+    async def open(cls, dsn: str, checksum_ref: str, max_size: int = 4) -> "Store":
+        from gateway.db import DatabaseError, _safe
+
+        try:
+            pool = await asyncpg.create_pool(dsn, min_size=1, max_size=max_size, timeout=10, init=_init_conn)
+        except (OSError, asyncpg.PostgresError, TimeoutError) as e:
+            raise DatabaseError(f"cannot connect to the database: {_safe(e)}") from None
+        return cls(pool, dsn, checksum_ref)
+
+    async def close(self) -> None:
+        await self.pool.close()
+
+    # --- keys ---------------------------------------------------------------------------
+
+    async def list_keys(self) -> list[asyncpg.Record]:
+        return await self.pool.fetch(f"SELECT {KEY_COLUMNS} FROM gateway.api_keys ORDER BY inserted_at, id")
+
+    async def get_key(self, key_id: str | uuid.UUID) -> asyncpg.Record:
+        kid = key_id if isinstance(key_id, uuid.UUID) else parse_id(key_id)
+        row = await self.pool.fetchrow(f"SELECT {KEY_COLUMNS} FROM gateway.api_keys WHERE id = $1", kid)
+        if row is None:
+            raise NotFound(str(key_id))
+        return row
+
+    async def lookup_hash(self, key_hash: str) -> asyncpg.Record | None:
+        return await self.pool.fetchrow(f"SELECT {KEY_COLUMNS} FROM gateway.api_keys WHERE hash = $1", key_hash)
+
+    async def create_key(
+        self,
+        key_type: str,
+        name: str,
+        *,
+        actor: str,
+        description: str | None = None,
+        template: dict[str, Any] | None = None,
+        api_key: str | None = None,
+    ) -> tuple[asyncpg.Record, str]:
+        """Create (or, with ``api_key``, adopt) a key; returns the row and the plaintext key."""
+        if key_type not in apikeys.PREFIXES:
+            raise InvalidInput("type", "must be 'publishable' or 'secret'")
+        check_name(name)
+        check_description(description)
+        if key_type == "secret":
+            template = check_template(template if template is not None else DEFAULT_TEMPLATE)
+        elif template is not None:
+            raise InvalidInput("secret_jwt_template", "only secret keys have a JWT template")
+        if api_key is not None and apikeys.parse(api_key, self.checksum_ref) != key_type:
+            raise InvalidInput("key", f"is not a valid {key_type} key for checksum ref {self.checksum_ref!r}")
+        async with self.pool.acquire() as conn, conn.transaction():
+            return await self._insert_key(conn, key_type, name, actor, description, template, api_key)
+
+    async def _insert_key(
+        self, conn: asyncpg.Connection, key_type: str, name: str, actor: str,
+        description: str | None, template: dict[str, Any] | None, api_key: str | None,
+    ) -> tuple[asyncpg.Record, str]:
+        if key_type == "secret" and template is None:
+            template = DEFAULT_TEMPLATE
+        if api_key is None:
+            api_key = apikeys.generate(key_type, self.checksum_ref)  # type: ignore[arg-type]
+        prefix = apikeys.display_prefix(api_key)
+        try:
+            async with conn.transaction():
+                row = await conn.fetchrow(
+                    f"INSERT INTO gateway.api_keys (type, name, description, prefix, hash, secret_jwt_template)"
+                    f" VALUES ($1, $2, $3, $4, $5, $6) RETURNING {KEY_COLUMNS}",
+                    key_type, name, description, prefix, apikeys.hash_key(api_key), template,
+                )
+        except asyncpg.UniqueViolationError:
+            raise InvalidInput("key", "this key is already in the store") from None
+        await self._audit(conn, actor, "api_key.create", str(row["id"]), {"type": key_type, "name": name, "prefix": prefix})
+        return row, api_key
+
+    async def update_key(self, key_id: str, changes: dict[str, Any], *, actor: str) -> asyncpg.Record:
+        """Change name, description or (secret keys) the JWT template."""
+        row = await self.get_key(key_id)
+        sets: dict[str, Any] = {}
+        if "name" in changes:
+            sets["name"] = check_name(changes["name"])
+        if "description" in changes:
+            sets["description"] = check_description(changes["description"])
+        if "secret_jwt_template" in changes:
+            if row["type"] != "secret":
+                raise InvalidInput("secret_jwt_template", "only secret keys have a JWT template")
+            sets["secret_jwt_template"] = check_template(changes["secret_jwt_template"])
+        if not sets:
+            return row
+        assignments = ", ".join(f"{col} = ${i}" for i, col in enumerate(sets, start=2))
+        async with self.pool.acquire() as conn, conn.transaction():
+            new = await conn.fetchrow(
+                f"UPDATE gateway.api_keys SET {assignments}, updated_at = now() WHERE id = $1 RETURNING {KEY_COLUMNS}",
+                row["id"], *sets.values(),
+            )
+            if new is None:
+                raise NotFound(key_id)
+            await self._audit(conn, actor, "api_key.update", str(row["id"]), {"fields": sorted(sets)})
+        return new
+
+    async def delete_key(
+        self, key_id: str, *, actor: str, was_compromised: bool = False, reason: str | None = None
+    ) -> asyncpg.Record:
+        """Delete for good: the hash is gone, so the key can never match again."""
+        kid = parse_id(key_id)
+        async with self.pool.acquire() as conn, conn.transaction():
+            row = await conn.fetchrow(f"DELETE FROM gateway.api_keys WHERE id = $1 RETURNING {KEY_COLUMNS}", kid)
+            if row is None:
+                raise NotFound(key_id)
+            await self._audit(
+                conn, actor, "api_key.delete", str(kid),
+                {"type": row["type"], "name": row["name"], "prefix": row["prefix"],
+                 "was_compromised": was_compromised, "reason": reason},
+            )
+        return row
+
+    async def count_keys(self) -> int:
+        return await self.pool.fetchval("SELECT count(*) FROM gateway.api_keys")
+
+    async def touch(self, used: dict[uuid.UUID, float], legacy_used: dict[str, float]) -> None:
+        """Record last use in one statement per batch (never one per request)."""
+        async with self.pool.acquire() as conn:
+            if used:
+                await conn.execute(
+                    "UPDATE gateway.api_keys k SET last_used_at = greatest(k.last_used_at, to_timestamp(u.t))"
+                    " FROM unnest($1::uuid[], $2::float8[]) AS u(id, t) WHERE k.id = u.id",
+                    list(used), list(used.values()),
+                )
+            if legacy_used:
+                await conn.execute(
+                    "INSERT INTO gateway.settings (key, value) VALUES ('legacy_last_used', $1::jsonb)"
+                    " ON CONFLICT (key) DO UPDATE SET value = gateway.settings.value || excluded.value, updated_at = now()",
+                    {name: datetime.fromtimestamp(t).astimezone().isoformat() for name, t in legacy_used.items()},
+                )
+
+    # --- settings -------------------------------------------------------------------------
+
+    async def get_setting(self, key: str) -> Any:
+        return await self.pool.fetchval("SELECT value FROM gateway.settings WHERE key = $1", key)
+
+    async def legacy(self) -> Legacy:
+        value = await self.get_setting("legacy")
+        if value is None:
+            return Legacy(True, None)
+        changed = value.get("changed_at")
+        return Legacy(bool(value.get("enabled", True)), datetime.fromisoformat(changed) if changed else None)
+
+    async def set_legacy(self, enabled: bool, *, actor: str) -> Legacy:
+        async with self.pool.acquire() as conn, conn.transaction():
+            changed_at = await conn.fetchval("SELECT now()")
+            await conn.execute(
+                "INSERT INTO gateway.settings (key, value) VALUES ('legacy', $1::jsonb)"
+                " ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = now()",
+                {"enabled": enabled, "changed_at": changed_at.isoformat()},
+            )
+            await self._audit(conn, actor, "legacy.enable" if enabled else "legacy.disable", None, {})
+        return Legacy(enabled, changed_at)
+
+    async def admin_token_hash(self) -> str | None:
+        value = await self.get_setting("admin_token")
+        return None if value is None else value.get("hash")
+
+    async def bootstrap(self, *, need_admin_token: bool) -> tuple[list[tuple[asyncpg.Record, str]], str | None]:
+        """First start: default keys when the table is empty, an admin token when none is set.
+
+        Runs once per database, under a lock, so instances starting together agree. Returns
+        the plaintexts to show once: ``([(row, api_key), ...], admin_token or None)``.
+        """
+        created: list[tuple[asyncpg.Record, str]] = []
+        token: str | None = None
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", BOOTSTRAP_LOCK)
+            done = await conn.fetchval("SELECT value FROM gateway.settings WHERE key = 'bootstrapped'")
+            if done is None and not await conn.fetchval("SELECT exists(SELECT 1 FROM gateway.api_keys)"):
+                for key_type in ("publishable", "secret"):
+                    created.append(await self._insert_key(conn, key_type, "default", "system",
+                                                          "Created on first start", None, None))
+            if done is None:
+                await conn.execute("INSERT INTO gateway.settings (key, value) VALUES ('bootstrapped', 'true')")
+            if need_admin_token and await conn.fetchval(
+                "SELECT value FROM gateway.settings WHERE key = 'admin_token'"
+            ) is None:
+                token = "sbgw_admin_" + apikeys.b64url(secrets.token_bytes(32))
+                await conn.execute(
+                    "INSERT INTO gateway.settings (key, value) VALUES ('admin_token', $1::jsonb)",
+                    {"hash": apikeys.hash_key(token)},
+                )
+                await self._audit(conn, "system", "admin_token.generate", None, {})
+        return created, token
+
+    # --- audit ----------------------------------------------------------------------------
+
+    async def audit_log(self, limit: int = 100) -> list[asyncpg.Record]:
+        return await self.pool.fetch(
+            "SELECT id, at, actor, action, target, details FROM gateway.audit_log ORDER BY id DESC LIMIT $1", limit
+        )
+
+    @staticmethod
+    async def _audit(conn: asyncpg.Connection, actor: str, action: str, target: str | None, details: dict[str, Any]) -> None:
+        await conn.execute(
+            "INSERT INTO gateway.audit_log (actor, action, target, details) VALUES ($1, $2, $3, $4::jsonb)",
+            actor, action, target, details,
+        )
