@@ -1,0 +1,185 @@
+"""Test plumbing shared by the suites: a real Postgres, a real gateway process, free ports."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+REPO = Path(__file__).resolve().parent.parent
+JWT_SECRET = "test-jwt-secret-with-at-least-32-characters-long"
+ADMIN_TOKEN = "test-admin-token-0123456789abcdef"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def create_database(server_dsn: str) -> str:
+    """A fresh, empty database on the shared server; returns its DSN."""
+    import asyncio
+
+    import asyncpg
+
+    name = "t_" + uuid.uuid4().hex[:12]
+
+    async def go() -> None:
+        conn = await asyncpg.connect(server_dsn)
+        try:
+            await conn.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            await conn.close()
+
+    asyncio.run(go()) if not _loop_running() else _run_in_thread(go)
+    return server_dsn.replace("/postgres?", f"/{name}?")
+
+
+def _loop_running() -> bool:
+    import asyncio
+
+    try:
+        asyncio.get_running_loop()
+        return True
+    except RuntimeError:
+        return False
+
+
+def _run_in_thread(fn: Any) -> None:
+    import asyncio
+    import threading
+
+    errors: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            asyncio.run(fn())
+        except BaseException as e:  # pragma: no cover - surfaced below
+            errors.append(e)
+
+    t = threading.Thread(target=target)
+    t.start()
+    t.join()
+    if errors:
+        raise errors[0]
+
+
+def gateway_cmd(*args: str) -> list[str]:
+    return [sys.executable, "-m", "gateway", *args]
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None, input: str | None = None,
+            cwd: str | Path | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run(gateway_cmd(*args), env=full_env, input=input, capture_output=True, text=True,
+                          cwd=cwd, timeout=timeout)
+
+
+@dataclass
+class Gateway:
+    """A real ``gateway serve`` process on free ports; its output lands in files we can read."""
+
+    env: dict[str, str]
+    workers: int = 1
+    port: int = field(default_factory=free_port)
+    admin_port: int = field(default_factory=free_port)
+    workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="gw-")))
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}"
+
+    @property
+    def admin_url(self) -> str:
+        return f"http://127.0.0.1:{self.admin_port}"
+
+    def start(self, timeout: float = 30) -> "Gateway":
+        env = {
+            **os.environ,
+            "GATEWAY_SERVER__HOST": "127.0.0.1",
+            "GATEWAY_SERVER__PORT": str(self.port),
+            "GATEWAY_ADMIN__PORT": str(self.admin_port),
+            "GATEWAY_SERVER__WORKERS": str(self.workers),
+            "GATEWAY_DATA_DIR": str(self.workdir / "data"),
+            "PYTHONUNBUFFERED": "1",
+            **self.env,
+        }
+        self.stdout = open(self.workdir / "stdout.log", "wb")
+        self.stderr = open(self.workdir / "stderr.log", "wb")
+        self.proc = subprocess.Popen(gateway_cmd("serve"), env=env, cwd=self.workdir, stdout=self.stdout,
+                                     stderr=self.stderr, stdin=subprocess.DEVNULL)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"gateway exited with {self.proc.returncode}:\n{self.logs()}")
+            try:
+                if httpx.get(self.url + "/health", timeout=1).status_code == 200 and \
+                        httpx.get(self.admin_url + "/health", timeout=1).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        self.stop()
+        raise RuntimeError(f"gateway did not start in {timeout}s:\n{self.logs()}")
+
+    def stop(self, timeout: float = 30) -> int | None:
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.stdout.close()
+        self.stderr.close()
+        return self.proc.returncode
+
+    def logs(self) -> str:
+        out = []
+        for name in ("stdout.log", "stderr.log"):
+            p = self.workdir / name
+            if p.exists():
+                out.append(p.read_text(errors="replace"))
+        return "\n".join(out)
+
+    def access_log(self) -> list[dict[str, Any]]:
+        lines = (self.workdir / "stdout.log").read_text().splitlines()
+        return [json.loads(line) for line in lines if line.startswith("{")]
+
+    # --- admin API shortcuts ---
+    def admin(self, method: str, path: str, **kw: Any) -> httpx.Response:
+        headers = {"Authorization": f"Bearer {self.env.get('GATEWAY_ADMIN__TOKEN', ADMIN_TOKEN)}",
+                   **kw.pop("headers", {})}
+        ref = self.env.get("GATEWAY_PROJECT_REF", "default")
+        return httpx.request(method, f"{self.admin_url}/v1/projects/{ref}{path}", headers=headers, timeout=10, **kw)
+
+    def create_key(self, key_type: str = "publishable", name: str | None = None, **body: Any) -> dict[str, Any]:
+        r = self.admin("POST", "/api-keys", json={"type": key_type, "name": name or f"k_{uuid.uuid4().hex[:8]}",
+                                                   **body})
+        assert r.status_code == 201, r.text
+        return r.json()
+
+    def __enter__(self) -> "Gateway":
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
