@@ -42,8 +42,9 @@ REPLACED = frozenset({
 })
 WS_HANDSHAKE = frozenset({b"sec-websocket-key", b"sec-websocket-version", b"sec-websocket-extensions",
                           b"sec-websocket-protocol"})
+# The gateway owns CORS; uvicorn adds its own Date (as nginx does, the upstream's is dropped).
 RESPONSE_DROP = HOP_BY_HOP | {b"access-control-allow-origin", b"access-control-expose-headers",
-                              b"access-control-allow-credentials", b"vary"}
+                              b"access-control-allow-credentials", b"date"}
 SKIP_AUTO = ("User-Agent", "Accept", "Accept-Encoding", "Content-Type")
 
 

@@ -1,0 +1,425 @@
+"""Real local Supabase-like upstream services for the proxy tests, and gateways wired to them.
+
+Every service is a real aiohttp server on its own loopback port, run in one background thread
+with its own event loop, shared by the whole test session (``get_upstreams()``). Each one:
+
+- verifies every JWT that reaches it the way PostgREST, Realtime and the Edge runtime do
+  (``Authorization: Bearer``, ``apikey``, ``x-api-key``, ``sb-api-key`` and the ``apikey``
+  query parameter): HS256 with the test ``jwt.secret``, or ES256/RS256 with the public half of
+  the gateway's signing key or the auth service's user key, chosen by ``kid``; ``exp`` is
+  required. A token that does not verify gets 401 ``PGRST301``, as from PostgREST;
+- echoes what reached it as JSON: method, raw path, raw query string, headers in order, the
+  body (its length and SHA256, and the text when small) and the verified claims;
+- keeps every byte it received (request line, headers, small bodies) so that tests can prove
+  a secret never reached any upstream.
+
+Special paths (below each service's root, i.e. after the gateway stripped its prefix):
+``/stream?size=N[&length=1]`` a large chunked (or Content-Length) body of a known pattern;
+``/slow?seconds=S``; ``/headers-out`` a response with hop-by-hop, CORS and gzip headers;
+``/redirect``; and on realtime ``/socket/websocket`` a WebSocket that checks the minted JWT,
+echoes text and binary frames, answers ``info`` with what its handshake carried and closes
+with ``close:<code>``. The auth service publishes ``/.well-known/jwks.json``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import gzip
+import hashlib
+import json
+import os
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import jwt
+from aiohttp import WSMsgType, web
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from tests.helpers import ADMIN_TOKEN, JWT_SECRET, Gateway, create_database, free_port
+
+SERVICE = web.AppKey("service", str)
+SERVICES = ("rest", "realtime", "functions", "auth", "storage", "meta")
+SMALL_ECHO = 256 * 1024
+PATTERN = bytes(range(256)) * 256  # 64 KiB, repeated by /stream
+
+
+def pattern_bytes(size: int) -> bytes:
+    reps, rest = divmod(size, len(PATTERN))
+    return PATTERN * reps + PATTERN[:rest]
+
+
+# --- keys and tokens ---------------------------------------------------------------------------
+
+
+def ec_private_jwk(kid: str) -> dict[str, Any]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    jwk = json.loads(jwt.algorithms.ECAlgorithm.to_jwk(key))
+    jwk.update({"kid": kid, "alg": "ES256", "use": "sig"})
+    return jwk
+
+
+def public_jwk(jwk: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in jwk.items() if k not in ("d", "p", "q", "dp", "dq", "qi")}
+
+
+def b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def hs256(claims: dict[str, Any], secret: str = JWT_SECRET, headers: dict[str, Any] | None = None) -> str:
+    return jwt.encode(claims, secret, algorithm="HS256", headers=headers)
+
+
+def es256(claims: dict[str, Any], jwk: dict[str, Any], headers: dict[str, Any] | None = None) -> str:
+    key = jwt.PyJWK(jwk, algorithm="ES256").key
+    return jwt.encode(claims, key, algorithm="ES256", headers={"kid": jwk["kid"], **(headers or {})})
+
+
+def user_claims(role: str = "authenticated", ttl: int = 3600, **extra: Any) -> dict[str, Any]:
+    now = int(time.time())
+    return {"sub": str(uuid.uuid4()), "role": role, "aud": "authenticated", "iat": now, "exp": now + ttl, **extra}
+
+
+def legacy_key(role: str, secret: str = JWT_SECRET) -> str:
+    """A legacy key as the self-hosted scripts make them: HS256, ``iss`` supabase, years long."""
+    now = int(time.time())
+    return hs256({"role": role, "iss": "supabase", "iat": now, "exp": now + 5 * 365 * 86400}, secret)
+
+
+def unsigned(claims: dict[str, Any]) -> str:
+    """An ``alg: none`` token."""
+    return f"{b64(json.dumps({'alg': 'none', 'typ': 'JWT'}).encode())}.{b64(json.dumps(claims).encode())}."
+
+
+GATEWAY_SIGNING_JWK = ec_private_jwk("gw-signing-1")
+AUTH_USER_JWK = ec_private_jwk("auth-user-1")  # what the auth service signs user JWTs with
+LEGACY_ANON = legacy_key("anon")
+LEGACY_SERVICE_ROLE = legacy_key("service_role")
+
+
+# --- the upstream servers ----------------------------------------------------------------------
+
+
+class JwtRejected(Exception):
+    pass
+
+
+@dataclass
+class Upstreams:
+    hs_secret: str = JWT_SECRET
+    public_jwks: list[dict[str, Any]] = field(
+        default_factory=lambda: [public_jwk(GATEWAY_SIGNING_JWK), public_jwk(AUTH_USER_JWK)])
+    urls: dict[str, str] = field(default_factory=dict)
+    closed_port: int = 0
+    received: list[bytes] = field(default_factory=list)  # every request's bytes, for leak checks
+    ws_closes: dict[str, int | None] = field(default_factory=dict)  # connection id -> close code from the client
+    jwks_fetches: int = 0
+
+    def __post_init__(self) -> None:
+        self._public = {j["kid"]: jwt.PyJWK(j, algorithm=j.get("alg", "ES256")) for j in self.public_jwks}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._runners: list[web.AppRunner] = []
+
+    # --- lifecycle ---
+    def start(self) -> "Upstreams":
+        ready = threading.Event()
+        self._thread = threading.Thread(target=self._main, args=(ready,), name="upstreams", daemon=True)
+        self._thread.start()
+        if not ready.wait(30):
+            raise RuntimeError("upstream servers did not start")
+        self.closed_port = free_port()
+        return self
+
+    def _main(self, ready: threading.Event) -> None:
+        self._loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(self._loop)
+        self._loop.run_until_complete(self._start_all())
+        ready.set()
+        self._loop.run_forever()
+
+    async def _start_all(self) -> None:
+        for service in SERVICES:
+            app = web.Application(client_max_size=1024**3)
+            app[SERVICE] = service
+            app.router.add_route("*", "/{tail:.*}", self._handle)
+            runner = web.AppRunner(app, access_log=None, handle_signals=False)
+            await runner.setup()
+            port = free_port()
+            await web.TCPSite(runner, "127.0.0.1", port).start()
+            self._runners.append(runner)
+            self.urls[service] = f"http://127.0.0.1:{port}"
+
+    def stop(self) -> None:
+        if self._loop is None:
+            return
+
+        async def cleanup() -> None:
+            for r in self._runners:
+                await r.cleanup()
+
+        asyncio.run_coroutine_threadsafe(cleanup(), self._loop).result(10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+
+    def received_blob(self) -> bytes:
+        return b"\n".join(list(self.received))
+
+    # --- JWT verification, as the services do it ---
+    def verify(self, token: str) -> dict[str, Any]:
+        try:
+            header = jwt.get_unverified_header(token)
+            alg = header.get("alg")
+            if alg == "HS256":
+                key: Any = self.hs_secret
+            elif alg in ("ES256", "RS256"):
+                public = self._public.get(header.get("kid"))
+                if public is None:
+                    raise JwtRejected(f"unknown kid {header.get('kid')!r}")
+                key = public.key
+            else:
+                raise JwtRejected(f"algorithm {alg!r} not allowed")
+            claims = jwt.decode(token, key, algorithms=[alg], options={"require": ["exp"], "verify_aud": False})
+        except jwt.PyJWTError as e:
+            raise JwtRejected(f"{type(e).__name__}: {e}") from None
+        if not isinstance(claims.get("role"), str):
+            raise JwtRejected("no role claim")
+        return {"header": header, "claims": claims}
+
+    def _tokens(self, request: web.Request) -> dict[str, str]:
+        """Every credential-carrying value of a request that a Supabase service would verify."""
+        found: dict[str, str] = {}
+        auth = request.headers.get("Authorization", "")
+        if auth[:7].lower() == "bearer ":
+            found["authorization"] = auth[7:].strip()
+        for name in ("apikey", "x-api-key", "sb-api-key"):
+            if name in request.headers:
+                found[name] = request.headers[name]
+        if "apikey" in request.query:
+            found["query_apikey"] = request.query["apikey"]
+        return found
+
+    def _record(self, request: web.Request, body: bytes = b"") -> None:
+        head = f"{request.method} {request.raw_path}\n".encode("latin-1")
+        for k, v in request.raw_headers:
+            head += k + b": " + v + b"\n"
+        self.received.append(head + body[:SMALL_ECHO])
+
+    # --- handlers ---
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        service = request.app[SERVICE]
+        path = request.raw_path.partition("?")[0]
+        if service == "auth" and path == "/.well-known/jwks.json":
+            self._record(request)
+            self.jwks_fetches += 1
+            return web.json_response({"keys": [public_jwk(AUTH_USER_JWK)]})
+        if request.headers.get("Upgrade", "").lower() == "websocket":
+            return await self._websocket(request)
+
+        # Stream the body in, hashing it, keeping only the start.
+        digest = hashlib.sha256()
+        length = 0
+        kept = bytearray()
+        chunks = 0
+        async for chunk in request.content.iter_any():
+            digest.update(chunk)
+            length += len(chunk)
+            chunks += 1
+            if len(kept) < SMALL_ECHO:
+                kept += chunk[: SMALL_ECHO - len(kept)]
+        self._record(request, bytes(kept))
+
+        verified: dict[str, Any] = {}
+        for where, token in self._tokens(request).items():
+            try:
+                verified[where] = self.verify(token)
+            except JwtRejected as e:
+                return web.json_response({"code": "PGRST301", "message": f"JWT invalid ({where}): {e}"}, status=401)
+
+        if path == "/slow":
+            await asyncio.sleep(float(request.query.get("seconds", "5")))
+        if path == "/stream":
+            return await self._stream(request)
+        if path == "/redirect":
+            return web.Response(status=302, headers={"Location": "https://example.com/elsewhere"})
+        if path == "/headers-out":
+            return self._headers_out(request)
+
+        echo = {
+            "service": service,
+            "method": request.method,
+            "path": path,
+            "query": request.raw_path.partition("?")[2],
+            "headers": [[k.decode("latin-1"), v.decode("latin-1")] for k, v in request.raw_headers],
+            "body": bytes(kept).decode("latin-1") if length <= SMALL_ECHO else None,
+            "body_length": length,
+            "body_sha256": digest.hexdigest(),
+            "chunked": "chunked" in request.headers.get("Transfer-Encoding", "").lower(),
+            "verified": verified,
+        }
+        return web.json_response(echo, headers={"X-Upstream-Service": service})
+
+    async def _stream(self, request: web.Request) -> web.StreamResponse:
+        size = int(request.query.get("size", str(1024 * 1024)))
+        resp = web.StreamResponse(headers={"Content-Type": "application/octet-stream"})
+        if request.query.get("length"):
+            resp.content_length = size
+        else:
+            resp.enable_chunked_encoding()
+        await resp.prepare(request)
+        sent = 0
+        while sent < size:
+            n = min(len(PATTERN), size - sent)
+            await resp.write(PATTERN[:n])
+            sent += n
+        await resp.write_eof()
+        return resp
+
+    def _headers_out(self, request: web.Request) -> web.Response:
+        body = gzip.compress(b'{"compressed": true}')
+        return web.Response(body=body, status=201, headers={
+            "Content-Type": "application/json",
+            "Content-Encoding": "gzip",
+            "X-Upstream": "yes",
+            "Keep-Alive": "timeout=5",
+            "Access-Control-Allow-Origin": "https://upstream.example",
+            "Vary": "Accept-Encoding",
+            "Set-Cookie": "sid=abc; Path=/; HttpOnly",
+            "Content-Range": "0-9/100",
+        })
+
+    async def _websocket(self, request: web.Request) -> web.StreamResponse:
+        """Realtime's /socket/websocket: the JWT comes as ``apikey`` query param and ``x-api-key``."""
+        self._record(request)
+        if request.app[SERVICE] != "realtime" or request.path != "/socket/websocket":
+            return web.json_response({"message": "no websocket here"}, status=404)
+        tokens = {k: v for k, v in self._tokens(request).items() if k in ("x-api-key", "query_apikey", "authorization")}
+        if "x-api-key" not in tokens and "query_apikey" not in tokens:
+            return web.json_response({"message": "no api key"}, status=403)
+        verified: dict[str, Any] = {}
+        for where, token in tokens.items():
+            try:
+                verified[where] = self.verify(token)
+            except JwtRejected as e:
+                return web.json_response({"message": f"JWT invalid ({where}): {e}"}, status=403)
+        ws = web.WebSocketResponse(protocols=("realtime-v1",), autoclose=False, max_msg_size=0)
+        await ws.prepare(request)
+        conn_id = request.query.get("conn", uuid.uuid4().hex)
+        self.ws_closes.setdefault(conn_id, None)
+        info = {
+            "path": request.raw_path.partition("?")[0],
+            "query": request.raw_path.partition("?")[2],
+            "headers": [[k.decode("latin-1"), v.decode("latin-1")] for k, v in request.raw_headers],
+            "verified": verified,
+            "protocol": ws.ws_protocol,
+        }
+        async for msg in ws:
+            if msg.type == WSMsgType.TEXT:
+                if msg.data == "info":
+                    await ws.send_str(json.dumps(info))
+                elif msg.data.startswith("close:"):
+                    await ws.close(code=int(msg.data[6:]), message=b"upstream says bye")
+                    break
+                else:
+                    await ws.send_str(msg.data)
+            elif msg.type == WSMsgType.BINARY:
+                await ws.send_bytes(msg.data)
+            elif msg.type == WSMsgType.CLOSE:
+                self.ws_closes[conn_id] = msg.data
+                await ws.close(code=msg.data)
+                break
+            else:
+                break
+        return ws
+
+
+_upstreams: Upstreams | None = None
+_lock = threading.Lock()
+
+
+def get_upstreams() -> Upstreams:
+    """The session's upstream servers, started on first use (they die with the process)."""
+    global _upstreams
+    with _lock:
+        if _upstreams is None:
+            _upstreams = Upstreams().start()
+        return _upstreams
+
+
+# --- gateways wired to them ----------------------------------------------------------------------
+
+
+def proxy_env(pg_server: str, upstreams: Upstreams | None, dsn: str | None = None, **extra: str) -> dict[str, str]:
+    """A gateway env on its own database (or ``dsn``) with every upstream pointed at ours,
+    and the legacy keys configured; ``extra`` overrides (``None``-valued ones are dropped)."""
+    env = {
+        "GATEWAY_DATABASE_URL": dsn or create_database(pg_server),
+        "GATEWAY_JWT__SECRET": JWT_SECRET,
+        "GATEWAY_ADMIN__TOKEN": ADMIN_TOKEN,
+        "GATEWAY_KEYS__LAST_USED_FLUSH_SECONDS": "0.5",
+        "GATEWAY_LEGACY__ANON_KEY": LEGACY_ANON,
+        "GATEWAY_LEGACY__SERVICE_ROLE_KEY": LEGACY_SERVICE_ROLE,
+        "GATEWAY_UPSTREAMS__REALTIME_HOST": "realtime-dev.supabase-realtime",
+    }
+    if upstreams is not None:
+        for service, url in upstreams.urls.items():
+            env[f"GATEWAY_UPSTREAMS__{service.upper()}"] = url
+    env.update(extra)
+    return {k: v for k, v in env.items() if v is not None}
+
+
+def start_gateway(env: dict[str, str]) -> Gateway:
+    # Keep a stray variable of the developer's shell from changing what the tests see.
+    for name in ("JWT_SECRET", "JWT_KEYS", "ANON_KEY", "SERVICE_ROLE_KEY", "DATABASE_URL", "GATEWAY_CONFIG"):
+        os.environ.pop(name, None)
+    return Gateway(env).start()
+
+
+# --- request helpers --------------------------------------------------------------------------------
+
+
+def echo_header(echo: dict[str, Any], name: str) -> list[str]:
+    """Every value of header ``name`` that reached the upstream, in order."""
+    return [v for k, v in echo["headers"] if k.lower() == name.lower()]
+
+
+@dataclass
+class RawResponse:
+    status: int
+    headers: list[tuple[str, str]]
+    body: bytes
+
+    def header(self, name: str) -> str | None:
+        for k, v in self.headers:
+            if k.lower() == name.lower():
+                return v
+        return None
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+def raw_request(base_url: str, method: str, target: str, headers: list[tuple[str, str]] = (),
+                body: bytes | None = None) -> RawResponse:
+    """A request sent exactly as given (path not normalised, headers repeated as listed), and
+    the answer's bytes as they came (no decompression)."""
+    import http.client
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(base_url)
+    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+    try:
+        conn.putrequest(method, target, skip_host=any(k.lower() == "host" for k, _ in headers),
+                        skip_accept_encoding=True)
+        for k, v in headers:
+            conn.putheader(k, v)
+        if body is not None:
+            conn.putheader("Content-Length", str(len(body)))
+        conn.endheaders(body)
+        resp = conn.getresponse()
+        return RawResponse(resp.status, list(resp.getheaders()), resp.read())
+    finally:
+        conn.close()
