@@ -13,11 +13,11 @@ import re
 import tomllib
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Any
+from typing import Any, get_origin
 
 import jwt
 from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, SettingsError
 
 # Environment names a self-hosted Supabase stack already uses, mapped to our keys.
 ALIASES: dict[str, tuple[str, ...]] = {
@@ -159,7 +159,9 @@ class LogSettings(_Section):
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="GATEWAY_", env_nested_delimiter="__", extra="forbid")
+    # An empty variable counts as unset (compose files often pass ``${VAR:-}`` through).
+    model_config = SettingsConfigDict(env_prefix="GATEWAY_", env_nested_delimiter="__", extra="forbid",
+                                      env_ignore_empty=True)
 
     database_url: SecretStr | None = None
     data_dir: Path = Path(".gateway")
@@ -173,6 +175,11 @@ class Settings(BaseSettings):
     cors: CorsSettings = Field(default_factory=CorsSettings)
     keys: KeysSettings = Field(default_factory=KeysSettings)
     log: LogSettings = Field(default_factory=LogSettings)
+
+    @field_validator("database_url", mode="before")
+    @classmethod
+    def _empty_dsn(cls, v: Any) -> Any:
+        return None if isinstance(v, str) and not v.strip() else v
 
     @field_validator("project_ref")
     @classmethod
@@ -229,6 +236,48 @@ def _describe(err: ValidationError) -> str:
     return f"{loc}: {msg}"
 
 
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _is_json_target(path: list[str]) -> bool:
+    """Whether ``GATEWAY_<path joined by __>`` is read as JSON: a section, a list or a dict."""
+    model: Any = Settings
+    for i, part in enumerate(path):
+        field = model.model_fields.get(part) if isinstance(model, type) and issubclass(model, BaseModel) else None
+        if field is None:
+            return False
+        ann = field.annotation
+        if isinstance(ann, type) and issubclass(ann, BaseModel):
+            if i == len(path) - 1:
+                return True
+            model = ann
+            continue
+        return i == len(path) - 1 and get_origin(ann) in (list, dict)
+    return False
+
+
+def _env_json_problem(err: SettingsError) -> str:
+    """Name the ``GATEWAY_*`` variable whose JSON pydantic-settings could not parse (not its value)."""
+    field = re.search(r'field "([^"]+)"', str(err))
+    section = field.group(1) if field else ""
+    prefix = f"GATEWAY_{section.upper()}"
+    for name in sorted(os.environ):
+        upper = name.upper()
+        if section and upper != prefix and not upper.startswith(prefix + "__"):
+            continue
+        if not upper.startswith("GATEWAY_"):
+            continue
+        path = upper.removeprefix("GATEWAY_").lower().split("__")
+        if not _is_json_target(path):
+            continue
+        try:
+            json.loads(os.environ[name])
+        except ValueError:
+            return f"{'.'.join(path)} ({name}): must be JSON"
+    return f"{section or 'environment'}: a GATEWAY_{section.upper()}* variable cannot be parsed"
+
+
 def load_settings(config_file: str | os.PathLike[str] | None = None) -> Settings:
     """Read the TOML file (if any) and the environment; raise ConfigError with one line."""
     path = config_file or os.environ.get("GATEWAY_CONFIG")
@@ -240,13 +289,17 @@ def load_settings(config_file: str | os.PathLike[str] | None = None) -> Settings
         except FileNotFoundError:
             raise ConfigError(f"config file {path}: not found") from None
         except tomllib.TOMLDecodeError as e:
-            raise ConfigError(f"config file {path}: invalid TOML ({e})") from None
+            raise ConfigError(f"config file {path}: invalid TOML ({_one_line(str(e))})") from None
+        except UnicodeDecodeError:
+            raise ConfigError(f"config file {path}: invalid TOML (not UTF-8 text)") from None
         except OSError as e:
             raise ConfigError(f"config file {path}: {e.strerror}") from None
     token = _file_values.set(file_values)
     try:
         return Settings()
     except ValidationError as e:
-        raise ConfigError(f"invalid configuration: {_describe(e)}") from None
+        raise ConfigError(f"invalid configuration: {_one_line(_describe(e))}") from None
+    except SettingsError as e:  # a GATEWAY_* variable that should hold JSON does not
+        raise ConfigError(f"invalid configuration: {_env_json_problem(e)}") from None
     finally:
         _file_values.reset(token)
