@@ -1,0 +1,393 @@
+"""The key store against a real PostgreSQL (SPEC section 5): hashes only, final deletes, the
+legacy switch, the audit log, first-start keys."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import datetime
+
+import asyncpg
+import pytest
+
+from gateway import apikeys
+from gateway.db import connect, migrate
+from gateway.store import DEFAULT_TEMPLATE, InvalidInput, NotFound, Store
+
+REF = "supabase-self-hosted"
+
+
+async def open_store(dsn: str) -> Store:
+    conn = await connect(dsn)
+    try:
+        await migrate(conn)
+    finally:
+        await conn.close()
+    return await Store.open(dsn, REF)
+
+
+@pytest.fixture
+async def store(dsn):
+    s = await open_store(dsn)
+    yield s
+    await s.close()
+
+
+async def dump_database(dsn: str) -> str:
+    """Every column of every row of every table, in every schema (catalogs included), as text."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        tables = await conn.fetch(
+            "SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+            " WHERE c.relkind IN ('r', 'p', 'm')")
+        assert len(tables) > 50  # the catalogs are in there too
+        parts = []
+        for t in tables:
+            ident = f'"{t["nspname"]}"."{t["relname"]}"'
+            parts.append(await conn.fetchval(f"SELECT coalesce(string_agg(t::text, E'\\n'), '') FROM {ident} t"))
+        return "\n".join(parts)
+    finally:
+        await conn.close()
+
+
+def secret_part(key: str) -> str:
+    """What follows the display prefix: never stored anywhere."""
+    return key[len(apikeys.display_prefix(key)):]
+
+
+async def audit(store: Store) -> list[asyncpg.Record]:
+    return list(reversed(await store.audit_log(1000)))
+
+
+# --- create, list, get ------------------------------------------------------------------------
+
+
+async def test_create_publishable(store):
+    row, key = await store.create_key("publishable", "web_app", actor="t", description="the web app")
+    assert apikeys.parse(key, REF) == "publishable"
+    assert isinstance(row["id"], uuid.UUID)
+    assert (row["type"], row["name"], row["description"]) == ("publishable", "web_app", "the web app")
+    assert row["prefix"] == apikeys.display_prefix(key)
+    assert row["hash"] == apikeys.hash_key(key)
+    assert row["secret_jwt_template"] is None
+    assert isinstance(row["inserted_at"], datetime) and row["updated_at"] == row["inserted_at"]
+    assert row["last_used_at"] is None
+
+
+async def test_create_secret_with_default_and_custom_template(store):
+    row, key = await store.create_key("secret", "backend", actor="t")
+    assert apikeys.parse(key, REF) == "secret"
+    assert row["secret_jwt_template"] == DEFAULT_TEMPLATE == {"role": "service_role"}
+    template = {"role": "reporting", "app_metadata": {"tier": "gold"}}
+    row, _ = await store.create_key("secret", "reports", actor="t", template=template)
+    assert row["secret_jwt_template"] == template
+
+
+async def test_list_and_get(store):
+    a, _ = await store.create_key("publishable", "first", actor="t")
+    b, _ = await store.create_key("secret", "second", actor="t")
+    assert [r["id"] for r in await store.list_keys()] == [a["id"], b["id"]]
+    assert (await store.get_key(str(a["id"])))["name"] == "first"
+    assert (await store.get_key(b["id"]))["name"] == "second"
+    assert (await store.lookup_hash(b["hash"]))["id"] == b["id"]
+    assert await store.lookup_hash(apikeys.hash_key("sb_secret_unknown")) is None
+    assert await store.count_keys() == 2
+
+
+@pytest.mark.parametrize("bad_id", [str(uuid.uuid4()), "not-a-uuid", "", "anon", "1' OR '1'='1"])
+async def test_unknown_or_malformed_id(store, bad_id):
+    with pytest.raises(NotFound):
+        await store.get_key(bad_id)
+    with pytest.raises(NotFound):
+        await store.update_key(bad_id, {"name": "abcd"}, actor="t")
+    with pytest.raises(NotFound):
+        await store.delete_key(bad_id, actor="t")
+
+
+@pytest.mark.parametrize(("args", "field"), [
+    (("anon", "abcd"), "type"),
+    (("legacy", "abcd"), "type"),
+    (("secret", "ab"), "name"),
+    (("secret", "Bad-Name"), "name"),
+    (("secret", "1abc"), "name"),
+    (("secret", "a" * 65), "name"),
+    (("secret", None), "name"),
+])
+async def test_create_rejects_bad_input(store, args, field):
+    with pytest.raises(InvalidInput) as info:
+        await store.create_key(*args, actor="t")
+    assert info.value.field == field
+    assert await store.count_keys() == 0
+
+
+async def test_create_rejects_bad_description(store):
+    with pytest.raises(InvalidInput) as info:
+        await store.create_key("secret", "abcd", actor="t", description="x" * 1025)
+    assert info.value.field == "description"
+    with pytest.raises(InvalidInput):
+        await store.create_key("secret", "abcd", actor="t", description=5)
+
+
+# --- templates --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("template", [
+    [], "service_role", 5, {}, {"role": ""}, {"role": 5}, {"role": "has space"}, {"role": "x" * 64},
+    {"role": "anon", "exp": 1}, {"role": "anon", "iss": "x"}, {"role": "anon", "ref": "x"},
+    {"role": "anon", "iat": 1}, {"role": "anon", "nbf": 1}, {"role": "anon", "blob": "x" * 5000},
+])
+async def test_invalid_templates(store, template):
+    with pytest.raises(InvalidInput) as info:
+        await store.create_key("secret", "abcd", actor="t", template=template)
+    assert info.value.field == "secret_jwt_template"
+    row, _ = await store.create_key("secret", "abcd", actor="t")
+    with pytest.raises(InvalidInput) as info:
+        await store.update_key(str(row["id"]), {"secret_jwt_template": template}, actor="t")
+    assert info.value.field == "secret_jwt_template"
+    assert (await store.get_key(row["id"]))["secret_jwt_template"] == DEFAULT_TEMPLATE
+
+
+async def test_publishable_keys_have_no_template(store):
+    with pytest.raises(InvalidInput) as info:
+        await store.create_key("publishable", "abcd", actor="t", template={"role": "anon"})
+    assert info.value.field == "secret_jwt_template"
+    row, _ = await store.create_key("publishable", "abcd", actor="t")
+    with pytest.raises(InvalidInput):
+        await store.update_key(str(row["id"]), {"secret_jwt_template": {"role": "anon"}}, actor="t")
+
+
+# --- update -----------------------------------------------------------------------------------
+
+
+async def test_update_name_description_template(store):
+    row, key = await store.create_key("secret", "before", actor="t", description="old")
+    await asyncio.sleep(0.01)
+    new = await store.update_key(str(row["id"]), {"name": "after", "description": None,
+                                                  "secret_jwt_template": {"role": "authenticated"}}, actor="t")
+    assert (new["name"], new["description"], new["secret_jwt_template"]) == ("after", None, {"role": "authenticated"})
+    assert new["updated_at"] > row["updated_at"] and new["inserted_at"] == row["inserted_at"]
+    assert (new["hash"], new["prefix"]) == (row["hash"], row["prefix"])
+    assert (await store.get_key(row["id"]))["name"] == "after"
+    # nothing to change: nothing changes
+    same = await store.update_key(str(row["id"]), {}, actor="t")
+    assert same["updated_at"] == new["updated_at"]
+
+
+async def test_update_rejects_bad_values_and_changes_nothing(store):
+    row, _ = await store.create_key("secret", "keep_me", actor="t", description="d")
+    for changes, field in (({"name": "NO"}, "name"), ({"name": None}, "name"),
+                           ({"description": 7}, "description"), ({"name": "good", "description": []}, "description")):
+        with pytest.raises(InvalidInput) as info:
+            await store.update_key(str(row["id"]), changes, actor="t")
+        assert info.value.field == field
+    after = await store.get_key(row["id"])
+    assert (after["name"], after["description"], after["updated_at"]) == ("keep_me", "d", row["updated_at"])
+
+
+# --- delete -----------------------------------------------------------------------------------
+
+
+async def test_delete_is_final(store, dsn):
+    row, key = await store.create_key("secret", "doomed", actor="t")
+    keep, _ = await store.create_key("secret", "stays", actor="t")
+    deleted = await store.delete_key(str(row["id"]), actor="t", was_compromised=True, reason="leaked in a repo")
+    assert deleted["id"] == row["id"]
+    with pytest.raises(NotFound):
+        await store.get_key(row["id"])
+    assert await store.lookup_hash(row["hash"]) is None
+    with pytest.raises(NotFound):
+        await store.delete_key(str(row["id"]), actor="t")
+    with pytest.raises(NotFound):
+        await store.update_key(str(row["id"]), {"name": "revived"}, actor="t")
+    assert [r["id"] for r in await store.list_keys()] == [keep["id"]]
+    dump = await dump_database(dsn)
+    assert row["hash"] not in dump  # the hash is gone: nothing can ever match it again
+    assert keep["hash"] in dump
+
+
+# --- no plaintext anywhere --------------------------------------------------------------------
+
+
+async def test_plaintext_key_is_in_no_table(store, dsn):
+    keys: list[str] = []
+    (created, token) = await store.bootstrap(need_admin_token=True)
+    keys += [k for _, k in created]
+    for key_type in ("publishable", "secret"):
+        row, key = await store.create_key(key_type, f"made_{key_type}", actor="t", description="d")
+        keys.append(key)
+        await store.update_key(str(row["id"]), {"name": f"renamed_{key_type}"}, actor="t")
+    imported = apikeys.generate("secret", REF)
+    row, key = await store.create_key("secret", "imported", actor="t", api_key=imported)
+    assert key == imported
+    keys.append(imported)
+    doomed, doomed_key = await store.create_key("publishable", "doomed", actor="t")
+    keys.append(doomed_key)
+    await store.delete_key(str(doomed["id"]), actor="t", reason="rotation")
+    await store.touch({row["id"]: 1_700_000_000.0}, {"anon": 1_700_000_000.0})
+    await store.set_legacy(False, actor="t")
+
+    dump = await dump_database(dsn)
+    assert apikeys.hash_key(keys[0]) in dump and "renamed_secret" in dump  # the dump does hold the store
+    for key in keys:
+        assert key not in dump
+        assert secret_part(key) not in dump
+    assert token not in dump and token.removeprefix("sbgw_admin_") not in dump
+    assert apikeys.hash_key(token) in dump
+
+
+# --- audit ------------------------------------------------------------------------------------
+
+
+async def test_every_mutation_is_audited_without_key_material(store):
+    row, key = await store.create_key("secret", "audited", actor="alice", description="x")
+    imported = apikeys.generate("publishable", REF)
+    irow, _ = await store.create_key("publishable", "imported", actor="bob", api_key=imported)
+    await store.update_key(str(row["id"]), {"name": "audited_two", "description": "y"}, actor="carol")
+    await store.update_key(str(row["id"]), {}, actor="nobody")  # no change, no row
+    await store.delete_key(str(row["id"]), actor="dave", was_compromised=True, reason="posted on a forum")
+    await store.set_legacy(False, actor="erin")
+    await store.set_legacy(True, actor="frank")
+
+    rows = await audit(store)
+    assert [(r["actor"], r["action"], r["target"]) for r in rows] == [
+        ("alice", "api_key.create", str(row["id"])),
+        ("bob", "api_key.create", str(irow["id"])),
+        ("carol", "api_key.update", str(row["id"])),
+        ("dave", "api_key.delete", str(row["id"])),
+        ("erin", "legacy.disable", None),
+        ("frank", "legacy.enable", None),
+    ]
+    assert all(isinstance(r["at"], datetime) for r in rows)
+    assert rows[0]["details"] == {"type": "secret", "name": "audited", "prefix": row["prefix"]}
+    assert rows[2]["details"] == {"fields": ["description", "name"]}
+    assert rows[3]["details"]["was_compromised"] is True
+    assert rows[3]["details"]["reason"] == "posted on a forum"
+    text = repr([dict(r) for r in rows])
+    for k in (key, imported):
+        assert k not in text and secret_part(k) not in text
+
+
+async def test_failed_mutations_write_no_audit_row(store):
+    with pytest.raises(InvalidInput):
+        await store.create_key("secret", "X", actor="t")
+    with pytest.raises(NotFound):
+        await store.delete_key(str(uuid.uuid4()), actor="t")
+    assert await audit(store) == []
+
+
+# --- import -----------------------------------------------------------------------------------
+
+
+async def test_import_checks_type_checksum_and_duplicates(store):
+    key = apikeys.generate("secret", REF)
+    with pytest.raises(InvalidInput) as info:
+        await store.create_key("publishable", "wrong_type", actor="t", api_key=key)
+    assert info.value.field == "key" and key not in str(info.value)
+    tampered = key[:-1] + ("A" if key[-1] != "A" else "B")
+    with pytest.raises(InvalidInput) as info:
+        await store.create_key("secret", "tampered", actor="t", api_key=tampered)
+    assert tampered not in str(info.value)
+    with pytest.raises(InvalidInput):
+        await store.create_key("secret", "other_ref", actor="t", api_key=apikeys.generate("secret", "elsewhere"))
+    row, shown = await store.create_key("secret", "adopted", actor="t", api_key=key)
+    assert shown == key and row["hash"] == apikeys.hash_key(key) and row["prefix"] == apikeys.display_prefix(key)
+    with pytest.raises(InvalidInput) as info:
+        await store.create_key("secret", "again", actor="t", api_key=key)
+    assert info.value.field == "key" and key not in str(info.value)
+    assert await store.count_keys() == 1
+    assert len(await audit(store)) == 1
+
+
+# --- legacy switch ----------------------------------------------------------------------------
+
+
+async def test_legacy_toggle(store, dsn):
+    state = await store.legacy()
+    assert state.enabled is True and state.changed_at is None  # enabled by default
+    off = await store.set_legacy(False, actor="t")
+    assert off.enabled is False and off.changed_at is not None
+    assert (await store.legacy()).enabled is False
+    assert (await store.legacy()).changed_at == off.changed_at
+    # another store on the same database (another instance) sees the same state
+    other = await Store.open(dsn, REF)
+    try:
+        assert (await other.legacy()).enabled is False
+        on = await other.set_legacy(True, actor="t")
+    finally:
+        await other.close()
+    assert on.enabled is True and on.changed_at >= off.changed_at
+    assert (await store.legacy()).enabled is True
+    assert (await store.set_legacy(True, actor="t")).enabled is True  # idempotent
+
+
+# --- first start ------------------------------------------------------------------------------
+
+
+async def test_bootstrap_creates_one_publishable_and_one_secret_named_default(store):
+    created, token = await store.bootstrap(need_admin_token=False)
+    assert token is None
+    assert sorted((r["type"], r["name"]) for r, _ in created) == [("publishable", "default"), ("secret", "default")]
+    for row, key in created:
+        assert apikeys.parse(key, REF) == row["type"]
+        assert row["hash"] == apikeys.hash_key(key)
+    rows = await store.list_keys()
+    assert sorted((r["type"], r["name"]) for r in rows) == [("publishable", "default"), ("secret", "default")]
+    secret = next(r for r in rows if r["type"] == "secret")
+    assert secret["secret_jwt_template"] == DEFAULT_TEMPLATE
+    # only once
+    assert await store.bootstrap(need_admin_token=False) == ([], None)
+    assert await store.count_keys() == 2
+    # not even after every key was deleted
+    for r in rows:
+        await store.delete_key(str(r["id"]), actor="t")
+    assert await store.bootstrap(need_admin_token=False) == ([], None)
+    assert await store.count_keys() == 0
+
+
+async def test_bootstrap_leaves_a_table_with_keys_alone(store):
+    await store.create_key("secret", "imported_first", actor="t", api_key=apikeys.generate("secret", REF))
+    assert await store.bootstrap(need_admin_token=False) == ([], None)
+    assert [r["name"] for r in await store.list_keys()] == ["imported_first"]
+
+
+async def test_bootstrap_generates_the_admin_token_once(store):
+    created, token = await store.bootstrap(need_admin_token=True)
+    assert len(created) == 2 and token and len(token) >= 32
+    assert await store.admin_token_hash() == apikeys.hash_key(token)
+    assert await store.bootstrap(need_admin_token=True) == ([], None)
+    assert await store.admin_token_hash() == apikeys.hash_key(token)
+
+
+async def test_bootstrap_without_admin_token(store):
+    await store.bootstrap(need_admin_token=False)
+    assert await store.admin_token_hash() is None
+    created, token = await store.bootstrap(need_admin_token=True)  # later start without admin.token
+    assert created == [] and token
+    assert await store.admin_token_hash() == apikeys.hash_key(token)
+
+
+async def test_instances_starting_together_bootstrap_once(dsn):
+    stores = [await open_store(dsn) for _ in range(4)]
+    try:
+        results = await asyncio.gather(*(s.bootstrap(need_admin_token=True) for s in stores))
+        assert sum(len(created) for created, _ in results) == 2
+        assert sum(1 for _, token in results if token) == 1
+        assert await stores[0].count_keys() == 2
+    finally:
+        for s in stores:
+            await s.close()
+
+
+# --- last use ---------------------------------------------------------------------------------
+
+
+async def test_touch_records_last_use(store):
+    row, _ = await store.create_key("publishable", "used", actor="t")
+    other, _ = await store.create_key("publishable", "unused", actor="t")
+    await store.touch({row["id"]: 1_700_000_100.0}, {})
+    await store.touch({row["id"]: 1_700_000_000.0}, {"service_role": 1_700_000_000.0})  # older: kept newer
+    used = await store.get_key(row["id"])
+    assert used["last_used_at"].timestamp() == 1_700_000_100.0
+    assert used["updated_at"] == row["updated_at"]
+    assert (await store.get_key(other["id"]))["last_used_at"] is None
+    assert "service_role" in await store.get_setting("legacy_last_used")
