@@ -77,8 +77,11 @@ class Authenticator:
             if bearer is not None and apikeys.looks_like_key(bearer):
                 key = bearer  # functions/storage: the bearer is the key (never forwarded as is)
             else:
-                if bearer is not None:
-                    self._legacy_bearer_allowed(bearer)
+                # Passed to the service untouched; a legacy key as bearer still obeys the legacy
+                # switch and, for service_role, the browser rule.
+                legacy = None if bearer is None else self._legacy_bearer_allowed(bearer)
+                if legacy is not None and legacy.is_secret and is_browser(user_agent, sec_fetch):
+                    raise BROWSER
                 return Grant(None, None, None, "none")
 
         entry = await self._identify(key)
@@ -112,28 +115,29 @@ class Authenticator:
         return Grant(entry, token, None, str(claims.get("role")))
 
     async def _identify(self, key: str) -> KeyEntry:
-        key_hash = apikeys.hash_key(key)
         if apikeys.looks_like_key(key):
-            if apikeys.parse(key, self.checksum_ref) is None:
-                raise INVALID  # malformed or bad checksum: no database lookup
-            entry = self.ring.by_hash.get(key_hash) or await self.ring.fetch(key_hash)
+            # A known key costs one SHA256 and a dict lookup. Only a key not in memory has its
+            # checksum checked (malformed or bad checksum: no database lookup) and is fetched.
+            key_hash = apikeys.hash_key(key)
+            entry = self.ring.by_hash.get(key_hash)
             if entry is None:
-                raise INVALID
+                if apikeys.parse(key, self.checksum_ref) is None:
+                    raise INVALID
+                entry = await self.ring.fetch(key_hash)
+                if entry is None:
+                    raise INVALID
             return entry
-        legacy = self._legacy_by_hash(key_hash)
+        legacy = self._legacy_bearer_allowed(key)
         if legacy is None:
             raise INVALID
         return legacy
 
-    def _legacy_by_hash(self, key_hash: str) -> KeyEntry | None:
-        entry = self.ring.legacy_entry(key_hash)
+    def _legacy_bearer_allowed(self, token: str) -> KeyEntry | None:
+        """The legacy entry if ``token`` is exactly a configured legacy key (refused while disabled)."""
+        entry = self.ring.legacy_entry(token)
         if entry is not None and not self.ring.legacy.enabled:
             raise self.legacy_disabled()
         return entry
-
-    def _legacy_bearer_allowed(self, bearer: str) -> KeyEntry | None:
-        """The legacy entry if ``bearer`` is exactly a legacy key (refused while disabled)."""
-        return self._legacy_by_hash(apikeys.hash_key(bearer))
 
     def legacy_disabled(self) -> Refusal:
         changed = self.ring.legacy.changed_at

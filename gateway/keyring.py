@@ -56,7 +56,10 @@ def entry_from_row(row: asyncpg.Record | dict[str, Any]) -> KeyEntry:
 
 
 def legacy_entries(settings: Settings) -> dict[str, KeyEntry]:
-    """The configured legacy JWT keys that really verify with ``jwt.secret``, by hash."""
+    """The configured legacy JWT keys that really verify with ``jwt.secret``, by value.
+
+    Keyed by the token itself (the configuration holds it anyway): recognising a legacy key, as
+    ``apikey`` or as bearer, then costs a dict lookup instead of a hash per request."""
     out: dict[str, KeyEntry] = {}
     secret = settings.jwt.secret
     for name, value in (("anon", settings.legacy.anon_key), ("service_role", settings.legacy.service_role_key)):
@@ -75,7 +78,7 @@ def legacy_entries(settings: Settings) -> dict[str, KeyEntry]:
         if claims.get("role") != name:
             log.warning("legacy.%s_key carries role %r: the legacy key is ignored", name, claims.get("role"))
             continue
-        out[apikeys.hash_key(value.get_secret_value())] = KeyEntry(name, "legacy", "", name, {"role": name})
+        out[value.get_secret_value()] = KeyEntry(name, "legacy", "", name, {"role": name})
     return out
 
 
@@ -87,7 +90,7 @@ class KeyRing:
     legacy: Legacy = Legacy(True, None)
     admin_token_hash: str | None = None
     on_change: list[Callable[[], None]] = field(default_factory=list)
-    _legacy_by_hash: dict[str, KeyEntry] = field(default_factory=dict)
+    _legacy_by_token: dict[str, KeyEntry] = field(default_factory=dict)
     _negative: dict[str, float] = field(default_factory=dict)
     _inflight: dict[str, asyncio.Future[KeyEntry | None]] = field(default_factory=dict)
     _used: dict[str, float] = field(default_factory=dict)
@@ -96,8 +99,9 @@ class KeyRing:
 
     # --- the request path ------------------------------------------------------------------
 
-    def legacy_entry(self, key_hash: str) -> KeyEntry | None:
-        return self._legacy_by_hash.get(key_hash)
+    def legacy_entry(self, token: str) -> KeyEntry | None:
+        """The legacy key entry if ``token`` is exactly one of the configured legacy keys."""
+        return self._legacy_by_token.get(token)
 
     async def fetch(self, key_hash: str) -> KeyEntry | None:
         """A key not in memory: one shared round trip, negative answers kept for a second."""
@@ -133,7 +137,7 @@ class KeyRing:
     # --- keeping in step -------------------------------------------------------------------
 
     async def start(self) -> None:
-        self._legacy_by_hash = legacy_entries(self.settings)
+        self._legacy_by_token = legacy_entries(self.settings)
         await self.reload()
         self._tasks = [
             asyncio.create_task(self._listen_forever(), name="keyring-listen"),

@@ -1,0 +1,135 @@
+"""The request path's performance design, checked by counting (never by timing): for a key the
+gateway knows, no database round trip, no JWT signing and exactly one SHA256 per request; a
+malformed or badly checksummed key never reaches the database; an unknown one costs at most
+one lookup per second. In-process, on the real Authenticator, KeyRing, Minter and JwtVerifier."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+
+from gateway import apikeys
+from gateway.auth import Authenticator, Refusal
+from gateway.config import Settings
+from gateway.keyring import KeyEntry, KeyRing, legacy_entries
+from gateway.routes import Policy
+from gateway.tokens import JwtVerifier, Minter
+from tests.upstreams import JWT_SECRET, LEGACY_SERVICE_ROLE, hs256, user_claims
+
+REF = "supabase-self-hosted"
+
+
+class CountingStore:
+    """Stands in for the database: counts lookups, knows no key."""
+
+    def __init__(self) -> None:
+        self.lookups = 0
+
+    async def lookup_hash(self, key_hash: str):
+        self.lookups += 1
+        return None
+
+
+class Counters:
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, minter: Minter) -> None:
+        self.sha256 = 0
+        self.signatures = 0
+        real_sha, real_mint = hashlib.sha256, minter.mint
+
+        class CountingHashlib:
+            @staticmethod
+            def sha256(*a, **kw):
+                self.sha256 += 1
+                return real_sha(*a, **kw)
+
+        def mint(*a, **kw):
+            self.signatures += 1
+            return real_mint(*a, **kw)
+
+        monkeypatch.setattr(apikeys, "hashlib", CountingHashlib)
+        monkeypatch.setattr(minter, "mint", mint)
+
+    def reset(self) -> None:
+        self.sha256 = self.signatures = 0
+
+
+@pytest.fixture
+def setup(monkeypatch):
+    settings = Settings(jwt={"secret": JWT_SECRET}, legacy={"service_role_key": LEGACY_SERVICE_ROLE})
+    store = CountingStore()
+    ring = KeyRing(store, settings)  # type: ignore[arg-type]
+    ring._legacy_by_token = legacy_entries(settings)
+    minter = Minter.from_settings(settings)
+    auth = Authenticator(ring, minter, JwtVerifier(settings, None), "default", REF)
+    counters = Counters(monkeypatch, minter)
+    return auth, ring, store, counters
+
+
+def known(ring: KeyRing, key_type: str, role: str) -> str:
+    key = apikeys.generate(key_type, REF)  # type: ignore[arg-type]
+    ring.by_hash[apikeys.hash_key(key)] = KeyEntry("00000000-0000-0000-0000-000000000001", key_type,
+                                                    apikeys.display_prefix(key), role, {"role": role})
+    return key
+
+
+async def check(auth: Authenticator, key: str | None, authorization: str | None = None,
+                policy: Policy = Policy.KEY):
+    return await auth.check(policy, [key] if key else [], [], authorization, "curl/8", False)
+
+
+async def test_known_key_one_sha256_no_database_no_signing(setup):
+    auth, ring, store, counters = setup
+    key = known(ring, "secret", "service_role")
+    first = await check(auth, key)  # mints once
+    counters.reset()
+    for _ in range(50):
+        grant = await check(auth, key)
+        assert grant.token == first.token
+    assert counters.sha256 == 50
+    assert counters.signatures == 0
+    assert store.lookups == 0
+
+
+async def test_known_key_with_bearer_of_itself_or_a_user_jwt(setup):
+    auth, ring, store, counters = setup
+    key = known(ring, "publishable", "anon")
+    user = hs256(user_claims())
+    await check(auth, key, f"Bearer {key}")
+    await check(auth, key, f"Bearer {user}")  # verifies once, then remembered
+    counters.reset()
+    for _ in range(20):
+        assert (await check(auth, key, f"Bearer {key}")).role == "anon"
+        assert (await check(auth, key, f"Bearer {user}")).role == "authenticated"
+    assert counters.sha256 == 40
+    assert counters.signatures == 0
+    assert store.lookups == 0
+
+
+async def test_legacy_key_costs_no_hash(setup):
+    auth, ring, store, counters = setup
+    await check(auth, LEGACY_SERVICE_ROLE)
+    counters.reset()
+    for _ in range(10):
+        assert (await check(auth, LEGACY_SERVICE_ROLE)).role == "service_role"
+    assert counters.sha256 == counters.signatures == store.lookups == 0
+
+
+async def test_bad_keys_never_reach_the_database(setup):
+    auth, ring, store, counters = setup
+    good = apikeys.generate("secret", REF)
+    for bad in ("sb_secret_x", good[:-1] + ("A" if good[-1] != "A" else "B"), apikeys.generate("secret", "other"),
+                "sb_publishable_" + "A" * 22 + "_" + "A" * 8):
+        with pytest.raises(Refusal) as e:
+            await check(auth, bad)
+        assert e.value.status == 401
+    assert store.lookups == 0
+
+
+async def test_unknown_key_looked_up_once_then_remembered(setup):
+    auth, ring, store, counters = setup
+    unknown = apikeys.generate("publishable", REF)
+    for _ in range(20):
+        with pytest.raises(Refusal):
+            await check(auth, unknown)
+    assert store.lookups == 1
