@@ -301,12 +301,17 @@ class Proxy:
         grant: Grant | None = None
         status = 101
         try:
+            if len(scope["headers"]) > MAX_HEADERS or info.total > MAX_HEADER_BYTES:
+                raise Refusal(431, "REQUEST_HEADERS_TOO_LARGE", "Request header fields too large",
+                              f"At most {MAX_HEADERS} headers and {MAX_HEADER_BYTES // 1024} KiB in all.")
             try:
                 path = normalize(raw_path)
             except BadPath as e:
                 raise Refusal(400, "BAD_PATH", "Invalid request path", str(e)) from None
             raw_path = path
             route = match(path)
+            if route is not None and route.policy is Policy.FORBIDDEN:
+                raise Refusal(403, "FORBIDDEN_ROUTE", "Access is forbidden.")
             if route is None or route.service is None:
                 raise Refusal(404, "NOT_FOUND", "no Route matched with those values")
             query_keys, _ = split_query(scope.get("query_string", b""), None)
@@ -383,10 +388,20 @@ async def _deny(scope: dict[str, Any], send: Send, r: Refusal) -> None:
         await send({"type": "websocket.close", "code": 1008})
 
 
-async def _relay(receive: Any, send: Send, upstream: aiohttp.ClientWebSocketResponse) -> None:
-    """Frames both ways until either side closes; the close code crosses over."""
+# Close codes that may not be sent in a close frame (RFC 6455 7.4.1), and what we send instead.
+_UNSENDABLE = {1005: 1000, 1006: 1001, 1015: 1011}
 
-    async def client_to_upstream() -> None:
+
+def _sendable(code: int | None) -> int:
+    if not code:
+        return 1000
+    return _UNSENDABLE.get(code, code)
+
+
+async def _relay(receive: Any, send: Send, upstream: aiohttp.ClientWebSocketResponse) -> None:
+    """Frames both ways until either side closes; the close code and reason cross over."""
+
+    async def client_to_upstream() -> tuple[str, int, str]:
         while True:
             msg = await receive()
             if msg["type"] == "websocket.receive":
@@ -395,34 +410,40 @@ async def _relay(receive: Any, send: Send, upstream: aiohttp.ClientWebSocketResp
                 elif msg.get("bytes") is not None:
                     await upstream.send_bytes(msg["bytes"])
             elif msg["type"] == "websocket.disconnect":
-                await upstream.close(code=msg.get("code", 1000))
-                return
+                return "client", msg.get("code") or 1000, msg.get("reason") or ""
 
-    async def upstream_to_client() -> None:
-        async for msg in upstream:
+    async def upstream_to_client() -> tuple[str, int, str]:
+        # Not ``async for``: aiohttp ends that iteration on CLOSE and hides the reason.
+        while True:
+            msg = await upstream.receive()
             if msg.type == aiohttp.WSMsgType.TEXT:
                 await send({"type": "websocket.send", "text": msg.data})
             elif msg.type == aiohttp.WSMsgType.BINARY:
                 await send({"type": "websocket.send", "bytes": msg.data})
             elif msg.type == aiohttp.WSMsgType.CLOSE:
-                code = msg.data if isinstance(msg.data, int) else 1000
-                await upstream.close(code=code)
-                with contextlib.suppress(Exception):
-                    await send({"type": "websocket.close", "code": code, "reason": msg.extra or ""})
-                return
-            else:  # CLOSING, CLOSED, ERROR
-                break
-        with contextlib.suppress(Exception):
-            await send({"type": "websocket.close", "code": upstream.close_code or 1011})
+                return "upstream", msg.data, msg.extra or ""
+            elif msg.type in (aiohttp.WSMsgType.PING, aiohttp.WSMsgType.PONG):
+                continue
+            else:  # CLOSING, CLOSED, ERROR: the connection broke
+                return "upstream", upstream.close_code or 1011, ""
 
     tasks = [asyncio.ensure_future(client_to_upstream()), asyncio.ensure_future(upstream_to_client())]
+    side, code, reason = "error", 1011, ""
     try:
-        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        finished = done.pop()
+        if not finished.cancelled() and finished.exception() is None:
+            side, code, reason = finished.result()
     finally:
         for t in tasks:
             t.cancel()
         for t in tasks:
             with contextlib.suppress(BaseException):
                 await t
+        code = _sendable(code)
+        if side != "client":
+            with contextlib.suppress(Exception):
+                await send({"type": "websocket.close", "code": code, "reason": reason})
         if not upstream.closed:
-            await upstream.close()
+            with contextlib.suppress(Exception):
+                await upstream.close(code=code, message=reason.encode()[:123])

@@ -116,8 +116,10 @@ class Upstreams:
     urls: dict[str, str] = field(default_factory=dict)
     closed_port: int = 0
     received: list[bytes] = field(default_factory=list)  # every request's bytes, for leak checks
-    ws_closes: dict[str, int | None] = field(default_factory=dict)  # connection id -> close code from the client
+    ws_closes: dict[str, tuple[int, str] | None] = field(default_factory=dict)  # connection id -> client's close
     jwks_fetches: int = 0
+    _holds: dict[str, asyncio.Event] = field(default_factory=dict)
+    _first_chunk: dict[str, threading.Event] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self._public = {j["kid"]: jwt.PyJWK(j, algorithm=j.get("alg", "ES256")) for j in self.public_jwks}
@@ -146,7 +148,8 @@ class Upstreams:
             app = web.Application(client_max_size=1024**3)
             app[SERVICE] = service
             app.router.add_route("*", "/{tail:.*}", self._handle)
-            runner = web.AppRunner(app, access_log=None, handle_signals=False)
+            runner = web.AppRunner(app, access_log=None, handle_signals=False, max_line_size=65536,
+                                   max_field_size=65536)
             await runner.setup()
             port = free_port()
             await web.TCPSite(runner, "127.0.0.1", port).start()
@@ -164,6 +167,18 @@ class Upstreams:
         asyncio.run_coroutine_threadsafe(cleanup(), self._loop).result(10)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(10)
+
+    def release(self, hold_id: str) -> None:
+        """Let ``/stream-hold?id=hold_id`` send the rest of its body."""
+        assert self._loop is not None
+        self._loop.call_soon_threadsafe(self._hold(hold_id).set)
+
+    def _hold(self, hold_id: str) -> asyncio.Event:
+        return self._holds.setdefault(hold_id, asyncio.Event())
+
+    def first_chunk_arrived(self, upload_id: str) -> threading.Event:
+        """Set once ``/upload-hold?id=upload_id`` has received the first bytes of its body."""
+        return self._first_chunk.setdefault(upload_id, threading.Event())
 
     def received_blob(self) -> bytes:
         return b"\n".join(list(self.received))
@@ -219,7 +234,10 @@ class Upstreams:
         if request.headers.get("Upgrade", "").lower() == "websocket":
             return await self._websocket(request)
 
+        if path == "/stream-hold":
+            return await self._stream_hold(request)
         # Stream the body in, hashing it, keeping only the start.
+        upload_id = request.query.get("id") if path == "/upload-hold" else None
         digest = hashlib.sha256()
         length = 0
         kept = bytearray()
@@ -228,6 +246,8 @@ class Upstreams:
             digest.update(chunk)
             length += len(chunk)
             chunks += 1
+            if upload_id is not None:
+                self.first_chunk_arrived(upload_id).set()
             if len(kept) < SMALL_ECHO:
                 kept += chunk[: SMALL_ECHO - len(kept)]
         self._record(request, bytes(kept))
@@ -278,6 +298,18 @@ class Upstreams:
         await resp.write_eof()
         return resp
 
+    async def _stream_hold(self, request: web.Request) -> web.StreamResponse:
+        """Send a first chunk, wait until the test releases us, then send the last one."""
+        self._record(request)
+        resp = web.StreamResponse(headers={"Content-Type": "text/plain"})
+        resp.enable_chunked_encoding()
+        await resp.prepare(request)
+        await resp.write(b"first;")
+        await asyncio.wait_for(self._hold(request.query["id"]).wait(), 60)
+        await resp.write(b"last")
+        await resp.write_eof()
+        return resp
+
     def _headers_out(self, request: web.Request) -> web.Response:
         body = gzip.compress(b'{"compressed": true}')
         return web.Response(body=body, status=201, headers={
@@ -316,10 +348,15 @@ class Upstreams:
             "verified": verified,
             "protocol": ws.ws_protocol,
         }
-        async for msg in ws:
+        while True:  # not ``async for``: it ends on CLOSE before we could see the code
+            msg = await ws.receive()
             if msg.type == WSMsgType.TEXT:
                 if msg.data == "info":
                     await ws.send_str(json.dumps(info))
+                elif msg.data == "drop":  # vanish without a close frame
+                    assert request.transport is not None
+                    request.transport.abort()
+                    break
                 elif msg.data.startswith("close:"):
                     await ws.close(code=int(msg.data[6:]), message=b"upstream says bye")
                     break
@@ -328,7 +365,7 @@ class Upstreams:
             elif msg.type == WSMsgType.BINARY:
                 await ws.send_bytes(msg.data)
             elif msg.type == WSMsgType.CLOSE:
-                self.ws_closes[conn_id] = msg.data
+                self.ws_closes[conn_id] = (msg.data, msg.extra)
                 await ws.close(code=msg.data)
                 break
             else:

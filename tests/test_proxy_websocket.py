@@ -1,0 +1,189 @@
+"""Realtime over WebSocket: the handshake through the gateway (key in the query string, the
+minted JWT replacing it and sent as x-api-key, Host for the tenant), frames both ways, close
+codes both ways, and refusals answered as HTTP before the upgrade."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+
+import pytest
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.sync.client import connect
+
+from tests.upstreams import LEGACY_ANON, echo_header, get_upstreams, proxy_env, start_gateway
+
+CHROME = ("Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
+          "Chrome/131.0.0.0 Safari/537.36")
+
+
+@pytest.fixture(scope="module")
+def up():
+    return get_upstreams()
+
+
+@pytest.fixture(scope="module")
+def gw(pg_server, up):
+    g = start_gateway(proxy_env(pg_server, up, GATEWAY_UPSTREAMS__REALTIME_HOST="tenant-a.realtime.local"))
+    yield g
+    g.stop()
+
+
+@pytest.fixture(scope="module")
+def pub(gw) -> str:
+    return gw.create_key("publishable", name="ws_pub")["api_key"]
+
+
+@pytest.fixture(scope="module")
+def sec(gw) -> str:
+    return gw.create_key("secret", name="ws_sec")["api_key"]
+
+
+def ws(gw, query: str, **kw):
+    return connect(f"{gw.ws_url}/realtime/v1/websocket?{query}", open_timeout=10, close_timeout=10, **kw)
+
+
+def info(conn) -> dict:
+    conn.send("info")
+    return json.loads(conn.recv(timeout=10))
+
+
+def test_handshake_carries_the_minted_jwt(gw, pub):
+    with ws(gw, f"apikey={pub}&vsn=1.0.0", user_agent_header=CHROME) as conn:
+        seen = info(conn)
+    assert seen["path"] == "/socket/websocket"
+    query = seen["query"].split("&")
+    assert query[0] == "vsn=1.0.0"
+    assert query[1].startswith("apikey=eyJ")
+    assert pub not in json.dumps(seen)
+    assert seen["verified"]["query_apikey"]["claims"]["role"] == "anon"
+    assert seen["verified"]["x-api-key"]["claims"]["role"] == "anon"
+    [x_api_key] = echo_header(seen, "x-api-key")
+    assert query[1] == f"apikey={x_api_key}"
+    assert echo_header(seen, "host") == ["tenant-a.realtime.local"]
+    assert echo_header(seen, "x-forwarded-prefix") == ["/realtime/v1"]
+
+
+def test_key_in_the_header_instead(gw, sec):
+    with ws(gw, "vsn=1.0.0", additional_headers={"apikey": sec}) as conn:
+        seen = info(conn)
+    assert seen["query"] == "vsn=1.0.0"  # nothing to replace
+    assert seen["verified"]["x-api-key"]["claims"]["role"] == "service_role"
+    assert sec not in json.dumps(seen)
+
+
+def test_legacy_key(gw):
+    with ws(gw, f"apikey={LEGACY_ANON}&vsn=1.0.0") as conn:
+        seen = info(conn)
+    assert seen["verified"]["x-api-key"]["claims"]["role"] == "anon"
+    assert LEGACY_ANON not in seen["query"]
+
+
+def test_text_and_binary_frames_round_trip(gw, pub):
+    with ws(gw, f"apikey={pub}&vsn=1.0.0") as conn:
+        join = json.dumps({"topic": "realtime:room1", "event": "phx_join", "payload": {}, "ref": "1"})
+        conn.send(join)
+        assert conn.recv(timeout=10) == join
+        conn.send(b"\x00\x01binary\xff")
+        assert conn.recv(timeout=10) == b"\x00\x01binary\xff"
+        big = bytes(range(256)) * 4096  # 1 MiB in one frame
+        conn.send(big)
+        assert conn.recv(timeout=10) == big
+        for i in range(50):
+            conn.send(f"m{i}")
+        assert [conn.recv(timeout=10) for _ in range(50)] == [f"m{i}" for i in range(50)]
+
+
+def test_subprotocol_is_negotiated_with_the_upstream(gw, pub):
+    with ws(gw, f"apikey={pub}", subprotocols=["realtime-v1"]) as conn:
+        assert conn.subprotocol == "realtime-v1"
+        assert info(conn)["protocol"] == "realtime-v1"
+
+
+@pytest.mark.parametrize("code", [1000, 1008, 4001, 4999])
+def test_upstream_close_code_reaches_the_client(gw, pub, code):
+    with ws(gw, f"apikey={pub}") as conn:
+        conn.send(f"close:{code}")
+        with pytest.raises(ConnectionClosed) as e:
+            conn.recv(timeout=10)
+    assert e.value.rcvd is not None
+    assert e.value.rcvd.code == code
+    assert e.value.rcvd.reason == "upstream says bye"
+
+
+def test_upstream_vanishing_closes_the_client(gw, pub):
+    with ws(gw, f"apikey={pub}") as conn:
+        conn.send("drop")
+        with pytest.raises(ConnectionClosed) as e:
+            conn.recv(timeout=10)
+    assert e.value.rcvd is not None
+    assert e.value.rcvd.code in (1001, 1011)
+
+
+@pytest.mark.parametrize("code", [1000, 4002])
+def test_client_close_code_reaches_the_upstream(gw, pub, up, code):
+    conn_id = uuid.uuid4().hex
+    conn = ws(gw, f"apikey={pub}&conn={conn_id}")
+    info(conn)
+    conn.close(code=code, reason="client says bye")
+    deadline = time.monotonic() + 10
+    while up.ws_closes.get(conn_id) is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert up.ws_closes.get(conn_id) == (code, "client says bye")
+
+
+def refusal(gw, query: str, **kw):
+    with pytest.raises(InvalidStatus) as e:
+        with ws(gw, query, **kw):
+            pass
+    return e.value.response
+
+
+@pytest.mark.parametrize("query, code", [
+    ("vsn=1.0.0", "UNAUTHORIZED_MISSING_API_KEY"),
+    ("apikey=&vsn=1.0.0", "UNAUTHORIZED_MISSING_API_KEY"),
+    ("apikey=sb_publishable_nope&vsn=1.0.0", "UNAUTHORIZED_INVALID_API_KEY"),
+    ("apikey=eyJhbGciOiJub25lIn0.e30.&vsn=1.0.0", "UNAUTHORIZED_INVALID_API_KEY"),
+])
+def test_bad_key_refused_before_upgrade(gw, query, code):
+    resp = refusal(gw, query)
+    assert resp.status_code == 401
+    assert resp.headers["sb-error-code"] == code
+    assert json.loads(resp.body)["message"]
+
+
+def test_unknown_and_deleted_keys_refused(gw):
+    made = gw.create_key("publishable", name="ws_doomed")
+    with ws(gw, f"apikey={made['api_key']}") as conn:
+        info(conn)
+    gw.admin("DELETE", f"/api-keys/{made['id']}")
+    resp = refusal(gw, f"apikey={made['api_key']}")
+    assert resp.status_code == 401
+    assert resp.headers["sb-error-code"] == "UNAUTHORIZED_INVALID_API_KEY"
+    assert made["api_key"].encode() not in resp.body
+
+
+def test_secret_key_from_a_browser_refused(gw, sec, pub):
+    resp = refusal(gw, f"apikey={sec}", user_agent_header=CHROME)
+    assert resp.status_code == 401
+    assert resp.headers["sb-error-code"] == "UNAUTHORIZED_INVALID_API_KEY_TYPE"
+    assert json.loads(resp.body)["message"] == "Forbidden use of secret API key in browser"
+    resp = refusal(gw, f"apikey={sec}", additional_headers={"Sec-Fetch-Mode": "websocket"})
+    assert resp.status_code == 401
+    with ws(gw, f"apikey={pub}", user_agent_header=CHROME, additional_headers={"Sec-Fetch-Mode": "websocket"}):
+        pass
+
+
+def test_header_and_query_keys_differ(gw, pub, sec):
+    resp = refusal(gw, f"apikey={pub}", additional_headers={"apikey": sec})
+    assert resp.status_code == 401
+    assert resp.headers["sb-error-code"] == "UNAUTHORIZED_INVALID_API_KEY"
+
+
+def test_forbidden_and_unknown_paths(gw, sec):
+    for path, status in (("/realtime/v1/api/tenants", 403), ("/mcp", 403), ("/nowhere", 404)):
+        with pytest.raises(InvalidStatus) as e:
+            with connect(f"{gw.ws_url}{path}?apikey={sec}", open_timeout=10):
+                pass
+        assert e.value.response.status_code == status, path
