@@ -23,6 +23,7 @@ from gateway.config import Settings
 from gateway.responses import (
     OriginPolicy, Send, cors_headers, preflight_headers, send_error, send_json,
 )
+from gateway.realtime import frame_rewriter
 from gateway.routes import BadPath, Policy, Route, match, normalize
 
 log = logging.getLogger("gateway")
@@ -338,7 +339,7 @@ class Proxy:
                               f"The {route.service} service could not be reached.") from None
             observe.WEBSOCKETS.labels(route.service, "open").inc()
             await send({"type": "websocket.accept", "subprotocol": upstream.protocol})
-            await _relay(receive, send, upstream)
+            await _relay(receive, send, upstream, frame_rewriter(route, grant, self.auth.minter))
         except Refusal as r:
             status = r.status
             await _deny(scope, send, r)
@@ -398,7 +399,8 @@ def _sendable(code: int | None) -> int:
     return _UNSENDABLE.get(code, code)
 
 
-async def _relay(receive: Any, send: Send, upstream: aiohttp.ClientWebSocketResponse) -> None:
+async def _relay(receive: Any, send: Send, upstream: aiohttp.ClientWebSocketResponse,
+                 rewrite: Any = None) -> None:
     """Frames both ways until either side closes; the close code and reason cross over."""
 
     async def client_to_upstream() -> tuple[str, int, str]:
@@ -406,7 +408,7 @@ async def _relay(receive: Any, send: Send, upstream: aiohttp.ClientWebSocketResp
             msg = await receive()
             if msg["type"] == "websocket.receive":
                 if msg.get("text") is not None:
-                    await upstream.send_str(msg["text"])
+                    await upstream.send_str(rewrite(msg["text"]) if rewrite else msg["text"])
                 elif msg.get("bytes") is not None:
                     await upstream.send_bytes(msg["bytes"])
             elif msg["type"] == "websocket.disconnect":
