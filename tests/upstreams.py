@@ -62,6 +62,15 @@ def ec_private_jwk(kid: str) -> dict[str, Any]:
     return jwk
 
 
+def rsa_private_jwk(kid: str) -> dict[str, Any]:
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(key))
+    jwk.update({"kid": kid, "alg": "RS256", "use": "sig"})
+    return jwk
+
+
 def public_jwk(jwk: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in jwk.items() if k not in ("d", "p", "q", "dp", "dq", "qi")}
 
@@ -96,6 +105,7 @@ def unsigned(claims: dict[str, Any]) -> str:
 
 
 GATEWAY_SIGNING_JWK = ec_private_jwk("gw-signing-1")
+GATEWAY_RSA_SIGNING_JWK = rsa_private_jwk("gw-signing-rsa-1")
 AUTH_USER_JWK = ec_private_jwk("auth-user-1")  # what the auth service signs user JWTs with
 LEGACY_ANON = legacy_key("anon")
 LEGACY_SERVICE_ROLE = legacy_key("service_role")
@@ -112,7 +122,8 @@ class JwtRejected(Exception):
 class Upstreams:
     hs_secret: str = JWT_SECRET
     public_jwks: list[dict[str, Any]] = field(
-        default_factory=lambda: [public_jwk(GATEWAY_SIGNING_JWK), public_jwk(AUTH_USER_JWK)])
+        default_factory=lambda: [public_jwk(GATEWAY_SIGNING_JWK), public_jwk(GATEWAY_RSA_SIGNING_JWK),
+                                 public_jwk(AUTH_USER_JWK)])
     urls: dict[str, str] = field(default_factory=dict)
     closed_port: int = 0
     received: list[bytes] = field(default_factory=list)  # every request's bytes, for leak checks
