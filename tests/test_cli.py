@@ -1,0 +1,360 @@
+"""The ``gateway`` command (SPEC section 3), run as a real subprocess against a real Postgres."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import stat
+import time
+import uuid
+from pathlib import Path
+
+import asyncpg
+import httpx
+import pytest
+
+from gateway import apikeys
+from tests.helpers import JWT_SECRET, Gateway, free_port, run_cli
+
+REF = "supabase-self-hosted"
+
+
+@pytest.fixture
+def workdir(tmp_path: Path) -> Path:
+    return tmp_path
+
+
+@pytest.fixture
+def cli(workdir, dsn):
+    """Run ``gateway ...`` against this test's database (through GATEWAY_DATABASE_URL)."""
+
+    def run(*args: str, env: dict[str, str] | None = None, input: str | None = None):
+        base = {"GATEWAY_DATABASE_URL": dsn, "GATEWAY_DATA_DIR": str(workdir / "data")}
+        return run_cli(*args, env={**base, **(env or {})}, input=input, cwd=workdir)
+
+    return run
+
+
+def ok(result) -> str:
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr
+    return result.stdout
+
+
+def one_line_failure(result, status: int = 1) -> str:
+    assert result.returncode == status, (result.returncode, result.stdout, result.stderr)
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("gateway")
+    return lines[0]
+
+
+def create(cli, key_type: str = "secret", name: str | None = None, *extra: str) -> dict:
+    return json.loads(ok(cli("keys", "create", "--type", key_type, "--name", name or f"k_{uuid.uuid4().hex[:8]}",
+                             "--json", *extra)))
+
+
+def listed(cli) -> list[dict]:
+    return json.loads(ok(cli("keys", "list", "--json")))
+
+
+async def audit_rows(dsn: str) -> list[asyncpg.Record]:
+    conn = await asyncpg.connect(dsn)
+    try:
+        return await conn.fetch("SELECT actor, action, target, details::text AS details FROM gateway.audit_log ORDER BY id")
+    finally:
+        await conn.close()
+
+
+# --- keys create / list -----------------------------------------------------------------------
+
+
+def test_create_json_and_list_with_a_config_file(workdir, dsn):
+    config = workdir / "gateway.toml"
+    config.write_text(f'database_url = "{dsn}"\ndata_dir = "{workdir / "data"}"\n')
+
+    def run(*args: str):
+        return run_cli(*args, "--config", str(config), cwd=workdir)
+
+    result = run("keys", "create", "--type", "secret", "--name", "backend", "--description", "the backend", "--json")
+    out = json.loads(ok(result))
+    assert {"id", "type", "name", "prefix", "api_key"} <= out.keys()
+    assert (out["type"], out["name"], out["description"]) == ("secret", "backend", "the backend")
+    key = out["api_key"]
+    assert apikeys.parse(key, REF) == "secret"
+    assert out["prefix"] == apikeys.display_prefix(key) and out["hash"] == apikeys.hash_key(key)
+    assert out["secret_jwt_template"] == {"role": "service_role"}
+    uuid.UUID(out["id"])
+    assert (result.stdout + result.stderr).count(key) == 1  # printed once
+
+    pub = json.loads(ok(run("keys", "create", "--type", "publishable", "--name", "web_app", "--json")))
+    result = run("keys", "list", "--json")
+    rows = json.loads(ok(result))
+    assert [(r["id"], r["name"], r["type"]) for r in rows] == [(out["id"], "backend", "secret"),
+                                                                (pub["id"], "web_app", "publishable")]
+    for r in rows:
+        assert "api_key" not in r
+        assert r["prefix"] and r["hash"]
+    for k in (key, pub["api_key"]):
+        assert k not in result.stdout and k[len(apikeys.display_prefix(k)):] not in result.stdout
+
+
+def test_config_file_from_gateway_config_variable(workdir, dsn):
+    config = workdir / "env.toml"
+    config.write_text(f'database_url = "{dsn}"\n')
+    out = ok(run_cli("legacy", "status", env={"GATEWAY_CONFIG": str(config)}, cwd=workdir))
+    assert out.strip() == "legacy API keys are enabled"
+
+
+def test_create_prints_the_plaintext_once(cli):
+    result = cli("keys", "create", "--type", "publishable", "--name", "web_app")
+    key = ok(result).strip()
+    assert result.stdout == key + "\n"  # stdout: the key alone, for scripts
+    assert apikeys.parse(key, REF) == "publishable"
+    assert key not in result.stderr and "only this once" in result.stderr
+    text = ok(cli("keys", "list"))
+    assert key not in text and apikeys.display_prefix(key) in text and "web_app" in text
+    assert text.splitlines()[0].split()[:4] == ["ID", "TYPE", "NAME", "PREFIX"]
+
+
+def test_create_with_role_and_description(cli):
+    out = create(cli, "secret", "reporting", "--role", "reporting_reader", "--description", "for reports")
+    assert out["secret_jwt_template"] == {"role": "reporting_reader"}
+    assert out["description"] == "for reports"
+    line = one_line_failure(cli("keys", "create", "--type", "publishable", "--name", "webapp", "--role", "x"))
+    assert "--role" in line
+    assert "role" in one_line_failure(cli("keys", "create", "--type", "secret", "--name", "bad_role",
+                                          "--role", "not a role"))
+
+
+def test_create_with_a_bad_name(cli):
+    for name in ("abc", "Bad-Name", "1abc", "a" * 65):
+        assert "name" in one_line_failure(cli("keys", "create", "--type", "secret", "--name", name))
+    assert listed(cli) == []
+
+
+# --- keys delete ------------------------------------------------------------------------------
+
+
+def test_delete(cli, dsn):
+    doomed, kept = create(cli), create(cli)
+    out = ok(cli("keys", "delete", doomed["id"], "--compromised", "--reason", "pasted in chat"))
+    assert doomed["id"] in out and doomed["api_key"] not in out
+    assert [r["id"] for r in listed(cli)] == [kept["id"]]
+    line = one_line_failure(cli("keys", "delete", doomed["id"]))  # final: gone for good
+    assert doomed["id"] in line
+    rows = asyncio.run(audit_rows(dsn))
+    delete = [r for r in rows if r["action"] == "api_key.delete"]
+    assert len(delete) == 1 and delete[0]["target"] == doomed["id"]
+    details = json.loads(delete[0]["details"])
+    assert details["was_compromised"] is True and details["reason"] == "pasted in chat"
+    assert delete[0]["actor"].startswith("cli")
+
+
+@pytest.mark.parametrize("bad_id", [str(uuid.uuid4()), "not-a-uuid", "anon"])
+def test_delete_unknown_id(cli, bad_id):
+    assert "no API key" in one_line_failure(cli("keys", "delete", bad_id))
+
+
+# --- keys import ------------------------------------------------------------------------------
+
+
+def test_import(cli):
+    key = apikeys.generate("secret", REF)
+    out = json.loads(ok(cli("keys", "import", "--type", "secret", "--name", "from_env", "--key", key, "--json")))
+    assert out["hash"] == apikeys.hash_key(key) and out["prefix"] == apikeys.display_prefix(key)
+    assert out["secret_jwt_template"] == {"role": "service_role"}
+    [row] = listed(cli)
+    assert (row["id"], row["name"], row["type"]) == (out["id"], "from_env", "secret")
+    # the same key twice: refused, and not echoed
+    result = cli("keys", "import", "--type", "secret", "--name", "again", "--key", key)
+    line = one_line_failure(result)
+    assert "already" in line and key not in result.stderr + result.stdout
+    assert len(listed(cli)) == 1
+
+
+def test_import_plain_output_never_shows_the_key(cli):
+    key = apikeys.generate("publishable", REF)
+    result = cli("keys", "import", "--type", "publishable", "--name", "web_from_env", "--key", key)
+    out = ok(result)
+    assert key not in out + result.stderr and "web_from_env" in out
+
+
+def test_import_refuses_bad_keys(cli):
+    good = apikeys.generate("secret", REF)
+    bad_keys = [
+        good[:-1] + ("A" if good[-1] != "A" else "B"),  # bad checksum
+        good[:-2],  # too short
+        apikeys.generate("secret", "another-ref"),  # checksum of another ref
+        apikeys.generate("publishable", REF),  # type does not match --type
+        "eyJhbGciOiJIUzI1NiJ9.eyJyb2xlIjoiYW5vbiJ9.sig",
+    ]
+    for key in bad_keys:
+        line = one_line_failure(cli("keys", "import", "--type", "secret", "--name", "bad_import", "--key", key))
+        assert "key" in line and key not in line
+    assert listed(cli) == []
+
+
+def test_import_from_stdin(cli):
+    key = apikeys.generate("secret", REF)
+    out = json.loads(ok(cli("keys", "import", "--type", "secret", "--name", "stdin_key", "--key", "-", "--json",
+                            "--role", "worker", input=key + "\n")))
+    assert out["hash"] == apikeys.hash_key(key)
+    assert out["secret_jwt_template"] == {"role": "worker"}
+    line = one_line_failure(cli("keys", "import", "--type", "secret", "--name", "stdin_bad", "--key", "-",
+                                input="sb_secret_nonsense\n"))
+    assert "sb_secret_nonsense" not in line
+
+
+# --- legacy, migrate --------------------------------------------------------------------------
+
+
+def test_legacy_enable_disable_status(cli, dsn):
+    assert ok(cli("legacy", "status")).strip() == "legacy API keys are enabled"
+    assert json.loads(ok(cli("legacy", "status", "--json"))) == {"enabled": True, "changed_at": None}
+    assert ok(cli("legacy", "disable")).startswith("legacy API keys are disabled since ")
+    assert ok(cli("legacy", "status")).startswith("legacy API keys are disabled since ")
+    state = json.loads(ok(cli("legacy", "status", "--json")))
+    assert state["enabled"] is False and state["changed_at"]
+    assert ok(cli("legacy", "enable")).startswith("legacy API keys are enabled since ")
+    assert json.loads(ok(cli("legacy", "status", "--json")))["enabled"] is True
+    assert [r["action"] for r in asyncio.run(audit_rows(dsn))] == ["legacy.disable", "legacy.enable"]
+
+
+def test_migrate(cli):
+    assert ok(cli("migrate")).strip() == "applied 0001_keys"
+    assert ok(cli("migrate")).strip() == "migrations are up to date"
+
+
+# --- failures: one line, non-zero -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("argv", [
+    [],
+    ["--bogus"],
+    ["frobnicate"],
+    ["keys"],
+    ["keys", "frobnicate"],
+    ["keys", "create", "--name", "abcd"],
+    ["keys", "create", "--type", "bogus", "--name", "abcd"],
+    ["keys", "create", "--type", "secret", "--name", "abcd", "--extra"],
+    ["keys", "delete"],
+    ["keys", "import", "--type", "secret", "--name", "abcd"],
+    ["legacy"],
+    ["legacy", "maybe"],
+    ["serve", "--port", "eighty"],
+    ["migrate", "now"],
+])
+def test_bad_flags(workdir, argv):
+    result = run_cli(*argv, cwd=workdir, env={"GATEWAY_DATA_DIR": str(workdir / "data")})
+    one_line_failure(result, status=2)
+    assert not (workdir / "data").exists()
+
+
+@pytest.mark.parametrize("argv", [["keys", "list"], ["keys", "create", "--type", "secret", "--name", "abcd"],
+                                  ["keys", "delete", str(uuid.uuid4())], ["migrate"], ["legacy", "status"],
+                                  ["serve"]])
+def test_unreachable_database(workdir, argv):
+    port = free_port()  # nothing listens there
+    env = {"GATEWAY_DATABASE_URL": f"postgresql://gw:hunter2-password@127.0.0.1:{port}/postgres",
+           "GATEWAY_DATA_DIR": str(workdir / "data"), "GATEWAY_JWT__SECRET": JWT_SECRET}
+    result = run_cli(*argv, cwd=workdir, env=env, timeout=30)
+    line = one_line_failure(result)
+    assert "database" in line and "hunter2-password" not in line
+
+
+def test_serve_on_a_port_in_use(workdir, gateway_env):
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = run_cli("serve", "--host", "127.0.0.1", "--port", str(port), cwd=workdir,
+                         env={**gateway_env, "GATEWAY_DATA_DIR": str(workdir / "data"),
+                              "GATEWAY_ADMIN__PORT": str(free_port())}, timeout=60)
+    # info lines may come first; the failure itself is one line, the last, and no traceback
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if "error" in line.lower()]
+    assert errors == [result.stderr.splitlines()[-1]]
+    assert errors[0].startswith("gateway: error: ") and str(port) in errors[0]
+
+
+# --- beside a running gateway, on its embedded database ---------------------------------------
+
+
+def test_first_start_and_cli_beside_serve_on_the_embedded_database(tmp_path):
+    env = {"GATEWAY_JWT__SECRET": JWT_SECRET, "GATEWAY_KEYS__REFRESH_SECONDS": "30"}
+    for name in ("GATEWAY_DATABASE_URL", "DATABASE_URL", "GATEWAY_ADMIN__TOKEN"):
+        assert name not in os.environ
+    gw = Gateway(env).start(timeout=60)
+    try:
+        data_dir = gw.workdir / "data"
+        assert (data_dir / "pgdata").is_dir()  # the embedded server lives under data_dir
+
+        # first start, no terminal: the secrets are in a 0600 file, and only its path is logged
+        path = data_dir / "initial-keys.json"
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+        initial = json.loads(path.read_text())
+        keys = initial["keys"]
+        assert sorted((k["type"], k["name"]) for k in keys) == [("publishable", "default"), ("secret", "default")]
+        for k in keys:
+            assert apikeys.parse(k["api_key"], REF) == k["type"]
+        token = initial["admin_token"]
+        logs = gw.logs()
+        assert str(path) in logs
+        for secret in [token, *(k["api_key"] for k in keys)]:
+            assert secret not in logs
+
+        admin = {"Authorization": f"Bearer {token}"}
+        base = f"{gw.admin_url}/v1/projects/default/api-keys"
+        listed_keys = httpx.get(base, headers=admin).json()
+        assert {k["hash"] for k in listed_keys} == {apikeys.hash_key(k["api_key"]) for k in keys}
+        assert httpx.get(base, headers={"Authorization": "Bearer wrong-token-0123456789"}).status_code == 401
+        publishable = next(k["api_key"] for k in keys if k["type"] == "publishable")
+        assert httpx.get(gw.url + "/rest/v1/x", headers={"apikey": publishable}).status_code in (502, 503)
+
+        # the CLI, while serve runs, on the same embedded database
+        cli_env = {"GATEWAY_DATA_DIR": str(data_dir), "GATEWAY_JWT__SECRET": JWT_SECRET}
+        made = json.loads(ok(run_cli("keys", "create", "--type", "publishable", "--name", "from_cli", "--json",
+                                     env=cli_env, cwd=tmp_path)))
+        assert gw.proc.poll() is None
+        assert made["id"] in {k["id"] for k in httpx.get(base, headers=admin).json()}
+        assert wait_status(gw, made["api_key"], lambda s: s != 401) in (502, 503)
+        names = {r["name"] for r in json.loads(ok(run_cli("keys", "list", "--json", env=cli_env, cwd=tmp_path)))}
+        assert names == {"default", "from_cli"}
+        assert "enabled" in ok(run_cli("legacy", "status", env=cli_env, cwd=tmp_path))
+        ok(run_cli("keys", "delete", made["id"], env=cli_env, cwd=tmp_path))
+        assert wait_status(gw, made["api_key"], lambda s: s == 401) == 401
+
+        # the gateway keeps running, its database too
+        assert gw.proc.poll() is None
+        assert httpx.get(gw.url + "/health").status_code == 200
+        assert len(httpx.get(base, headers=admin).json()) == 2
+        assert (data_dir / "pgdata" / "postmaster.pid").exists()
+    finally:
+        code = gw.stop()
+    assert code == 0, gw.logs()
+    assert not (data_dir / "pgdata" / "postmaster.pid").exists()  # embedded Postgres stopped with it
+
+    # a second start on the same data: no new keys, no new token, the file is left as it was
+    before = path.read_text()
+    again = Gateway(env, workdir=gw.workdir).start(timeout=60)
+    try:
+        r = httpx.get(f"{again.admin_url}/v1/projects/default/api-keys", headers=admin)
+        assert r.status_code == 200 and len(r.json()) == 2
+    finally:
+        assert again.stop() == 0
+    assert path.read_text() == before
+    assert "initial keys" not in (again.workdir / "stdout.log").read_text() + (again.workdir / "stderr.log").read_text()
+
+
+def wait_status(gw: Gateway, key: str, done, timeout: float = 5) -> int:
+    deadline = time.monotonic() + timeout
+    while True:
+        status = httpx.get(gw.url + "/rest/v1/x", headers={"apikey": key}).status_code
+        if done(status) or time.monotonic() > deadline:
+            return status
+        time.sleep(0.1)
