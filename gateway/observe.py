@@ -21,7 +21,8 @@ REQUESTS = Counter(
     "gateway_requests_total", "Requests answered by the public listener", ["service", "status", "role"]
 )
 LATENCY = Histogram(
-    "gateway_request_duration_seconds", "Time from request to response end, upstream included", ["service"],
+    "gateway_request_duration_seconds", "Time from request to response end, upstream included",
+    ["service", "status", "role"],
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )
 WEBSOCKETS = Counter("gateway_websocket_sessions_total", "WebSocket sessions proxied", ["service", "outcome"])
@@ -33,8 +34,9 @@ def record(
 ) -> None:
     duration = time.perf_counter() - started
     svc = service or "gateway"
-    REQUESTS.labels(svc, str(status), role).inc()
-    LATENCY.labels(svc).observe(duration)
+    code = str(status)
+    REQUESTS.labels(svc, code, role).inc()
+    LATENCY.labels(svc, code, role).observe(duration)
     if log:
         access_log.info(json.dumps({
             "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()) + f".{int(time.time() * 1000) % 1000:03d}Z",

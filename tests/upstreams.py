@@ -419,14 +419,63 @@ def proxy_env(pg_server: str, upstreams: Upstreams | None, dsn: str | None = Non
     return {k: v for k, v in env.items() if v is not None}
 
 
-def start_gateway(env: dict[str, str]) -> Gateway:
+def start_gateway(env: dict[str, str], workers: int = 1) -> Gateway:
     # Keep a stray variable of the developer's shell from changing what the tests see.
     for name in ("JWT_SECRET", "JWT_KEYS", "ANON_KEY", "SERVICE_ROLE_KEY", "DATABASE_URL", "GATEWAY_CONFIG"):
         os.environ.pop(name, None)
-    return Gateway(env).start()
+    return Gateway(env, workers=workers).start()
+
+
+def db_query(dsn: str, sql: str, *args: Any) -> list[Any]:
+    """Run one statement on ``dsn`` from synchronous test code; the rows it returned."""
+    import asyncpg
+
+    out: list[Any] = []
+
+    async def go() -> None:
+        conn = await asyncpg.connect(dsn)
+        try:
+            if sql.lstrip().upper().startswith(("SELECT", "WITH")):
+                out.extend(await conn.fetch(sql, *args))
+            else:  # may be several statements
+                await conn.execute(sql, *args)
+        finally:
+            await conn.close()
+
+    errors: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            asyncio.run(go())
+        except BaseException as e:  # surfaced below
+            errors.append(e)
+
+    t = threading.Thread(target=target)
+    t.start()
+    t.join()
+    if errors:
+        raise errors[0]
+    return out
+
+
+def within(seconds: float, predicate: Any, interval: float = 0.02) -> float:
+    """Poll ``predicate`` until it holds; fail if it does not within ``seconds``. Returns the wait."""
+    start = time.monotonic()
+    while True:
+        if predicate():
+            return time.monotonic() - start
+        if time.monotonic() - start > seconds:
+            raise AssertionError(f"not true within {seconds} s")
+        time.sleep(interval)
 
 
 # --- request helpers --------------------------------------------------------------------------------
+
+
+def random_part(key: str) -> str:
+    """The 22 random characters of an opaque key (they may hold ``_`` themselves)."""
+    body = key.removeprefix("sb_publishable_").removeprefix("sb_secret_")
+    return body[:22]
 
 
 def echo_header(echo: dict[str, Any], name: str) -> list[str]:
