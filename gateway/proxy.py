@@ -19,6 +19,7 @@ from yarl import URL
 
 from gateway import observe
 from gateway.auth import Authenticator, Grant, Refusal
+from gateway.browser import sec_fetch_signal
 from gateway.config import Settings
 from gateway.responses import (
     OriginPolicy, Send, cors_headers, preflight_headers, send_error, send_json,
@@ -59,7 +60,7 @@ class RequestInfo:
         self.apikeys: list[str] = []
         self.authorization: str | None = None
         self.user_agent: str | None = None
-        self.sec_fetch = False
+        sec_fetch: list[bytes] = []
         self.origin: bytes | None = None
         self.acr_method: bytes | None = None
         self.acr_headers: bytes | None = None
@@ -77,7 +78,7 @@ class RequestInfo:
             elif name == b"user-agent":
                 self.user_agent = value.decode("latin-1")
             elif name.startswith(b"sec-fetch-"):
-                self.sec_fetch = True
+                sec_fetch.append(name)
             elif name == b"origin":
                 self.origin = value
             elif name == b"host":
@@ -93,6 +94,7 @@ class RequestInfo:
             elif name == b"sec-websocket-protocol":
                 self.ws_protocols += [p.strip() for p in value.decode("latin-1").split(",") if p.strip()]
         self.total = total
+        self.sec_fetch = sec_fetch_signal(sec_fetch, self.user_agent)
 
 
 def split_query(query: bytes, replacement: str | None) -> tuple[list[str], bytes]:
