@@ -11,6 +11,7 @@ from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from gateway import apikeys, observe
 from gateway.config import Settings
@@ -18,6 +19,8 @@ from gateway.keyring import KeyRing
 from gateway.store import InvalidInput, NotFound, Store
 
 LEGACY_NAMES = ("anon", "service_role")
+# Served without the admin token: the health check and the API's own description (no secrets).
+OPEN_PATHS = frozenset({"/health", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"})
 
 
 class AdminError(Exception):
@@ -112,6 +115,21 @@ def create_admin_app(settings: Settings, store: Store, ring: KeyRing) -> FastAPI
         headers = {"WWW-Authenticate": "Bearer"} if e.status == 401 else None
         return JSONResponse(body, status_code=e.status, headers=headers)
 
+    @app.middleware("http")
+    async def _token_first(request: Request, call_next: Any) -> Response:
+        """Refuse a missing or wrong token before anything else looks at the request (its body,
+        its path): an unauthenticated caller learns nothing but 401."""
+        if request.url.path not in OPEN_PATHS:
+            try:
+                require_token(request)
+            except AdminError as e:
+                return await _admin_error(request, e)
+        return await call_next(request)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(_req: Request, e: StarletteHTTPException) -> JSONResponse:
+        return JSONResponse({"message": str(e.detail)}, status_code=e.status_code, headers=e.headers)
+
     @app.exception_handler(InvalidInput)
     async def _invalid(_req: Request, e: InvalidInput) -> JSONResponse:
         return JSONResponse({"message": str(e), "field": e.field}, status_code=400)
@@ -123,14 +141,16 @@ def create_admin_app(settings: Settings, store: Store, ring: KeyRing) -> FastAPI
     @app.exception_handler(RequestValidationError)
     async def _validation(_req: Request, e: RequestValidationError) -> JSONResponse:
         first = e.errors()[0]
-        loc = [str(p) for p in first.get("loc", ()) if p not in ("body", "query", "path")]
+        # ("body", "name") -> "name"; ("body", 7) for a JSON syntax error at offset 7 -> "body"
+        loc = [str(p) for p in first.get("loc", ()) if isinstance(p, str) and p not in ("body", "query", "path")]
         field = ".".join(loc) or "body"
         msg = "unknown field" if first.get("type") == "extra_forbidden" else first.get("msg", "invalid")
         return JSONResponse({"message": f"{field}: {msg}", "field": field}, status_code=400)
 
-    def legacy_keys(reveal: bool) -> list[dict[str, Any]]:
+    async def legacy_keys(reveal: bool) -> list[dict[str, Any]]:
         if not ring.legacy.enabled:
             return []
+        last_used = await store.get_setting("legacy_last_used") or {}
         out = []
         for name in LEGACY_NAMES:
             value = legacy_values[name]
@@ -139,7 +159,8 @@ def create_admin_app(settings: Settings, store: Store, ring: KeyRing) -> FastAPI
             shown = value.get_secret_value() if (reveal or name == "anon") else "eyJ" + apikeys.MASK_CHAR * 32
             out.append({"id": name, "type": "legacy", "prefix": None, "name": name,
                         "description": f"Legacy {name} API key", "hash": None, "secret_jwt_template": None,
-                        "inserted_at": None, "updated_at": None, "api_key": shown})
+                        "inserted_at": None, "updated_at": None, "last_used_at": last_used.get(name),
+                        "api_key": shown})
         return out
 
     @app.get("/health", tags=["ops"])
@@ -153,7 +174,7 @@ def create_admin_app(settings: Settings, store: Store, ring: KeyRing) -> FastAPI
     @app.get("/v1/projects/{ref}/api-keys", tags=["api-keys"])
     async def list_keys(_actor: Actor, _ref: Ref, reveal: bool = False) -> list[dict[str, Any]]:
         rows = await store.list_keys()
-        return legacy_keys(reveal) + [key_json(r) for r in rows]
+        return await legacy_keys(reveal) + [key_json(r) for r in rows]
 
     @app.post("/v1/projects/{ref}/api-keys", tags=["api-keys"], status_code=201)
     async def create_key(body: CreateApiKey, actor: Actor, _ref: Ref) -> dict[str, Any]:
@@ -175,7 +196,7 @@ def create_admin_app(settings: Settings, store: Store, ring: KeyRing) -> FastAPI
     @app.get("/v1/projects/{ref}/api-keys/{key_id}", tags=["api-keys"])
     async def get_key(key_id: str, _actor: Actor, _ref: Ref, reveal: bool = False) -> dict[str, Any]:
         if key_id in LEGACY_NAMES:
-            for k in legacy_keys(reveal):
+            for k in await legacy_keys(reveal):
                 if k["id"] == key_id:
                     return k
             raise NotFound(key_id)

@@ -1,0 +1,428 @@
+"""The admin API (SPEC section 7) through a real ``gateway serve`` process: the Management
+API's paths and shapes, token enforcement, 404s, bodies refused with the field named."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from collections.abc import Iterator
+
+import asyncpg
+import httpx
+import jwt
+import pytest
+
+from gateway import apikeys
+from tests.helpers import ADMIN_TOKEN, JWT_SECRET, Gateway, create_database
+
+REF = "supabase-self-hosted"
+KEY_FIELDS = {"id", "type", "prefix", "name", "description", "hash", "secret_jwt_template", "inserted_at",
+              "updated_at", "api_key"}
+
+
+def legacy_jwt(role: str) -> str:
+    now = int(time.time())
+    return jwt.encode({"role": role, "iss": "supabase", "iat": now, "exp": now + 5 * 365 * 86400}, JWT_SECRET,
+                      algorithm="HS256")
+
+
+ANON = legacy_jwt("anon")
+SERVICE_ROLE = legacy_jwt("service_role")
+
+
+@pytest.fixture(scope="module")
+def gw(pg_server) -> Iterator[Gateway]:
+    env = {
+        "GATEWAY_DATABASE_URL": create_database(pg_server),
+        "GATEWAY_JWT__SECRET": JWT_SECRET,
+        "GATEWAY_ADMIN__TOKEN": ADMIN_TOKEN,
+        "GATEWAY_LEGACY__ANON_KEY": ANON,
+        "GATEWAY_LEGACY__SERVICE_ROLE_KEY": SERVICE_ROLE,
+        "GATEWAY_KEYS__LAST_USED_FLUSH_SECONDS": "0.5",
+    }
+    with Gateway(env) as g:
+        yield g
+
+
+@pytest.fixture
+def legacy_enabled(gw) -> Iterator[None]:
+    """Leave legacy keys enabled for the next test, whatever this one did."""
+    yield
+    assert gw.admin("PUT", "/api-keys/legacy", params={"enabled": "true"}).status_code == 200
+
+
+def fetch_audit(gw: Gateway) -> list[dict]:
+    async def go() -> list[dict]:
+        conn = await asyncpg.connect(gw.env["GATEWAY_DATABASE_URL"])
+        try:
+            rows = await conn.fetch("SELECT actor, action, target, details::text AS details FROM gateway.audit_log"
+                                    " ORDER BY id")
+        finally:
+            await conn.close()
+        return [{**dict(r), "details": json.loads(r["details"])} for r in rows]
+
+    return asyncio.run(go())
+
+
+def raw(gw: Gateway, method: str, path: str, token: str | None = ADMIN_TOKEN, **kw) -> httpx.Response:
+    headers = kw.pop("headers", {})
+    if token is not None:
+        headers["Authorization"] = f"Bearer {token}"
+    return httpx.request(method, gw.admin_url + path, headers=headers, timeout=10, **kw)
+
+
+def assert_masked(key: dict) -> None:
+    prefix = apikeys.PREFIXES[key["type"]]
+    assert key["api_key"].startswith(prefix)
+    assert set(key["api_key"].removeprefix(prefix)) == {apikeys.MASK_CHAR}
+
+
+def public_status(gw: Gateway, key: str) -> int:
+    return httpx.get(gw.url + "/rest/v1/x", headers={"apikey": key}).status_code
+
+
+def wait_public_status(gw: Gateway, key: str, want: set[int], timeout: float = 5) -> int:
+    deadline = time.monotonic() + timeout
+    while (status := public_status(gw, key)) not in want and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return status
+
+
+# --- the admin token --------------------------------------------------------------------------
+
+KEY_ID = "00000000-0000-4000-8000-000000000001"
+PROTECTED = [
+    ("GET", "/v1/projects/default/api-keys"),
+    ("GET", "/v1/projects/default/api-keys?reveal=true"),
+    ("POST", "/v1/projects/default/api-keys"),
+    ("GET", f"/v1/projects/default/api-keys/{KEY_ID}"),
+    ("PATCH", f"/v1/projects/default/api-keys/{KEY_ID}"),
+    ("DELETE", f"/v1/projects/default/api-keys/{KEY_ID}"),
+    ("GET", "/v1/projects/default/api-keys/anon"),
+    ("GET", "/v1/projects/default/api-keys/legacy"),
+    ("PUT", "/v1/projects/default/api-keys/legacy?enabled=false"),
+    ("GET", "/v1/projects/unknown/api-keys"),
+    ("GET", "/metrics"),
+    ("GET", "/no/such/path"),
+]
+
+
+@pytest.mark.parametrize(("method", "path"), PROTECTED)
+@pytest.mark.parametrize("auth", [None, "Bearer wrong-token-0123456789abcdef", f"Basic {ADMIN_TOKEN}", "Bearer",
+                                  f"Bearer {ADMIN_TOKEN}x", ADMIN_TOKEN])
+def test_missing_or_wrong_token_is_401(gw, method, path, auth):
+    headers = {"Authorization": auth} if auth is not None else {}
+    body = {"json": {"type": "secret", "name": "should_not_exist"}} if method in ("POST", "PATCH") else {}
+    r = httpx.request(method, gw.admin_url + path, headers=headers, timeout=10, **body)
+    assert r.status_code == 401, r.text
+    assert r.json() == {"message": "Missing or invalid admin token"}
+    assert r.headers["www-authenticate"] == "Bearer"
+
+
+def test_401_comes_before_looking_at_the_body(gw):
+    r = raw(gw, "POST", "/v1/projects/default/api-keys", token=None, content=b"{not json",
+            headers={"content-type": "application/json"})
+    assert r.status_code == 401
+    r = raw(gw, "POST", "/v1/projects/default/api-keys", token="wrong-token-0123456789abcdef", json=[])
+    assert r.status_code == 401
+    assert "should_not_exist" not in {k["name"] for k in gw.admin("GET", "/api-keys").json()}
+
+
+def test_health_is_open_and_metrics_need_the_token(gw):
+    assert httpx.get(gw.admin_url + "/health").json() == {"status": "ok"}
+    r = raw(gw, "GET", "/metrics")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain")
+    assert "# TYPE" in r.text
+
+
+def test_the_token_is_accepted_with_any_case_of_bearer(gw):
+    assert httpx.get(gw.admin_url + "/v1/projects/default/api-keys",
+                     headers={"Authorization": f"bearer {ADMIN_TOKEN}"}).status_code == 200
+
+
+def test_openapi_document(gw):
+    r = raw(gw, "GET", "/openapi.json")
+    assert r.status_code == 200
+    doc = r.json()
+    assert doc["openapi"].startswith("3.")
+    paths = doc["paths"]
+    assert {"get", "post"} <= paths["/v1/projects/{ref}/api-keys"].keys()
+    assert {"get", "patch", "delete"} <= paths["/v1/projects/{ref}/api-keys/{key_id}"].keys()
+    assert {"get", "put"} <= paths["/v1/projects/{ref}/api-keys/legacy"].keys()
+    assert ADMIN_TOKEN not in r.text
+
+
+# --- 404s -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("method", "path"), [
+    ("GET", "/api-keys"), ("POST", "/api-keys"), ("GET", "/api-keys/legacy"), ("PUT", "/api-keys/legacy?enabled=true"),
+    ("GET", f"/api-keys/{KEY_ID}"), ("PATCH", f"/api-keys/{KEY_ID}"), ("DELETE", f"/api-keys/{KEY_ID}"),
+])
+def test_unknown_ref_is_404(gw, method, path):
+    body = {"json": {"type": "secret", "name": "wrong_ref"}} if method in ("POST", "PATCH") else {}
+    r = raw(gw, method, "/v1/projects/otherproject" + path, **body)
+    assert r.status_code == 404, r.text
+    assert "message" in r.json()
+    assert "wrong_ref" not in {k["name"] for k in gw.admin("GET", "/api-keys").json()}
+
+
+@pytest.mark.parametrize("key_id", [str(uuid.uuid4()), "not-a-uuid", "12345", "%20", "anon'--"])
+@pytest.mark.parametrize("method", ["GET", "PATCH", "DELETE"])
+def test_unknown_or_malformed_id_is_404(gw, method, key_id):
+    body = {"json": {"description": "x"}} if method == "PATCH" else {}
+    r = gw.admin(method, f"/api-keys/{key_id}", **body)
+    assert r.status_code == 404, r.text
+    assert r.json()["message"]
+
+
+def test_legacy_ids_cannot_be_patched_or_deleted(gw):
+    for method in ("PATCH", "DELETE"):
+        body = {"json": {"description": "x"}} if method == "PATCH" else {}
+        assert gw.admin(method, "/api-keys/service_role", **body).status_code in (404, 405)
+    assert gw.admin("GET", "/api-keys/service_role").status_code == 200
+
+
+# --- create, read -----------------------------------------------------------------------------
+
+
+def test_create_shows_the_key_once(gw):
+    r = gw.admin("POST", "/api-keys", json={"type": "secret", "name": "backend_job", "description": "nightly"})
+    assert r.status_code == 201
+    created = r.json()
+    assert KEY_FIELDS <= created.keys()
+    key = created["api_key"]
+    assert apikeys.parse(key, REF) == "secret"
+    assert (created["type"], created["name"], created["description"]) == ("secret", "backend_job", "nightly")
+    assert created["prefix"] == apikeys.display_prefix(key)
+    assert created["hash"] == apikeys.hash_key(key)
+    assert created["secret_jwt_template"] == {"role": "service_role"}
+    assert created["inserted_at"] and created["updated_at"]
+
+    for reveal in (None, "false", "true"):
+        params = {"reveal": reveal} if reveal else {}
+        got = gw.admin("GET", f"/api-keys/{created['id']}", params=params)
+        assert got.status_code == 200
+        body = got.json()
+        assert_masked(body)
+        assert {k: v for k, v in body.items() if k != "api_key"} == \
+            {k: v for k, v in created.items() if k != "api_key"}
+        listing = gw.admin("GET", "/api-keys", params=params)
+        assert key not in listing.text
+        [mine] = [k for k in listing.json() if k["id"] == created["id"]]
+        assert_masked(mine)
+    assert key not in gw.logs()
+
+
+def test_created_keys_work_at_once(gw):
+    created = gw.create_key("publishable", "mobile_app")
+    assert created["secret_jwt_template"] is None
+    assert public_status(gw, created["api_key"]) in (502, 503)
+
+
+def test_create_with_template(gw):
+    template = {"role": "reporting", "app_metadata": {"team": "data"}}
+    created = gw.create_key("secret", "reporting", secret_jwt_template=template)
+    assert created["secret_jwt_template"] == template
+    assert gw.admin("GET", f"/api-keys/{created['id']}").json()["secret_jwt_template"] == template
+
+
+# --- legacy keys ------------------------------------------------------------------------------
+
+
+def test_legacy_keys_listed_while_enabled(gw, legacy_enabled):
+    assert gw.admin("GET", "/api-keys/legacy").json() == {"enabled": True}
+    listing = gw.admin("GET", "/api-keys").json()
+    legacy = {k["id"]: k for k in listing if k["type"] == "legacy"}
+    assert set(legacy) == {"anon", "service_role"}
+    assert legacy["anon"]["name"] == "anon" and legacy["service_role"]["name"] == "service_role"
+    assert legacy["anon"]["api_key"] == ANON  # public anyway
+    assert SERVICE_ROLE not in json.dumps(listing)  # not without reveal
+    assert gw.admin("GET", "/api-keys/anon").json()["id"] == "anon"
+    assert public_status(gw, ANON) in (502, 503)
+
+    r = gw.admin("PUT", "/api-keys/legacy", params={"enabled": "false"})
+    assert r.status_code == 200 and r.json() == {"enabled": False}
+    assert gw.admin("GET", "/api-keys/legacy").json() == {"enabled": False}
+    listing = gw.admin("GET", "/api-keys", params={"reveal": "true"}).json()
+    assert [k for k in listing if k["type"] == "legacy"] == []
+    assert gw.admin("GET", "/api-keys/anon").status_code == 404
+    assert public_status(gw, ANON) == 401
+    assert public_status(gw, SERVICE_ROLE) == 401
+
+    r = gw.admin("PUT", "/api-keys/legacy", params={"enabled": "true"})
+    assert r.json() == {"enabled": True}
+    assert {k["id"] for k in gw.admin("GET", "/api-keys").json() if k["type"] == "legacy"} == {"anon", "service_role"}
+    assert public_status(gw, ANON) in (502, 503)
+
+    actions = [a["action"] for a in fetch_audit(gw) if a["action"].startswith("legacy.")]
+    assert actions[-2:] == ["legacy.disable", "legacy.enable"]
+
+
+@pytest.mark.parametrize("query", [{}, {"enabled": "maybe"}])
+def test_legacy_put_needs_a_boolean(gw, query):
+    r = gw.admin("PUT", "/api-keys/legacy", params=query)
+    assert r.status_code in (400, 422)
+    assert r.json()["field"] == "enabled" and "enabled" in r.json()["message"]
+    assert gw.admin("GET", "/api-keys/legacy").json() == {"enabled": True}
+
+
+# --- update -----------------------------------------------------------------------------------
+
+
+def test_patch_name_description_template(gw):
+    created = gw.create_key("secret", "to_rename", description="before")
+    r = gw.admin("PATCH", f"/api-keys/{created['id']}",
+                 json={"name": "renamed", "description": "after", "secret_jwt_template": {"role": "authenticated"}})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert (body["name"], body["description"], body["secret_jwt_template"]) == \
+        ("renamed", "after", {"role": "authenticated"})
+    assert body["updated_at"] > created["updated_at"] and body["inserted_at"] == created["inserted_at"]
+    assert (body["hash"], body["prefix"]) == (created["hash"], created["prefix"])
+    assert_masked(body)
+    got = gw.admin("GET", f"/api-keys/{created['id']}").json()
+    assert (got["name"], got["description"]) == ("renamed", "after")
+    # clearing the description, leaving the rest
+    body = gw.admin("PATCH", f"/api-keys/{created['id']}", json={"description": None}).json()
+    assert (body["name"], body["description"]) == ("renamed", None)
+    updates = [a for a in fetch_audit(gw) if a["action"] == "api_key.update" and a["target"] == created["id"]]
+    assert [u["details"]["fields"] for u in updates] == [["description", "name", "secret_jwt_template"],
+                                                         ["description"]]
+    assert all(u["actor"].startswith("admin-api") for u in updates)
+
+
+# --- delete -----------------------------------------------------------------------------------
+
+
+def test_delete_is_final_and_audited(gw):
+    created = gw.create_key("secret", "leaked_key")
+    key = created["api_key"]
+    assert wait_public_status(gw, key, {502, 503}) in (502, 503)
+    r = gw.admin("DELETE", f"/api-keys/{created['id']}",
+                 params={"was_compromised": "true", "reason": "committed to a public repo"})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["id"] == created["id"] and body["name"] == "leaked_key"
+    assert key not in r.text
+    assert public_status(gw, key) == 401  # this instance drops it at once
+    assert gw.admin("GET", f"/api-keys/{created['id']}").status_code == 404
+    assert gw.admin("DELETE", f"/api-keys/{created['id']}").status_code == 404
+    assert gw.admin("PATCH", f"/api-keys/{created['id']}", json={"name": "revived"}).status_code == 404
+    assert created["id"] not in {k["id"] for k in gw.admin("GET", "/api-keys").json()}
+    [entry] = [a for a in fetch_audit(gw) if a["action"] == "api_key.delete" and a["target"] == created["id"]]
+    assert entry["details"]["was_compromised"] is True
+    assert entry["details"]["reason"] == "committed to a public repo"
+    assert entry["actor"].startswith("admin-api")
+    assert key not in json.dumps(entry)
+
+
+def test_delete_without_compromise_flag(gw):
+    created = gw.create_key("publishable", "rotated_out")
+    assert gw.admin("DELETE", f"/api-keys/{created['id']}").status_code == 200
+    [entry] = [a for a in fetch_audit(gw) if a["action"] == "api_key.delete" and a["target"] == created["id"]]
+    assert entry["details"]["was_compromised"] is False and entry["details"]["reason"] is None
+
+
+# --- bad bodies -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("body", "field"), [
+    ({"type": "bogus", "name": "abcd"}, "type"),
+    ({"type": "legacy", "name": "abcd"}, "type"),
+    ({"name": "abcd"}, "type"),
+    ({"type": "secret"}, "name"),
+    ({"type": "secret", "name": "AB"}, "name"),
+    ({"type": "secret", "name": "has-dash"}, "name"),
+    ({"type": "secret", "name": "1abc"}, "name"),
+    ({"type": "secret", "name": "a" * 65}, "name"),
+    ({"type": "secret", "name": 1234}, "name"),
+    ({"type": "secret", "name": "abcd", "extra": 1}, "extra"),
+    ({"type": "secret", "name": "abcd", "api_key": "sb_secret_x"}, "api_key"),
+    ({"type": "secret", "name": "abcd", "description": 5}, "description"),
+    ({"type": "secret", "name": "abcd", "secret_jwt_template": "service_role"}, "secret_jwt_template"),
+    ({"type": "secret", "name": "abcd", "secret_jwt_template": ["role"]}, "secret_jwt_template"),
+    ({"type": "secret", "name": "abcd", "secret_jwt_template": {"exp": 1}}, "secret_jwt_template"),
+    ({"type": "secret", "name": "abcd", "secret_jwt_template": {"role": "anon", "exp": 1}}, "secret_jwt_template"),
+    ({"type": "publishable", "name": "abcd", "secret_jwt_template": {"role": "anon"}}, "secret_jwt_template"),
+    ([], "body"),
+    ("a string", "body"),
+])
+def test_bad_create_bodies_name_the_field(gw, body, field):
+    before = len(gw.admin("GET", "/api-keys").json())
+    r = gw.admin("POST", "/api-keys", json=body)
+    assert r.status_code in (400, 422), r.text
+    assert r.json()["field"] == field
+    assert field in r.json()["message"]
+    assert len(gw.admin("GET", "/api-keys").json()) == before
+
+
+@pytest.mark.parametrize("content", [b"{not json", b"", b"{\"type\": \"secret\", \"name\": \"abcd\""])
+def test_unparsable_bodies(gw, content):
+    r = gw.admin("POST", "/api-keys", content=content, headers={"content-type": "application/json"})
+    assert r.status_code in (400, 422)
+    assert r.json()["field"] == "body"
+
+
+@pytest.mark.parametrize(("body", "field"), [
+    ({"name": "NO"}, "name"),
+    ({"name": None}, "name"),
+    ({"name": 5}, "name"),
+    ({"bogus": 1}, "bogus"),
+    ({"type": "publishable"}, "type"),
+    ({"description": ["x"]}, "description"),
+    ({"secret_jwt_template": None}, "secret_jwt_template"),
+    ({"secret_jwt_template": []}, "secret_jwt_template"),
+    ({"secret_jwt_template": {"role": "x", "iss": "me"}}, "secret_jwt_template"),
+    ([], "body"),
+])
+def test_bad_patch_bodies_name_the_field(gw, body, field):
+    created = gw.create_key("secret", f"patch_{uuid.uuid4().hex[:6]}")
+    r = gw.admin("PATCH", f"/api-keys/{created['id']}", json=body)
+    assert r.status_code in (400, 422), r.text
+    assert r.json()["field"] == field and field in r.json()["message"]
+    after = gw.admin("GET", f"/api-keys/{created['id']}").json()
+    assert {k: v for k, v in after.items() if k != "api_key"} == {k: v for k, v in created.items() if k != "api_key"}
+
+
+def test_publishable_keys_take_no_template_on_patch(gw):
+    created = gw.create_key("publishable", "pub_patch")
+    r = gw.admin("PATCH", f"/api-keys/{created['id']}", json={"secret_jwt_template": {"role": "anon"}})
+    assert r.status_code == 400 and r.json()["field"] == "secret_jwt_template"
+
+
+# --- nothing secret leaks ---------------------------------------------------------------------
+
+
+def test_audit_and_logs_hold_no_key_material(gw):
+    created = gw.create_key("secret", "canary_key")
+    key = created["api_key"]
+    gw.admin("PATCH", f"/api-keys/{created['id']}", json={"description": "canary"})
+    assert wait_public_status(gw, key, {502, 503}) in (502, 503)
+    gw.admin("DELETE", f"/api-keys/{created['id']}", params={"was_compromised": "true"})
+    text = json.dumps(fetch_audit(gw))
+    assert key not in text and key[len(created["prefix"]):] not in text
+    logs = gw.logs()
+    for secret in (key, ADMIN_TOKEN, SERVICE_ROLE):
+        assert secret not in logs
+    metrics = raw(gw, "GET", "/metrics").text
+    assert key not in metrics and ADMIN_TOKEN not in metrics
+
+
+def test_last_used_at_is_shown_for_keys_and_legacy_keys(gw):
+    created = gw.create_key("publishable", "usage_tracked")
+    assert created["last_used_at"] is None
+    assert wait_public_status(gw, created["api_key"], {502, 503}) in (502, 503)
+    assert public_status(gw, ANON) in (502, 503)
+    deadline = time.monotonic() + 5
+    while True:
+        listing = {k["id"]: k for k in gw.admin("GET", "/api-keys").json()}
+        if (listing[created["id"]]["last_used_at"] and listing["anon"]["last_used_at"]) or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert listing[created["id"]]["last_used_at"]
+    assert listing["anon"]["last_used_at"]
+    for key in listing.values():  # one shape for every key, legacy ones included
+        assert KEY_FIELDS | {"last_used_at"} <= key.keys()
