@@ -18,7 +18,7 @@ PROG = "gateway"
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
-        sys.stderr.write(f"{self.prog}: error: {message}\n")
+        sys.stderr.write(f"{self.prog}: error: {_one_line(message)}\n")
         raise SystemExit(2)
 
 
@@ -82,8 +82,14 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(f"unexpected {type(e).__name__}; run with GATEWAY_LOG__LEVEL=debug for details")
 
 
+def _one_line(message: str) -> str:
+    """Whatever a message quotes (an id, a path), it stays one line, and a short one."""
+    text = " ".join(str(message).split())
+    return text if len(text) <= 500 else text[:497] + "..."
+
+
 def _fail(message: str) -> int:
-    sys.stderr.write(f"{PROG}: error: {message}\n")
+    sys.stderr.write(f"{PROG}: error: {_one_line(message)}\n")
     return 1
 
 

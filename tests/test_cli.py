@@ -358,3 +358,10 @@ def wait_status(gw: Gateway, key: str, done, timeout: float = 5) -> int:
         if done(status) or time.monotonic() > deadline:
             return status
         time.sleep(0.1)
+
+
+def test_errors_quoting_input_stay_on_one_line(cli, workdir):
+    line = one_line_failure(cli("keys", "delete", "first\nsecond\nthird"))
+    assert "first second third" in line
+    one_line_failure(run_cli("keys", "create", "--type", "a\nb", "--name", "abcd", cwd=workdir), status=2)
+    one_line_failure(cli("keys", "list", "--config", str(workdir / "no\nsuch.toml")))
