@@ -365,3 +365,16 @@ def test_errors_quoting_input_stay_on_one_line(cli, workdir):
     assert "first second third" in line
     one_line_failure(run_cli("keys", "create", "--type", "a\nb", "--name", "abcd", cwd=workdir), status=2)
     one_line_failure(cli("keys", "list", "--config", str(workdir / "no\nsuch.toml")))
+
+
+def test_commands_start_and_stop_an_embedded_database_of_their_own(tmp_path):
+    env = {"GATEWAY_DATA_DIR": str(tmp_path / "data")}
+    for name in ("GATEWAY_DATABASE_URL", "DATABASE_URL"):
+        assert name not in os.environ
+    made = json.loads(ok(run_cli("keys", "create", "--type", "secret", "--name", "embedded_key", "--json",
+                                 env=env, cwd=tmp_path)))
+    assert (tmp_path / "data" / "pgdata").is_dir()
+    assert not (tmp_path / "data" / "pgdata" / "postmaster.pid").exists()  # stopped again
+    rows = json.loads(ok(run_cli("keys", "list", "--json", env=env, cwd=tmp_path)))
+    assert [r["id"] for r in rows] == [made["id"]]  # the data outlives the server
+    assert not (tmp_path / "data" / "pgdata" / "postmaster.pid").exists()
