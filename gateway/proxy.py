@@ -18,7 +18,7 @@ from multidict import CIMultiDict
 from yarl import URL
 
 from gateway import observe
-from gateway.auth import Authenticator, Grant, Refusal
+from gateway.auth import BAD_AUTHORIZATION, Authenticator, Grant, Refusal
 from gateway.browser import sec_fetch_signal
 from gateway.config import Settings
 from gateway.responses import (
@@ -53,12 +53,13 @@ SKIP_AUTO = ("User-Agent", "Accept", "Accept-Encoding", "Content-Type")
 class RequestInfo:
     """One pass over the request headers: what the gateway needs to know."""
 
-    __slots__ = ("apikeys", "authorization", "user_agent", "sec_fetch", "origin", "acr_method", "acr_headers",
+    __slots__ = ("apikeys", "authorization", "authorizations", "user_agent", "sec_fetch", "origin", "acr_method", "acr_headers",
                  "host", "xff", "connection", "ws_protocols", "total")
 
     def __init__(self, headers: list[tuple[bytes, bytes]]) -> None:
         self.apikeys: list[str] = []
         self.authorization: str | None = None
+        self.authorizations = 0
         self.user_agent: str | None = None
         sec_fetch: list[bytes] = []
         self.origin: bytes | None = None
@@ -75,6 +76,7 @@ class RequestInfo:
                 self.apikeys.append(value.decode("latin-1").strip())
             elif name == b"authorization":
                 self.authorization = value.decode("latin-1").strip()
+                self.authorizations += 1
             elif name == b"user-agent":
                 self.user_agent = value.decode("latin-1")
             elif name.startswith(b"sec-fetch-"):
@@ -192,12 +194,7 @@ class Proxy:
             if route.policy is Policy.FORBIDDEN:
                 raise Refusal(403, "FORBIDDEN_ROUTE", "Access is forbidden.")
 
-            query_keys, _ = split_query(scope.get("query_string", b""), None)
-            if route.policy is Policy.OPEN:
-                grant = Grant(None, None, None, "none")
-            else:
-                grant = await self.auth.check(route.policy, info.apikeys, query_keys, info.authorization,
-                                              info.user_agent, info.sec_fetch)
+            grant = await self._check(scope, info, route)
             status = await self._forward(scope, receive, send, info, route, grant)
         except Refusal as r:
             status = r.status
@@ -208,6 +205,16 @@ class Proxy:
             observe.record(method, raw_path, route.service if route else None, status, started,
                            grant.role if grant else "none", entry.id if entry else None,
                            entry.prefix if entry else None, self.log_access)
+
+    async def _check(self, scope: dict[str, Any], info: RequestInfo, route: Route) -> Grant:
+        if info.authorizations > 1:
+            raise BAD_AUTHORIZATION  # which one would the upstream read? Not ours to guess.
+        query_keys, _ = split_query(scope.get("query_string", b""), None)
+        # Open auth paths need no key, but one that is sent (supabase-js sends its key everywhere)
+        # is checked and translated like on functions and storage: its plaintext never goes on.
+        policy = Policy.OPTIONAL if route.policy is Policy.OPEN else route.policy
+        return await self.auth.check(policy, info.apikeys, query_keys, info.authorization, info.user_agent,
+                                     info.sec_fetch)
 
     def _cors(self, info: RequestInfo, route: Route | None) -> list[tuple[bytes, bytes]]:
         return cors_headers(info.origin, route is not None and route.meta_cors, self.origins)
@@ -262,7 +269,8 @@ class Proxy:
         url = self._target(scope, route, grant)
         session = self.sessions[route.service]  # type: ignore[index]
         headers = self._upstream_headers(scope, info, route, grant)
-        data = await _request_body(receive)
+        body = await _request_body(receive)
+        data = body.data if isinstance(body, _BodyStream) else body
         try:
             resp = await session.request(scope["method"], url, headers=headers, data=data, allow_redirects=False,
                                          timeout=self.timeouts[route.service])  # type: ignore[index]
@@ -283,8 +291,20 @@ class Proxy:
                 await send({"type": "http.response.body", "body": body})
                 return resp.status
             await send({"type": "http.response.start", "status": resp.status, "headers": headers_out})
-            async for chunk in resp.content.iter_any():
-                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            # uvicorn drops what we send once the client has gone, without telling us: watch for
+            # the disconnect (once the request body is all read) and stop pulling from upstream.
+            gone = None
+            if not isinstance(body, _BodyStream) or body.complete:
+                gone = asyncio.ensure_future(_disconnected(receive))
+            try:
+                async for chunk in resp.content.iter_any():
+                    if gone is not None and gone.done():
+                        resp.close()  # the connection is not reusable with the body half read
+                        return resp.status
+                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            finally:
+                if gone is not None:
+                    gone.cancel()
             await send({"type": "http.response.body", "body": b""})
             return resp.status
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError):
@@ -317,12 +337,7 @@ class Proxy:
                 raise Refusal(403, "FORBIDDEN_ROUTE", "Access is forbidden.")
             if route is None or route.service is None:
                 raise Refusal(404, "NOT_FOUND", "no Route matched with those values")
-            query_keys, _ = split_query(scope.get("query_string", b""), None)
-            if route.policy is Policy.OPEN:
-                grant = Grant(None, None, None, "none")
-            else:
-                grant = await self.auth.check(route.policy, info.apikeys, query_keys, info.authorization,
-                                              info.user_agent, info.sec_fetch)
+            grant = await self._check(scope, info, route)
             url = self._target(scope, route, grant, ws=True)
             headers = self._upstream_headers(scope, info, route, grant, ws=True)
             session = self.sessions[route.service]
@@ -352,29 +367,47 @@ class Proxy:
                            entry.prefix if entry else None, self.log_access)
 
 
-async def _request_body(receive: Any) -> bytes | AsyncIterator[bytes] | None:
-    """The body as bytes when it came in one piece, else a stream (never buffered whole)."""
-    msg = await receive()
-    if msg["type"] == "http.disconnect":
-        raise Refusal(499, "CLIENT_CLOSED_REQUEST", "Client closed request")
-    first = msg.get("body", b"")
-    if not msg.get("more_body", False):
-        return first or None
+class _BodyStream:
+    """A request body passed on chunk by chunk as it arrives (never buffered whole)."""
 
-    async def stream() -> AsyncIterator[bytes]:
-        if first:
-            yield first
+    __slots__ = ("receive", "first", "complete", "data")
+
+    def __init__(self, receive: Any, first: bytes) -> None:
+        self.receive = receive
+        self.first = first
+        self.complete = False
+        self.data = self._chunks()
+
+    async def _chunks(self) -> AsyncIterator[bytes]:
+        if self.first:
+            yield self.first
         while True:
-            m = await receive()
+            m = await self.receive()
             if m["type"] == "http.disconnect":
                 raise aiohttp.ClientPayloadError("client went away")
             chunk = m.get("body", b"")
             if chunk:
                 yield chunk
             if not m.get("more_body", False):
+                self.complete = True
                 return
 
-    return stream()
+
+async def _request_body(receive: Any) -> bytes | _BodyStream | None:
+    """The body as bytes when it came in one piece, else a stream."""
+    msg = await receive()
+    if msg["type"] == "http.disconnect":
+        raise Refusal(499, "CLIENT_CLOSED_REQUEST", "Client closed request")
+    first = msg.get("body", b"")
+    if not msg.get("more_body", False):
+        return first or None
+    return _BodyStream(receive, first)
+
+
+async def _disconnected(receive: Any) -> None:
+    """Returns once the client has gone (call only after the request body was read whole)."""
+    while (await receive())["type"] != "http.disconnect":
+        pass
 
 
 async def _deny(scope: dict[str, Any], send: Send, r: Refusal) -> None:

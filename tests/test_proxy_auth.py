@@ -210,6 +210,17 @@ def test_bearer_sb_key_differing_from_apikey_conflicts(client, pub, sec):
     refused(client.get("/functions/v1/x", headers={"apikey": pub, "Authorization": f"Bearer {sec}"}), *CONFLICT)
 
 
+def test_two_authorization_headers(gw, pub, sec):
+    """The gateway would check one and the upstream might read the other: refused."""
+    user = hs256(user_claims())
+    for path in ("/rest/v1/todos", "/functions/v1/f", "/auth/v1/verify"):
+        r = raw_request(gw.url, "GET", path, [("apikey", pub), ("Authorization", f"Bearer {sec}"),
+                                              ("Authorization", f"Bearer {user}")])
+        assert r.status == 401, (path, r.body)
+        assert r.header("sb-error-code") == "UNAUTHORIZED_INVALID_AUTHORIZATION"
+        assert sec.encode() not in r.body and user.encode() not in r.body
+
+
 def test_bearer_equal_to_apikey_is_replaced(client, pub):
     """What supabase-js sends: apikey and Authorization both carrying the publishable key."""
     r = client.get("/rest/v1/todos", headers={"apikey": pub, "Authorization": f"Bearer {pub}"})

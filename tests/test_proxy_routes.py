@@ -188,6 +188,21 @@ def test_auth_open_paths_need_no_key(client, path):
     assert echo["query"] == "token=abc&type=signup&redirect_to=http%3A%2F%2Flocalhost%3A3000"
 
 
+def test_auth_open_paths_translate_a_key_that_is_sent(client, sec, pub):
+    """supabase-js sends its key on every auth call (verifyOtp POSTs /verify with apikey and
+    Authorization): the plaintext must not reach the auth service there either."""
+    r = client.post("/auth/v1/verify", headers={"apikey": sec, "Authorization": f"Bearer {sec}"},
+                    json={"type": "email", "token": "123456"})
+    assert r.status_code == 200, r.text
+    echo = r.json()
+    assert role_of(echo) == role_of(echo, "apikey") == "service_role"
+    assert sec not in r.text
+    r = client.get("/auth/v1/.well-known/jwks.json", headers={"apikey": pub, "Authorization": f"Bearer {pub}"})
+    assert r.status_code == 200 and r.json()["keys"]
+    r = client.post("/auth/v1/verify", headers={"apikey": "sb_publishable_forged"}, json={})
+    assert_error(r, 401, "UNAUTHORIZED_INVALID_API_KEY", "Invalid API key")
+
+
 @pytest.mark.parametrize("target", [
     "/auth/v1/verify/../admin/users", "/auth/v1/verify/", "/auth/v1/verify/x", "/auth/v1/callbackx",
     "/auth/v1/user", "/auth/v1/admin/users", "/auth/v1/./admin/users", "/auth/v1", "/auth/v1/",

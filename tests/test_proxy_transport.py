@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from tests.upstreams import (
-    AUTH_USER_JWK, es256, get_upstreams, pattern_bytes, proxy_env, raw_request, start_gateway, user_claims,
+    AUTH_USER_JWK, es256, get_upstreams, pattern_bytes, proxy_env, raw_request, start_gateway, user_claims, within,
 )
 
 MB = 1024 * 1024
@@ -152,6 +152,19 @@ def test_response_is_streamed_not_buffered(client, pub, up):
         assert first == b"first;"
         up.release(hold)
         assert first + b"".join(chunks) == b"first;last"
+
+
+def test_client_going_away_stops_the_upstream_stream(gw, pub, up):
+    """An endless response (think server-sent events) must not be read on after the client left."""
+    stream_id = uuid.uuid4().hex
+    with httpx.Client(base_url=gw.url, timeout=30) as c:
+        with c.stream("GET", "/functions/v1/stream", params={"id": stream_id}, headers={"apikey": pub}) as r:
+            got = 0
+            for chunk in r.iter_raw():
+                got += len(chunk)
+                if got > 4 * MB:
+                    break
+    within(10, lambda: stream_id in up.streams_cut)
 
 
 def test_large_streamed_upload(client, pub):

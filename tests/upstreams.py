@@ -129,6 +129,7 @@ class Upstreams:
     received: list[bytes] = field(default_factory=list)  # every request's bytes, for leak checks
     ws_closes: dict[str, tuple[int, str] | None] = field(default_factory=dict)  # connection id -> client's close
     jwks_fetches: int = 0
+    streams_cut: set[str] = field(default_factory=set)  # endless /stream?id=... whose reader went away
     _holds: dict[str, asyncio.Event] = field(default_factory=dict)
     _first_chunk: dict[str, threading.Event] = field(default_factory=dict)
 
@@ -301,11 +302,17 @@ class Upstreams:
         else:
             resp.enable_chunked_encoding()
         await resp.prepare(request)
+        stream_id = request.query.get("id")
         sent = 0
-        while sent < size:
-            n = min(len(PATTERN), size - sent)
-            await resp.write(PATTERN[:n])
-            sent += n
+        try:
+            while sent < size or stream_id is not None:  # with an id: until the reader goes away
+                n = min(len(PATTERN), size - sent) if stream_id is None else len(PATTERN)
+                await resp.write(PATTERN[:n])
+                sent += n
+        except (ConnectionError, RuntimeError):
+            if stream_id is not None:
+                self.streams_cut.add(stream_id)
+            raise
         await resp.write_eof()
         return resp
 
