@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 
 import jwt
@@ -314,8 +315,13 @@ def assert_one_line_failure(result, needle: str, status: int | None = None) -> N
     assert needle in lines[0]
 
 
-@pytest.mark.parametrize("case", sorted(BAD_CONFIGS))
-@pytest.mark.parametrize("command", [("serve",), ("keys", "list"), ("migrate",), ("legacy", "status")])
+@pytest.mark.parametrize(("case", "command"), [
+    *((case, ("serve",)) for case in sorted(BAD_CONFIGS)),
+    *((case, ("keys", "list")) for case in sorted(BAD_CONFIGS)),
+    ("unknown", ("migrate",)),
+    ("private_part", ("legacy", "status")),
+    ("upstream", ("keys", "create", "--type", "secret", "--name", "abcd")),
+])
 def test_commands_stop_with_one_line_on_bad_config(tmp_path, case, command):
     text, needle = BAD_CONFIGS[case]
     path = write(tmp_path, text)
@@ -338,3 +344,36 @@ def test_serve_stops_with_one_line_on_bad_environment(tmp_path):
 def test_serve_rejects_bad_worker_count(tmp_path):
     result = run_cli("serve", "--workers", "0", cwd=tmp_path, env={"GATEWAY_DATA_DIR": str(tmp_path / "d")})
     assert_one_line_failure(result, "workers")
+
+
+# --- config.example.toml ----------------------------------------------------------------------
+
+
+def _option_paths(model, prefix: str = "") -> list[str]:
+    from pydantic import BaseModel
+
+    out = []
+    for name, field in model.model_fields.items():
+        ann = field.annotation
+        if isinstance(ann, type) and issubclass(ann, BaseModel):
+            out += _option_paths(ann, f"{prefix}{name}.")
+        else:
+            out.append(prefix + name)
+    return out
+
+
+def test_example_config_documents_every_option_with_its_default():
+    from gateway.config import Settings
+    from tests.helpers import REPO
+
+    path = REPO / "config.example.toml"
+    example = load_settings(path)
+    assert example.model_dump() == load_settings().model_dump()  # what it sets are the defaults
+    text = path.read_text()
+    sections = {"": text.split("\n[", 1)[0]}
+    for chunk in text.split("\n[")[1:]:
+        name, _, body = chunk.partition("]")
+        sections[name] = body
+    for option in _option_paths(Settings):
+        section, _, key = option.rpartition(".")
+        assert re.search(rf"^#? ?{key} = ", sections.get(section, ""), re.M), f"{option} is not in config.example.toml"
