@@ -96,6 +96,13 @@ class KeyRing:
     _used: dict[str, float] = field(default_factory=dict)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     _listener: asyncpg.Connection | None = None
+    # Reads race with notifications: a read that began before a change was announced must not
+    # bring back what the change removed. Hashes deleted (until re-inserted), and when each
+    # hash was last announced, let a finished read tell.
+    _deleted: set[str] = field(default_factory=set)
+    _announced: dict[str, float] = field(default_factory=dict)
+    _settings_reads: int = 0
+    _settings_applied: int = 0
 
     # --- the request path ------------------------------------------------------------------
 
@@ -116,7 +123,11 @@ class KeyRing:
         try:
             row = await self.store.lookup_hash(key_hash)
             entry = None if row is None else entry_from_row(row)
-            if entry is None:
+            if key_hash in self._deleted:
+                entry = None  # deleted while we read
+            elif self._announced.get(key_hash, -1.0) >= now:
+                pass  # changed while we read: answer, but let the notification's refetch cache it
+            elif entry is None:
                 if len(self._negative) >= NEGATIVE_MAX:
                     self._negative.clear()
                 self._negative[key_hash] = now + NEGATIVE_TTL
@@ -159,8 +170,19 @@ class KeyRing:
 
     async def reload(self) -> None:
         """Full refresh: the safety net behind notifications."""
+        started = time.monotonic()
         rows = await self.store.list_keys()
         fresh = {row["hash"]: entry_from_row(row) for row in rows}
+        for key_hash in [h for h in fresh if h in self._deleted]:
+            del fresh[key_hash]  # deleted while we read
+        # Announced while we read: what the notification put in place is newer than our rows.
+        for key_hash, at in self._announced.items():
+            if at >= started:
+                current = self.by_hash.get(key_hash)
+                if current is None:
+                    fresh.pop(key_hash, None)
+                else:
+                    fresh[key_hash] = current
         # Keep existing entries (and their cached tokens) where nothing changed.
         for key_hash, entry in fresh.items():
             old = self.by_hash.get(key_hash)
@@ -171,8 +193,15 @@ class KeyRing:
         self._changed()
 
     async def _reload_settings(self) -> None:
-        self.legacy = await self.store.legacy()
-        self.admin_token_hash = await self.store.admin_token_hash()
+        """Read the legacy switch and admin token; a read overtaken by a later one is dropped."""
+        self._settings_reads += 1
+        seq = self._settings_reads
+        legacy = await self.store.legacy()
+        admin_token_hash = await self.store.admin_token_hash()
+        if seq > self._settings_applied:
+            self._settings_applied = seq
+            self.legacy = legacy
+            self.admin_token_hash = admin_token_hash
 
     async def flush(self) -> None:
         if not self._used:
@@ -231,18 +260,28 @@ class KeyRing:
             return
         if event.get("table") == "api_keys":
             key_hash = event.get("hash", "")
+            if len(self._announced) >= NEGATIVE_MAX:
+                cutoff = time.monotonic() - 60
+                self._announced = {h: t for h, t in self._announced.items() if t >= cutoff}
+            self._announced[key_hash] = time.monotonic()
             if event.get("op") == "DELETE":
+                self._deleted.add(key_hash)
                 self.by_hash.pop(key_hash, None)
                 self._changed()
             else:
+                self._deleted.discard(key_hash)  # imported again
                 self._negative.pop(key_hash, None)
                 asyncio.get_running_loop().create_task(self._refetch(key_hash))
         elif event.get("key") != "legacy_last_used":
             asyncio.get_running_loop().create_task(self._reload_settings_and_notify())
 
     async def _refetch(self, key_hash: str) -> None:
+        pending = self._inflight.get(key_hash)
+        if pending is not None:  # a read begun before the change: let it end, then read again
+            with contextlib.suppress(Exception):
+                await asyncio.shield(pending)
         self.by_hash.pop(key_hash, None)  # changed: drop the old entry and its cached token
-        await self.fetch(key_hash)
+        await self.fetch(key_hash)  # begins after the announcement: it may cache what it reads
         self._changed()
 
     async def _reload_settings_and_notify(self) -> None:

@@ -1,0 +1,166 @@
+"""The key ring against races between its reads and the notifications of changes: a read that
+began before a key was deleted or changed must not bring the old state back (it would stay until
+the next full refresh, 30 s later). In-process, on the real KeyRing, with a store whose reads
+we can hold open while notifications arrive."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from datetime import datetime, timezone
+
+from gateway.config import Settings
+from gateway.keyring import KeyRing
+from gateway.store import Legacy
+from tests.upstreams import JWT_SECRET
+
+
+def row(role: str = "service_role") -> dict:
+    h = uuid.uuid4().hex[:43].ljust(43, "x")
+    return {"id": uuid.uuid4(), "type": "secret", "prefix": "sb_secret_abcdef", "hash": h,
+            "secret_jwt_template": {"role": role}}
+
+
+class HeldStore:
+    """Reads see the data as it was when they began, and finish only when released."""
+
+    def __init__(self) -> None:
+        self.rows: dict[str, dict] = {}
+        self.hold = False
+        self.released = asyncio.Event()
+        self.legacy_answers: list[Legacy] = []
+
+    async def _held(self) -> None:
+        if self.hold:
+            await self.released.wait()
+
+    async def list_keys(self):
+        snapshot = list(self.rows.values())
+        await self._held()
+        return snapshot
+
+    async def lookup_hash(self, key_hash: str):
+        found = self.rows.get(key_hash)
+        await self._held()
+        return found
+
+    async def legacy(self) -> Legacy:
+        answer = self.legacy_answers.pop(0) if self.legacy_answers else Legacy(True, None)
+        await self._held()
+        return answer
+
+    async def admin_token_hash(self):
+        return None
+
+
+def notify(ring: KeyRing, **event) -> None:
+    ring._on_notify(None, 0, "gateway_changes", json.dumps(event))
+
+
+async def settle() -> None:
+    for _ in range(5):
+        await asyncio.sleep(0)
+
+
+def ring_with(store: HeldStore) -> KeyRing:
+    return KeyRing(store, Settings(jwt={"secret": JWT_SECRET}))  # type: ignore[arg-type]
+
+
+async def test_delete_during_a_full_reload_stays_deleted():
+    store = HeldStore()
+    r = row()
+    store.rows[r["hash"]] = r
+    ring = ring_with(store)
+    await ring.reload()
+    assert r["hash"] in ring.by_hash
+    store.hold = True
+    reload = asyncio.ensure_future(ring.reload())  # reads the table, still with the key
+    await settle()
+    del store.rows[r["hash"]]
+    notify(ring, table="api_keys", op="DELETE", hash=r["hash"])
+    assert r["hash"] not in ring.by_hash
+    store.released.set()
+    await reload
+    assert r["hash"] not in ring.by_hash
+
+
+async def test_delete_during_a_lookup_is_not_cached():
+    store = HeldStore()
+    r = row()
+    store.rows[r["hash"]] = r
+    ring = ring_with(store)
+    store.hold = True
+    lookup = asyncio.ensure_future(ring.fetch(r["hash"]))
+    await settle()
+    del store.rows[r["hash"]]
+    notify(ring, table="api_keys", op="DELETE", hash=r["hash"])
+    store.released.set()
+    assert await lookup is None
+    assert r["hash"] not in ring.by_hash
+
+
+async def test_change_during_a_full_reload_is_not_undone():
+    store = HeldStore()
+    r = row("service_role")
+    store.rows[r["hash"]] = r
+    ring = ring_with(store)
+    await ring.reload()
+    store.hold = True
+    reload = asyncio.ensure_future(ring.reload())  # snapshot: service_role
+    await settle()
+    store.rows[r["hash"]] = {**r, "secret_jwt_template": {"role": "authenticated"}}
+    store.hold = False
+    notify(ring, table="api_keys", op="UPDATE", hash=r["hash"])
+    await settle()
+    assert ring.by_hash[r["hash"]].role == "authenticated"
+    store.released.set()
+    await reload
+    assert ring.by_hash[r["hash"]].role == "authenticated"
+
+
+async def test_change_during_a_lookup_is_read_again():
+    store = HeldStore()
+    r = row("service_role")
+    store.rows[r["hash"]] = r
+    ring = ring_with(store)
+    store.hold = True
+    lookup = asyncio.ensure_future(ring.fetch(r["hash"]))  # will answer service_role
+    await settle()
+    store.rows[r["hash"]] = {**r, "secret_jwt_template": {"role": "authenticated"}}
+    notify(ring, table="api_keys", op="UPDATE", hash=r["hash"])
+    await settle()
+    store.hold = False
+    store.released.set()
+    await lookup
+    for _ in range(20):
+        await settle()
+    assert ring.by_hash[r["hash"]].role == "authenticated"
+
+
+async def test_key_imported_again_after_delete():
+    store = HeldStore()
+    r = row()
+    ring = ring_with(store)
+    notify(ring, table="api_keys", op="DELETE", hash=r["hash"])
+    store.rows[r["hash"]] = r
+    notify(ring, table="api_keys", op="INSERT", hash=r["hash"])
+    await settle()
+    assert ring.by_hash[r["hash"]].role == "service_role"
+    await ring.reload()
+    assert r["hash"] in ring.by_hash
+
+
+async def test_an_older_settings_read_does_not_override_a_newer_one():
+    store = HeldStore()
+    ring = ring_with(store)
+    store.hold = True
+    store.legacy_answers = [Legacy(True, None), Legacy(False, datetime.now(timezone.utc))]
+    older = asyncio.ensure_future(ring._reload_settings())  # began before legacy was disabled
+    await settle()
+    store.hold = False
+    await ring._reload_settings()  # the read the notification triggered
+    assert ring.legacy.enabled is False
+    store.released.set()
+    await older
+    assert ring.legacy.enabled is False
