@@ -1338,7 +1338,9 @@ def report(rows: list[Row], extra: dict[str, Any], info: dict[str, Any], args: a
     prof = extra.get("profile") or {}
     if prof.get("samples"):
         lines += ["## Where a gateway worker spends its time (py-spy, publishable GET)", "",
-                  f"{prof['samples']} samples, {prof['rps_while_profiled']:,.0f} req/s while profiled.", "",
+                  f"{prof['samples']} samples, {prof['rps_while_profiled']:,.0f} req/s while profiled. py-spy samples "
+                  "wall-clock time of busy threads: a worker preempted inside a syscall (a socket write waking its "
+                  "peer on a busy machine) counts toward the calling frame; the table's CPU µs/req is CPU time.", "",
                   "| self % | function |", "|---:|---|",
                   *[f"| {p} | `{fn}` |" for fn, p in prof["self"][:20]], "",
                   "| inclusive % | function |", "|---:|---|",
