@@ -24,7 +24,8 @@ log = logging.getLogger("gateway")
 ALLOWED_ALGS = ("HS256", "ES256", "RS256")
 FORBIDDEN_HEADERS = ("jku", "x5u", "jwk", "x5c")
 VERIFIED_MAX = 10_000
-JWKS_MIN_INTERVAL = 10.0
+JWKS_MIN_INTERVAL = 10.0  # an unknown kid fetches the JWKS again at most this often
+JWKS_MAX_AGE = 300.0  # a JWKS older than this is fetched again (keys removed by auth stop verifying)
 
 
 class InvalidJwt(Exception):
@@ -73,13 +74,17 @@ class Minter:
 @dataclass
 class JwtVerifier:
     """User JWTs: HS256 with ``jwt.secret`` (and oct keys), ES256/RS256 against our own public
-    keys and the JWKS the auth service publishes (fetched, cached, refreshed on an unknown kid)."""
+    keys and the JWKS the auth service publishes: fetched on first need, again on an unknown kid
+    (rotation) and once it is older than ``JWKS_MAX_AGE`` (revocation); kept if a fetch fails."""
 
     settings: Settings
     jwks_url: str | None
     _hs_keys: list[bytes] = field(default_factory=list)
-    _public: dict[str, Any] = field(default_factory=dict)  # kid -> PyJWK
-    _fetched_at: float = -1e9
+    _own: dict[str, Any] = field(default_factory=dict)  # kid -> PyJWK, from jwt.signing_keys
+    _auth: dict[str, Any] = field(default_factory=dict)  # kid -> PyJWK, the auth service's JWKS
+    _fetched_at: float = -1e9  # last attempt (rate limit)
+    _loaded_at: float = -1e9  # last successful fetch (age)
+    _background: asyncio.Future[None] | None = None
     _fetch_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     _verified: dict[str, tuple[float, dict[str, Any]]] = field(default_factory=dict)
 
@@ -92,19 +97,7 @@ class JwtVerifier:
                 self._hs_keys.append(base64.urlsafe_b64decode(jwk["k"] + "=" * (-len(jwk["k"]) % 4)))
             elif jwk.get("kid"):
                 public = {k: v for k, v in jwk.items() if k not in ("d", "p", "q", "dp", "dq", "qi")}
-                self._add_public(public)
-
-    def _add_public(self, jwk: dict[str, Any]) -> None:
-        kty = jwk.get("kty")
-        if kty not in ("EC", "RSA") or not jwk.get("kid"):
-            return
-        alg = jwk.get("alg") or ("ES256" if kty == "EC" else "RS256")
-        if alg not in ("ES256", "RS256"):
-            return
-        try:
-            self._public[jwk["kid"]] = jwt.PyJWK(jwk, algorithm=alg)
-        except jwt.PyJWTError:
-            log.warning("ignoring an unusable key (kid %s) in the auth service's JWKS", jwk.get("kid"))
+                _add_public(self._own, public)
 
     async def verify(self, token: str) -> dict[str, Any]:
         now = time.time()
@@ -136,7 +129,14 @@ class JwtVerifier:
             kid = header.get("kid")
             if not isinstance(kid, str):
                 raise InvalidJwt("JWT without kid")
-            key = self._public.get(kid) or await self._refresh_for(kid)
+            key = self._own.get(kid)
+            if key is None:
+                if time.monotonic() - self._loaded_at > JWKS_MAX_AGE:
+                    if not self._auth:
+                        await self._refresh()  # nothing to go on yet
+                    elif self._background is None or self._background.done():
+                        self._background = asyncio.ensure_future(self._refresh())  # meanwhile, the keys we have
+                key = self._auth.get(kid) or await self._refresh_for(kid)
             if key is None or key.algorithm_name != alg:
                 raise InvalidJwt("JWT signed by an unknown key")
             keys = [key.key]
@@ -158,24 +158,47 @@ class JwtVerifier:
         raise InvalidJwt("JWT expired" if expired else "Invalid JWT")
 
     async def _refresh_for(self, kid: str) -> Any:
-        """Fetch the JWKS again for an unknown kid, at most once every few seconds."""
+        """Fetch the JWKS again for an unknown kid."""
+        await self._refresh()
+        return self._auth.get(kid)
+
+    async def _refresh(self) -> None:
+        """Fetch the auth service's JWKS, at most once every ``JWKS_MIN_INTERVAL`` seconds."""
         if self.jwks_url is None:
-            return None
+            return
+        started = time.monotonic()
         async with self._fetch_lock:
-            if kid in self._public:
-                return self._public[kid]
-            if time.monotonic() - self._fetched_at < JWKS_MIN_INTERVAL:
-                return None
+            if started - self._fetched_at < JWKS_MIN_INTERVAL:
+                return
             self._fetched_at = time.monotonic()
             try:
                 async with httpx.AsyncClient(timeout=5.0) as client:
                     resp = await client.get(self.jwks_url)
                     resp.raise_for_status()
                     keys = resp.json().get("keys", [])
+                if not isinstance(keys, list):
+                    raise ValueError("keys is not a list")
             except (httpx.HTTPError, ValueError, AttributeError) as e:
                 log.warning("cannot fetch the auth service's JWKS: %s", type(e).__name__)
-                return None
-            for jwk in keys if isinstance(keys, list) else []:
+                return  # keep the keys we have
+            fresh: dict[str, Any] = {}
+            for jwk in keys:
                 if isinstance(jwk, dict):
-                    self._add_public(jwk)
-            return self._public.get(kid)
+                    _add_public(fresh, jwk)
+            if self._auth.keys() - fresh.keys():
+                self._verified.clear()  # a key was withdrawn: what it signed must verify again
+            self._auth = fresh
+            self._loaded_at = time.monotonic()
+
+
+def _add_public(into: dict[str, Any], jwk: dict[str, Any]) -> None:
+    kty = jwk.get("kty")
+    if kty not in ("EC", "RSA") or not jwk.get("kid"):
+        return
+    alg = jwk.get("alg") or ("ES256" if kty == "EC" else "RS256")
+    if alg not in ("ES256", "RS256"):
+        return
+    try:
+        into[jwk["kid"]] = jwt.PyJWK(jwk, algorithm=alg)
+    except jwt.PyJWTError:
+        log.warning("ignoring an unusable key (kid %s) in a JWKS", jwk.get("kid"))

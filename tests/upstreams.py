@@ -129,6 +129,7 @@ class Upstreams:
     received: list[bytes] = field(default_factory=list)  # every request's bytes, for leak checks
     ws_closes: dict[str, tuple[int, str] | None] = field(default_factory=dict)  # connection id -> client's close
     jwks_fetches: int = 0
+    auth_jwks: list[dict[str, Any]] = field(default_factory=lambda: [public_jwk(AUTH_USER_JWK)])  # what auth publishes
     streams_cut: set[str] = field(default_factory=set)  # endless /stream?id=... whose reader went away
     _holds: dict[str, asyncio.Event] = field(default_factory=dict)
     _first_chunk: dict[str, threading.Event] = field(default_factory=dict)
@@ -242,7 +243,7 @@ class Upstreams:
         if service == "auth" and path == "/.well-known/jwks.json":
             self._record(request)
             self.jwks_fetches += 1
-            return web.json_response({"keys": [public_jwk(AUTH_USER_JWK)]})
+            return web.json_response({"keys": list(self.auth_jwks)})
         if request.headers.get("Upgrade", "").lower() == "websocket":
             return await self._websocket(request)
 
