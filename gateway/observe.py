@@ -38,8 +38,9 @@ def record(
     REQUESTS.labels(svc, code, role).inc()
     LATENCY.labels(svc, code, role).observe(duration)
     if log:
+        now = time.time()  # one reading: seconds and milliseconds of the same instant
         access_log.info(json.dumps({
-            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()) + f".{int(time.time() * 1000) % 1000:03d}Z",
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now * 1000) % 1000:03d}Z",
             "method": method, "path": path, "status": status, "duration_ms": round(duration * 1000, 3),
             "service": svc, "role": role, "key_id": key_id, "key_prefix": prefix,
         }, separators=(",", ":")))

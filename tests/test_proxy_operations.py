@@ -320,3 +320,15 @@ def test_no_secret_in_any_log_line(a, b, secrets_seen):
                 assert secret.split(".")[2] not in logs  # nor a JWT's signature
         assert "sb_secret_" not in logs.replace("\"key_prefix\":\"sb_secret_", "")
         assert "eyJ" not in logs
+
+
+def test_access_log_time_is_one_instant(monkeypatch, caplog):
+    """In-process: the seconds and the milliseconds of ``time`` come from the same clock reading."""
+    from gateway import observe
+
+    monkeypatch.setattr(observe.time, "time", lambda: 1700000000.9995)
+    with caplog.at_level("INFO", logger="gateway.access"):
+        observe.record("GET", "/rest/v1/x", "rest", 200, observe.time.perf_counter(), "anon", "id", "sb_publishable_abcdef")
+    [entry] = [json.loads(r.getMessage()) for r in caplog.records if r.name == "gateway.access"]
+    assert entry["time"] == "2023-11-14T22:13:20.999Z"
+    assert set(entry) == {"time", "method", "path", "status", "duration_ms", "service", "role", "key_id", "key_prefix"}
