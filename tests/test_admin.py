@@ -8,6 +8,7 @@ import json
 import time
 import uuid
 from collections.abc import Iterator
+from datetime import datetime
 
 import asyncpg
 import httpx
@@ -280,7 +281,8 @@ def test_patch_name_description_template(gw):
     body = r.json()
     assert (body["name"], body["description"], body["secret_jwt_template"]) == \
         ("renamed", "after", {"role": "authenticated"})
-    assert body["updated_at"] > created["updated_at"] and body["inserted_at"] == created["inserted_at"]
+    assert datetime.fromisoformat(body["updated_at"]) > datetime.fromisoformat(created["updated_at"])
+    assert body["inserted_at"] == created["inserted_at"]
     assert (body["hash"], body["prefix"]) == (created["hash"], created["prefix"])
     assert_masked(body)
     got = gw.admin("GET", f"/api-keys/{created['id']}").json()
