@@ -10,8 +10,12 @@ import { createClient } from "@supabase/supabase-js";
 
 const args = JSON.parse(process.argv[2]);
 
+// Heartbeats every 300 ms (25 s by default) so that a scenario sees them answered.
 const client = (key = args.key) =>
-  createClient(args.url, key, { auth: { persistSession: false, autoRefreshToken: false } });
+  createClient(args.url, key, {
+    auth: { persistSession: false, autoRefreshToken: false },
+    realtime: { heartbeatIntervalMs: 300 },
+  });
 
 // A PostgrestError / FunctionsError / AuthError as plain JSON.
 function err(e) {
@@ -124,8 +128,12 @@ const scenarios = {
   async realtime() {
     const a = client();
     const b = client();
+    const heartbeats = [];
+    a.realtime.onHeartbeat((status) => heartbeats.push(status));
     if (args.email && !args.sign_in_after_join) await signIn(a, args.email, args.password);
     const result = await broadcast(a, b, args.topic);
+    for (let i = 0; i < 20 && !heartbeats.includes("ok"); i++) await new Promise((r) => setTimeout(r, 100));
+    result.heartbeats = [...new Set(heartbeats)].sort();
     if (args.sign_in_after_join) {
       result.signin = await signIn(a, args.email, args.password);
       await new Promise((r) => setTimeout(r, 300));

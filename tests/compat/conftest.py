@@ -45,9 +45,11 @@ def keys(gateway: Gateway) -> Keys:
 
 
 @pytest.fixture(autouse=True)
-def fresh_rows(request: pytest.FixtureRequest) -> None:
-    """Every compat test starts from the five seeded todos, legacy keys enabled, empty records."""
+def fresh_rows(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Every compat test starts from the five seeded todos, legacy keys enabled, empty records;
+    and after it, no service behind the gateway has seen an API key's plaintext (SPEC 6.5)."""
     if "gateway" not in request.fixturenames:
+        yield
         return
     stack: Stack = request.getfixturevalue("stack")
     gateway: Gateway = request.getfixturevalue("gateway")
@@ -55,3 +57,6 @@ def fresh_rows(request: pytest.FixtureRequest) -> None:
     r = gateway.admin("GET", "/api-keys/legacy")
     if r.status_code == 200 and not r.json().get("enabled", True):
         assert gateway.admin("PUT", "/api-keys/legacy", params={"enabled": "true"}).status_code == 200
+    yield
+    assert [e for e in stack.log if e.plaintext_key] == []
+    assert stack.realtime.plaintext_keys == 0

@@ -93,6 +93,16 @@ class Keys:
             raise BadJwt("PGRST301", "JWSError JWSInvalidSignature") from None
 
 
+KEY_PREFIXES = ("sb_publishable_", "sb_secret_")
+
+
+def carries_key(request: web.Request) -> bool:
+    """Does anything in the request line or headers hold an API key's plaintext? It never should:
+    the gateway forwards minted JWTs only (SPEC 6.5)."""
+    values = [request.raw_path, *request.headers.values()]
+    return any(prefix in v for v in values for prefix in KEY_PREFIXES)
+
+
 def _bearer(request: web.Request) -> str | None:
     value = request.headers.get("Authorization")
     if value is None:
@@ -137,6 +147,7 @@ class RequestLog:
     role: str | None
     sub: str | None
     claims: dict[str, Any] | None
+    plaintext_key: bool = False
 
 
 class Rest:
@@ -173,7 +184,8 @@ class Rest:
         try:
             claims = self._claims(request)
             role = str(claims.get("role") or "anon")
-            self.log.append(RequestLog("rest", request.method, request.path, role, claims.get("sub"), claims))
+            self.log.append(RequestLog("rest", request.method, request.path, role, claims.get("sub"), claims,
+                                       carries_key(request)))
             assert self.pool is not None
             async with self.pool.acquire() as conn:
                 try:
@@ -452,7 +464,8 @@ class Auth:
             body = await request.json()
         except ValueError:
             return self._error(400, "bad_json", "Could not parse request body as JSON")
-        self.log.append(RequestLog("auth", "POST", f"/token?grant_type={grant}", None, None, None))
+        self.log.append(RequestLog("auth", "POST", f"/token?grant_type={grant}", None, None, None,
+                                   carries_key(request)))
         if grant == "password":
             user = self.users.get(str(body.get("email", "")).lower())
             if user is None or body.get("password") != user.password:
@@ -479,6 +492,7 @@ class Auth:
         return user
 
     async def user(self, request: web.Request) -> web.Response:
+        self.log.append(RequestLog("auth", "GET", "/user", None, None, None, carries_key(request)))
         user = self._caller(request)
         if isinstance(user, web.Response):
             return user
@@ -539,6 +553,7 @@ class Realtime:
         self.token_updates: list[dict[str, Any]] = []
         self.refused: list[str] = []
         self.received_tokens: list[str] = []
+        self.plaintext_keys = 0  # handshakes and frames that held an API key's plaintext
         self.conns: set[_Conn] = set()
 
     def app(self) -> web.Application:
@@ -557,6 +572,8 @@ class Realtime:
         if host.split(".", 1)[0].split(":", 1)[0] != self.TENANT:
             self.refused.append("tenant")
             return web.json_response({"message": "Tenant not found"}, status=403)
+        if carries_key(request):
+            self.plaintext_keys += 1
         token = request.headers.get("x-api-key") or request.query.get("apikey")
         if not token:
             self.refused.append("no token")
@@ -583,6 +600,8 @@ class Realtime:
         return ws
 
     async def _text(self, conn: _Conn, data: str) -> None:
+        if any(prefix in data for prefix in KEY_PREFIXES):
+            self.plaintext_keys += 1
         decoded = json.loads(data)
         if isinstance(decoded, list):
             join_ref, ref, topic, event, payload = decoded

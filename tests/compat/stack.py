@@ -234,6 +234,7 @@ class Stack:
         self.realtime.token_updates.clear()
         self.realtime.refused.clear()
         self.realtime.received_tokens.clear()
+        self.realtime.plaintext_keys = 0
 
     def gateway_env(self, gateway_dsn: str) -> dict[str, str]:
         return {

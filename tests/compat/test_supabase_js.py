@@ -107,6 +107,7 @@ def test_realtime_broadcast_with_a_key(gateway: Gateway, keys: Keys, stack: Stac
     assert out["sender"] == {"status": "SUBSCRIBED", "error": None}
     assert out["sent"] == "ok"
     assert out["message"] == {"type": "broadcast", "event": "ping", "payload": {"n": 1, "from": "supabase-js"}}
+    assert out["heartbeats"] == ["ok", "sent"]  # heartbeats on topic "phoenix", answered through the gateway
     joins = [j for j in stack.realtime.joins if j.topic == f"realtime:{room}"]
     assert len(joins) == 2 and {(j.role, j.sub, j.vsn, j.connection_role) for j in joins} == {
         (role, None, "2.0.0", role)}
