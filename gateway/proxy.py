@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import logging
 import time
+import traceback
 from typing import Any, AsyncIterator
 from urllib.parse import unquote_plus
 
@@ -200,6 +201,11 @@ class Proxy:
             status = r.status
             await send_error(send, r.status, r.code, r.message, r.hint,
                              self._cors(info, route) if route else cors_headers(info.origin, False, self.origins))
+        except Exception as e:
+            status = 500
+            _log_unexpected(e)
+            with contextlib.suppress(Exception):  # fails if the response had begun: the connection is cut
+                await send_error(send, 500, "INTERNAL_ERROR", "Internal gateway error")
         finally:
             entry = grant.entry if grant else None
             observe.record(method, raw_path, route.service if route else None, status, started,
@@ -360,11 +366,23 @@ class Proxy:
         except Refusal as r:
             status = r.status
             await _deny(scope, send, r)
+        except Exception as e:
+            status = 500
+            _log_unexpected(e)
+            with contextlib.suppress(Exception):
+                await send({"type": "websocket.close", "code": 1011})
         finally:
             entry = grant.entry if grant else None
             observe.record("WEBSOCKET", raw_path, route.service if route else None, status, started,
                            grant.role if grant else "none", entry.id if entry else None,
                            entry.prefix if entry else None, self.log_access)
+
+
+def _log_unexpected(e: BaseException) -> None:
+    """A bug or an unforeseen failure: where it happened, never its message (which may quote a
+    URL with the minted JWT in it, or a header)."""
+    frames = "".join(traceback.format_tb(e.__traceback__))
+    log.error("unexpected %s while proxying; traceback (message withheld):\n%s", type(e).__name__, frames)
 
 
 class _BodyStream:

@@ -133,3 +133,35 @@ async def test_unknown_key_looked_up_once_then_remembered(setup):
         with pytest.raises(Refusal):
             await check(auth, unknown)
     assert store.lookups == 1
+
+
+async def test_unexpected_error_answers_500_and_logs_no_message(caplog):
+    """A bug on the request path: a JSON 500, and a log line that names the error type and where
+    it happened but not its message (which could quote a header or a URL with a JWT)."""
+    from gateway.proxy import Proxy
+
+    leaked = "sb_secret_" + "must_not_be_logged"
+
+    class Broken:
+        async def check(self, *a, **kw):
+            raise RuntimeError("token " + leaked)
+
+    proxy = Proxy(Settings(jwt={"secret": JWT_SECRET}), Broken())  # type: ignore[arg-type]
+    sent: list[dict] = []
+
+    async def receive():
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message):
+        sent.append(message)
+
+    scope = {"type": "http", "method": "GET", "path": "/rest/v1/todos", "raw_path": b"/rest/v1/todos",
+             "query_string": b"", "headers": [(b"apikey", b"sb_secret_must_not_be_logged")], "client": ("1.2.3.4", 5)}
+    with caplog.at_level("INFO"):
+        await proxy.http(scope, receive, send)
+    assert sent[0]["status"] == 500
+    assert dict(sent[0]["headers"])[b"sb-error-code"] == b"INTERNAL_ERROR"
+    assert b"must_not" not in sent[1]["body"]
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+    assert "RuntimeError" in logged and "in check" in logged
+    assert "must_not_be_logged" not in logged
