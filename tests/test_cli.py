@@ -372,3 +372,48 @@ def test_commands_start_and_stop_an_embedded_database_of_their_own(tmp_path):
     rows = json.loads(ok(run_cli("keys", "list", "--json", env=env, cwd=tmp_path)))
     assert [r["id"] for r in rows] == [made["id"]]  # the data outlives the server
     assert not (tmp_path / "data" / "pgdata" / "postmaster.pid").exists()
+
+
+def test_first_start_on_a_terminal_prints_the_keys_once_and_writes_no_file(tmp_path, gateway_env):
+    import pty
+    import select
+    import signal
+    import subprocess
+
+    from tests.helpers import gateway_cmd
+
+    env = {**os.environ, **gateway_env, "GATEWAY_DATA_DIR": str(tmp_path / "data"),
+           "GATEWAY_SERVER__HOST": "127.0.0.1", "GATEWAY_SERVER__PORT": str(free_port()),
+           "GATEWAY_ADMIN__PORT": str(free_port()), "GATEWAY_SERVER__WORKERS": "1", "PYTHONUNBUFFERED": "1"}
+    del env["GATEWAY_ADMIN__TOKEN"]
+    primary, secondary = pty.openpty()
+    proc = subprocess.Popen(gateway_cmd("serve"), env=env, cwd=tmp_path, stdin=subprocess.DEVNULL, stdout=secondary,
+                            stderr=subprocess.PIPE)
+    os.close(secondary)
+    out = b""
+    try:
+        deadline = time.monotonic() + 30
+        while b"admin token" not in out and time.monotonic() < deadline and proc.poll() is None:
+            if select.select([primary], [], [], 0.2)[0]:
+                try:
+                    out += os.read(primary, 65536)
+                except OSError:
+                    break
+        while time.monotonic() < deadline and proc.poll() is None:  # up, so SIGTERM is a clean stop
+            try:
+                if httpx.get(f"http://127.0.0.1:{env['GATEWAY_SERVER__PORT']}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.1)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+        os.close(primary)
+    text = out.decode(errors="replace")
+    printed = [word for word in text.split() if word.startswith(("sb_publishable_", "sb_secret_", "sbgw_admin_"))]
+    assert sorted(w.split("_")[1] for w in printed) == ["admin", "publishable", "secret"], text
+    assert all(apikeys.parse(w, REF) for w in printed if not w.startswith("sbgw_"))
+    assert not (tmp_path / "data" / "initial-keys.json").exists()
+    for word in printed:
+        assert word.encode() not in err  # the log (stderr) never has them
+    assert proc.returncode == 0
