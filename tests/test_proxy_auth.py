@@ -259,7 +259,7 @@ def test_legacy_disabled_then_enabled(gw, client, pub):
             hint = r.json()["hint"]
             assert " since 20" in hint and "gateway legacy enable" in hint
             assert f"/v1/projects/{REF}/api-keys/legacy?enabled=true" in hint
-        for path in ("/functions/v1/x", "/storage/v1/object/a"):  # refused as bearer without apikey too
+        for path in ("/functions/v1/x", "/storage/v1/object/a", "/auth/v1/verify"):  # as bearer without apikey too
             r = client.get(path, headers={"Authorization": f"Bearer {LEGACY_SERVICE_ROLE}"})
             assert r.status_code == 401 and r.json()["message"] == "Legacy API keys are disabled"
         refused(client.get("/rest/v1/todos", params={"apikey": LEGACY_ANON}), "UNAUTHORIZED_LEGACY_API_KEY_DISABLED",
