@@ -7,6 +7,7 @@ Pure functions: ``normalize`` turns the raw request path into a safe one (or ref
 from __future__ import annotations
 
 import enum
+import re
 from dataclasses import dataclass
 from urllib.parse import unquote
 
@@ -40,6 +41,13 @@ AUTH_OPEN = frozenset({"/verify", "/callback", "/authorize", "/.well-known/jwks.
 _GRAPHQL_HEADERS = ((b"content-profile", b"graphql_public"),)
 
 
+_UNRESERVED_ESCAPE = re.compile(r"%(?:[46][1-9A-Fa-f]|[57][0-9Aa]|3[0-9]|2[DdEe]|5[Ff]|7[Ee])")
+
+
+def _decode_unreserved(m: re.Match[str]) -> str:
+    return chr(int(m.group(0)[1:], 16))
+
+
 def normalize(raw_path: str) -> str:
     """Resolve ``.``/``..`` segments; refuse encoded slashes, backslashes and dot segments.
 
@@ -57,6 +65,9 @@ def normalize(raw_path: str) -> str:
                 raise BadPath("encoded slash in path")
             if unquote(seg) in (".", ".."):
                 raise BadPath("encoded dot segment in path")
+            # Unreserved characters mean the same encoded or not (RFC 3986 6.2.2.2): decode them,
+            # so that /realtime/v1/api/%74enants is the forbidden route it names.
+            seg = _UNRESERVED_ESCAPE.sub(_decode_unreserved, seg)
         if "\\" in seg:
             raise BadPath("backslash in path")
         if seg == ".":

@@ -287,9 +287,17 @@ def test_dot_segments_are_resolved_before_routing(gw, pub, sec):
     assert r.status == 401 and r.header("sb-error-code") == "UNAUTHORIZED_MISSING_API_KEY"
     r = raw_request(gw.url, "GET", "/rest/v1/../../pg/tables", [("apikey", sec)])
     assert r.status == 200 and r.json()["service"] == "meta"
-    # Encoded characters other than slash and dot reach the upstream as sent.
-    r = raw_request(gw.url, "GET", "/rest/v1/t%C3%A4ble?name=eq.a%26b", [("apikey", pub)])
-    assert (r.json()["path"], r.json()["query"]) == ("/t%C3%A4ble", "name=eq.a%26b")
+    # Other encoded characters reach the upstream as sent, but for unreserved ones (RFC 3986
+    # 6.2.2.2: the same either way), which are decoded so that routing sees what they name.
+    r = raw_request(gw.url, "GET", "/rest/v1/t%C3%A4ble%20x?name=eq.a%26b", [("apikey", pub)])
+    assert (r.json()["path"], r.json()["query"]) == ("/t%C3%A4ble%20x", "name=eq.a%26b")
+    r = raw_request(gw.url, "GET", "/rest/v1/%74odos%2Ejson", [("apikey", pub)])
+    assert r.json()["path"] == "/todos.json"
+    for target in ("/realtime/v1/api/%74enants", "/realtime/v1/api/%6fpenapi", "/%6dcp", "/api/%6Dcp"):
+        r = raw_request(gw.url, "GET", target, [("apikey", sec)])
+        assert r.status == 403, target
+    r = raw_request(gw.url, "GET", "/%70g/tables", [("apikey", pub)])
+    assert r.status == 401 and r.json()["message"] == "Secret API key required"
 
 
 # --- query strings --------------------------------------------------------------------------------
