@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hmac
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import Depends, FastAPI, Query, Request
@@ -16,7 +15,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from gateway import apikeys, observe
 from gateway.config import Settings
 from gateway.keyring import KeyRing
-from gateway.store import InvalidInput, NotFound, Store
+from gateway.store import InvalidInput, NotFound, Store, key_json
 
 LEGACY_NAMES = ("anon", "service_role")
 # Served without the admin token: the health check and the API's own description (no secrets).
@@ -44,27 +43,6 @@ class UpdateApiKey(BaseModel):
     name: str | None = None
     description: str | None = None
     secret_jwt_template: dict[str, Any] | None = None
-
-
-def _iso(t: datetime | None) -> str | None:
-    return None if t is None else t.isoformat()
-
-
-def key_json(row: Any, api_key: str | None = None) -> dict[str, Any]:
-    """A key in the Management API's ``ApiKeyResponse`` shape. ``api_key`` only at creation."""
-    return {
-        "id": str(row["id"]),
-        "type": row["type"],
-        "prefix": row["prefix"],
-        "name": row["name"],
-        "description": row["description"],
-        "hash": row["hash"],
-        "secret_jwt_template": row["secret_jwt_template"] if row["type"] == "secret" else None,
-        "inserted_at": _iso(row["inserted_at"]),
-        "updated_at": _iso(row["updated_at"]),
-        "last_used_at": _iso(row["last_used_at"]),
-        "api_key": api_key if api_key is not None else apikeys.masked(row["type"]),
-    }
 
 
 @dataclass

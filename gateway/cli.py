@@ -11,7 +11,7 @@ from typing import Any, Awaitable, Callable, NoReturn
 
 from gateway.config import ConfigError, Settings, load_settings
 from gateway.db import DatabaseError, connect, migrate, resolve_dsn
-from gateway.store import InvalidInput, NotFound, Store
+from gateway.store import InvalidInput, NotFound, Store, key_json
 
 PROG = "gateway"
 
@@ -144,8 +144,6 @@ async def _migrate(store: Store, _args: argparse.Namespace) -> int:
 
 
 async def _keys(store: Store, args: argparse.Namespace) -> int:
-    from gateway.admin import key_json
-
     cmd = args.keys_command
     if cmd in ("create", "import"):
         api_key = None

@@ -287,3 +287,27 @@ class Store:
             "INSERT INTO gateway.audit_log (actor, action, target, details) VALUES ($1, $2, $3, $4::jsonb)",
             actor, action, target, details,
         )
+
+
+# --- the Management API's shape (here, so that the CLI need not import the web stack) --------
+
+
+def _iso(t: datetime | None) -> str | None:
+    return None if t is None else t.isoformat()
+
+
+def key_json(row: Any, api_key: str | None = None) -> dict[str, Any]:
+    """A key in the Management API's ``ApiKeyResponse`` shape. ``api_key`` only at creation."""
+    return {
+        "id": str(row["id"]),
+        "type": row["type"],
+        "prefix": row["prefix"],
+        "name": row["name"],
+        "description": row["description"],
+        "hash": row["hash"],
+        "secret_jwt_template": row["secret_jwt_template"] if row["type"] == "secret" else None,
+        "inserted_at": _iso(row["inserted_at"]),
+        "updated_at": _iso(row["updated_at"]),
+        "last_used_at": _iso(row["last_used_at"]),
+        "api_key": api_key if api_key is not None else apikeys.masked(row["type"]),
+    }
