@@ -179,9 +179,8 @@ def test_last_used_at_is_batched(a, b, shared_dsn, secrets_seen):
     elapsed = time.monotonic() - started
     within(5, lambda: a.admin("GET", f"/api-keys/{made['id']}").json()["last_used_at"] is not None)
     writes = len(db_query(shared_dsn, "SELECT 1 FROM public.key_updates"))
-    # One UPDATE per worker per flush interval (0.5 s) at most, whatever the number of requests.
-    assert 1 <= writes <= 2 * (elapsed / 0.5 + 2)
-    assert writes < requests / 3
+    # One UPDATE per worker per flush interval (0.5 s) at most, however many requests there were.
+    assert 1 <= writes <= 2 * (elapsed / 0.5 + 2) < requests
     db_query(shared_dsn, "DROP TRIGGER count_key_update ON gateway.api_keys")
 
 
