@@ -13,7 +13,7 @@ from tests.helpers import Gateway, create_database
 
 
 @dataclass
-class Keys:
+class ApiKeys:
     publishable: str
     secret: str
 
@@ -39,8 +39,8 @@ def gateway(stack: Stack, pg_server: str) -> Iterator[Gateway]:
 
 
 @pytest.fixture(scope="session")
-def keys(gateway: Gateway) -> Keys:
-    return Keys(gateway.create_key("publishable", "compat_publishable")["api_key"],
+def keys(gateway: Gateway) -> ApiKeys:
+    return ApiKeys(gateway.create_key("publishable", "compat_publishable")["api_key"],
                 gateway.create_key("secret", "compat_secret")["api_key"])
 
 

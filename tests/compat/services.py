@@ -220,7 +220,7 @@ class Rest:
             raise PgrstError(404, "PGRST205", f"Could not find the table 'public.{table}' in the schema cache")
         return {r["attname"]: r["type"] for r in rows}
 
-    def _select_list(self, request: web.Request, columns: dict[str, str]) -> str:
+    def _select_list(self, request: web.Request, table: str, columns: dict[str, str]) -> str:
         raw = request.query.get("select", "*")
         parts = [p.strip() for p in raw.split(",") if p.strip()] or ["*"]
         out = []
@@ -230,7 +230,7 @@ class Rest:
             elif p in columns:
                 out.append(_q(p))
             else:
-                raise PgrstError(400, "42703", f"column todos.{p} does not exist")
+                raise PgrstError(400, "42703", f"column {table}.{p} does not exist")
         return ", ".join(out)
 
     def _where(self, request: web.Request, columns: dict[str, str], args: list[Any]) -> str:
@@ -277,7 +277,7 @@ class Rest:
     async def _select(self, conn: asyncpg.Connection, request: web.Request, table: str) -> web.Response:
         columns = await self._columns(conn, table)
         args: list[Any] = []
-        sql = f"SELECT {self._select_list(request, columns)} FROM public.{_q(table)}"
+        sql = f"SELECT {self._select_list(request, table, columns)} FROM public.{_q(table)}"
         sql += self._where(request, columns, args) + self._order(request, columns)
         if "limit" in request.query:
             sql += f" LIMIT {int(request.query['limit'])}"
@@ -314,7 +314,7 @@ class Rest:
         cols = ", ".join(_q(n) for n in names)
         prefer = request.headers.get("Prefer", "")
         representation = "return=representation" in prefer
-        select = self._select_list(request, columns) if representation else "1"
+        select = self._select_list(request, table, columns) if representation else "1"
         sql = (f"WITH ins AS (INSERT INTO public.{_q(table)} ({cols}) SELECT {cols}"
                f" FROM json_populate_recordset(null::public.{_q(table)}, $1::json) RETURNING *)"
                f" SELECT coalesce(json_agg(t), '[]')::text FROM (SELECT {select} FROM ins) t")
@@ -628,7 +628,8 @@ class Realtime:
                     payload: dict[str, Any]) -> None:
         if not topic.startswith("realtime:") or topic == "realtime:":
             await conn.send(join_ref, ref, topic, "phx_reply",
-                            {"status": "error", "response": {"reason": "TopicNameRequired: You must provide a topic name"}})
+                            {"status": "error",
+                             "response": {"reason": "TopicNameRequired: You must provide a topic name"}})
             return
         token_from = next((k for k in ("access_token", "user_token") if payload.get(k)), "connection")
         token = payload.get(token_from) or conn.tenant_token

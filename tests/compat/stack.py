@@ -200,7 +200,8 @@ class Stack:
         }
         log = open(self.workdir / "deno.log", "wb")
         self.deno = subprocess.Popen(
-            [str(deno_binary()), "run", "--no-prompt", "--allow-net=127.0.0.1", "--allow-env", str(HERE / "functions" / "main.ts")],
+            [str(deno_binary()), "run", "--no-prompt", "--allow-net=127.0.0.1", "--allow-env",
+             str(HERE / "functions" / "main.ts")],
             env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=self.workdir,
         )
         deadline = time.monotonic() + 60

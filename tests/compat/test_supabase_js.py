@@ -14,7 +14,7 @@ import uuid
 import httpx
 import pytest
 
-from tests.compat.conftest import Keys
+from tests.compat.conftest import ApiKeys
 from tests.compat.node import run_js
 from tests.compat.stack import (
     ALICE, ALICE_ROWS, ALL_ROWS, ANON_KEY, ANON_ROWS, BOB, SERVICE_ROLE_KEY, Stack,
@@ -44,7 +44,7 @@ def assert_function_saw(invoke: dict, role: str, sub: str | None = None, key_rol
     assert data["body"] == {"hello": "deno"}
 
 
-def test_publishable_key_sees_only_public_rows(gateway: Gateway, keys: Keys, stack: Stack) -> None:
+def test_publishable_key_sees_only_public_rows(gateway: Gateway, keys: ApiKeys, stack: Stack) -> None:
     out = run_js(gateway.url, "key", keys.publishable)
     assert ids(out["select"]) == ANON_ROWS
     assert out["rpc"]["data"] == {"db_role": "anon", "uid": None, "claims_role": "anon",
@@ -55,7 +55,7 @@ def test_publishable_key_sees_only_public_rows(gateway: Gateway, keys: Keys, sta
     assert {e.role for e in stack.log if e.service == "rest"} == {"anon"}
 
 
-def test_secret_key_sees_all_rows(gateway: Gateway, keys: Keys, stack: Stack) -> None:
+def test_secret_key_sees_all_rows(gateway: Gateway, keys: ApiKeys, stack: Stack) -> None:
     out = run_js(gateway.url, "key", keys.secret)
     assert ids(out["select"]) == ALL_ROWS
     assert out["rpc"]["data"] == {"db_role": "service_role", "uid": None, "claims_role": "service_role",
@@ -65,7 +65,7 @@ def test_secret_key_sees_all_rows(gateway: Gateway, keys: Keys, stack: Stack) ->
     assert {e.role for e in stack.log if e.service == "rest"} == {"service_role"}
 
 
-def test_signed_in_user_sees_and_adds_only_own_rows(gateway: Gateway, keys: Keys, stack: Stack) -> None:
+def test_signed_in_user_sees_and_adds_only_own_rows(gateway: Gateway, keys: ApiKeys, stack: Stack) -> None:
     out = run_js(gateway.url, "user", keys.publishable, email=ALICE.email, password=ALICE.password,
                  other_owner=BOB.id)
     assert out["signin"] == {"user_id": ALICE.id, "email": ALICE.email, "token_type": "bearer",
@@ -90,7 +90,7 @@ def test_signed_in_user_sees_and_adds_only_own_rows(gateway: Gateway, keys: Keys
     assert all(e.claims and e.claims.get("session_id") for e in rest)
 
 
-def test_bob_does_not_see_alices_rows(gateway: Gateway, keys: Keys) -> None:
+def test_bob_does_not_see_alices_rows(gateway: Gateway, keys: ApiKeys) -> None:
     out = run_js(gateway.url, "user", keys.publishable, email=BOB.email, password=BOB.password,
                  other_owner=ALICE.id)
     assert ids(out["before"]) == {3, 4}
@@ -99,7 +99,7 @@ def test_bob_does_not_see_alices_rows(gateway: Gateway, keys: Keys) -> None:
 
 
 @pytest.mark.parametrize("which, role", [("publishable", "anon"), ("secret", "service_role")])
-def test_realtime_broadcast_with_a_key(gateway: Gateway, keys: Keys, stack: Stack, which: str, role: str) -> None:
+def test_realtime_broadcast_with_a_key(gateway: Gateway, keys: ApiKeys, stack: Stack, which: str, role: str) -> None:
     room = topic()
     out = run_js(gateway.url, "realtime", getattr(keys, which), topic=room)
     assert out["lobby"]["status"] == "SUBSCRIBED"
@@ -117,7 +117,7 @@ def test_realtime_broadcast_with_a_key(gateway: Gateway, keys: Keys, stack: Stac
     assert not any(t.startswith("sb_") for t in stack.realtime.received_tokens)
 
 
-def test_realtime_as_signed_in_user_and_token_updates(gateway: Gateway, keys: Keys, stack: Stack) -> None:
+def test_realtime_as_signed_in_user_and_token_updates(gateway: Gateway, keys: ApiKeys, stack: Stack) -> None:
     room = topic()
     out = run_js(gateway.url, "realtime", keys.publishable, topic=room, email=ALICE.email,
                  password=ALICE.password)
@@ -146,13 +146,14 @@ def test_legacy_keys_while_enabled(gateway: Gateway, stack: Stack) -> None:
     assert ids(service["select"]) == ALL_ROWS
     assert service["rpc"]["data"]["db_role"] == "service_role"
     assert_function_saw(service["invoke"], "service_role")
-    room = topic()
-    rt = run_js(gateway.url, "realtime", ANON_KEY, topic=room)
-    assert rt["message"]["payload"] == {"n": 1, "from": "supabase-js"}
-    assert {j.role for j in stack.realtime.joins if j.topic == f"realtime:{room}"} == {"anon"}
+    for key, role in ((ANON_KEY, "anon"), (SERVICE_ROLE_KEY, "service_role")):
+        room = topic()
+        rt = run_js(gateway.url, "realtime", key, topic=room)
+        assert rt["message"]["payload"] == {"n": 1, "from": "supabase-js"}
+        assert {j.role for j in stack.realtime.joins if j.topic == f"realtime:{room}"} == {role}
 
 
-def test_legacy_keys_refused_after_disabling(gateway: Gateway, keys: Keys, stack: Stack) -> None:
+def test_legacy_keys_refused_after_disabling(gateway: Gateway, keys: ApiKeys, stack: Stack) -> None:
     r = gateway.admin("PUT", "/api-keys/legacy", params={"enabled": "false"})
     assert r.status_code == 200, r.text
     try:

@@ -20,7 +20,7 @@ from supabase import AsyncClient, AsyncClientOptions, Client, acreate_client, cr
 from supabase_auth.errors import AuthApiError
 from supabase_functions.errors import FunctionsHttpError
 
-from tests.compat.conftest import Keys
+from tests.compat.conftest import ApiKeys
 from tests.compat.stack import (
     ALICE, ALICE_ROWS, ALL_ROWS, ANON_KEY, ANON_ROWS, BOB, SERVICE_ROLE_KEY, Stack,
 )
@@ -50,7 +50,7 @@ def assert_function_saw(data: dict[str, Any], role: str, sub: str | None = None,
     assert data["body"] == {"hello": "deno"}
 
 
-def test_publishable_key_sees_only_public_rows(gateway: Gateway, keys: Keys, stack: Stack) -> None:
+def test_publishable_key_sees_only_public_rows(gateway: Gateway, keys: ApiKeys, stack: Stack) -> None:
     client = create_client(gateway.url, keys.publishable)
     assert ids(client) == ANON_ROWS
     assert whoami(client) == {"db_role": "anon", "uid": None, "claims_role": "anon",
@@ -62,7 +62,7 @@ def test_publishable_key_sees_only_public_rows(gateway: Gateway, keys: Keys, sta
     assert {e.role for e in stack.log if e.service == "rest"} == {"anon"}
 
 
-def test_secret_key_sees_all_rows(gateway: Gateway, keys: Keys, stack: Stack) -> None:
+def test_secret_key_sees_all_rows(gateway: Gateway, keys: ApiKeys, stack: Stack) -> None:
     client = create_client(gateway.url, keys.secret)
     assert ids(client) == ALL_ROWS
     assert whoami(client) == {"db_role": "service_role", "uid": None, "claims_role": "service_role",
@@ -73,7 +73,7 @@ def test_secret_key_sees_all_rows(gateway: Gateway, keys: Keys, stack: Stack) ->
     assert {e.role for e in stack.log if e.service == "rest"} == {"service_role"}
 
 
-def test_signed_in_user_sees_and_adds_only_own_rows(gateway: Gateway, keys: Keys, stack: Stack) -> None:
+def test_signed_in_user_sees_and_adds_only_own_rows(gateway: Gateway, keys: ApiKeys, stack: Stack) -> None:
     client = create_client(gateway.url, keys.publishable)
     with pytest.raises(AuthApiError) as wrong:
         client.auth.sign_in_with_password({"email": ALICE.email, "password": "not-the-password"})
@@ -139,7 +139,7 @@ async def close(*clients: AsyncClient) -> None:
 
 
 @pytest.mark.parametrize("which, role", [("publishable", "anon"), ("secret", "service_role")])
-async def test_realtime_broadcast_with_a_key(gateway: Gateway, keys: Keys, stack: Stack, which: str,
+async def test_realtime_broadcast_with_a_key(gateway: Gateway, keys: ApiKeys, stack: Stack, which: str,
                                              role: str) -> None:
     key = getattr(keys, which)
     receiver, sender = await acreate_client(gateway.url, key), await acreate_client(gateway.url, key)
@@ -159,7 +159,7 @@ async def test_realtime_broadcast_with_a_key(gateway: Gateway, keys: Keys, stack
     assert not any(t.startswith("sb_") for t in stack.realtime.received_tokens)
 
 
-async def test_realtime_as_signed_in_user_and_token_updates(gateway: Gateway, keys: Keys, stack: Stack) -> None:
+async def test_realtime_as_signed_in_user_and_token_updates(gateway: Gateway, keys: ApiKeys, stack: Stack) -> None:
     # signed in before joining: the join carries the user's JWT
     alice = await acreate_client(gateway.url, keys.publishable)
     await alice.auth.sign_in_with_password({"email": ALICE.email, "password": ALICE.password})
@@ -215,14 +215,17 @@ async def test_legacy_keys_while_enabled(gateway: Gateway, stack: Stack) -> None
     assert whoami(service)["db_role"] == "service_role"
     assert_function_saw(invoke(service), "service_role")
 
-    receiver, sender = await acreate_client(gateway.url, ANON_KEY), await acreate_client(gateway.url, ANON_KEY)
-    room = topic()
-    try:
-        out = await broadcast(receiver, sender, room)
-    finally:
-        await close(receiver, sender)
-    assert out["message"]["payload"] == {"n": 1, "from": "supabase-py"}
-    assert {j.role for j in stack.realtime.joins if j.topic == f"realtime:{room}"} == {"anon"}
+    for key, role in ((ANON_KEY, "anon"), (SERVICE_ROLE_KEY, "service_role")):
+        receiver, sender = await acreate_client(gateway.url, key), await acreate_client(gateway.url, key)
+        room = topic()
+        try:
+            out = await broadcast(receiver, sender, room)
+        finally:
+            await close(receiver, sender)
+        assert out["message"]["payload"] == {"n": 1, "from": "supabase-py"}
+        # the legacy JWT itself is the join's access_token (a JWT: the gateway leaves it alone)
+        assert {(j.role, j.token_from) for j in stack.realtime.joins if j.topic == f"realtime:{room}"} == {
+            (role, "access_token")}
 
 
 async def assert_refused(gateway: Gateway, key: str, message: str) -> None:
@@ -244,7 +247,7 @@ async def assert_refused(gateway: Gateway, key: str, message: str) -> None:
     await rt.realtime.close()
 
 
-async def test_legacy_keys_refused_after_disabling(gateway: Gateway, keys: Keys, stack: Stack) -> None:
+async def test_legacy_keys_refused_after_disabling(gateway: Gateway, keys: ApiKeys, stack: Stack) -> None:
     r = gateway.admin("PUT", "/api-keys/legacy", params={"enabled": "false"})
     assert r.status_code == 200, r.text
     try:

@@ -11,7 +11,7 @@ const secret = Deno.env.get("JWT_SECRET") ?? "";
 const jwksUrl = Deno.env.get("JWKS_URL") ?? "";
 const port = Number(Deno.env.get("PORT") ?? "0");
 
-function b64urlDecode(part: string): Uint8Array {
+function b64urlDecode(part: string): Uint8Array<ArrayBuffer> {
   const b64 = part.replace(/-/g, "+").replace(/_/g, "/") + "=".repeat((4 - (part.length % 4)) % 4);
   return Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
 }
