@@ -18,8 +18,27 @@ def pg_server() -> Iterator[str]:
     """DSN of the ``postgres`` database on a real embedded server, stopped at the end."""
     server = EmbeddedPostgres(Path(tempfile.mkdtemp(prefix="gw-pg-")))
     dsn = server.start()
+    _run_sql(dsn, "ALTER SYSTEM SET fsync = off", "ALTER SYSTEM SET synchronous_commit = off",
+             "ALTER SYSTEM SET full_page_writes = off", "SELECT pg_reload_conf()")
     yield dsn
     server.stop()
+
+
+def _run_sql(dsn: str, *statements: str) -> None:
+    """Throw-away test data: durability only slows the suite down."""
+    import asyncio
+
+    import asyncpg
+
+    async def go() -> None:
+        conn = await asyncpg.connect(dsn)
+        try:
+            for statement in statements:
+                await conn.execute(statement)
+        finally:
+            await conn.close()
+
+    asyncio.run(go())
 
 
 @pytest.fixture
