@@ -362,7 +362,7 @@ class Proxy:
                               f"The {route.service} service could not be reached.") from None
             observe.WEBSOCKETS.labels(route.service, "open").inc()
             await send({"type": "websocket.accept", "subprotocol": upstream.protocol})
-            await _relay(receive, send, upstream, frame_rewriter(route, grant, self.auth.minter))
+            await _relay(receive, send, upstream, frame_rewriter(route, grant, self.auth))
         except Refusal as r:
             status = r.status
             await _deny(scope, send, r)

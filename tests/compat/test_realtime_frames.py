@@ -11,6 +11,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from gateway.apikeys import hash_key
 from gateway.realtime import frame_rewriter, rewrite_frame
 
 pytestmark = pytest.mark.compat
@@ -20,7 +21,7 @@ SECRET = "sb_secret_BBBBBBBBBBBBBBBBBBBBBB_abcdefgh"
 JWT = "eyJhbGciOiJIUzI1NiJ9.eyJyb2xlIjoiYW5vbiJ9.c2ln"
 
 
-def minted() -> str:
+def minted(key: str) -> str:
     return JWT
 
 
@@ -57,25 +58,56 @@ def test_other_frames_pass_unchanged(frame: str) -> None:
 
 
 def test_the_token_is_minted_only_when_a_frame_needs_it() -> None:
-    calls: list[int] = []
+    calls: list[str] = []
 
-    def token() -> str:
-        calls.append(1)
+    def token(key: str) -> str:
+        calls.append(key)
         return JWT
 
     rewrite_frame(json.dumps([None, "1", "phoenix", "heartbeat", {}]), token)
     assert calls == []
     rewrite_frame(json.dumps(["1", "1", "realtime:r", "phx_join", {"access_token": PUB}]), token)
-    assert calls == [1]
+    assert calls == [PUB]
+
+
+def test_no_token_removes_the_key() -> None:
+    join = json.dumps(["1", "1", "realtime:r", "phx_join", {"config": {}, "access_token": PUB}])
+    assert json.loads(rewrite_frame(join, lambda key: None))[4] == {"config": {}}
+    push = json.dumps({"topic": "realtime:r", "event": "access_token", "payload": {"access_token": SECRET},
+                       "ref": None})
+    assert json.loads(rewrite_frame(push, lambda key: None))["payload"] == {}
+
+
+def _auth(*entries: tuple[str, object]) -> SimpleNamespace:
+    ring = SimpleNamespace(by_hash={hash_key(key): entry for key, entry in entries})
+    return SimpleNamespace(ring=ring, minter=SimpleNamespace(token_for=lambda e: f"jwt-of-{e.id}"))
+
+
+def _join(key: str) -> str:
+    return json.dumps(["1", "1", "realtime:r", "phx_join", {"access_token": key}])
 
 
 def test_rewriter_only_for_realtime_routes_with_a_key() -> None:
-    entry = object()
-    minter = SimpleNamespace(token_for=lambda e: JWT if e is entry else "wrong")
+    entry = SimpleNamespace(id="k1")
+    auth = _auth((PUB, entry))
     realtime = SimpleNamespace(realtime=True)
-    assert frame_rewriter(SimpleNamespace(realtime=False), SimpleNamespace(entry=entry), minter) is None
-    assert frame_rewriter(realtime, SimpleNamespace(entry=None), minter) is None
-    rewrite = frame_rewriter(realtime, SimpleNamespace(entry=entry), minter)
+    assert frame_rewriter(SimpleNamespace(realtime=False), SimpleNamespace(entry=entry), auth) is None
+    assert frame_rewriter(realtime, SimpleNamespace(entry=None), auth) is None
+    rewrite = frame_rewriter(realtime, SimpleNamespace(entry=entry), auth)
     assert rewrite is not None
-    frame = json.dumps(["1", "1", "realtime:r", "phx_join", {"access_token": PUB}])
-    assert json.loads(rewrite(frame))[4]["access_token"] == JWT
+    assert json.loads(rewrite(_join(PUB)))[4] == {"access_token": "jwt-of-k1"}
+
+
+def test_rewriter_mints_only_for_the_connections_key_while_it_is_valid() -> None:
+    entry = SimpleNamespace(id="k1")
+    auth = _auth((PUB, entry), (SECRET, SimpleNamespace(id="k2")))
+    rewrite = frame_rewriter(SimpleNamespace(realtime=True), SimpleNamespace(entry=entry), auth)
+    assert rewrite is not None
+    # another valid key in a frame: no JWT of its own (that would bypass the handshake's checks)
+    assert json.loads(rewrite(_join(SECRET)))[4] == {}
+    # the key's template changed: a new entry, same id, minted anew
+    auth.ring.by_hash[hash_key(PUB)] = SimpleNamespace(id="k1", changed=True)
+    assert json.loads(rewrite(_join(PUB)))[4] == {"access_token": "jwt-of-k1"}
+    # deleted while the socket is open: nothing fresh is minted for it any more
+    del auth.ring.by_hash[hash_key(PUB)]
+    assert json.loads(rewrite(_join(PUB)))[4] == {}

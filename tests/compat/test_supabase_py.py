@@ -259,6 +259,26 @@ async def test_legacy_keys_refused_after_disabling(gateway: Gateway, keys: ApiKe
         gateway.admin("PUT", "/api-keys/legacy", params={"enabled": "true"})
 
 
+async def test_key_deleted_while_a_socket_is_open_gets_no_fresh_jwt(gateway: Gateway, stack: Stack) -> None:
+    """The socket stays open, but a channel joined after the deletion gets no newly minted JWT:
+    its access_token is dropped and Realtime falls back to the connection's (expiring) token."""
+    created = gateway.create_key("publishable", "compat_doomed_socket")
+    client = await acreate_client(gateway.url, created["api_key"])
+    first, second = topic(), topic()
+    try:
+        await subscribe(client, first)
+        assert gateway.admin("DELETE", f"/api-keys/{created['id']}").status_code == 200
+        deadline = time.monotonic() + 3
+        while httpx.get(gateway.url + "/rest/v1/todos", headers={"apikey": created["api_key"]}).status_code != 401:
+            assert time.monotonic() < deadline, "the deleted key is still accepted"
+            await asyncio.sleep(0.1)
+        await subscribe(client, second)
+    finally:
+        await close(client)
+    joins = {j.topic: j.token_from for j in stack.realtime.joins}
+    assert joins == {f"realtime:{first}": "access_token", f"realtime:{second}": "connection"}
+
+
 async def test_deleted_key_fails_with_the_gateways_401(gateway: Gateway, stack: Stack) -> None:
     created = gateway.create_key("secret", "compat_doomed_py")
     key = created["api_key"]
