@@ -146,6 +146,7 @@ class Stack:
             self.loop.call_soon_threadsafe(self.loop.stop)
             assert self.thread is not None
             self.thread.join(10)
+        shutil.rmtree(self.workdir, ignore_errors=True)
 
     def run(self, coro: Any) -> Any:
         """Run a coroutine to completion: on the services' loop once it runs, else on a fresh one."""
