@@ -1,7 +1,8 @@
 """The public listener: a plain ASGI app that routes, authenticates and forwards.
 
-HTTP is streamed both ways through one pooled aiohttp session per service; WebSockets are
-relayed frame by frame. Nothing here touches the database for a known key.
+HTTP is streamed both ways through one keep-alive pool per service (gateway.upstream);
+WebSockets are relayed frame by frame with aiohttp. Nothing here touches the database for a
+known key.
 """
 
 from __future__ import annotations
@@ -12,10 +13,9 @@ import logging
 import time
 import traceback
 from typing import Any, AsyncIterator
-from urllib.parse import unquote_plus
+from urllib.parse import unquote_plus, urlsplit
 
 import aiohttp
-from multidict import CIMultiDict
 from yarl import URL
 
 from gateway import observe
@@ -27,6 +27,7 @@ from gateway.responses import (
 )
 from gateway.realtime import frame_rewriter
 from gateway.routes import BadPath, Policy, Route, match, normalize
+from gateway.upstream import Pool, UpstreamError, UpstreamTimeout
 
 log = logging.getLogger("gateway")
 
@@ -41,7 +42,7 @@ HOP_BY_HOP = frozenset({
 })
 REPLACED = frozenset({
     b"host", b"apikey", b"sb-api-key", b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host",
-    b"x-forwarded-prefix",
+    b"x-forwarded-prefix", b"expect",  # bodies are streamed as they come: no 100-continue dance
 })
 WS_HANDSHAKE = frozenset({b"sec-websocket-key", b"sec-websocket-version", b"sec-websocket-extensions",
                           b"sec-websocket-protocol"})
@@ -123,8 +124,11 @@ class Proxy:
         self.settings = settings
         self.auth = auth
         self.origins = OriginPolicy(settings.cors.meta_origins)
-        self.sessions: dict[str, aiohttp.ClientSession] = {}
-        self.timeouts: dict[str, aiohttp.ClientTimeout] = {}
+        self.pools: dict[str, Pool] = {}
+        self.upstream_host: dict[str, bytes] = {}  # Host header per service
+        self.upstream_path: dict[str, str] = {}  # path prefix of the base URL per service
+        self.ws_origin: dict[str, str] = {}  # ws://host:port per service
+        self.sessions: dict[str, aiohttp.ClientSession] = {}  # WebSockets only
         self.bases: dict[str, str | None] = {
             s: settings.upstreams.base(s) for s in ("rest", "realtime", "functions", "auth", "storage", "meta")
         }
@@ -135,16 +139,24 @@ class Proxy:
         for service, base in self.bases.items():
             if base is None:
                 continue
-            connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=60, keepalive_timeout=30)
+            url = urlsplit(base)
+            tls = url.scheme == "https"
+            self.pools[service] = Pool(url.hostname or "localhost", url.port or (443 if tls else 80),
+                                       connect_timeout=up.connect_timeout, read_timeout=up.timeout_for(service),
+                                       tls=tls)
+            host = up.realtime_host if service == "realtime" else url.netloc
+            self.upstream_host[service] = host.encode("latin-1")
+            self.upstream_path[service] = url.path.rstrip("/")
+            self.ws_origin[service] = ("wss://" if tls else "ws://") + url.netloc
             self.sessions[service] = aiohttp.ClientSession(
-                connector=connector, auto_decompress=False, cookie_jar=aiohttp.DummyCookieJar(),
-                trust_env=False, skip_auto_headers=SKIP_AUTO,
-            )
-            self.timeouts[service] = aiohttp.ClientTimeout(
-                total=None, connect=up.connect_timeout, sock_read=up.timeout_for(service)
+                connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=60), auto_decompress=False,
+                cookie_jar=aiohttp.DummyCookieJar(), trust_env=False, skip_auto_headers=SKIP_AUTO,
+                timeout=aiohttp.ClientTimeout(total=None, connect=up.connect_timeout),
             )
 
     async def close(self) -> None:
+        for pool in self.pools.values():
+            await pool.close()
         for session in self.sessions.values():
             await session.close()
 
@@ -225,22 +237,19 @@ class Proxy:
     def _cors(self, info: RequestInfo, route: Route | None) -> list[tuple[bytes, bytes]]:
         return cors_headers(info.origin, route is not None and route.meta_cors, self.origins)
 
-    def _target(self, scope: dict[str, Any], route: Route, grant: Grant, ws: bool = False) -> URL:
-        base = self.bases[route.service]  # type: ignore[index]
-        if base is None:
+    def _target(self, scope: dict[str, Any], route: Route, grant: Grant) -> str:
+        """The upstream request target: base path, rewritten path, query without the key."""
+        if self.bases[route.service] is None:  # type: ignore[index]
             raise Refusal(503, "UPSTREAM_NOT_CONFIGURED", "Service not configured",
                           f"Set upstreams.{route.service} to enable {route.prefix}.")
-        replacement = grant.token if route.realtime else None
-        _, query = split_query(scope.get("query_string", b""), replacement)
-        if ws:
-            base = "ws" + base[4:] if base.startswith("http") else base
-        url = base + route.upstream_path + ("?" + query.decode("latin-1") if query else "")
-        return URL(url, encoded=True)
+        _, query = split_query(scope.get("query_string", b""), grant.token if route.realtime else None)
+        target = self.upstream_path[route.service] + route.upstream_path  # type: ignore[index]
+        return target + "?" + query.decode("latin-1") if query else target
 
     def _upstream_headers(self, scope: dict[str, Any], info: RequestInfo, route: Route, grant: Grant,
-                          ws: bool = False) -> CIMultiDict[str]:
-        out: CIMultiDict[str] = CIMultiDict()
+                          ws: bool = False) -> list[tuple[bytes, bytes]]:
         drop_authorization = grant.authorization is not None
+        out = [(b"host", self.upstream_host[route.service])]  # type: ignore[index]
         for name, value in scope["headers"]:
             if name in HOP_BY_HOP or name in REPLACED or name in info.connection:
                 continue
@@ -248,53 +257,52 @@ class Proxy:
                 continue
             if ws and name in WS_HANDSHAKE:
                 continue
-            out.add(name.decode("latin-1"), value.decode("latin-1"))
-        if route.realtime:
-            out["Host"] = self.settings.upstreams.realtime_host
+            if route.extra_headers and any(name == n for n, _ in route.extra_headers):
+                continue  # the route sets it
+            out.append((name, value))
         if grant.token is not None:
-            out["apikey"] = grant.token
+            token = grant.token.encode()
+            out.append((b"apikey", token))
             if route.realtime:
-                out["x-api-key"] = grant.token
+                out.append((b"x-api-key", token))
             if route.functions:
-                out["sb-api-key"] = grant.token
+                out.append((b"sb-api-key", token))
         if grant.authorization is not None:
-            out["Authorization"] = grant.authorization
-        for name, value in route.extra_headers:
-            out[name.decode()] = value.decode()
+            out.append((b"authorization", grant.authorization.encode("latin-1")))
+        out.extend(route.extra_headers)
         client = scope.get("client")
-        client_ip = client[0] if client else ""
-        out["X-Forwarded-For"] = (info.xff.decode("latin-1") + ", " + client_ip) if info.xff else client_ip
-        out["X-Forwarded-Proto"] = "https" if scope.get("scheme") in ("https", "wss") else "http"
+        client_ip = client[0].encode() if client else b""
+        out.append((b"x-forwarded-for", info.xff + b", " + client_ip if info.xff else client_ip))
+        out.append((b"x-forwarded-proto", b"https" if scope.get("scheme") in ("https", "wss") else b"http"))
         if info.host is not None:
-            out["X-Forwarded-Host"] = info.host.decode("latin-1")
-        out["X-Forwarded-Prefix"] = route.prefix
+            out.append((b"x-forwarded-host", info.host))
+        out.append((b"x-forwarded-prefix", route.prefix.encode()))
         return out
 
     async def _forward(self, scope: dict[str, Any], receive: Any, send: Send, info: RequestInfo, route: Route,
                        grant: Grant) -> int:
-        url = self._target(scope, route, grant)
-        session = self.sessions[route.service]  # type: ignore[index]
+        target = self._target(scope, route, grant)
+        pool = self.pools[route.service]  # type: ignore[index]
         headers = self._upstream_headers(scope, info, route, grant)
         body = await _request_body(receive)
         data = body.data if isinstance(body, _BodyStream) else body
         try:
-            resp = await session.request(scope["method"], url, headers=headers, data=data, allow_redirects=False,
-                                         timeout=self.timeouts[route.service])  # type: ignore[index]
-        except asyncio.TimeoutError:
+            resp = await pool.request(scope["method"], target, headers, data)
+        except UpstreamTimeout:
             raise Refusal(504, "UPSTREAM_TIMEOUT", "Upstream timed out",
                           f"The {route.service} service did not answer in time.") from None
-        except (aiohttp.ClientError, OSError):
+        except UpstreamError:
             raise Refusal(502, "UPSTREAM_UNAVAILABLE", "Upstream unreachable",
                           f"The {route.service} service could not be reached.") from None
         try:
-            headers_out = [(k.lower(), v) for k, v in resp.raw_headers if k.lower() not in RESPONSE_DROP]
+            headers_out = [(k, v) for k, v in resp.headers if k not in RESPONSE_DROP]
             if info.origin is not None:
                 headers_out += self._cors(info, route)
             length = resp.content_length
             if length is not None and length <= SMALL_BODY:
-                body = await resp.read()
+                payload = await resp.read()
                 await send({"type": "http.response.start", "status": resp.status, "headers": headers_out})
-                await send({"type": "http.response.body", "body": body})
+                await send({"type": "http.response.body", "body": payload})
                 return resp.status
             await send({"type": "http.response.start", "status": resp.status, "headers": headers_out})
             # uvicorn drops what we send once the client has gone, without telling us: watch for
@@ -303,17 +311,16 @@ class Proxy:
             if not isinstance(body, _BodyStream) or body.complete:
                 gone = asyncio.ensure_future(_disconnected(receive))
             try:
-                async for chunk in resp.content.iter_any():
+                async for chunk in resp.stream():
                     if gone is not None and gone.done():
-                        resp.close()  # the connection is not reusable with the body half read
-                        return resp.status
+                        return resp.status  # release() closes the half-read connection
                     await send({"type": "http.response.body", "body": chunk, "more_body": True})
             finally:
                 if gone is not None:
                     gone.cancel()
             await send({"type": "http.response.body", "body": b""})
             return resp.status
-        except (aiohttp.ClientError, asyncio.TimeoutError, OSError):
+        except UpstreamError:
             # The response had begun: all we can do is cut the connection short.
             log.warning("upstream %s broke off a response", route.service)
             return resp.status
@@ -344,8 +351,10 @@ class Proxy:
             if route is None or route.service is None:
                 raise Refusal(404, "NOT_FOUND", "no Route matched with those values")
             grant = await self._check(scope, info, route)
-            url = self._target(scope, route, grant, ws=True)
-            headers = self._upstream_headers(scope, info, route, grant, ws=True)
+            target = self._target(scope, route, grant)  # 503 when the service is not configured
+            url = URL(self.ws_origin[route.service] + target, encoded=True)
+            headers = [(k.decode("latin-1"), v.decode("latin-1"))
+                       for k, v in self._upstream_headers(scope, info, route, grant, ws=True)]
             session = self.sessions[route.service]
             try:
                 upstream = await session.ws_connect(
@@ -402,7 +411,7 @@ class _BodyStream:
         while True:
             m = await self.receive()
             if m["type"] == "http.disconnect":
-                raise aiohttp.ClientPayloadError("client went away")
+                raise Refusal(499, "CLIENT_CLOSED_REQUEST", "Client closed request")
             chunk = m.get("body", b"")
             if chunk:
                 yield chunk

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import ssl
 from typing import AsyncIterator
 
 import httptools
@@ -223,9 +224,10 @@ class Pool:
     """Keep-alive connections to one upstream ``host:port``."""
 
     def __init__(self, host: str, port: int, *, connect_timeout: float, read_timeout: float,
-                 max_idle: int = 256) -> None:
+                 tls: bool = False, max_idle: int = 256) -> None:
         self.host = host
         self.port = port
+        self.ssl = ssl.create_default_context() if tls else None
         self.connect_timeout = connect_timeout
         self.read_timeout = read_timeout
         self.max_idle = max_idle
@@ -249,11 +251,12 @@ class Pool:
         loop = asyncio.get_running_loop()
         try:
             _, conn = await asyncio.wait_for(
-                loop.create_connection(lambda: _Connection(self), self.host, self.port), self.connect_timeout
+                loop.create_connection(lambda: _Connection(self), self.host, self.port, ssl=self.ssl),
+                self.connect_timeout,
             )
         except asyncio.TimeoutError:
             raise UpstreamTimeout("timed out connecting to upstream") from None
-        except OSError:
+        except (OSError, ssl.SSLError):
             raise UpstreamError("cannot connect to upstream") from None
         return conn
 
