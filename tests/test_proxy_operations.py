@@ -321,13 +321,23 @@ def test_no_secret_in_any_log_line(a, b, secrets_seen):
         assert "eyJ" not in logs
 
 
-def test_access_log_time_is_one_instant(monkeypatch, caplog):
+def test_access_log_time_is_one_instant(monkeypatch, capsys):
     """In-process: the seconds and the milliseconds of ``time`` come from the same clock reading."""
     from gateway import observe
 
     monkeypatch.setattr(observe.time, "time", lambda: 1700000000.9995)
-    with caplog.at_level("INFO", logger="gateway.access"):
-        observe.record("GET", "/rest/v1/x", "rest", 200, observe.time.perf_counter(), "anon", "id", "sb_publishable_abcdef")
-    [entry] = [json.loads(r.getMessage()) for r in caplog.records if r.name == "gateway.access"]
+    observe.record("GET", "/rest/v1/x", "rest", 200, observe.time.perf_counter(), "anon", "id", "sb_publishable_abcdef")
+    observe.ACCESS.flush()
+    [entry] = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert entry["time"] == "2023-11-14T22:13:20.999Z"
     assert set(entry) == {"time", "method", "path", "status", "duration_ms", "service", "role", "key_id", "key_prefix"}
+
+
+def test_access_log_line_is_json_whatever_the_path(capsys):
+    from gateway import observe
+
+    path = '/rest/v1/a"b\\c\n\u2028é'
+    observe.record("GET", path, None, 404, observe.time.perf_counter())
+    observe.ACCESS.flush()
+    [entry] = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert entry["path"] == path and entry["key_id"] is None and entry["service"] == "gateway"
