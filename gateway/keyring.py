@@ -47,12 +47,20 @@ class KeyEntry:
         return self.type == "secret" or (self.type == "legacy" and self.role == "service_role")
 
 
+ANON_CLAIMS: dict[str, Any] = {"role": "anon"}
+SERVICE_ROLE_CLAIMS: dict[str, Any] = {"role": "service_role"}
+_TYPES = {"publishable": "publishable", "secret": "secret"}  # one string object per type
+
+
 def entry_from_row(row: asyncpg.Record | dict[str, Any]) -> KeyEntry:
-    if row["type"] == "secret":
-        claims = dict(row["secret_jwt_template"] or {"role": "service_role"})
+    """Claims dicts are shared between keys with the same template (never mutated)."""
+    key_type = _TYPES[row["type"]]
+    if key_type == "secret":
+        template = row["secret_jwt_template"]
+        claims = SERVICE_ROLE_CLAIMS if not template or template == SERVICE_ROLE_CLAIMS else dict(template)
     else:
-        claims = {"role": "anon"}
-    return KeyEntry(str(row["id"]), row["type"], row["prefix"], claims["role"], claims)
+        claims = ANON_CLAIMS
+    return KeyEntry(str(row["id"]), key_type, row["prefix"], claims["role"], claims)
 
 
 def legacy_entries(settings: Settings) -> dict[str, KeyEntry]:
@@ -103,6 +111,7 @@ class KeyRing:
     _announced: dict[str, float] = field(default_factory=dict)
     _settings_reads: int = 0
     _settings_applied: int = 0
+    _fingerprint: Any = None  # of the table as the last full reload saw it
 
     # --- the request path ------------------------------------------------------------------
 
@@ -152,7 +161,7 @@ class KeyRing:
         await self.reload()
         self._tasks = [
             asyncio.create_task(self._listen_forever(), name="keyring-listen"),
-            asyncio.create_task(self._every(self.settings.keys.refresh_seconds, self.reload), name="keyring-refresh"),
+            asyncio.create_task(self._every(self.settings.keys.refresh_seconds, self.refresh), name="keyring-refresh"),
             asyncio.create_task(self._every(self.settings.keys.last_used_flush_seconds, self.flush), name="keyring-flush"),
         ]
 
@@ -168,11 +177,24 @@ class KeyRing:
             with contextlib.suppress(Exception):
                 await self._listener.close()
 
+    async def refresh(self) -> None:
+        """The periodic safety net: a full reload only if the table changed since the last one
+        (a missed notification always comes with such a change)."""
+        if await self.store.key_fingerprint() != self._fingerprint:
+            await self.reload()
+        else:
+            await self._reload_settings()
+
     async def reload(self) -> None:
-        """Full refresh: the safety net behind notifications."""
+        """Full reload, built in slices so that requests keep being served meanwhile."""
         started = time.monotonic()
-        rows = await self.store.list_keys()
-        fresh = {row["hash"]: entry_from_row(row) for row in rows}
+        fingerprint, rows = await self.store.ring_rows()
+        fresh: dict[str, KeyEntry] = {}
+        for i, row in enumerate(rows):
+            fresh[row["hash"]] = entry_from_row(row)
+            if i % 5000 == 4999:
+                await asyncio.sleep(0)
+        del rows
         for key_hash in [h for h in fresh if h in self._deleted]:
             del fresh[key_hash]  # deleted while we read
         # Announced while we read: what the notification put in place is newer than our rows.
@@ -189,6 +211,7 @@ class KeyRing:
             if old is not None and old.claims == entry.claims and old.type == entry.type:
                 fresh[key_hash] = old
         self.by_hash = fresh
+        self._fingerprint = fingerprint
         await self._reload_settings()
         self._changed()
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from bisect import bisect_left
 import logging
 import os
 import sys
@@ -74,7 +75,52 @@ class AccessLog:
 
 
 ACCESS = AccessLog()
-_children: dict[tuple[str, str, str], tuple[Any, Any]] = {}
+
+
+class Tallies:
+    """Request counts and latency buckets summed in plain Python, handed to prometheus-client
+    once a second: its multiprocess values lock and write an mmap on every increment, which
+    the request path should not pay."""
+
+    FLUSH_SECONDS = 1.0
+
+    def __init__(self) -> None:
+        self.bounds = list(LATENCY._upper_bounds)  # the histogram's buckets, +Inf last
+        self.pending: dict[tuple[str, str, str], list[Any]] = {}
+        self.children: dict[tuple[str, str, str], tuple[Any, Any]] = {}
+        self.timer: asyncio.TimerHandle | None = None
+
+    def add(self, labels: tuple[str, str, str], duration: float) -> None:
+        tally = self.pending.get(labels)
+        if tally is None:
+            tally = self.pending[labels] = [0, 0.0, [0] * len(self.bounds)]
+        tally[0] += 1
+        tally[1] += duration
+        tally[2][bisect_left(self.bounds, duration)] += 1
+        if self.timer is None:
+            try:
+                self.timer = asyncio.get_running_loop().call_later(self.FLUSH_SECONDS, self.flush)
+            except RuntimeError:
+                self.flush()
+
+    def flush(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        pending, self.pending = self.pending, {}
+        for labels, (count, total, buckets) in pending.items():
+            children = self.children.get(labels)
+            if children is None:
+                children = self.children[labels] = (REQUESTS.labels(*labels), LATENCY.labels(*labels))
+            counter, histogram = children
+            counter.inc(count)
+            histogram._sum.inc(total)  # what Histogram.observe does, for a batch
+            for i, n in enumerate(buckets):
+                if n:
+                    histogram._buckets[i].inc(n)
+
+
+TALLIES = Tallies()
 
 
 def record(
@@ -83,12 +129,7 @@ def record(
 ) -> None:
     duration = time.perf_counter() - started
     svc = service or "gateway"
-    labels = (svc, str(status), role)
-    children = _children.get(labels)
-    if children is None:
-        children = _children[labels] = (REQUESTS.labels(*labels), LATENCY.labels(*labels))
-    children[0].inc()
-    children[1].observe(duration)
+    TALLIES.add((svc, str(status), role), duration)
     if log:
         # Every field but the path is a fixed or validated token (method, service, role name,
         # uuid, base64url prefix); the path is JSON-escaped.
@@ -104,7 +145,9 @@ def _str(value: str | None) -> str:
 
 
 def metrics_text() -> bytes:
-    """All workers' metrics (multiprocess mode when PROMETHEUS_MULTIPROC_DIR is set)."""
+    """All workers' metrics (multiprocess mode when PROMETHEUS_MULTIPROC_DIR is set); other
+    workers' last second may still be on its way."""
+    TALLIES.flush()
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)

@@ -145,6 +145,7 @@ async def run_worker(settings: Settings, dsn: str, public: socket.socket, admin:
         await asyncio.gather(servers[0].serve(sockets=[public]), servers[1].serve(sockets=[admin]))
     finally:
         observe.ACCESS.flush()
+        observe.TALLIES.flush()
         await proxy.close()
         await ring.stop()
         await store.close()

@@ -111,6 +111,18 @@ class Store:
             raise NotFound(str(key_id))
         return row
 
+    async def key_fingerprint(self) -> tuple[int, Any]:
+        """Changes whenever a key is created, changed or deleted (count and last update)."""
+        row = await self.pool.fetchrow("SELECT count(*), max(updated_at) FROM gateway.api_keys")
+        return row[0], row[1]
+
+    async def ring_rows(self) -> tuple[tuple[int, Any], list[asyncpg.Record]]:
+        """What the key ring needs of every key, with the fingerprint of the same snapshot."""
+        async with self.pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
+            row = await conn.fetchrow("SELECT count(*), max(updated_at) FROM gateway.api_keys")
+            rows = await conn.fetch("SELECT id, type, prefix, hash, secret_jwt_template FROM gateway.api_keys")
+        return (row[0], row[1]), rows
+
     async def lookup_hash(self, key_hash: str) -> asyncpg.Record | None:
         return await self.pool.fetchrow(f"SELECT {KEY_COLUMNS} FROM gateway.api_keys WHERE hash = $1", key_hash)
 

@@ -35,10 +35,13 @@ class HeldStore:
         if self.hold:
             await self.released.wait()
 
-    async def list_keys(self):
+    async def ring_rows(self):
         snapshot = list(self.rows.values())
         await self._held()
-        return snapshot
+        return (len(snapshot), None), snapshot
+
+    async def key_fingerprint(self):
+        return len(self.rows), None
 
     async def lookup_hash(self, key_hash: str):
         found = self.rows.get(key_hash)
@@ -164,3 +167,40 @@ async def test_an_older_settings_read_does_not_override_a_newer_one():
     store.released.set()
     await older
     assert ring.legacy.enabled is False
+
+
+async def test_periodic_refresh_reloads_only_when_the_table_changed():
+    """The safety net: no full reload while nothing changed; a change whose notification was
+    missed (here: never sent) is caught by the next refresh."""
+    store = HeldStore()
+    first = row()
+    store.rows[first["hash"]] = first
+    ring = ring_with(store)
+    await ring.reload()
+    calls = 0
+    original = store.ring_rows
+
+    async def counted():
+        nonlocal calls
+        calls += 1
+        return await original()
+
+    store.ring_rows = counted  # type: ignore[method-assign]
+    await ring.refresh()
+    assert calls == 0
+    missed = row()
+    store.rows[missed["hash"]] = missed  # no notification
+    await ring.refresh()
+    assert calls == 1 and missed["hash"] in ring.by_hash
+
+
+def test_entries_share_claims_of_the_same_template():
+    from gateway.keyring import entry_from_row
+
+    a, b = entry_from_row(row()), entry_from_row(row())
+    assert a.claims is b.claims and a.role == "service_role"
+    c = entry_from_row({**row(), "type": "publishable", "secret_jwt_template": None})
+    d = entry_from_row({**row(), "type": "publishable", "secret_jwt_template": None})
+    assert c.claims is d.claims and c.role == "anon"
+    custom = entry_from_row(row("authenticated"))
+    assert custom.claims == {"role": "authenticated"} and custom.claims is not a.claims

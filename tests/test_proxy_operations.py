@@ -341,3 +341,25 @@ def test_access_log_line_is_json_whatever_the_path(capsys):
     observe.ACCESS.flush()
     [entry] = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert entry["path"] == path and entry["key_id"] is None and entry["service"] == "gateway"
+
+
+def test_request_tallies_reach_the_prometheus_histogram_whole():
+    """Batched metrics are exactly what per-request observe() calls would have recorded."""
+    from prometheus_client import REGISTRY
+
+    from gateway import observe
+
+    labels = {"service": "tally", "status": "200", "role": "anon"}
+
+    def value(name: str, **extra: str) -> float:
+        return REGISTRY.get_sample_value(name, {**labels, **extra}) or 0.0
+
+    before = (value("gateway_requests_total"), value("gateway_request_duration_seconds_count"),
+              value("gateway_request_duration_seconds_bucket", le="0.001"))
+    for duration in (0.0004, 0.0009, 0.2):
+        observe.TALLIES.add(("tally", "200", "anon"), duration)
+    observe.TALLIES.flush()
+    assert value("gateway_requests_total") - before[0] == 3
+    assert value("gateway_request_duration_seconds_count") - before[1] == 3
+    assert value("gateway_request_duration_seconds_bucket", le="0.001") - before[2] == 2
+    assert value("gateway_request_duration_seconds_bucket", le="0.25") - before[2] >= 3
