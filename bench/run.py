@@ -39,7 +39,7 @@ import urllib.request
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -1279,7 +1279,7 @@ def targets(rows: list[Row], facts: dict[str, Any]) -> list[tuple[str, str, str]
         if idle and c.peak_rss_mb:
             grow = c.peak_rss_mb - idle
             per = grow / max(facts.get("connections", 50), 1)
-            check(f"10 MB stream: memory flat (peak RSS growth per concurrent stream < 1/4 of the body)",
+            check("10 MB stream: memory flat (peak RSS growth per concurrent stream < 1/4 of the body)",
                   f"+{grow:.0f} MB over idle {idle:.0f} MB ({per:.2f} MB per stream)", per < 2.5)
     if "startup" in by:
         e = by["startup"].extra

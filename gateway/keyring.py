@@ -19,7 +19,6 @@ from typing import Any, Callable
 import asyncpg
 import jwt
 
-from gateway import apikeys
 from gateway.config import Settings
 from gateway.store import Legacy, Store
 

@@ -8,15 +8,19 @@ from __future__ import annotations
 
 import asyncio
 import json
-from bisect import bisect_left
-import logging
 import os
 import sys
 import time
+from bisect import bisect_left
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client import multiprocess
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
 
 REQUESTS = Counter(
     "gateway_requests_total", "Requests answered by the public listener", ["service", "status", "role"]
@@ -153,16 +157,3 @@ def metrics_text() -> bytes:
         multiprocess.MultiProcessCollector(registry)
         return generate_latest(registry)
     return generate_latest()
-
-
-def setup_logging(level: str) -> None:
-    """Plain lines on stderr for the gateway (the access log writes its own JSON to stdout)."""
-    root = logging.getLogger("gateway")
-    if getattr(root, "_gateway_configured", False):
-        return
-    handler = logging.StreamHandler()
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    root.addHandler(handler)
-    root.setLevel(level.upper())
-    root.propagate = False
-    root._gateway_configured = True  # type: ignore[attr-defined]

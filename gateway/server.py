@@ -21,29 +21,16 @@ import time
 from pathlib import Path
 from typing import Any
 
-import uvicorn
-
-from gateway import observe
-from gateway.admin import create_admin_app, key_json
-from gateway.auth import Authenticator
 from gateway.config import Settings
 from gateway.db import connect, migrate, resolve_dsn
-from gateway.keyring import KeyRing
-from gateway.proxy import Proxy
-from gateway.store import Store
-from gateway.tokens import JwtVerifier, Minter
+from gateway.store import Store, key_json
+
+# The supervisor imports only what it needs; the web stack (uvicorn, FastAPI, aiohttp) is
+# imported by the workers, which keeps the supervisor small and its start quick.
 
 log = logging.getLogger("gateway")
 
 GRACE_SECONDS = 30
-
-
-class _Server(uvicorn.Server):
-    """uvicorn without its own signal handling: the worker stops both servers together."""
-
-    @contextlib.contextmanager
-    def capture_signals(self):  # type: ignore[override]
-        yield
 
 
 def _run(coro: Any) -> Any:
@@ -117,7 +104,23 @@ def show_once(settings: Settings, keys: list[dict[str, Any]], admin_token: str |
 
 
 async def run_worker(settings: Settings, dsn: str, public: socket.socket, admin: socket.socket) -> None:
-    observe.setup_logging(settings.log.level)
+    import uvicorn
+
+    from gateway import observe
+    from gateway.admin import create_admin_app
+    from gateway.auth import Authenticator
+    from gateway.keyring import KeyRing
+    from gateway.proxy import Proxy
+    from gateway.tokens import JwtVerifier, Minter
+
+    class _Server(uvicorn.Server):
+        """uvicorn without its own signal handling: the worker stops both servers together."""
+
+        @contextlib.contextmanager
+        def capture_signals(self):  # type: ignore[override]
+            yield
+
+    setup_logging(settings.log.level)
     store = await Store.open(dsn, settings.key_checksum_ref)
     ring = KeyRing(store, settings)
     await ring.start()
@@ -173,15 +176,36 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
+def setup_logging(level: str) -> None:
+    """Plain lines on stderr for the gateway (the access log writes its own JSON to stdout)."""
+    root = logging.getLogger("gateway")
+    if getattr(root, "_gateway_configured", False):
+        return
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root.addHandler(handler)
+    root.setLevel(level.upper())
+    root.propagate = False
+    root._gateway_configured = True  # type: ignore[attr-defined]
+
+
+def _stop_starting(*_: Any) -> None:
+    raise SystemExit(128 + signal.SIGTERM)  # unwinds through the finally that stops Postgres
+
+
 def serve(settings: Settings) -> int:
-    observe.setup_logging(settings.log.level)
+    from gateway.tokens import Minter
+
+    setup_logging(settings.log.level)
+    signal.signal(signal.SIGTERM, _stop_starting)
     settings = ensure_jwt_secret(settings)
     Minter.from_settings(settings)  # fail now, not in a worker, if nothing can sign
+    # Bind first: a port in use fails before anything is started or written.
+    public = bind(settings.server.host, settings.server.port)
+    admin = bind(settings.admin.host, settings.admin.port)
     dsn, embedded = resolve_dsn(settings)
     try:
         _run(prepare(settings, dsn))
-        public = bind(settings.server.host, settings.server.port)
-        admin = bind(settings.admin.host, settings.admin.port)
         workers = settings.server.workers or os.cpu_count() or 1
         log.info("listening on http://%s:%d (public) and http://%s:%d (admin), %d worker%s",
                  settings.server.host, public.getsockname()[1], settings.admin.host, admin.getsockname()[1],
