@@ -109,6 +109,7 @@ async def run_worker(settings: Settings, dsn: str, public: socket.socket, admin:
     from gateway import observe
     from gateway.admin import create_admin_app
     from gateway.auth import Authenticator
+    from gateway.coalesce import HttpProtocol
     from gateway.keyring import KeyRing
     from gateway.proxy import Proxy
     from gateway.tokens import JwtVerifier, Minter
@@ -133,7 +134,7 @@ async def run_worker(settings: Settings, dsn: str, public: socket.socket, admin:
     common = dict(lifespan="off", log_config=None, access_log=False, server_header=False, proxy_headers=False,
                   timeout_graceful_shutdown=GRACE_SECONDS, ws="websockets-sansio", ws_max_size=64 * 1024 * 1024)
     servers = [
-        _Server(uvicorn.Config(proxy, http="httptools", **common)),
+        _Server(uvicorn.Config(proxy, http=HttpProtocol, **common)),
         _Server(uvicorn.Config(create_admin_app(settings, store, ring), **common)),
     ]
 
