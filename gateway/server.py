@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import json
 import logging
 import multiprocessing
@@ -145,6 +146,10 @@ async def run_worker(settings: Settings, dsn: str, public: socket.socket, admin:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop)
+    # What start-up built (modules, the key table) lives as long as the worker: keep it out of
+    # the collector's way, and let the young generation grow before collections run.
+    gc.freeze()
+    gc.set_threshold(20_000, 20, 20)
     try:
         await asyncio.gather(servers[0].serve(sockets=[public]), servers[1].serve(sockets=[admin]))
     finally:

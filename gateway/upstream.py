@@ -203,6 +203,12 @@ class Response:
                 conn.wakeup = None
 
     async def read(self) -> bytes:
+        conn = self._conn
+        if conn.complete:  # the usual small answer: all there already
+            data = b"".join(conn.chunks)
+            conn.chunks.clear()
+            conn.buffered = 0
+            return data
         return b"".join([chunk async for chunk in self.stream()])
 
     def release(self) -> None:
@@ -299,7 +305,7 @@ class Pool:
                 if not streaming:
                     continue
                 has_length = True
-            head.append(name + b": " + value + b"\r\n")
+            head += (name, b": ", value, b"\r\n")
         if isinstance(body, bytes):
             head.append(b"content-length: %d\r\n" % len(body))
         elif streaming and not has_length:
