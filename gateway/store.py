@@ -14,6 +14,7 @@ import asyncpg
 
 from gateway import apikeys
 
+FINGERPRINT_SQL = "SELECT count(*), max(updated_at) FROM gateway.api_keys"
 KEY_COLUMNS = "id, type, name, description, prefix, hash, secret_jwt_template, inserted_at, updated_at, last_used_at"
 DEFAULT_TEMPLATE: dict[str, Any] = {"role": "service_role"}
 RESERVED_CLAIMS = frozenset({"iss", "ref", "iat", "exp", "nbf"})
@@ -113,13 +114,13 @@ class Store:
 
     async def key_fingerprint(self) -> tuple[int, Any]:
         """Changes whenever a key is created, changed or deleted (count and last update)."""
-        row = await self.pool.fetchrow("SELECT count(*), max(updated_at) FROM gateway.api_keys")
+        row = await self.pool.fetchrow(FINGERPRINT_SQL)
         return row[0], row[1]
 
     async def ring_rows(self) -> tuple[tuple[int, Any], list[asyncpg.Record]]:
         """What the key ring needs of every key, with the fingerprint of the same snapshot."""
         async with self.pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
-            row = await conn.fetchrow("SELECT count(*), max(updated_at) FROM gateway.api_keys")
+            row = await conn.fetchrow(FINGERPRINT_SQL)
             rows = await conn.fetch("SELECT id, type, prefix, hash, secret_jwt_template FROM gateway.api_keys")
         return (row[0], row[1]), rows
 
