@@ -30,7 +30,6 @@ def free_port() -> int:
 
 def create_database(server_dsn: str) -> str:
     """A fresh, empty database on the shared server; returns its DSN."""
-    import asyncio
 
     import asyncpg
 
@@ -43,30 +42,27 @@ def create_database(server_dsn: str) -> str:
         finally:
             await conn.close()
 
-    asyncio.run(go()) if not _loop_running() else _run_in_thread(go)
+    run_async(go())
     return server_dsn.replace("/postgres?", f"/{name}?")
 
 
-def _loop_running() -> bool:
-    import asyncio
-
-    try:
-        asyncio.get_running_loop()
-        return True
-    except RuntimeError:
-        return False
-
-
-def _run_in_thread(fn: Any) -> None:
+def run_async(coro: Any) -> Any:
+    """Run a coroutine to completion from synchronous code; in a thread of its own when called
+    while an event loop runs (pytest-asyncio's session loop)."""
     import asyncio
     import threading
 
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    result: list[Any] = []
     errors: list[BaseException] = []
 
     def target() -> None:
         try:
-            asyncio.run(fn())
-        except BaseException as e:  # pragma: no cover - surfaced below
+            result.append(asyncio.run(coro))
+        except BaseException as e:  # surfaced below
             errors.append(e)
 
     t = threading.Thread(target=target)
@@ -74,6 +70,7 @@ def _run_in_thread(fn: Any) -> None:
     t.join()
     if errors:
         raise errors[0]
+    return result[0]
 
 
 def gateway_cmd(*args: str) -> list[str]:

@@ -39,7 +39,7 @@ import jwt
 from aiohttp import WSMsgType, web
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from tests.helpers import ADMIN_TOKEN, JWT_SECRET, Gateway, create_database, free_port
+from tests.helpers import ADMIN_TOKEN, JWT_SECRET, Gateway, create_database, free_port, run_async
 
 SERVICE = web.AppKey("service", str)
 SERVICES = ("rest", "realtime", "functions", "auth", "storage", "meta")
@@ -450,19 +450,7 @@ def db_query(dsn: str, sql: str, *args: Any) -> list[Any]:
         finally:
             await conn.close()
 
-    errors: list[BaseException] = []
-
-    def target() -> None:
-        try:
-            asyncio.run(go())
-        except BaseException as e:  # surfaced below
-            errors.append(e)
-
-    t = threading.Thread(target=target)
-    t.start()
-    t.join()
-    if errors:
-        raise errors[0]
+    run_async(go())
     return out
 
 

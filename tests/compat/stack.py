@@ -24,7 +24,7 @@ import jwt
 from aiohttp import web
 
 from tests.compat.services import Auth, Keys, Realtime, RequestLog, Rest, User
-from tests.helpers import ADMIN_TOKEN, JWT_SECRET, create_database, free_port
+from tests.helpers import ADMIN_TOKEN, JWT_SECRET, create_database, free_port, run_async
 
 HERE = Path(__file__).resolve().parent
 NODE_MODULES = HERE / "node_modules"
@@ -152,21 +152,7 @@ class Stack:
         """Run a coroutine to completion: on the services' loop once it runs, else on a fresh one."""
         if self.loop is not None:
             return asyncio.run_coroutine_threadsafe(coro, self.loop).result(60)
-        result: list[Any] = []
-        errors: list[BaseException] = []
-
-        def target() -> None:
-            try:
-                result.append(asyncio.run(coro))
-            except BaseException as e:
-                errors.append(e)
-
-        t = threading.Thread(target=target)
-        t.start()
-        t.join()
-        if errors:
-            raise errors[0]
-        return result[0]
+        return run_async(coro)
 
     async def _setup_database(self) -> None:
         conn = await asyncpg.connect(self.data_dsn)
