@@ -285,6 +285,7 @@ class KeyRing:
             if len(self._announced) >= NEGATIVE_MAX:
                 cutoff = time.monotonic() - 60
                 self._announced = {h: t for h, t in self._announced.items() if t >= cutoff}
+                self._deleted &= self._announced.keys()  # no read lasts a minute: older ones are moot
             self._announced[key_hash] = time.monotonic()
             if event.get("op") == "DELETE":
                 self._deleted.add(key_hash)

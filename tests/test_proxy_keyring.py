@@ -204,3 +204,18 @@ def test_entries_share_claims_of_the_same_template():
     assert c.claims is d.claims and c.role == "anon"
     custom = entry_from_row(row("authenticated"))
     assert custom.claims == {"role": "authenticated"} and custom.claims is not a.claims
+
+
+def test_race_bookkeeping_stays_bounded():
+    """Deleted hashes are remembered only as long as a read could still be in flight."""
+    from gateway import keyring
+
+    ring = ring_with(HeldStore())
+    for _ in range(keyring.NEGATIVE_MAX + 10):
+        notify(ring, table="api_keys", op="DELETE", hash=uuid.uuid4().hex)
+    old = list(ring._announced)[:5]
+    for h in old:
+        ring._announced[h] -= 120  # pretend these were announced two minutes ago
+    notify(ring, table="api_keys", op="DELETE", hash=uuid.uuid4().hex)
+    assert not set(old) & ring._deleted and not set(old) & ring._announced.keys()
+    assert len(ring._deleted) <= keyring.NEGATIVE_MAX + 11
