@@ -46,6 +46,16 @@ BOB_ROWS = {3, 4}
 ALL_ROWS = {1, 2, 3, 4, 5}
 
 
+def assert_function_saw(data: dict[str, Any], role: str, sub: str | None = None, key_role: str | None = None) -> None:
+    """What the Deno function reports of the request it got through the gateway."""
+    assert data["runtime"].startswith("deno ")
+    assert data["claims"]["role"] == role
+    assert data["claims"].get("sub") == sub
+    assert data["sb_api_key"]["role"] == (key_role or role)
+    assert data["apikey"] == "jwt"  # the minted JWT, never the key itself
+    assert data["body"] == {"hello": "deno"}
+
+
 def legacy_key(role: str) -> str:
     """A legacy API key as the self-hosted setup generates it: a long-lived HS256 JWT."""
     now = int(time.time())

@@ -22,7 +22,7 @@ from supabase_functions.errors import FunctionsHttpError
 
 from tests.compat.conftest import ApiKeys
 from tests.compat.stack import (
-    ALICE, ALICE_ROWS, ALL_ROWS, ANON_KEY, ANON_ROWS, BOB, SERVICE_ROLE_KEY, Stack,
+    ALICE, ALICE_ROWS, ALL_ROWS, ANON_KEY, ANON_ROWS, BOB, SERVICE_ROLE_KEY, Stack, assert_function_saw,
 )
 from tests.helpers import Gateway
 
@@ -39,15 +39,6 @@ def whoami(client: Client, tag: str = "py") -> dict[str, Any]:
 
 def invoke(client: Client) -> dict[str, Any]:
     return client.functions.invoke("whoami", {"body": {"hello": "deno"}, "responseType": "json"})
-
-
-def assert_function_saw(data: dict[str, Any], role: str, sub: str | None = None, key_role: str | None = None) -> None:
-    assert data["runtime"].startswith("deno ")
-    assert data["claims"]["role"] == role
-    assert data["claims"].get("sub") == sub
-    assert data["sb_api_key"]["role"] == (key_role or role)
-    assert data["apikey"] == "jwt"  # the minted JWT, never the key itself
-    assert data["body"] == {"hello": "deno"}
 
 
 def test_publishable_key_sees_only_public_rows(gateway: Gateway, keys: ApiKeys, stack: Stack) -> None:
