@@ -492,6 +492,8 @@ async def _relay(receive: Any, send: Send, upstream: aiohttp.ClientWebSocketResp
                 return "upstream", upstream.close_code or 1011, ""
 
     tasks = [asyncio.ensure_future(client_to_upstream()), asyncio.ensure_future(upstream_to_client())]
+    # Realtime channels joined with the key get fresh JWTs pushed (see gateway.realtime).
+    refresher = asyncio.ensure_future(rewrite.keep_fresh(upstream.send_str)) if rewrite is not None else None
     side, code, reason = "error", 1011, ""
     try:
         done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
@@ -499,6 +501,8 @@ async def _relay(receive: Any, send: Send, upstream: aiohttp.ClientWebSocketResp
         if not finished.cancelled() and finished.exception() is None:
             side, code, reason = finished.result()
     finally:
+        if refresher is not None:
+            tasks.append(refresher)
         for t in tasks:
             t.cancel()
         for t in tasks:

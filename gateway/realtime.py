@@ -17,12 +17,18 @@ cannot keep a deleted key alive by joining again.
 Frames are left byte for byte as they are unless they are a ``phx_join`` or ``access_token``
 message (Phoenix serializer 1.0.0 objects or 2.0.0 arrays) whose ``access_token`` starts with
 ``sb_``; a cheap substring test skips the JSON parse for every other frame.
+
+Realtime closes a channel once its access token expires, and a client whose token is its API
+key never sends a newer one. So for the channels joined that way the relay itself pushes an
+``access_token`` message with the key's fresh JWT every half lifetime, as a client would after
+refreshing its session; the channels stay open for as long as the key is valid.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from gateway.apikeys import hash_key
@@ -31,21 +37,31 @@ KEY_PREFIX = "sb_"
 EVENTS = ("phx_join", "access_token")
 
 
-def rewrite_frame(text: str, token: Callable[[str], str | None]) -> str:
-    """``text`` with an ``sb_`` ``access_token`` replaced by ``token(key)``, or removed when that is
-    None; any other frame is returned as it is (the same object)."""
-    if '"access_token"' not in text or KEY_PREFIX not in text:
-        return text
+def _parse(text: str) -> tuple[Any, Any, Any, Any, Any] | None:
+    """``(message, join_ref, topic, event, payload)`` of a Phoenix text frame, or None."""
     try:
         message: Any = json.loads(text)
     except ValueError:
-        return text
+        return None
     if isinstance(message, list) and len(message) == 5:  # [join_ref, ref, topic, event, payload]
-        event, payload = message[3], message[4]
-    elif isinstance(message, dict):  # {"topic", "event", "payload", "ref", "join_ref"}
-        event, payload = message.get("event"), message.get("payload")
-    else:
+        return message, message[0], message[2], message[3], message[4]
+    if isinstance(message, dict):  # {"topic", "event", "payload", "ref", "join_ref"}
+        return (message, message.get("join_ref", message.get("ref")), message.get("topic"),
+                message.get("event"), message.get("payload"))
+    return None
+
+
+def rewrite_frame(text: str, token: Callable[[str], str | None],
+                  joined: Callable[[str, Any, bool], None] | None = None) -> str:
+    """``text`` with an ``sb_`` ``access_token`` replaced by ``token(key)``, or removed when that is
+    None; any other frame is returned as it is (the same object). ``joined(topic, join_ref,
+    array_format)`` hears of each channel joined with a replaced token."""
+    if '"access_token"' not in text or KEY_PREFIX not in text:
         return text
+    parsed = _parse(text)
+    if parsed is None:
+        return text
+    message, join_ref, topic, event, payload = parsed
     if event not in EVENTS or not isinstance(payload, dict):
         return text
     value = payload.get("access_token")
@@ -56,21 +72,70 @@ def rewrite_frame(text: str, token: Callable[[str], str | None]) -> str:
         del payload["access_token"]
     else:
         payload["access_token"] = replacement
+        if event == "phx_join" and joined is not None and isinstance(topic, str):
+            joined(topic, join_ref, isinstance(message, list))
     return json.dumps(message, separators=(",", ":"), ensure_ascii=False)
 
 
-def frame_rewriter(route: Any, grant: Any, auth: Any) -> Callable[[str], str] | None:
+def token_push(topic: str, join_ref: Any, array_format: bool, token: str) -> str:
+    """An ``access_token`` message for a joined channel, in the serializer the client uses."""
+    payload = {"access_token": token}
+    if array_format:
+        return json.dumps([join_ref, None, topic, "access_token", payload], separators=(",", ":"))
+    return json.dumps({"topic": topic, "event": "access_token", "payload": payload, "ref": None,
+                       "join_ref": join_ref}, separators=(",", ":"))
+
+
+class ChannelTokens:
+    """The client-to-Realtime filter of one relayed connection, and the refresher of the
+    channels it joined with a replaced key."""
+
+    def __init__(self, entry: Any, auth: Any) -> None:
+        self.entry = entry
+        self.auth = auth
+        self.key_hash: str | None = None  # of the connection's key, once a frame carried it
+        self.channels: dict[str, tuple[Any, bool]] = {}  # topic -> (join_ref, array format)
+
+    def _current(self, key_hash: str | None) -> Any:
+        """The connection's key as it is now (deleted: None; template changed: the new entry)."""
+        current = None if key_hash is None else self.auth.ring.by_hash.get(key_hash)
+        return current if current is not None and current.id == self.entry.id else None
+
+    def _token(self, key: str) -> str | None:
+        key_hash = hash_key(key)
+        current = self._current(key_hash)
+        if current is None:
+            return None
+        self.key_hash = key_hash
+        return self.auth.minter.token_for(current)  # minted when needed: a late join gets a fresh JWT
+
+    def _joined(self, topic: str, join_ref: Any, array_format: bool) -> None:
+        self.channels[topic] = (join_ref, array_format)
+
+    def __call__(self, text: str) -> str:
+        if self.channels and '"phx_leave"' in text:
+            parsed = _parse(text)
+            if parsed is not None and parsed[3] == "phx_leave":
+                self.channels.pop(parsed[2], None)
+        return rewrite_frame(text, self._token, self._joined)
+
+    async def keep_fresh(self, send: Callable[[str], Awaitable[None]]) -> None:
+        """Every half token lifetime, a fresh JWT for each channel joined with the key, while the
+        key is valid (a deleted key's channels are left to expire)."""
+        while True:
+            await asyncio.sleep(self.auth.minter.ttl / 2)
+            current = self._current(self.key_hash)
+            if current is None or not self.channels:
+                continue
+            token = self.auth.minter.token_for(current)
+            for topic, (join_ref, array_format) in list(self.channels.items()):
+                await send(token_push(topic, join_ref, array_format, token))
+
+
+def frame_rewriter(route: Any, grant: Any, auth: Any) -> ChannelTokens | None:
     """The client-to-Realtime text frame filter of a relayed connection, or None (other routes,
     no key). ``auth`` is the gateway's Authenticator (its key ring and minter)."""
     entry = getattr(grant, "entry", None)
     if not getattr(route, "realtime", False) or entry is None:
         return None
-
-    def token(key: str) -> str | None:
-        # The key as it is now (deleted: gone; template changed: a new entry with the same id).
-        current = auth.ring.by_hash.get(hash_key(key))
-        if current is None or current.id != entry.id:
-            return None
-        return auth.minter.token_for(current)  # minted when needed: a late join gets a fresh JWT
-
-    return lambda text: rewrite_frame(text, token)
+    return ChannelTokens(entry, auth)

@@ -187,3 +187,36 @@ def test_forbidden_and_unknown_paths(gw, sec):
             with connect(f"{gw.ws_url}{path}?apikey={sec}", open_timeout=10):
                 pass
         assert e.value.response.status_code == status, path
+
+
+def test_channels_joined_with_the_key_get_fresh_jwts_before_theirs_expire(pg_server, up):
+    """End to end over a real socket: the join's key is replaced by a JWT, and before that JWT
+    expires (10 s here) the relay pushes the channel a newer one that the upstream can verify."""
+    import jwt as pyjwt
+
+    from tests.upstreams import JWT_SECRET
+
+    g = start_gateway(proxy_env(pg_server, up, GATEWAY_JWT__TTL_SECONDS="10"))
+    try:
+        key = g.create_key("publishable", name="ws_refresh")["api_key"]
+        with ws(g, f"apikey={key}&vsn=2.0.0") as conn:
+            conn.send(json.dumps(["1", "1", "realtime:room", "phx_join", {"access_token": key}]))
+            join = json.loads(conn.recv(timeout=10))  # the echo upstream sends frames back
+            first = join[4]["access_token"]
+            assert first.startswith("eyJ") and key not in json.dumps(join)
+            deadline = time.monotonic() + 12
+            pushed = None
+            while time.monotonic() < deadline:
+                frame = json.loads(conn.recv(timeout=12))
+                if isinstance(frame, list) and frame[3] == "access_token":
+                    pushed = frame
+                    break
+        assert pushed is not None, "no access_token pushed within the token's lifetime"
+        assert pushed[:4] == ["1", None, "realtime:room", "access_token"]
+        claims = pyjwt.decode(pushed[4]["access_token"], JWT_SECRET, algorithms=["HS256"],
+                              options={"verify_aud": False})
+        first_claims = pyjwt.decode(first, JWT_SECRET, algorithms=["HS256"], options={"verify_aud": False})
+        assert claims["role"] == "anon" and claims["exp"] >= first_claims["exp"] + 3  # a newer token
+        assert claims["exp"] - claims["iat"] == 10
+    finally:
+        g.stop()

@@ -111,3 +111,42 @@ def test_rewriter_mints_only_for_the_connections_key_while_it_is_valid() -> None
     # deleted while the socket is open: nothing fresh is minted for it any more
     del auth.ring.by_hash[hash_key(PUB)]
     assert json.loads(rewrite(_join(PUB)))[4] == {}
+
+
+async def test_channels_joined_with_the_key_get_fresh_tokens_pushed() -> None:
+    """Realtime closes a channel whose token expired; a client whose token is its key never
+    sends a newer one, so the relay does, in the client's serializer, until the key is gone."""
+    import asyncio
+
+    entry = SimpleNamespace(id="k1")
+    auth = _auth((PUB, entry))
+    auth.minter.ttl = 0.1  # pushes every 0.05 s
+    tokens = frame_rewriter(SimpleNamespace(realtime=True), SimpleNamespace(entry=entry), auth)
+    assert tokens is not None
+    tokens(json.dumps(["4", "4", "realtime:v2", "phx_join", {"access_token": PUB}]))
+    tokens(json.dumps({"topic": "realtime:v1", "event": "phx_join", "ref": "7", "join_ref": "7",
+                       "payload": {"access_token": PUB}}))
+    tokens(json.dumps(["9", "9", "realtime:user", "phx_join", {"access_token": JWT}]))  # a user's own JWT
+    sent: list[str] = []
+
+    async def send(text: str) -> None:
+        sent.append(text)
+
+    task = asyncio.ensure_future(tokens.keep_fresh(send))
+    await asyncio.sleep(0.08)
+    pushed = [json.loads(s) for s in sent]
+    assert ["4", None, "realtime:v2", "access_token", {"access_token": "jwt-of-k1"}] in pushed
+    assert {"topic": "realtime:v1", "event": "access_token", "payload": {"access_token": "jwt-of-k1"},
+            "ref": None, "join_ref": "7"} in pushed
+    assert not any("realtime:user" in s for s in sent)  # not joined with the key: not ours to refresh
+    # left channels are no longer refreshed; a deleted key's channels are left to expire
+    tokens(json.dumps(["4", "5", "realtime:v2", "phx_leave", {}]))
+    sent.clear()
+    await asyncio.sleep(0.08)
+    assert sent and not any("realtime:v2" in s for s in sent)
+    del auth.ring.by_hash[hash_key(PUB)]
+    await asyncio.sleep(0.06)
+    sent.clear()
+    await asyncio.sleep(0.12)
+    task.cancel()
+    assert sent == []
