@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import sys
 import time
 from bisect import bisect_left
@@ -138,10 +139,17 @@ def record(
         # Every field but the path is a fixed or validated token (method, service, role name,
         # uuid, base64url prefix); the path is JSON-escaped.
         ACCESS.add(
-            f'{{"time":"{ACCESS.stamp(time.time())}","method":"{method}","path":{json.dumps(path)},'
+            f'{{"time":"{ACCESS.stamp(time.time())}","method":"{method}","path":{_json_str(path)},'
             f'"status":{status},"duration_ms":{duration * 1000:.3f},"service":"{svc}","role":"{role}",'
             f'"key_id":{_str(key_id)},"key_prefix":{_str(prefix)}}}\n'
         )
+
+
+_PLAIN = re.compile(r'[ !#-\[\]-~]*').fullmatch  # printable ASCII but '"' and '\\': no escaping
+
+
+def _json_str(value: str) -> str:
+    return f'"{value}"' if _PLAIN(value) else json.dumps(value)
 
 
 def _str(value: str | None) -> str:

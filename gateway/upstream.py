@@ -40,16 +40,20 @@ class _Connection(asyncio.Protocol):
         self.reused = False
         self._can_write = asyncio.Event()
         self._can_write.set()
+        self.parser = httptools.HttpResponseParser(self)
+        self.chunks: collections.deque[bytes] = collections.deque()
+        self.head_only = False
         self._reset()
 
     def _reset(self) -> None:
-        self.parser = httptools.HttpResponseParser(self)
+        if self.head_only:  # the parser still expects the body a HEAD answer announced
+            self.parser = httptools.HttpResponseParser(self)
         self.status = 0
         self.headers: Headers = []
         self.head_only = False
         self.until_close = False
         self.headers_done: asyncio.Future[None] = self.loop.create_future()
-        self.chunks: collections.deque[bytes] = collections.deque()
+        self.chunks.clear()
         self.buffered = 0
         self.complete = False
         self.keep_alive = False
@@ -312,7 +316,9 @@ class Pool:
             head.append(b"transfer-encoding: chunked\r\n")
         head.append(b"\r\n")
         try:
-            if isinstance(body, bytes):
+            if body is None and conn._can_write.is_set() and not conn.closed and conn.transport is not None:
+                conn.transport.write(b"".join(head))  # the usual GET: no coroutine needed
+            elif isinstance(body, bytes):
                 await conn.write(b"".join(head) + body)
             else:
                 await conn.write(b"".join(head))
