@@ -101,9 +101,9 @@ class RequestInfo:
         self.sec_fetch = sec_fetch_signal(sec_fetch, self.user_agent)
 
 
-def split_query(query: bytes, replacement: str | None) -> tuple[list[str], bytes]:
-    """The ``apikey`` values of a query string, and the query without them (or with the minted
-    JWT in their place when ``replacement`` is given). Other parameters keep their bytes."""
+def split_query(query: bytes) -> tuple[list[str], bytes]:
+    """The ``apikey`` values of a query string, and the query without them. Other parameters
+    keep their bytes."""
     if b"apikey" not in query.lower() and b"%" not in query:
         return [], query
     keys: list[str] = []
@@ -114,8 +114,6 @@ def split_query(query: bytes, replacement: str | None) -> tuple[list[str], bytes
             keys.append(unquote_plus(value.decode("latin-1")).strip())
         else:
             kept.append(part)
-    if replacement is not None and keys:
-        kept.append(b"apikey=" + replacement.encode())
     return keys, b"&".join(kept)
 
 
@@ -207,8 +205,8 @@ class Proxy:
             if route.policy is Policy.FORBIDDEN:
                 raise Refusal(403, "FORBIDDEN_ROUTE", "Access is forbidden.")
 
-            grant = await self._check(scope, info, route)
-            status = await self._forward(scope, receive, send, info, route, grant)
+            grant, query = await self._check(scope, info, route)
+            status = await self._forward(scope, receive, send, info, route, grant, query)
         except Refusal as r:
             status = r.status
             await send_error(send, r.status, r.code, r.message, r.hint,
@@ -224,25 +222,28 @@ class Proxy:
                            grant.role if grant else "none", entry.id if entry else None,
                            entry.prefix if entry else None, self.log_access)
 
-    async def _check(self, scope: dict[str, Any], info: RequestInfo, route: Route) -> Grant:
+    async def _check(self, scope: dict[str, Any], info: RequestInfo, route: Route) -> tuple[Grant, bytes]:
+        """The grant, and the query string without the key (read once, used for the target)."""
         if info.authorizations > 1:
             raise BAD_AUTHORIZATION  # which one would the upstream read? Not ours to guess.
-        query_keys, _ = split_query(scope.get("query_string", b""), None)
+        query_keys, query = split_query(scope.get("query_string", b""))
         # Open auth paths need no key, but one that is sent (supabase-js sends its key everywhere)
         # is checked and translated like on functions and storage: its plaintext never goes on.
         policy = Policy.OPTIONAL if route.policy is Policy.OPEN else route.policy
-        return await self.auth.check(policy, info.apikeys, query_keys, info.authorization, info.user_agent,
-                                     info.sec_fetch)
+        grant = await self.auth.check(policy, info.apikeys, query_keys, info.authorization, info.user_agent,
+                                      info.sec_fetch)
+        if route.realtime and query_keys and grant.token is not None:  # Realtime reads its JWT there
+            query = query + b"&apikey=" + grant.token.encode() if query else b"apikey=" + grant.token.encode()
+        return grant, query
 
     def _cors(self, info: RequestInfo, route: Route | None) -> list[tuple[bytes, bytes]]:
         return cors_headers(info.origin, route is not None and route.meta_cors, self.origins)
 
-    def _target(self, scope: dict[str, Any], route: Route, grant: Grant) -> str:
+    def _target(self, route: Route, query: bytes) -> str:
         """The upstream request target: base path, rewritten path, query without the key."""
         if self.bases[route.service] is None:  # type: ignore[index]
             raise Refusal(503, "UPSTREAM_NOT_CONFIGURED", "Service not configured",
                           f"Set upstreams.{route.service} to enable {route.prefix}.")
-        _, query = split_query(scope.get("query_string", b""), grant.token if route.realtime else None)
         target = self.upstream_path[route.service] + route.upstream_path  # type: ignore[index]
         return target + "?" + query.decode("latin-1") if query else target
 
@@ -280,8 +281,8 @@ class Proxy:
         return out
 
     async def _forward(self, scope: dict[str, Any], receive: Any, send: Send, info: RequestInfo, route: Route,
-                       grant: Grant) -> int:
-        target = self._target(scope, route, grant)
+                       grant: Grant, query: bytes) -> int:
+        target = self._target(route, query)
         pool = self.pools[route.service]  # type: ignore[index]
         headers = self._upstream_headers(scope, info, route, grant)
         body = await _request_body(receive)
@@ -350,8 +351,8 @@ class Proxy:
                 raise Refusal(403, "FORBIDDEN_ROUTE", "Access is forbidden.")
             if route is None or route.service is None:
                 raise Refusal(404, "NOT_FOUND", "no Route matched with those values")
-            grant = await self._check(scope, info, route)
-            target = self._target(scope, route, grant)  # 503 when the service is not configured
+            grant, query = await self._check(scope, info, route)
+            target = self._target(route, query)  # 503 when the service is not configured
             url = URL(self.ws_origin[route.service] + target, encoded=True)
             headers = [(k.decode("latin-1"), v.decode("latin-1"))
                        for k, v in self._upstream_headers(scope, info, route, grant, ws=True)]

@@ -123,6 +123,16 @@ async def broadcast(receiver: AsyncClient, sender: AsyncClient, name: str) -> di
     return {"receiver": r_states, "sender": s_states, "message": message}
 
 
+async def broadcast_with_key(url: str, key: str) -> tuple[dict[str, Any], str]:
+    """Two clients on ``key`` meet in a fresh room: what arrived, and the room."""
+    receiver, sender = await acreate_client(url, key), await acreate_client(url, key)
+    room = topic()
+    try:
+        return await broadcast(receiver, sender, room), room
+    finally:
+        await close(receiver, sender)
+
+
 async def close(*clients: AsyncClient) -> None:
     for c in clients:
         await c.remove_all_channels()
@@ -132,13 +142,7 @@ async def close(*clients: AsyncClient) -> None:
 @pytest.mark.parametrize("which, role", [("publishable", "anon"), ("secret", "service_role")])
 async def test_realtime_broadcast_with_a_key(gateway: Gateway, keys: ApiKeys, stack: Stack, which: str,
                                              role: str) -> None:
-    key = getattr(keys, which)
-    receiver, sender = await acreate_client(gateway.url, key), await acreate_client(gateway.url, key)
-    room = topic()
-    try:
-        out = await broadcast(receiver, sender, room)
-    finally:
-        await close(receiver, sender)
+    out, room = await broadcast_with_key(gateway.url, getattr(keys, which))
     assert out["receiver"] == out["sender"] == [("SUBSCRIBED", None)]
     assert out["message"]["event"] == "ping"
     assert out["message"]["payload"] == {"n": 1, "from": "supabase-py"}
@@ -207,12 +211,7 @@ async def test_legacy_keys_while_enabled(gateway: Gateway, stack: Stack) -> None
     assert_function_saw(invoke(service), "service_role")
 
     for key, role in ((ANON_KEY, "anon"), (SERVICE_ROLE_KEY, "service_role")):
-        receiver, sender = await acreate_client(gateway.url, key), await acreate_client(gateway.url, key)
-        room = topic()
-        try:
-            out = await broadcast(receiver, sender, room)
-        finally:
-            await close(receiver, sender)
+        out, room = await broadcast_with_key(gateway.url, key)
         assert out["message"]["payload"] == {"n": 1, "from": "supabase-py"}
         # the legacy JWT itself is the join's access_token (a JWT: the gateway leaves it alone)
         assert {(j.role, j.token_from) for j in stack.realtime.joins if j.topic == f"realtime:{room}"} == {
