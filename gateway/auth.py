@@ -1,4 +1,4 @@
-"""The decision: from what a request carries to a refusal or to the credentials we forward.
+"""The decision: from the credentials a request carries to a refusal or to what we forward.
 
 SPEC section 6, steps 1 to 5, in order: find the key, identify it, apply the browser rule and
 the route's policy, then settle ``Authorization`` (mint, pass a verified user JWT, or refuse).
@@ -8,38 +8,33 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from gateway import apikeys
+from gateway import apikeys, errors
 from gateway.browser import is_browser
 from gateway.keyring import KeyEntry, KeyRing
 from gateway.routes import Policy
 from gateway.tokens import InvalidJwt, JwtVerifier, Minter
 
 
-class Refusal(Exception):
-    """An answer other than forwarding. Messages are fixed strings: never a key or token."""
+class Credentials:
+    """What a request carries that the decision reads; the browser signal computed once."""
 
-    def __init__(self, status: int, code: str, message: str, hint: str | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-        self.hint = hint
+    __slots__ = ("apikeys", "query_keys", "authorization", "authorizations", "user_agent", "sec_fetch", "_browser")
 
+    def __init__(self, apikeys: list[str] | None = None, query_keys: list[str] | None = None,
+                 authorization: str | None = None, user_agent: str | None = None, sec_fetch: bool = False) -> None:
+        self.apikeys = apikeys if apikeys is not None else []
+        self.query_keys = query_keys if query_keys is not None else []
+        self.authorization = authorization
+        self.authorizations = 0 if authorization is None else 1
+        self.user_agent = user_agent
+        self.sec_fetch = sec_fetch
+        self._browser: bool | None = None
 
-MISSING = Refusal(401, "UNAUTHORIZED_MISSING_API_KEY", "No API key found in request",
-                  "No `apikey` request header or url param was found.")
-INVALID = Refusal(401, "UNAUTHORIZED_INVALID_API_KEY", "Invalid API key", "Double check your API key.")
-BROWSER = Refusal(
-    401, "UNAUTHORIZED_INVALID_API_KEY_TYPE", "Forbidden use of secret API key in browser",
-    "Secret API keys can only be used in a protected environment and should never be used in a browser. "
-    "Delete this secret API key immediately!",
-)
-SECRET_REQUIRED = Refusal(401, "UNAUTHORIZED_INVALID_API_KEY_TYPE", "Secret API key required",
-                          "Only secret API keys can be used for this endpoint.")
-CONFLICT = Refusal(401, "UNAUTHORIZED_CONFLICTING_API_KEYS", "Conflicting API keys",
-                   "The `Authorization` header holds a different API key than `apikey`.")
-BAD_AUTHORIZATION = Refusal(401, "UNAUTHORIZED_INVALID_AUTHORIZATION", "Invalid authorization header",
-                            "Send `Authorization: Bearer <JWT>` or leave it out.")
+    @property
+    def browser(self) -> bool:
+        if self._browser is None:
+            self._browser = is_browser(self.user_agent, self.sec_fetch)
+        return self._browser
 
 
 @dataclass(slots=True)
@@ -50,6 +45,10 @@ class Grant:
     token: str | None  # minted JWT of the key (apikey, x-api-key, sb-api-key upstream)
     authorization: str | None  # new Authorization value; None: leave the client's as it is
     role: str
+    claims: dict | None = None  # of a verified user JWT
+
+
+NO_KEY = Grant(None, None, None, "none")  # never mutated
 
 
 @dataclass
@@ -60,59 +59,55 @@ class Authenticator:
     project_ref: str
     checksum_ref: str
 
-    async def check(
-        self,
-        policy: Policy,
-        header_keys: list[str],
-        query_keys: list[str],
-        authorization: str | None,
-        user_agent: str | None,
-        sec_fetch: bool,
-    ) -> Grant:
-        key = _the_key(header_keys, query_keys)
-        bearer, other_scheme = _bearer(authorization)
+    async def check(self, policy: Policy, creds: Credentials) -> Grant:
+        if creds.authorizations > 1:
+            raise errors.INVALID_AUTHORIZATION()  # which one would the upstream read? Not ours to guess.
+        key = _the_key(creds.apikeys, creds.query_keys)
+        bearer, other_scheme = _bearer(creds.authorization)
+        # Open auth paths need no key, but one that is sent (supabase-js sends its key everywhere)
+        # is checked and translated like on functions and storage: its plaintext never goes on.
+        optional = policy is Policy.OPTIONAL or policy is Policy.OPEN
         if key is None:
-            if policy is not Policy.OPTIONAL:
-                raise MISSING
+            if not optional:
+                raise errors.MISSING_API_KEY()
             if bearer is not None and apikeys.looks_like_key(bearer):
                 key = bearer  # functions/storage: the bearer is the key (never forwarded as is)
             else:
                 # Passed to the service untouched; a legacy key as bearer still obeys the legacy
                 # switch and, for service_role, the browser rule.
-                legacy = None if bearer is None else self._legacy_bearer_allowed(bearer)
-                if legacy is not None and legacy.is_secret and is_browser(user_agent, sec_fetch):
-                    raise BROWSER
-                return Grant(None, None, None, "none")
+                legacy = None if bearer is None else self._legacy_allowed(bearer)
+                if legacy is not None and legacy.is_secret and creds.browser:
+                    raise errors.SECRET_KEY_IN_BROWSER()
+                return NO_KEY
 
         entry = await self._identify(key)
-        browser = entry.is_secret and is_browser(user_agent, sec_fetch)
-        if browser:
-            raise BROWSER
+        if entry.is_secret and creds.browser:
+            raise errors.SECRET_KEY_IN_BROWSER()
         if policy is Policy.SECRET and not entry.is_secret:
-            raise SECRET_REQUIRED
+            raise errors.SECRET_KEY_REQUIRED()
         token = self.minter.token_for(entry)
         self.ring.mark_used(entry)
 
         if bearer is None:
-            if other_scheme and policy is not Policy.OPTIONAL:
-                raise BAD_AUTHORIZATION
+            if other_scheme and not optional:
+                raise errors.INVALID_AUTHORIZATION()
             # No Authorization (or, for functions/storage, another scheme left to the service).
             return Grant(entry, token, None if other_scheme else "Bearer " + token, entry.role)
         if bearer == key:
             return Grant(entry, token, "Bearer " + token, entry.role)
         if apikeys.looks_like_key(bearer):
-            raise CONFLICT
-        legacy = self._legacy_bearer_allowed(bearer)
+            raise errors.CONFLICTING_API_KEYS()
+        legacy = self._legacy_allowed(bearer)
         if legacy is not None:
-            if legacy.is_secret and is_browser(user_agent, sec_fetch):
-                raise BROWSER
+            if legacy.is_secret and creds.browser:
+                raise errors.SECRET_KEY_IN_BROWSER()
             self.ring.mark_used(legacy)
             return Grant(entry, token, "Bearer " + self.minter.token_for(legacy), legacy.role)
         try:
             claims = await self.verifier.verify(bearer)
         except InvalidJwt as e:
-            raise Refusal(401, "UNAUTHORIZED_INVALID_JWT", str(e), "Sign in again to get a fresh access token.") from None
-        return Grant(entry, token, None, str(claims.get("role")))
+            raise errors.INVALID_JWT(message=str(e)) from None
+        return Grant(entry, token, None, str(claims.get("role")), claims)
 
     async def _identify(self, key: str) -> KeyEntry:
         if apikeys.looks_like_key(key):
@@ -122,31 +117,30 @@ class Authenticator:
             entry = self.ring.by_hash.get(key_hash)
             if entry is None:
                 if apikeys.parse(key, self.checksum_ref) is None:
-                    raise INVALID
+                    raise errors.INVALID_API_KEY()
                 entry = await self.ring.fetch(key_hash)
                 if entry is None:
-                    raise INVALID
+                    raise errors.INVALID_API_KEY()
             return entry
-        legacy = self._legacy_bearer_allowed(key)
+        legacy = self._legacy_allowed(key)
         if legacy is None:
-            raise INVALID
+            raise errors.INVALID_API_KEY()
         return legacy
 
-    def _legacy_bearer_allowed(self, token: str) -> KeyEntry | None:
+    def _legacy_allowed(self, token: str) -> KeyEntry | None:
         """The legacy entry if ``token`` is exactly a configured legacy key (refused while disabled)."""
         entry = self.ring.legacy_entry(token)
         if entry is not None and not self.ring.legacy.enabled:
             raise self.legacy_disabled()
         return entry
 
-    def legacy_disabled(self) -> Refusal:
+    def legacy_disabled(self) -> errors.Refusal:
         changed = self.ring.legacy.changed_at
         since = f" since {changed.isoformat(timespec='seconds')}" if changed else ""
-        return Refusal(
-            401, "UNAUTHORIZED_LEGACY_API_KEY_DISABLED", "Legacy API keys are disabled",
+        return errors.LEGACY_KEYS_DISABLED(
             f"Legacy API keys (anon, service_role) have been disabled{since}. Use a publishable or secret key, "
             f"or re-enable them: `gateway legacy enable` or "
-            f"PUT /v1/projects/{self.project_ref}/api-keys/legacy?enabled=true on the admin API.",
+            f"PUT /v1/projects/{self.project_ref}/api-keys/legacy?enabled=true on the admin API."
         )
 
 
@@ -155,9 +149,9 @@ def _the_key(header_keys: list[str], query_keys: list[str]) -> str | None:
     headers = [k for k in header_keys if k]
     queries = [k for k in query_keys if k]
     if len(headers) > 1 or len(queries) > 1:
-        raise INVALID
+        raise errors.INVALID_API_KEY()
     if headers and queries and headers[0] != queries[0]:
-        raise INVALID
+        raise errors.INVALID_API_KEY()
     if headers:
         return headers[0]
     return queries[0] if queries else None

@@ -135,7 +135,6 @@ class ChannelTokens:
 def frame_rewriter(route: Any, grant: Any, auth: Any) -> ChannelTokens | None:
     """The client-to-Realtime text frame filter of a relayed connection, or None (other routes,
     no key). ``auth`` is the gateway's Authenticator (its key ring and minter)."""
-    entry = getattr(grant, "entry", None)
-    if not getattr(route, "realtime", False) or entry is None:
+    if not route.channel_tokens or grant.entry is None:
         return None
-    return ChannelTokens(entry, auth)
+    return ChannelTokens(grant.entry, auth)

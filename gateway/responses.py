@@ -1,75 +1,59 @@
-"""The gateway's own answers: JSON errors with ``sb-error-code``, CORS headers. Plain ASGI."""
+"""The gateway's own answers over ASGI: JSON errors with ``sb-error-code``, and CORS headers."""
 
 from __future__ import annotations
 
 import json
-import re
-from typing import Any, Callable, Awaitable
+from typing import Any, Awaitable, Callable
+
+from gateway.errors import Refusal
+from gateway.origins import OriginSet
+from gateway.routes import Cors
 
 Send = Callable[[dict[str, Any]], Awaitable[None]]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Scope = dict[str, Any]
 Headers = list[tuple[bytes, bytes]]
 
 ALLOW_METHODS = b"GET, HEAD, PUT, PATCH, POST, DELETE, OPTIONS"
 DEFAULT_ALLOW_HEADERS = b"authorization, x-client-info, apikey, content-type, accept-profile, content-profile, prefer, range, x-upsert, x-supabase-api-version"
 CORS_ANY: Headers = [(b"access-control-allow-origin", b"*"), (b"access-control-expose-headers", b"*")]
+JSON = b"application/json"
 
 
-def error_body(message: str, hint: str | None = None) -> bytes:
-    body: dict[str, str] = {"message": message}
-    if hint:
-        body["hint"] = hint
-    return json.dumps(body).encode()
+def error_headers(r: Refusal, extra: Headers = ()) -> Headers:
+    body = r.body
+    return [(b"content-type", JSON), (b"content-length", b"%d" % len(body)), (b"sb-error-code", r.code.encode()),
+            *r.headers, *extra]
 
 
-async def send_error(
-    send: Send, status: int, code: str, message: str, hint: str | None = None, extra: Headers = ()
-) -> None:
-    body = error_body(message, hint)
-    headers = [
-        (b"content-type", b"application/json"),
-        (b"content-length", str(len(body)).encode()),
-        (b"sb-error-code", code.encode()),
-        *extra,
-    ]
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
+async def send_refusal(send: Send, r: Refusal, extra: Headers = ()) -> None:
+    await send({"type": "http.response.start", "status": r.status, "headers": error_headers(r, extra)})
+    await send({"type": "http.response.body", "body": r.body})
 
 
 async def send_json(send: Send, status: int, payload: Any, extra: Headers = ()) -> None:
     body = json.dumps(payload).encode()
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), *extra]
+    headers = [(b"content-type", JSON), (b"content-length", b"%d" % len(body)), *extra]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 
 
-class OriginPolicy:
-    """``cors.meta_origins`` entries; ``*`` stands for any port or host part (``http://localhost:*``)."""
-
-    def __init__(self, patterns: list[str]) -> None:
-        parts = ["".join(".*" if c == "*" else re.escape(c) for c in p) for p in patterns]
-        self._re = re.compile("|".join(f"(?:{p})" for p in parts)) if parts else None
-
-    def allows(self, origin: str) -> bool:
-        return self._re is not None and self._re.fullmatch(origin) is not None
-
-
-def cors_headers(origin: bytes | None, meta: bool, policy: OriginPolicy) -> Headers:
+def cors_headers(origin: bytes | None, cors: Cors, meta_origins: OriginSet) -> Headers:
     """Headers for a proxied or gateway answer to a request that carries ``Origin``."""
     if origin is None:
         return []
-    if not meta:
+    if cors is Cors.ANY:
         return CORS_ANY
-    if policy.allows(origin.decode("latin-1")):
+    if meta_origins.allows_header(origin):
         return [(b"access-control-allow-origin", origin), (b"vary", b"Origin"), (b"access-control-expose-headers", b"*")]
     return []
 
 
-def preflight_headers(origin: bytes, requested: bytes | None, meta: bool, policy: OriginPolicy) -> Headers:
-    if meta and not policy.allows(origin.decode("latin-1")):
+def preflight_headers(origin: bytes, requested: bytes | None, cors: Cors, meta_origins: OriginSet) -> Headers:
+    if cors is Cors.META and not meta_origins.allows_header(origin):
         return []
-    allow_origin = origin if meta else b"*"
     return [
-        (b"access-control-allow-origin", allow_origin),
+        (b"access-control-allow-origin", b"*" if cors is Cors.ANY else origin),
         (b"access-control-allow-methods", ALLOW_METHODS),
         (b"access-control-allow-headers", requested or DEFAULT_ALLOW_HEADERS),
         (b"access-control-max-age", b"3600"),

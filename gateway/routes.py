@@ -1,47 +1,85 @@
-"""Which service a path belongs to, what key it needs, and the path the service sees.
+"""Which route a path takes: pure functions over the SPEC's route table (section 6).
 
-Pure functions: ``normalize`` turns the raw request path into a safe one (or refuses it) and
-``match`` maps it onto the SPEC's route table, mirroring the self-hosted Kong/Envoy config.
+``normalize`` turns the raw request path into a safe one (or refuses it); ``match`` maps it
+onto a route, one frozen object per entry of the table declaring everything the rest of the
+request path does differently for it, and the path the upstream sees.
 """
 
 from __future__ import annotations
 
 import enum
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from urllib.parse import unquote
+
+
+class Kind(enum.Enum):
+    PROXY = "proxy"
+    HEALTH = "health"  # answered by the gateway itself
+    FORBIDDEN = "forbidden"  # 403, whatever the key
 
 
 class Policy(enum.Enum):
     KEY = "key"  # any valid key
     SECRET = "secret"  # a secret key or the legacy service_role key
     OPTIONAL = "optional"  # a key present must be valid; none: passed through untouched
-    OPEN = "open"  # no key needed (auth's verify/callback/authorize/JWKS)
-    FORBIDDEN = "forbidden"
-    HEALTH = "health"
+    OPEN = "open"  # no key needed (auth's verify/callback/authorize/JWKS); one sent is checked
+
+
+class QueryKey(enum.Enum):
+    DROP = "drop"  # the apikey query parameter is removed (PostgREST would read it as a filter)
+    REPLACE = "replace"  # the minted JWT takes its place (Realtime reads its token there)
+
+
+class Cors(enum.Enum):
+    ANY = "any"  # any origin, as the hosted platform
+    META = "meta"  # only cors.meta_origins
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Route:
+    kind: Kind
+    service: str  # the route's name in metrics, logs and allowed_services (rest, graphql, ...; gateway)
+    upstream: str  # the upstream service it is forwarded to (graphql goes to rest)
+    policy: Policy
+    prefix: str  # the public prefix, stripped before forwarding (X-Forwarded-Prefix)
+    token_headers: tuple[bytes, ...] = (b"apikey",)  # upstream headers that carry the minted JWT
+    extra_headers: tuple[tuple[bytes, bytes], ...] = ()  # set by the route
+    query_key: QueryKey = QueryKey.DROP
+    cors: Cors = Cors.ANY
+    channel_tokens: bool = False  # API keys in Realtime frames are swapped for JWTs (gateway.realtime)
+    owned_headers: frozenset[bytes] = field(init=False)  # set by the route: the client's are dropped
+
+    def __post_init__(self) -> None:
+        owned = frozenset(self.token_headers) | {name for name, _ in self.extra_headers}
+        object.__setattr__(self, "owned_headers", owned)
+
+
+HEALTH = Route(Kind.HEALTH, "gateway", "gateway", Policy.OPEN, "")
+FORBIDDEN = Route(Kind.FORBIDDEN, "gateway", "gateway", Policy.OPEN, "")
+REST_ROOT = Route(Kind.PROXY, "rest", "rest", Policy.SECRET, "/rest/v1")
+REST = Route(Kind.PROXY, "rest", "rest", Policy.KEY, "/rest/v1")
+GRAPHQL = Route(Kind.PROXY, "graphql", "rest", Policy.KEY, "/graphql/v1",
+                extra_headers=((b"content-profile", b"graphql_public"),))
+REALTIME = Route(Kind.PROXY, "realtime", "realtime", Policy.KEY, "/realtime/v1",
+                 token_headers=(b"apikey", b"x-api-key"), query_key=QueryKey.REPLACE, channel_tokens=True)
+FUNCTIONS = Route(Kind.PROXY, "functions", "functions", Policy.OPTIONAL, "/functions/v1",
+                  token_headers=(b"apikey", b"sb-api-key"))
+AUTH = Route(Kind.PROXY, "auth", "auth", Policy.KEY, "/auth/v1")
+AUTH_OPEN = Route(Kind.PROXY, "auth", "auth", Policy.OPEN, "/auth/v1")
+STORAGE = Route(Kind.PROXY, "storage", "storage", Policy.OPTIONAL, "/storage/v1")
+META = Route(Kind.PROXY, "meta", "meta", Policy.SECRET, "/pg", cors=Cors.META)
+
+SERVICES = ("rest", "graphql", "realtime", "functions", "auth", "storage", "meta")
+AUTH_OPEN_PATHS = frozenset({"/verify", "/callback", "/authorize", "/.well-known/jwks.json"})
 
 
 class BadPath(ValueError):
     pass
 
 
-@dataclass(frozen=True, slots=True)
-class Route:
-    service: str | None
-    policy: Policy
-    prefix: str  # the public prefix, stripped before forwarding (X-Forwarded-Prefix)
-    upstream_path: str
-    extra_headers: tuple[tuple[bytes, bytes], ...] = ()
-    realtime: bool = False  # Host header and x-api-key for Realtime; apikey param replaced, not dropped
-    functions: bool = False  # sb-api-key header for Edge Functions
-    meta_cors: bool = False
-
-
-AUTH_OPEN = frozenset({"/verify", "/callback", "/authorize", "/.well-known/jwks.json"})
-_GRAPHQL_HEADERS = ((b"content-profile", b"graphql_public"),)
-
-
 _UNRESERVED_ESCAPE = re.compile(r"%(?:[46][1-9A-Fa-f]|[57][0-9Aa]|3[0-9]|2[DdEe]|5[Ff]|7[Ee])")
+_SLASHES = re.compile(r"//+")
 
 
 def _decode_unreserved(m: re.Match[str]) -> str:
@@ -49,15 +87,20 @@ def _decode_unreserved(m: re.Match[str]) -> str:
 
 
 def normalize(raw_path: str) -> str:
-    """Resolve ``.``/``..`` segments; refuse encoded slashes, backslashes and dot segments.
+    """Merge runs of ``/``, resolve ``.``/``..``; refuse encoded slashes, backslashes, NULs and
+    encoded dot segments.
 
     ``raw_path`` is the path as sent (percent-encoded). The result keeps the encoding of every
-    segment, so the upstream sees exactly what the client sent, less the dot segments.
+    segment, so the upstream sees what the client sent, less the dot segments and doubled
+    slashes (as Envoy's ``merge_slashes``), with unreserved characters decoded.
     """
     if not raw_path.startswith("/"):
         raise BadPath("path must start with /")
+    if "//" in raw_path:
+        raw_path = _SLASHES.sub("/", raw_path)
     out: list[str] = []
     segments = raw_path.split("/")[1:]
+    last = len(segments) - 1
     for i, seg in enumerate(segments):
         if "%" in seg:
             lower = seg.lower()
@@ -70,15 +113,14 @@ def normalize(raw_path: str) -> str:
             seg = _UNRESERVED_ESCAPE.sub(_decode_unreserved, seg)
         if "\\" in seg:
             raise BadPath("backslash in path")
-        if seg == ".":
-            if i == len(segments) - 1:
-                out.append("")
-            continue
-        if seg == "..":
-            if not out:
-                raise BadPath("path escapes the root")
-            out.pop()
-            if i == len(segments) - 1:
+        if "\x00" in seg:
+            raise BadPath("NUL in path")
+        if seg == "." or seg == "..":
+            if seg == "..":
+                if not out:
+                    raise BadPath("path escapes the root")
+                out.pop()
+            if i == last:
                 out.append("")
             continue
         out.append(seg)
@@ -94,40 +136,39 @@ def _under(path: str, prefix: str) -> str | None:
     return None
 
 
-def match(path: str) -> Route | None:
-    """The route for a normalised path, or None (404)."""
+def match(path: str) -> tuple[Route, str] | None:
+    """The route for a normalised path and the path its upstream sees, or None (404)."""
     if path == "/health":
-        return Route(None, Policy.HEALTH, "", "")
+        return HEALTH, ""
     if path in ("/mcp", "/api/mcp") or path.startswith(("/mcp/", "/api/mcp/")):
-        return Route(None, Policy.FORBIDDEN, "", "")
+        return FORBIDDEN, ""
 
     if (rest := _under(path, "/rest/v1")) is not None:
         if rest in ("", "/"):
-            return Route("rest", Policy.SECRET, "/rest/v1", "/")
-        return Route("rest", Policy.KEY, "/rest/v1", rest)
+            return REST_ROOT, "/"
+        return REST, rest
     if path in ("/graphql/v1", "/graphql/v1/"):
-        return Route("rest", Policy.KEY, "/graphql/v1", "/rpc/graphql", _GRAPHQL_HEADERS)
+        return GRAPHQL, "/rpc/graphql"
 
     if (rest := _under(path, "/realtime/v1")) is not None:
         if rest.startswith(("/api/tenants", "/api/openapi")):
-            return Route(None, Policy.FORBIDDEN, "", "")
+            return FORBIDDEN, ""
         if (api := _under(rest, "/api")) is not None:
-            return Route("realtime", Policy.KEY, "/realtime/v1", "/api" + api, realtime=True)
+            return REALTIME, "/api" + api
         if rest in ("", "/"):
             return None
-        return Route("realtime", Policy.KEY, "/realtime/v1", "/socket" + rest, realtime=True)
+        return REALTIME, "/socket" + rest
 
     if (rest := _under(path, "/functions/v1")) is not None:
-        return Route("functions", Policy.OPTIONAL, "/functions/v1", rest or "/", functions=True)
+        return FUNCTIONS, rest or "/"
 
     if (rest := _under(path, "/auth/v1")) is not None:
-        policy = Policy.OPEN if rest in AUTH_OPEN else Policy.KEY
-        return Route("auth", policy, "/auth/v1", rest or "/")
+        return (AUTH_OPEN if rest in AUTH_OPEN_PATHS else AUTH), rest or "/"
 
     if (rest := _under(path, "/storage/v1")) is not None:
-        return Route("storage", Policy.OPTIONAL, "/storage/v1", rest or "/")
+        return STORAGE, rest or "/"
 
     if (rest := _under(path, "/pg")) is not None:
-        return Route("meta", Policy.SECRET, "/pg", rest or "/", meta_cors=True)
+        return META, rest or "/"
 
     return None

@@ -10,7 +10,8 @@ import hashlib
 import pytest
 
 from gateway import apikeys
-from gateway.auth import Authenticator, Refusal
+from gateway.auth import Authenticator, Credentials
+from gateway.errors import Refusal
 from gateway.config import Settings
 from gateway.keyring import KeyEntry, KeyRing, legacy_entries
 from gateway.routes import Policy
@@ -75,7 +76,7 @@ def known(ring: KeyRing, key_type: str, role: str) -> str:
 
 async def check(auth: Authenticator, key: str | None, authorization: str | None = None,
                 policy: Policy = Policy.KEY):
-    return await auth.check(policy, [key] if key else [], [], authorization, "curl/8", False)
+    return await auth.check(policy, Credentials([key] if key else [], [], authorization, "curl/8"))
 
 
 async def test_known_key_one_sha256_no_database_no_signing(setup):

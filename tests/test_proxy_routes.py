@@ -300,6 +300,25 @@ def test_dot_segments_are_resolved_before_routing(gw, pub, sec):
     assert r.status == 401 and r.json()["message"] == "Secret API key required"
 
 
+def test_runs_of_slashes_are_merged_before_routing(gw, pub, sec):
+    """As Envoy's merge_slashes: a doubled slash cannot reach the OpenAPI root with a publishable
+    key, nor a forbidden Realtime API; the upstream gets the merged path."""
+    for target in ("/rest/v1//", "/rest/v1///", "//rest/v1/", "/rest//v1/"):
+        r = raw_request(gw.url, "GET", target, [("apikey", pub)])
+        assert r.status == 401 and r.json()["message"] == "Secret API key required", target
+    r = raw_request(gw.url, "GET", "/rest/v1//", [("apikey", sec)])
+    assert r.status == 200 and r.json()["path"] == "/"
+    for target in ("/realtime/v1/api//tenants", "/realtime/v1//api/tenants", "/realtime//v1/api///openapi",
+                   "//mcp", "/api//mcp"):
+        r = raw_request(gw.url, "GET", target, [("apikey", sec)])
+        assert r.status == 403, target
+    r = raw_request(gw.url, "GET", "/rest/v1//todos//1?select=a//b", [("apikey", pub)])
+    assert r.status == 200
+    assert (r.json()["path"], r.json()["query"]) == ("/todos/1", "select=a//b")
+    r = raw_request(gw.url, "GET", "/auth/v1//verify", [])
+    assert r.status == 200 and r.json()["path"] == "/verify"
+
+
 # --- query strings --------------------------------------------------------------------------------
 
 
@@ -358,6 +377,40 @@ def test_forwarded_headers_and_hop_by_hop(gw, pub):
                         ("accept-profile", "api")):
         assert echo_header(echo, name) == [value]
     assert len(echo_header(echo, "authorization")) == len(echo_header(echo, "apikey")) == 1
+
+
+@pytest.mark.parametrize("nominated", [
+    "authorization", "Authorization, keep-alive", "apikey", "x-api-key", "sb-api-key", "content-length",
+    "host", "x-forwarded-for", "x-forwarded-host", "x-forwarded-prefix", "x-forwarded-proto",
+])
+def test_connection_cannot_remove_what_the_gateway_owns(gw, pub, nominated):
+    """``Connection`` may drop hop-by-hop headers only: a verified user JWT, the minted JWTs,
+    the body's length and the forwarding headers survive any header it names."""
+    user = hs256(user_claims(sub="user-conn"))
+    r = raw_request(gw.url, "POST", "/realtime/v1/api/broadcast", [
+        ("apikey", pub), ("Authorization", f"Bearer {user}"), ("Connection", nominated), ("X-Custom", "kept"),
+        ("Content-Type", "application/json"), ("Host", "api.example.com"),
+    ], body=b'{"a": 1}')
+    assert r.status == 200, r.body
+    echo = r.json()
+    assert echo_header(echo, "authorization") == [f"Bearer {user}"]
+    assert echo["verified"]["apikey"]["claims"]["role"] == "anon"
+    assert echo["verified"]["x-api-key"]["claims"]["role"] == "anon"
+    assert echo["body"] == '{"a": 1}'
+    assert echo_header(echo, "x-forwarded-host") == ["api.example.com"]
+    assert echo_header(echo, "x-forwarded-prefix") == ["/realtime/v1"]
+    assert len(echo_header(echo, "x-forwarded-for")) == 1
+    assert echo_header(echo, "x-custom") == ["kept"]
+
+
+def test_connection_still_drops_the_headers_it_names(gw, pub):
+    r = raw_request(gw.url, "GET", "/rest/v1/todos", [
+        ("apikey", pub), ("Connection", "x-hop"), ("Connection", "x-second"), ("X-Hop", "1"), ("X-Second", "2"),
+        ("X-Kept", "3"),
+    ])
+    echo = r.json()
+    assert echo_header(echo, "x-hop") == echo_header(echo, "x-second") == []
+    assert echo_header(echo, "x-kept") == ["3"]
 
 
 def test_client_headers_are_not_rewritten(client, pub):
@@ -429,7 +482,9 @@ def test_preflight_pg_only_for_meta_origins(client):
     assert r.status_code == 200
     assert r.headers["access-control-allow-origin"] == "http://localhost:8082"
     assert "Origin" in r.headers["vary"]
-    for origin in ("https://evil.example", "http://localhost.evil.example", "http://127.0.0.1.evil:80"):
+    for origin in ("https://evil.example", "http://localhost.evil.example", "http://127.0.0.1.evil:80",
+                   "http://localhost:3000.evil.com", "http://localhost:3000@evil.com", "http://127.0.0.1:80.evil.com",
+                   "http://localhost:3000/", "null", "http://evil.com#http://localhost:3000"):
         r = client.options("/pg/tables", headers={"Origin": origin, **headers})
         assert "access-control-allow-origin" not in r.headers, origin
 
@@ -447,7 +502,8 @@ def test_cors_on_proxied_and_error_responses(client, pub, sec):
     r = client.get("/pg/tables", headers={"apikey": sec, "Origin": "http://127.0.0.1:3000"})
     assert r.status_code == 200
     assert r.headers["access-control-allow-origin"] == "http://127.0.0.1:3000"
-    r = client.get("/pg/tables", headers={"apikey": sec, "Origin": "https://evil.example"})
-    assert "access-control-allow-origin" not in r.headers
+    for origin in ("https://evil.example", "http://localhost:3000.evil.com"):
+        r = client.get("/pg/tables", headers={"apikey": sec, "Origin": origin})
+        assert "access-control-allow-origin" not in r.headers
     r = client.get("/rest/v1/todos", headers={"apikey": pub})
     assert "access-control-allow-origin" not in r.headers  # no Origin, no CORS headers

@@ -12,6 +12,7 @@ from types import SimpleNamespace
 import pytest
 
 from gateway.apikeys import hash_key
+from gateway import routes
 from gateway.realtime import frame_rewriter, rewrite_frame
 
 pytestmark = pytest.mark.compat
@@ -90,8 +91,8 @@ def _join(key: str) -> str:
 def test_rewriter_only_for_realtime_routes_with_a_key() -> None:
     entry = SimpleNamespace(id="k1")
     auth = _auth((PUB, entry))
-    realtime = SimpleNamespace(realtime=True)
-    assert frame_rewriter(SimpleNamespace(realtime=False), SimpleNamespace(entry=entry), auth) is None
+    realtime = routes.REALTIME
+    assert frame_rewriter(routes.REST, SimpleNamespace(entry=entry), auth) is None
     assert frame_rewriter(realtime, SimpleNamespace(entry=None), auth) is None
     rewrite = frame_rewriter(realtime, SimpleNamespace(entry=entry), auth)
     assert rewrite is not None
@@ -101,7 +102,7 @@ def test_rewriter_only_for_realtime_routes_with_a_key() -> None:
 def test_rewriter_mints_only_for_the_connections_key_while_it_is_valid() -> None:
     entry = SimpleNamespace(id="k1")
     auth = _auth((PUB, entry), (SECRET, SimpleNamespace(id="k2")))
-    rewrite = frame_rewriter(SimpleNamespace(realtime=True), SimpleNamespace(entry=entry), auth)
+    rewrite = frame_rewriter(routes.REALTIME, SimpleNamespace(entry=entry), auth)
     assert rewrite is not None
     # another valid key in a frame: no JWT of its own (that would bypass the handshake's checks)
     assert json.loads(rewrite(_join(SECRET)))[4] == {}
@@ -121,7 +122,7 @@ async def test_channels_joined_with_the_key_get_fresh_tokens_pushed() -> None:
     entry = SimpleNamespace(id="k1")
     auth = _auth((PUB, entry))
     auth.minter.ttl = 0.1  # pushes every 0.05 s
-    tokens = frame_rewriter(SimpleNamespace(realtime=True), SimpleNamespace(entry=entry), auth)
+    tokens = frame_rewriter(routes.REALTIME, SimpleNamespace(entry=entry), auth)
     assert tokens is not None
     tokens(json.dumps(["4", "4", "realtime:v2", "phx_join", {"access_token": PUB}]))
     tokens(json.dumps({"topic": "realtime:v1", "event": "phx_join", "ref": "7", "join_ref": "7",
