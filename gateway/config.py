@@ -41,6 +41,9 @@ class ServerSettings(_Section):
     host: str = "0.0.0.0"
     port: int = Field(8000, ge=0, le=65535)
     workers: int | None = Field(None, ge=1, le=256)
+    header_timeout_seconds: float = Field(10.0, gt=0)
+    keepalive_seconds: float = Field(75.0, gt=0)
+    max_connections: int = Field(10_000, ge=1)
 
 
 class AdminSettings(_Section):
@@ -144,6 +147,7 @@ class CorsSettings(_Section):
 class KeysSettings(_Section):
     refresh_seconds: float = Field(30.0, gt=0)
     last_used_flush_seconds: float = Field(10.0, gt=0)
+    miss_lookups_per_second: float = Field(20.0, gt=0)
 
 
 class LogSettings(_Section):

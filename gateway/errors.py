@@ -83,6 +83,8 @@ INVALID_JWT = ErrorSpec(401, "UNAUTHORIZED_INVALID_JWT", "Invalid JWT", "Sign in
 BAD_PATH = ErrorSpec(400, "BAD_PATH", "Invalid request path")
 FORBIDDEN_ROUTE = ErrorSpec(403, "FORBIDDEN_ROUTE", "Access is forbidden.")
 NOT_FOUND = ErrorSpec(404, "NOT_FOUND", "no Route matched with those values")
+REQUEST_HEAD_TIMEOUT = ErrorSpec(408, "REQUEST_TIMEOUT", "Request header timeout",
+                                 "The request head did not arrive in time.")
 HEADERS_TOO_LARGE = ErrorSpec(431, "REQUEST_HEADERS_TOO_LARGE", "Request header fields too large")
 CLIENT_CLOSED_REQUEST = ErrorSpec(499, "CLIENT_CLOSED_REQUEST", "Client closed request")
 
@@ -90,4 +92,5 @@ INTERNAL_ERROR = ErrorSpec(500, "INTERNAL_ERROR", "Internal gateway error")
 UPSTREAM_UNAVAILABLE = ErrorSpec(502, "UPSTREAM_UNAVAILABLE", "Upstream unreachable")
 UPSTREAM_REFUSED_WEBSOCKET = ErrorSpec(502, "UPSTREAM_UNAVAILABLE", "Upstream refused the WebSocket")
 UPSTREAM_NOT_CONFIGURED = ErrorSpec(503, "UPSTREAM_NOT_CONFIGURED", "Service not configured")
+TOO_MANY_CONNECTIONS = ErrorSpec(503, "TOO_MANY_CONNECTIONS", "Too many connections", "Try again later.")
 UPSTREAM_TIMEOUT = ErrorSpec(504, "UPSTREAM_TIMEOUT", "Upstream timed out")

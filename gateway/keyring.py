@@ -89,6 +89,26 @@ def legacy_entries(settings: Settings) -> dict[str, KeyEntry]:
     return out
 
 
+class TokenBucket:
+    """``rate`` tokens a second, at most ``burst`` saved up."""
+
+    __slots__ = ("rate", "burst", "tokens", "at")
+
+    def __init__(self, rate: float, burst: float) -> None:
+        self.rate = rate
+        self.burst = burst
+        self.tokens = burst
+        self.at = time.monotonic()
+
+    def take(self, now: float) -> bool:
+        self.tokens = min(self.burst, self.tokens + (now - self.at) * self.rate)
+        self.at = now
+        if self.tokens < 1:
+            return False
+        self.tokens -= 1
+        return True
+
+
 @dataclass
 class KeyRing:
     store: Store
@@ -108,9 +128,14 @@ class KeyRing:
     # hash was last announced, let a finished read tell.
     _deleted: set[str] = field(default_factory=set)
     _announced: dict[str, float] = field(default_factory=dict)
+    _lookup_budget: "TokenBucket" = field(init=False)
     _settings_reads: int = 0
     _settings_applied: int = 0
     _fingerprint: Any = None  # of the table as the last full reload saw it
+
+    def __post_init__(self) -> None:
+        rate = self.settings.keys.miss_lookups_per_second
+        self._lookup_budget = TokenBucket(rate, rate)
 
     # --- the request path ------------------------------------------------------------------
 
@@ -119,13 +144,18 @@ class KeyRing:
         return self._legacy_by_token.get(token)
 
     async def fetch(self, key_hash: str) -> KeyEntry | None:
-        """A key not in memory: one shared round trip, negative answers kept for a second."""
+        """A key not in memory: one shared round trip, negative answers kept for a second, and
+        at most ``keys.miss_lookups_per_second`` such round trips per worker (a burst of as
+        many): past that a miss is answered from memory, since changes arrive by notification
+        within milliseconds and a miss is almost always a key that does not exist."""
         now = time.monotonic()
         if self._negative.get(key_hash, 0.0) > now:
             return None
         pending = self._inflight.get(key_hash)
         if pending is not None:
             return await asyncio.shield(pending)
+        if not self._lookup_budget.take(now):
+            return None
         fut: asyncio.Future[KeyEntry | None] = asyncio.get_running_loop().create_future()
         self._inflight[key_hash] = fut
         try:

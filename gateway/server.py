@@ -110,7 +110,7 @@ async def run_worker(settings: Settings, dsn: str, public: socket.socket, admin:
     from gateway import observe
     from gateway.admin import create_admin_app
     from gateway.auth import Authenticator
-    from gateway.coalesce import HttpProtocol
+    from gateway.listener import protocol_for
     from gateway.keyring import KeyRing
     from gateway.proxy import Proxy
     from gateway.tokens import JwtVerifier, Minter
@@ -133,9 +133,10 @@ async def run_worker(settings: Settings, dsn: str, public: socket.socket, admin:
     proxy = Proxy(settings, auth)
     await proxy.start()
     common = dict(lifespan="off", log_config=None, access_log=False, server_header=False, proxy_headers=False,
-                  timeout_graceful_shutdown=GRACE_SECONDS, ws="websockets-sansio", ws_max_size=64 * 1024 * 1024)
+                  timeout_graceful_shutdown=GRACE_SECONDS, ws="websockets-sansio", ws_max_size=64 * 1024 * 1024,
+                  timeout_keep_alive=settings.server.keepalive_seconds)
     servers = [
-        _Server(uvicorn.Config(proxy, http=HttpProtocol, **common)),
+        _Server(uvicorn.Config(proxy, http=protocol_for(settings), **common)),
         _Server(uvicorn.Config(create_admin_app(settings, store, ring), **common)),
     ]
 

@@ -166,3 +166,48 @@ async def test_unexpected_error_answers_500_and_logs_no_message(caplog):
     logged = "\n".join(r.getMessage() for r in caplog.records)
     assert "RuntimeError" in logged and "in check" in logged
     assert "must_not_be_logged" not in logged
+
+
+async def test_a_flood_of_made_up_keys_costs_a_bounded_number_of_lookups(dsn):
+    """Well-formed keys with valid checksums anyone can make: each unknown one may cost a
+    database lookup, but no more than keys.miss_lookups_per_second (a burst of as many) per
+    worker; the rest are refused from memory. Against the real key table."""
+    import asyncio
+    import time
+
+    from gateway.db import connect, migrate
+    from gateway.store import Store
+
+    conn = await connect(dsn)
+    await migrate(conn)
+    await conn.close()
+    store = await Store.open(dsn, REF)
+    lookups = 0
+    real_lookup = store.lookup_hash
+
+    async def counting(key_hash):
+        nonlocal lookups
+        lookups += 1
+        return await real_lookup(key_hash)
+
+    store.lookup_hash = counting  # type: ignore[method-assign]
+    try:
+        settings = Settings(jwt={"secret": JWT_SECRET}, keys={"miss_lookups_per_second": 5})
+        ring = KeyRing(store, settings)
+        auth = Authenticator(ring, Minter.from_settings(settings), JwtVerifier(settings, None), "default", REF)
+        started = time.monotonic()
+        refused = 0
+        for _ in range(500):
+            try:
+                await check(auth, apikeys.generate("publishable", REF))
+            except Refusal as e:
+                refused += e.status == 401
+        elapsed = time.monotonic() - started
+        assert refused == 500
+        assert lookups <= 5 + 5 * elapsed + 1
+        # A key that exists is still found once the budget has refilled.
+        row, key = await store.create_key("publishable", "after_flood", actor="test")
+        await asyncio.sleep(0.3)  # the budget refills at 5 a second
+        assert (await check(auth, key)).entry.id == str(row["id"])
+    finally:
+        await store.close()
