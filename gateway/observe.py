@@ -136,6 +136,8 @@ def record(
     svc = service or "gateway"
     TALLIES.add((svc, str(status), role), duration)
     if log:
+        if "sb_" in path or "eyJ" in path:
+            path = redact(path)
         # Every field but the path is a fixed or validated token (method, service, role name,
         # uuid, base64url prefix); the path is JSON-escaped.
         ACCESS.add(
@@ -143,6 +145,14 @@ def record(
             f'"status":{status},"duration_ms":{duration * 1000:.3f},"service":"{svc}","role":"{role}",'
             f'"key_id":{_str(key_id)},"key_prefix":{_str(prefix)}}}\n'
         )
+
+
+_SECRETS = re.compile(r"sb_[A-Za-z0-9]+_[A-Za-z0-9_-]+|eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*(?:\.[A-Za-z0-9_-]*)?")
+
+
+def redact(path: str) -> str:
+    """A path with anything shaped like an API key or a JWT taken out (a client may put one there)."""
+    return _SECRETS.sub("[redacted]", path)
 
 
 _PLAIN = re.compile(r'[ !#-\[\]-~]*').fullmatch  # printable ASCII but '"' and '\\': no escaping

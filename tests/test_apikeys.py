@@ -213,3 +213,26 @@ def test_keys_from_the_supabase_script_import_and_authenticate(gateway_env, tmp_
         listed = {k["name"]: k for k in gw.admin("GET", "/api-keys").json()}
         assert listed["from_env_secret"]["hash"] == apikeys.hash_key(keys["SUPABASE_SECRET_KEY"])
         assert keys["SUPABASE_SECRET_KEY"] not in gw.logs()
+
+
+# --- properties ---------------------------------------------------------------------------------
+
+from hypothesis import given, strategies as st  # noqa: E402
+
+_REF = "supabase-self-hosted"
+
+
+@given(st.text(max_size=80))
+def test_any_text_is_parsed_without_error(text):
+    kind = apikeys.parse(text, _REF)
+    if kind is not None:  # only the exact format with its checksum
+        assert text.startswith(apikeys.PREFIXES[kind]) and len(text) == len(apikeys.generate(kind, _REF))
+
+
+@given(st.sampled_from(["publishable", "secret"]), st.integers(min_value=0, max_value=45), st.characters())
+def test_a_key_changed_anywhere_is_refused(kind, position, char):
+    key = apikeys.generate(kind, _REF)
+    position %= len(key)
+    changed = key[:position] + char + key[position + 1:]
+    if changed != key:
+        assert apikeys.parse(changed, _REF) is None
