@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import enum
 import ssl
-from typing import AsyncIterator
+from typing import AsyncIterator, Union
 
 import httptools
 
 Headers = list[tuple[bytes, bytes]]
+Body = Union[bytes, AsyncIterator[bytes], None]
 
 HIGH_WATER = 256 * 1024
 NO_BODY_STATUS = frozenset({204, 304})
@@ -29,48 +31,105 @@ class UpstreamTimeout(UpstreamError):
     pass
 
 
+class UpstreamConnectError(UpstreamError):
+    """No connection could be made: nothing of the request was sent (safe to try elsewhere)."""
+
+
+class UpstreamConnectTimeout(UpstreamConnectError, UpstreamTimeout):
+    pass
+
+
+class State(enum.Enum):
+    IDLE = "idle"  # open, between exchanges
+    WAITING = "waiting"  # a request went out; not a byte of the answer yet
+    HEAD = "head"  # the answer's head is arriving
+    BODY = "body"  # the head is in, the body is arriving
+    DONE = "done"  # the answer is complete
+    CLOSED = "closed"
+
+
+class Framing(enum.Enum):
+    NONE = "none"  # no body
+    LENGTH = "length"  # a body in one piece, its length known
+    STREAM = "stream"  # a body streamed with the client's Content-Length
+    CHUNKED = "chunked"  # a body streamed without a length
+
+
+def request_head(method: str, target: str, headers: Headers, body: Body) -> tuple[bytes, Framing]:
+    """The request line and headers to send, and how the body follows them. ``Content-Length``
+    is ours for a body in one piece and the client's for a streamed one (else chunked)."""
+    streaming = body is not None and not isinstance(body, bytes)
+    head = [f"{method} {target} HTTP/1.1\r\n".encode("latin-1")]
+    has_length = False
+    for name, value in headers:
+        if name == b"content-length":
+            if not streaming:
+                continue
+            has_length = True
+        head += (name, b": ", value, b"\r\n")
+    if isinstance(body, bytes):
+        head.append(b"content-length: %d\r\n\r\n" % len(body))
+        return b"".join(head), Framing.LENGTH
+    if not streaming:
+        head.append(b"\r\n")
+        return b"".join(head), Framing.NONE
+    if has_length:
+        head.append(b"\r\n")
+        return b"".join(head), Framing.STREAM
+    head.append(b"transfer-encoding: chunked\r\n\r\n")
+    return b"".join(head), Framing.CHUNKED
+
+
 class _Connection(asyncio.Protocol):
-    """One keep-alive connection; one exchange at a time."""
+    """One keep-alive connection; one exchange at a time, its progress in ``state``."""
 
     def __init__(self, pool: "Pool") -> None:
         self.pool = pool
         self.loop = asyncio.get_running_loop()
         self.transport: asyncio.Transport | None = None
-        self.closed = False
-        self.reused = False
+        self.state = State.IDLE
+        self.lost_in: State | None = None  # the state the connection was lost in
+        self.exchanges = 0  # begun on this connection; more than one: it came from the pool
         self._can_write = asyncio.Event()
         self._can_write.set()
         self.parser = httptools.HttpResponseParser(self)
         self.chunks: collections.deque[bytes] = collections.deque()
-        self.head_only = False
-        self._reset()
-
-    def _reset(self) -> None:
-        if self.head_only:  # the parser still expects the body a HEAD answer announced
-            self.parser = httptools.HttpResponseParser(self)
+        self.buffered = 0
         self.status = 0
         self.headers: Headers = []
         self.head_only = False
-        self.until_close = False
-        self.headers_done: asyncio.Future[None] = self.loop.create_future()
-        self.chunks.clear()
-        self.buffered = 0
-        self.complete = False
+        self.until_close = False  # the body ends with the connection
         self.keep_alive = False
-        self.got_data = False
+        self.headers_done: asyncio.Future[None] | None = None
         self.error: BaseException | None = None
         self.wakeup: asyncio.Future[None] | None = None
         self.timer: asyncio.TimerHandle | None = None
+
+    def begin(self, method: str) -> None:
+        """A new exchange: forget the last one."""
+        if self.head_only:  # the parser still expects the body a HEAD answer announced
+            self.parser = httptools.HttpResponseParser(self)
+        self.exchanges += 1
+        self.state = State.WAITING
+        self.head_only = method == "HEAD"
+        self.status = 0
+        self.headers = []
+        self.until_close = self.keep_alive = False
+        self.headers_done = self.loop.create_future()
+        self.chunks.clear()
+        self.buffered = 0
+        self.error = None
+
+    @property
+    def reusable(self) -> bool:
+        return self.state is State.DONE and self.keep_alive and not self.chunks and not self.until_close
 
     # --- asyncio.Protocol ---
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
 
     def data_received(self, data: bytes) -> None:
-        self.got_data = True
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
+        self._disarm()
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserError:
@@ -78,12 +137,15 @@ class _Connection(asyncio.Protocol):
             self.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.closed = True
+        was = self.lost_in = self.state
         self.pool._forget(self)
-        if self.until_close and self.headers_done.done() and not self.complete:
-            self.on_message_complete()  # a body delimited by the end of the connection
-        elif not self.complete:
-            self._fail(UpstreamError("upstream closed the connection"))
+        if was is State.BODY and self.until_close:  # a body delimited by the end of the connection
+            self.state = State.DONE
+            self._wake()
+        else:
+            self.state = State.CLOSED
+            if was is not State.DONE:
+                self._fail(UpstreamError("upstream closed the connection"))
         self._can_write.set()
 
     def pause_writing(self) -> None:
@@ -93,6 +155,10 @@ class _Connection(asyncio.Protocol):
         self._can_write.set()
 
     # --- httptools callbacks ---
+    def on_message_begin(self) -> None:
+        if self.state is State.WAITING:
+            self.state = State.HEAD
+
     def on_header(self, name: bytes, value: bytes) -> None:
         self.headers.append((name.lower(), value))
 
@@ -101,11 +167,13 @@ class _Connection(asyncio.Protocol):
         if 100 <= self.status < 200:  # informational: wait for the final answer
             self.headers = []
             return
-        if not self.headers_done.done():
+        if self.state is State.HEAD:
             names = {n for n, _ in self.headers}
             self.until_close = (b"content-length" not in names and b"transfer-encoding" not in names
                                 and self.status not in NO_BODY_STATUS and not self.head_only)
-            self.headers_done.set_result(None)
+            self.state = State.BODY
+            if self.headers_done is not None and not self.headers_done.done():
+                self.headers_done.set_result(None)
         if self.head_only:
             self.on_message_complete()
 
@@ -117,13 +185,75 @@ class _Connection(asyncio.Protocol):
         self._wake()
 
     def on_message_complete(self) -> None:
-        if self.complete or not self.headers_done.done():
-            return
-        self.complete = True
-        self.keep_alive = self.parser.should_keep_alive()  # only meaningful in this callback
-        self._wake()
+        if self.state is State.BODY:
+            self.keep_alive = self.parser.should_keep_alive()  # only meaningful in this callback
+            self.state = State.DONE
+            self._wake()
+
+    # --- the exchange, as the pool and the response use it ---
+    async def send(self, data: bytes) -> None:
+        if self.state is State.CLOSED or self.transport is None:
+            raise UpstreamError("upstream closed the connection")
+        self.transport.write(data)
+        if not self._can_write.is_set():
+            await self._can_write.wait()
+
+    def send_now(self, data: bytes) -> bool:
+        """Write without waiting, when nothing holds writes back (the usual bodiless request)."""
+        if self.state is State.CLOSED or self.transport is None or not self._can_write.is_set():
+            return False
+        self.transport.write(data)
+        return True
+
+    async def answer_head(self, timeout: float) -> None:
+        assert self.headers_done is not None
+        self._arm(timeout)
+        try:
+            await self.headers_done
+        finally:
+            self._disarm()
+
+    def take_body(self) -> bytes | None:
+        """The whole body if it has all arrived, else None."""
+        if not self._ended:
+            return None
+        data = b"".join(self.chunks)
+        self.chunks.clear()
+        self.buffered = 0
+        return data
+
+    async def next_chunk(self, timeout: float) -> bytes | None:
+        """The next piece of the body; None at its end."""
+        while True:
+            if self.chunks:
+                chunk = self.chunks.popleft()
+                self.buffered -= len(chunk)
+                if self.buffered < HIGH_WATER // 2 and self.transport is not None and self.state is not State.CLOSED:
+                    self.transport.resume_reading()
+                return chunk
+            if self._ended:
+                return None
+            if self.error is not None:
+                raise self.error
+            self.wakeup = self.loop.create_future()
+            self._arm(timeout)
+            try:
+                await self.wakeup
+            finally:
+                self.wakeup = None
+
+    def close(self) -> None:
+        self._disarm()
+        if self.transport is not None and self.state is not State.CLOSED:
+            self.transport.close()
+        self.state = State.CLOSED
 
     # --- helpers ---
+    @property
+    def _ended(self) -> bool:
+        """The whole answer is in (the connection may have gone since)."""
+        return self.state is State.DONE or (self.state is State.CLOSED and self.lost_in is State.DONE)
+
     def _wake(self) -> None:
         w = self.wakeup
         if w is not None and not w.done():
@@ -131,9 +261,10 @@ class _Connection(asyncio.Protocol):
 
     def _fail(self, exc: BaseException) -> None:
         self.error = exc
-        if not self.headers_done.done():
-            self.headers_done.set_exception(exc)
-            self.headers_done.exception()  # mark retrieved: the caller may be gone already
+        done = self.headers_done
+        if done is not None and not done.done():
+            done.set_exception(exc)
+            done.exception()  # mark retrieved: the caller may be gone already
         self._wake()
 
     def _on_timeout(self) -> None:
@@ -141,25 +272,14 @@ class _Connection(asyncio.Protocol):
         self._fail(UpstreamTimeout("upstream timed out"))
         self.close()
 
-    def arm(self, seconds: float) -> None:
-        if self.timer is not None:
-            self.timer.cancel()
+    def _arm(self, seconds: float) -> None:
+        self._disarm()
         self.timer = self.loop.call_later(seconds, self._on_timeout)
 
-    def close(self) -> None:
+    def _disarm(self) -> None:
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None
-        if self.transport is not None and not self.closed:
-            self.transport.close()
-        self.closed = True
-
-    async def write(self, data: bytes) -> None:
-        if self.closed or self.transport is None:
-            raise UpstreamError("upstream closed the connection")
-        self.transport.write(data)
-        if not self._can_write.is_set():
-            await self._can_write.wait()
 
 
 class Response:
@@ -186,48 +306,21 @@ class Response:
         return None
 
     async def stream(self) -> AsyncIterator[bytes]:
-        conn = self._conn
-        while True:
-            if conn.chunks:
-                chunk = conn.chunks.popleft()
-                conn.buffered -= len(chunk)
-                if conn.buffered < HIGH_WATER // 2 and conn.transport is not None and not conn.closed:
-                    conn.transport.resume_reading()
-                yield chunk
-                continue
-            if conn.complete:
-                return
-            if conn.error is not None:
-                raise conn.error
-            conn.wakeup = conn.loop.create_future()
-            conn.arm(conn.pool.read_timeout)
-            try:
-                await conn.wakeup
-            finally:
-                conn.wakeup = None
+        conn, timeout = self._conn, self._conn.pool.read_timeout
+        while (chunk := await conn.next_chunk(timeout)) is not None:
+            yield chunk
 
     async def read(self) -> bytes:
-        conn = self._conn
-        if conn.complete:  # the usual small answer: all there already
-            data = b"".join(conn.chunks)
-            conn.chunks.clear()
-            conn.buffered = 0
-            return data
+        whole = self._conn.take_body()  # the usual small answer: all there already
+        if whole is not None:
+            return whole
         return b"".join([chunk async for chunk in self.stream()])
 
     def release(self) -> None:
         """Give the connection back if the exchange ended cleanly, else close it."""
-        if self._released:
-            return
-        self._released = True
-        conn = self._conn
-        if conn.timer is not None:
-            conn.timer.cancel()
-            conn.timer = None
-        if conn.complete and conn.keep_alive and not conn.closed and not conn.chunks and not conn.until_close:
-            conn.pool._put_back(conn)
-        else:
-            conn.close()
+        if not self._released:
+            self._released = True
+            self._conn.pool.release(self._conn)
 
 
 class Pool:
@@ -241,6 +334,7 @@ class Pool:
         self.connect_timeout = connect_timeout
         self.read_timeout = read_timeout
         self.max_idle = max_idle
+        self.outstanding = 0  # requests begun and not released
         self._idle: list[_Connection] = []
 
     def _forget(self, conn: _Connection) -> None:
@@ -249,13 +343,14 @@ class Pool:
         except ValueError:
             pass
 
-    def _put_back(self, conn: _Connection) -> None:
-        if len(self._idle) >= self.max_idle:
+    def release(self, conn: _Connection) -> None:
+        self.outstanding -= 1
+        conn._disarm()
+        if conn.reusable and len(self._idle) < self.max_idle:
+            conn.state = State.IDLE
+            self._idle.append(conn)
+        else:
             conn.close()
-            return
-        conn._reset()
-        conn.reused = True
-        self._idle.append(conn)
 
     async def _connect(self) -> _Connection:
         loop = asyncio.get_running_loop()
@@ -265,33 +360,39 @@ class Pool:
                 self.connect_timeout,
             )
         except asyncio.TimeoutError:
-            raise UpstreamTimeout("timed out connecting to upstream") from None
+            raise UpstreamConnectTimeout("timed out connecting to upstream") from None
         except (OSError, ssl.SSLError):
-            raise UpstreamError("cannot connect to upstream") from None
+            raise UpstreamConnectError("cannot connect to upstream") from None
         return conn
 
-    async def request(self, method: str, target: str, headers: Headers,
-                      body: bytes | AsyncIterator[bytes] | None) -> Response:
+    async def _acquire(self) -> _Connection:
+        while self._idle:
+            conn = self._idle.pop()
+            if conn.state is State.IDLE:
+                return conn
+        return await self._connect()
+
+    async def request(self, method: str, target: str, headers: Headers, body: Body) -> Response:
         """Send a request; returns once the response head has arrived.
 
         A reused connection that turns out closed before any answer is replaced once, when the
         body can be sent again (no body or bytes): the usual keep-alive race, not a failure.
         """
-        while self._idle:
-            conn = self._idle.pop()
-            if not conn.closed:
-                break
-        else:
-            conn = await self._connect()
+        self.outstanding += 1
         try:
-            return await self._exchange(conn, method, target, headers, body)
-        except UpstreamTimeout:
-            raise
-        except UpstreamError:
-            if not (conn.reused and not conn.got_data and not hasattr(body, "__aiter__")):
+            conn = await self._acquire()
+            try:
+                return await self._exchange(conn, method, target, headers, body)
+            except UpstreamTimeout:
                 raise
-        conn = await self._connect()
-        return await self._exchange(conn, method, target, headers, body)
+            except UpstreamError:
+                raced = conn.exchanges > 1 and conn.lost_in is State.WAITING  # closed while idle in the pool
+                if not (raced and not hasattr(body, "__aiter__")):
+                    raise
+            return await self._exchange(await self._connect(), method, target, headers, body)
+        except BaseException:
+            self.outstanding -= 1
+            raise
 
     async def close(self) -> None:
         for conn in self._idle:
@@ -299,43 +400,26 @@ class Pool:
         self._idle.clear()
 
     async def _exchange(self, conn: _Connection, method: str, target: str, headers: Headers,
-                        body: bytes | AsyncIterator[bytes] | None) -> Response:
-        conn.head_only = method == "HEAD"
-        head = [f"{method} {target} HTTP/1.1\r\n".encode("latin-1")]
-        streaming = body is not None and not isinstance(body, bytes)
-        has_length = False
-        for name, value in headers:
-            if name == b"content-length":
-                if not streaming:
-                    continue
-                has_length = True
-            head += (name, b": ", value, b"\r\n")
-        if isinstance(body, bytes):
-            head.append(b"content-length: %d\r\n" % len(body))
-        elif streaming and not has_length:
-            head.append(b"transfer-encoding: chunked\r\n")
-        head.append(b"\r\n")
+                        body: Body) -> Response:
+        conn.begin(method)
+        head, framing = request_head(method, target, headers, body)
         try:
-            if body is None and conn._can_write.is_set() and not conn.closed and conn.transport is not None:
-                conn.transport.write(b"".join(head))  # the usual GET: no coroutine needed
-            elif isinstance(body, bytes):
-                await conn.write(b"".join(head) + body)
+            if framing is Framing.NONE:
+                if not conn.send_now(head):
+                    await conn.send(head)
+            elif framing is Framing.LENGTH:
+                await conn.send(head + body)  # type: ignore[operator]
             else:
-                await conn.write(b"".join(head))
-                if streaming:
-                    async for chunk in body:  # type: ignore[union-attr]
-                        if conn.headers_done.done():
-                            break  # the upstream answered early: stop sending
-                        if chunk:
-                            await conn.write(chunk if has_length else b"%x\r\n%s\r\n" % (len(chunk), chunk))
-                    if not has_length and not conn.closed:
-                        await conn.write(b"0\r\n\r\n")
-            conn.arm(self.read_timeout)
-            await conn.headers_done
+                await conn.send(head)
+                async for chunk in body:  # type: ignore[union-attr]
+                    if conn.state is not State.WAITING:
+                        break  # the upstream answered early (or went): stop sending
+                    if chunk:
+                        await conn.send(chunk if framing is Framing.STREAM else b"%x\r\n%s\r\n" % (len(chunk), chunk))
+                if framing is Framing.CHUNKED and conn.state is not State.CLOSED:
+                    await conn.send(b"0\r\n\r\n")
+            await conn.answer_head(self.read_timeout)
         except BaseException:
             conn.close()
             raise
-        if conn.timer is not None:
-            conn.timer.cancel()
-            conn.timer = None
         return Response(conn)

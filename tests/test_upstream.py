@@ -154,3 +154,117 @@ async def test_body_delimited_by_connection_close():
         assert p._idle == []
     finally:
         srv.close()
+
+
+# --- the request head, a pure function ------------------------------------------------------------
+
+from gateway.upstream import Framing, State, _Connection, request_head  # noqa: E402
+
+
+async def _gen():
+    yield b"x"
+
+
+def test_request_head_for_each_kind_of_body():
+    head, framing = request_head("GET", "/t?a=1", HOST + [(b"content-length", b"9")], None)
+    assert head == b"GET /t?a=1 HTTP/1.1\r\nhost: upstream.test\r\n\r\n" and framing is Framing.NONE
+    head, framing = request_head("POST", "/t", HOST + [(b"content-length", b"9")], b"abc")
+    assert head == b"POST /t HTTP/1.1\r\nhost: upstream.test\r\ncontent-length: 3\r\n\r\n"
+    assert framing is Framing.LENGTH
+    head, framing = request_head("PUT", "/t", HOST + [(b"content-length", b"9")], _gen())
+    assert head.endswith(b"content-length: 9\r\n\r\n") and framing is Framing.STREAM
+    head, framing = request_head("PUT", "/t", HOST, _gen())
+    assert head.endswith(b"transfer-encoding: chunked\r\n\r\n") and framing is Framing.CHUNKED
+
+
+# --- the connection's states, fed bytes on a mock transport ------------------------------------------
+
+
+class MockTransport:
+    def __init__(self) -> None:
+        self.written = b""
+        self.closed = False
+        self.paused = False
+
+    def write(self, data: bytes) -> None:
+        self.written += data
+
+    def close(self) -> None:
+        self.closed = True
+
+    def pause_reading(self) -> None:
+        self.paused = True
+
+    def resume_reading(self) -> None:
+        self.paused = False
+
+
+def fed_connection() -> tuple[_Connection, MockTransport]:
+    conn = _Connection(pool(1))
+    transport = MockTransport()
+    conn.connection_made(transport)  # type: ignore[arg-type]
+    return conn, transport
+
+
+async def test_states_of_an_exchange_fed_byte_by_byte():
+    conn, _ = fed_connection()
+    assert conn.state is State.IDLE
+    conn.begin("GET")
+    assert conn.state is State.WAITING
+    answer = b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nhello"
+    states = []
+    for i in range(len(answer)):
+        conn.data_received(answer[i:i + 1])
+        states.append(conn.state)
+    assert states[0] is State.HEAD and State.BODY in states and states[-1] is State.DONE
+    assert conn.status == 200 and conn.take_body() == b"hello" and conn.reusable
+
+
+async def test_an_informational_answer_is_skipped():
+    conn, _ = fed_connection()
+    conn.begin("POST")
+    conn.data_received(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 201 Created\r\ncontent-length: 0\r\n\r\n")
+    assert (conn.status, conn.state) == (201, State.DONE)
+
+
+async def test_a_body_until_close_ends_with_the_connection():
+    conn, _ = fed_connection()
+    conn.begin("GET")
+    conn.data_received(b"HTTP/1.1 200 OK\r\n\r\npart one, ")
+    conn.data_received(b"part two")
+    assert conn.state is State.BODY and conn.until_close
+    conn.connection_lost(None)
+    assert conn.state is State.DONE and not conn.reusable
+    assert conn.take_body() == b"part one, part two"
+
+
+async def test_lost_before_any_byte_is_the_keep_alive_race_not_an_answer():
+    conn, _ = fed_connection()
+    conn.begin("GET")
+    conn.connection_lost(None)
+    assert (conn.state, conn.lost_in) == (State.CLOSED, State.WAITING)
+    with pytest.raises(UpstreamError):
+        await conn.headers_done
+
+
+async def test_garbage_from_upstream_fails_the_exchange():
+    conn, transport = fed_connection()
+    conn.begin("GET")
+    conn.data_received(b"NOT HTTP AT ALL\r\n\r\n")
+    assert transport.closed and conn.state is State.CLOSED
+    with pytest.raises(UpstreamError):
+        await conn.headers_done
+
+
+async def test_reading_pauses_above_the_high_water_mark():
+    from gateway.upstream import HIGH_WATER
+
+    conn, transport = fed_connection()
+    conn.begin("GET")
+    conn.data_received(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n")
+    conn.data_received(b"%x\r\n%s\r\n" % (HIGH_WATER, b"z" * HIGH_WATER))
+    assert transport.paused
+    assert len(await conn.next_chunk(1.0)) > 0
+    while conn.buffered:
+        await conn.next_chunk(1.0)
+    assert not transport.paused
