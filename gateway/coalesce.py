@@ -9,7 +9,6 @@ import asyncio
 from typing import Any
 
 
-
 class CoalescingTransport:
     """A transport whose writes within one loop step are sent as one."""
 

@@ -21,7 +21,14 @@ from gateway.realtime import frame_rewriter
 from gateway.relay import connect, deny, relay
 from gateway.request import MAX_HEADER_BYTES, MAX_HEADERS, RequestInfo, split_query
 from gateway.responses import (
-    Headers, Receive, Scope, Send, cors_headers, preflight_headers, send_json, send_refusal,
+    Headers,
+    Receive,
+    Scope,
+    Send,
+    cors_headers,
+    preflight_headers,
+    send_json,
+    send_refusal,
 )
 from gateway.routes import BadPath, Cors, Kind, QueryKey, Route, match, normalize
 from gateway.services import Upstream, configured_upstreams

@@ -110,8 +110,8 @@ async def run_worker(settings: Settings, dsn: str, public: socket.socket, admin:
     from gateway import observe
     from gateway.admin import create_admin_app
     from gateway.auth import Authenticator
-    from gateway.listener import protocol_for
     from gateway.keyring import KeyRing
+    from gateway.listener import protocol_for
     from gateway.proxy import Proxy
     from gateway.tokens import JwtVerifier, Minter
 

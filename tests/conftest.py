@@ -1,16 +1,19 @@
-"""Fixtures every suite shares: one real embedded PostgreSQL per test session, a fresh
-database per test that asks for one, and the baseline environment of a gateway under test."""
+"""Fixtures every suite shares: one real embedded PostgreSQL and one set of real upstream
+servers per test session, a fresh database per test that asks for one, and real gateway
+processes in front of them (``gateways`` starts more, with their own settings; ``gw`` is the
+module's default one, ``pub``/``sec`` its keys, ``client`` an HTTP client to it)."""
 
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from gateway.db import EmbeddedPostgres
-from tests.helpers import ADMIN_TOKEN, JWT_SECRET, create_database
+from tests.helpers import ADMIN_TOKEN, JWT_SECRET, Gateway, create_database
 
 
 @pytest.fixture(scope="session")
@@ -56,3 +59,52 @@ def gateway_env(dsn: str) -> dict[str, str]:
         "GATEWAY_ADMIN__TOKEN": ADMIN_TOKEN,
         "GATEWAY_KEYS__LAST_USED_FLUSH_SECONDS": "0.5",
     }
+
+
+@pytest.fixture(scope="session")
+def up():
+    """The session's upstream servers (tests.upstreams): they echo what they got and verify JWTs."""
+    from tests.upstreams import get_upstreams
+
+    return get_upstreams()
+
+
+@pytest.fixture(scope="module")
+def gateways(pg_server, up) -> Iterator[Callable[..., Gateway]]:
+    """``gateways(workers=1, dsn=None, upstreams=up, **env)`` starts a real gateway in front of
+    the upstreams, on its own database unless ``dsn`` is given; all stop when the module ends.
+    ``env`` overrides proxy_env's variables (a ``None`` value removes one)."""
+    from tests.upstreams import proxy_env, start_gateway
+
+    started: list[Gateway] = []
+
+    def start(workers: int = 1, dsn: str | None = None, upstreams=up, **env: str | None) -> Gateway:
+        g = start_gateway(proxy_env(pg_server, upstreams, dsn=dsn, **env), workers=workers)
+        started.append(g)
+        return g
+
+    yield start
+    for g in reversed(started):
+        g.stop()
+
+
+@pytest.fixture(scope="module")
+def gw(gateways) -> Gateway:
+    """The module's gateway; a module that needs other settings defines its own ``gw``."""
+    return gateways()
+
+
+@pytest.fixture(scope="module")
+def pub(gw) -> str:
+    return gw.create_key("publishable")["api_key"]
+
+
+@pytest.fixture(scope="module")
+def sec(gw) -> str:
+    return gw.create_key("secret")["api_key"]
+
+
+@pytest.fixture(scope="module")
+def client(gw) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=gw.url, timeout=60) as c:
+        yield c

@@ -1,6 +1,78 @@
-"""What tests make requests with: the user agents of real browsers and of non-browser clients."""
+"""What tests make requests with: JWTs and keys (user JWTs, legacy keys, signing JWKs) and the
+user agents of real browsers and of non-browser clients."""
 
 from __future__ import annotations
+
+import base64
+import json
+import time
+import uuid
+from typing import Any
+
+import jwt
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from tests.helpers import JWT_SECRET
+
+
+def ec_private_jwk(kid: str) -> dict[str, Any]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    jwk = json.loads(jwt.algorithms.ECAlgorithm.to_jwk(key))
+    jwk.update({"kid": kid, "alg": "ES256", "use": "sig"})
+    return jwk
+
+
+def rsa_private_jwk(kid: str) -> dict[str, Any]:
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(key))
+    jwk.update({"kid": kid, "alg": "RS256", "use": "sig"})
+    return jwk
+
+
+def public_jwk(jwk: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in jwk.items() if k not in ("d", "p", "q", "dp", "dq", "qi")}
+
+
+def b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def hs256(claims: dict[str, Any], secret: str = JWT_SECRET, headers: dict[str, Any] | None = None) -> str:
+    return jwt.encode(claims, secret, algorithm="HS256", headers=headers)
+
+
+def es256(claims: dict[str, Any], jwk: dict[str, Any], headers: dict[str, Any] | None = None) -> str:
+    key = jwt.PyJWK(jwk, algorithm="ES256").key
+    return jwt.encode(claims, key, algorithm="ES256", headers={"kid": jwk["kid"], **(headers or {})})
+
+
+def user_claims(role: str = "authenticated", ttl: int = 3600, **extra: Any) -> dict[str, Any]:
+    now = int(time.time())
+    return {"sub": str(uuid.uuid4()), "role": role, "aud": "authenticated", "iat": now, "exp": now + ttl, **extra}
+
+
+def legacy_key(role: str, secret: str = JWT_SECRET) -> str:
+    """A legacy key as the self-hosted scripts make them: HS256, ``iss`` supabase, years long."""
+    now = int(time.time())
+    return hs256({"role": role, "iss": "supabase", "iat": now, "exp": now + 5 * 365 * 86400}, secret)
+
+
+def unsigned(claims: dict[str, Any]) -> str:
+    """An ``alg: none`` token."""
+    return f"{b64(json.dumps({'alg': 'none', 'typ': 'JWT'}).encode())}.{b64(json.dumps(claims).encode())}."
+
+
+GATEWAY_SIGNING_JWK = ec_private_jwk("gw-signing-1")
+GATEWAY_RSA_SIGNING_JWK = rsa_private_jwk("gw-signing-rsa-1")
+AUTH_USER_JWK = ec_private_jwk("auth-user-1")  # what the auth service signs user JWTs with
+LEGACY_ANON = legacy_key("anon")
+LEGACY_SERVICE_ROLE = legacy_key("service_role")
+
+
+
+# --- user agents --------------------------------------------------------------------------------
 
 BROWSERS = {
     "chrome": "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "

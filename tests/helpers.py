@@ -22,6 +22,24 @@ JWT_SECRET = "test-jwt-secret-with-at-least-32-characters-long"
 ADMIN_TOKEN = "test-admin-token-0123456789abcdef"
 
 
+def assert_refused(r: Any, status: int, code: str, message: str | None = None, hint: str | None = None) -> None:
+    """A refusal of the gateway: its status, ``sb-error-code``, and a JSON body of message and
+    hint only (``message`` and ``hint`` compared when given). ``r`` is an httpx response or a
+    tests.upstreams.RawResponse."""
+    raw = not hasattr(r, "status_code")
+    got_status = r.status if raw else r.status_code
+    header = r.header if raw else r.headers.get
+    assert got_status == status, (got_status, r.body if raw else r.text)
+    assert header("sb-error-code") == code
+    assert header("content-type") == "application/json"
+    body = r.json()
+    assert set(body) <= {"message", "hint"} and body["message"]
+    if message is not None:
+        assert body["message"] == message
+    if hint is not None:
+        assert body["hint"] == hint
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -217,7 +217,8 @@ def test_keys_from_the_supabase_script_import_and_authenticate(gateway_env, tmp_
 
 # --- properties ---------------------------------------------------------------------------------
 
-from hypothesis import given, strategies as st  # noqa: E402
+from hypothesis import given  # noqa: E402
+from hypothesis import strategies as st
 
 _REF = "supabase-self-hosted"
 

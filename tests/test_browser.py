@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
 from gateway.browser import is_browser, is_browser_user_agent, sec_fetch_signal
 from tests.factories import BROWSERS, NON_BROWSERS

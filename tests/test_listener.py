@@ -10,20 +10,15 @@ import time
 
 import pytest
 
-from tests.upstreams import get_upstreams, proxy_env, start_gateway
-
 HEAD_TIMEOUT = 1.0
 KEEPALIVE = 1.5
 CAP = 5
 
 
 @pytest.fixture(scope="module")
-def gw(pg_server):
-    g = start_gateway(proxy_env(pg_server, get_upstreams(), GATEWAY_SERVER__HEADER_TIMEOUT_SECONDS=str(HEAD_TIMEOUT),
-                                GATEWAY_SERVER__KEEPALIVE_SECONDS=str(KEEPALIVE),
-                                GATEWAY_SERVER__MAX_CONNECTIONS=str(CAP)))
-    yield g
-    g.stop()
+def gw(gateways):
+    return gateways(GATEWAY_SERVER__HEADER_TIMEOUT_SECONDS=str(HEAD_TIMEOUT),
+                    GATEWAY_SERVER__KEEPALIVE_SECONDS=str(KEEPALIVE), GATEWAY_SERVER__MAX_CONNECTIONS=str(CAP))
 
 
 def connect(gw) -> socket.socket:

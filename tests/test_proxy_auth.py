@@ -8,16 +8,26 @@ from __future__ import annotations
 import time
 import warnings
 
-import httpx
 import jwt
 import pytest
 
 from gateway import apikeys
-from tests.factories import BROWSERS, NON_BROWSERS
-from tests.upstreams import (
-    AUTH_USER_JWK, JWT_SECRET, LEGACY_ANON, LEGACY_SERVICE_ROLE, b64, ec_private_jwk, echo_header, es256,
-    get_upstreams, hs256, legacy_key, proxy_env, random_part, raw_request, start_gateway, unsigned, user_claims,
+from tests.factories import (
+    AUTH_USER_JWK,
+    BROWSERS,
+    LEGACY_ANON,
+    LEGACY_SERVICE_ROLE,
+    NON_BROWSERS,
+    b64,
+    ec_private_jwk,
+    es256,
+    hs256,
+    legacy_key,
+    unsigned,
+    user_claims,
 )
+from tests.helpers import assert_refused
+from tests.upstreams import JWT_SECRET, echo_header, random_part, raw_request
 
 TTL = 120
 REF = "authref"
@@ -34,15 +44,8 @@ BAD_JWT = "UNAUTHORIZED_INVALID_JWT"
 
 
 @pytest.fixture(scope="module")
-def up():
-    return get_upstreams()
-
-
-@pytest.fixture(scope="module")
-def gw(pg_server, up):
-    g = start_gateway(proxy_env(pg_server, up, GATEWAY_JWT__TTL_SECONDS=str(TTL), GATEWAY_PROJECT_REF=REF))
-    yield g
-    g.stop()
+def gw(gateways):
+    return gateways(GATEWAY_JWT__TTL_SECONDS=str(TTL), GATEWAY_PROJECT_REF=REF)
 
 
 @pytest.fixture(scope="module")
@@ -67,22 +70,6 @@ def sec(gw, created) -> str:
     return make_key(gw, created, "secret", "auth_sec")
 
 
-@pytest.fixture(scope="module")
-def client(gw):
-    with httpx.Client(base_url=gw.url, timeout=30) as c:
-        yield c
-
-
-def refused(r, code: str, message: str, hint: str | None = None, status: int = 401) -> None:
-    assert r.status_code == status, r.text
-    assert r.headers["sb-error-code"] == code
-    body = r.json()
-    assert body["message"] == message
-    if hint is not None:
-        assert body["hint"] == hint
-    assert set(body) <= {"message", "hint"}
-
-
 def minted(echo: dict, where: str = "authorization") -> dict:
     return echo["verified"][where]["claims"]
 
@@ -91,11 +78,11 @@ def minted(echo: dict, where: str = "authorization") -> dict:
 
 
 def test_no_key(client):
-    refused(client.get("/rest/v1/todos"), *MISSING)
-    refused(client.get("/rest/v1/todos?apikey="), *MISSING)
-    refused(client.post("/graphql/v1", json={}), *MISSING)
-    refused(client.get("/realtime/v1/api/ping"), *MISSING)
-    refused(client.get("/auth/v1/user"), *MISSING)
+    assert_refused(client.get("/rest/v1/todos"), 401, *MISSING)
+    assert_refused(client.get("/rest/v1/todos?apikey="), 401, *MISSING)
+    assert_refused(client.post("/graphql/v1", json={}), 401, *MISSING)
+    assert_refused(client.get("/realtime/v1/api/ping"), 401, *MISSING)
+    assert_refused(client.get("/auth/v1/user"), 401, *MISSING)
 
 
 @pytest.mark.parametrize("value", ["", " ", "\t"])
@@ -110,24 +97,24 @@ def test_empty_key_counts_as_missing(gw, value):
     "sb_unknown_AAAAAAAAAAAAAAAAAAAAAA_AAAAAAAA", "eyJhbGciOiJIUzI1NiJ9.e30.x",
 ])
 def test_malformed_key(client, key):
-    refused(client.get("/rest/v1/todos", headers={"apikey": key}), *INVALID)
+    assert_refused(client.get("/rest/v1/todos", headers={"apikey": key}), 401, *INVALID)
 
 
 def test_bad_checksum(client, pub, sec):
     for key in (pub, sec):
         last = key[-1]
         forged = key[:-1] + ("A" if last != "A" else "B")
-        refused(client.get("/rest/v1/todos", headers={"apikey": forged}), *INVALID)
+        assert_refused(client.get("/rest/v1/todos", headers={"apikey": forged}), 401, *INVALID)
     # a valid key checksummed for another ref
     other = apikeys.generate("publishable", "some-other-ref")
-    refused(client.get("/rest/v1/todos", headers={"apikey": other}), *INVALID)
+    assert_refused(client.get("/rest/v1/todos", headers={"apikey": other}), 401, *INVALID)
 
 
 def test_unknown_key(client):
     for key_type in ("publishable", "secret"):
         key = apikeys.generate(key_type, "supabase-self-hosted")
-        refused(client.get("/rest/v1/todos", headers={"apikey": key}), *INVALID)
-        refused(client.get("/rest/v1/todos", params={"apikey": key}), *INVALID)
+        assert_refused(client.get("/rest/v1/todos", headers={"apikey": key}), 401, *INVALID)
+        assert_refused(client.get("/rest/v1/todos", params={"apikey": key}), 401, *INVALID)
 
 
 def test_deleted_key(client, gw, created):
@@ -135,8 +122,8 @@ def test_deleted_key(client, gw, created):
     created["auth_doomed"] = made["api_key"]
     assert client.get("/rest/v1/todos", headers={"apikey": made["api_key"]}).status_code == 200
     assert gw.admin("DELETE", f"/api-keys/{made['id']}").status_code == 200
-    refused(client.get("/rest/v1/todos", headers={"apikey": made["api_key"]}), *INVALID)
-    refused(client.get("/functions/v1/x", headers={"Authorization": f"Bearer {made['api_key']}"}), *INVALID)
+    assert_refused(client.get("/rest/v1/todos", headers={"apikey": made["api_key"]}), 401, *INVALID)
+    assert_refused(client.get("/functions/v1/x", headers={"Authorization": f"Bearer {made['api_key']}"}), 401, *INVALID)
 
 
 def test_two_apikey_headers(gw, pub, sec):
@@ -148,11 +135,11 @@ def test_two_apikey_headers(gw, pub, sec):
 
 
 def test_two_apikey_query_params(client, pub):
-    refused(client.get("/rest/v1/todos", params=[("apikey", pub), ("apikey", pub)]), *INVALID)
+    assert_refused(client.get("/rest/v1/todos", params=[("apikey", pub), ("apikey", pub)]), 401, *INVALID)
 
 
 def test_header_and_query_differ(client, pub, sec):
-    refused(client.get("/rest/v1/todos", params={"apikey": sec}, headers={"apikey": pub}), *INVALID)
+    assert_refused(client.get("/rest/v1/todos", params={"apikey": sec}, headers={"apikey": pub}), 401, *INVALID)
     assert client.get("/rest/v1/todos", params={"apikey": pub}, headers={"apikey": pub}).status_code == 200
 
 
@@ -164,9 +151,9 @@ def test_header_wins_over_nothing_and_query_works_alone(client, pub):
 
 def test_bearer_sb_key_differing_from_apikey_conflicts(client, pub, sec):
     for apikey, bearer in ((pub, sec), (sec, pub), (pub, "sb_publishable_garbage")):
-        refused(client.get("/rest/v1/todos", headers={"apikey": apikey, "Authorization": f"Bearer {bearer}"}),
+        assert_refused(client.get("/rest/v1/todos", headers={"apikey": apikey, "Authorization": f"Bearer {bearer}"}), 401,
                 *CONFLICT)
-    refused(client.get("/functions/v1/x", headers={"apikey": pub, "Authorization": f"Bearer {sec}"}), *CONFLICT)
+    assert_refused(client.get("/functions/v1/x", headers={"apikey": pub, "Authorization": f"Bearer {sec}"}), 401, *CONFLICT)
 
 
 def test_two_authorization_headers(gw, pub, sec):
@@ -200,7 +187,7 @@ def test_forged_legacy_keys(client):
         LEGACY_SERVICE_ROLE[:-2] + ("AA" if not LEGACY_SERVICE_ROLE.endswith("AA") else "BB"),
     ]
     for key in forged:
-        refused(client.get("/rest/v1/todos", headers={"apikey": key}), *INVALID)
+        assert_refused(client.get("/rest/v1/todos", headers={"apikey": key}), 401, *INVALID)
     # As bearer: not the configured key, and a user JWT may not claim service_role.
     for key in forged[:2]:
         r = client.get("/rest/v1/todos", headers={"apikey": LEGACY_ANON, "Authorization": f"Bearer {key}"})
@@ -214,14 +201,14 @@ def test_legacy_disabled_then_enabled(gw, client, pub):
                         {"apikey": pub, "Authorization": f"Bearer {LEGACY_SERVICE_ROLE}"},
                         {"apikey": pub, "Authorization": f"Bearer {LEGACY_ANON}"}):
             r = client.get("/rest/v1/todos", headers=headers)
-            refused(r, "UNAUTHORIZED_LEGACY_API_KEY_DISABLED", "Legacy API keys are disabled")
+            assert_refused(r, 401, "UNAUTHORIZED_LEGACY_API_KEY_DISABLED", "Legacy API keys are disabled")
             hint = r.json()["hint"]
             assert " since 20" in hint and "gateway legacy enable" in hint
             assert f"/v1/projects/{REF}/api-keys/legacy?enabled=true" in hint
         for path in ("/functions/v1/x", "/storage/v1/object/a", "/auth/v1/verify"):  # as bearer without apikey too
             r = client.get(path, headers={"Authorization": f"Bearer {LEGACY_SERVICE_ROLE}"})
             assert r.status_code == 401 and r.json()["message"] == "Legacy API keys are disabled"
-        refused(client.get("/rest/v1/todos", params={"apikey": LEGACY_ANON}), "UNAUTHORIZED_LEGACY_API_KEY_DISABLED",
+        assert_refused(client.get("/rest/v1/todos", params={"apikey": LEGACY_ANON}), 401, "UNAUTHORIZED_LEGACY_API_KEY_DISABLED",
                 "Legacy API keys are disabled")
         assert client.get("/rest/v1/todos", headers={"apikey": pub}).status_code == 200
     finally:
@@ -240,7 +227,7 @@ def bearer(client, key: str, token: str, path: str = "/rest/v1/todos"):
 def test_expired_user_jwt(client, pub):
     for token in (hs256(user_claims(ttl=-10)), es256(user_claims(ttl=-10), AUTH_USER_JWK)):
         r = bearer(client, pub, token)
-        refused(r, BAD_JWT, "JWT expired")
+        assert_refused(r, 401, BAD_JWT, "JWT expired")
         assert token not in r.text
 
 
@@ -263,8 +250,8 @@ def test_forged_user_jwt(client, pub):
 def test_alg_none(client, pub):
     token = unsigned(user_claims())
     r = bearer(client, pub, token)
-    refused(r, BAD_JWT, "JWT algorithm not allowed")
-    refused(client.get("/rest/v1/todos", headers={"apikey": token}), *INVALID)
+    assert_refused(r, 401, BAD_JWT, "JWT algorithm not allowed")
+    assert_refused(client.get("/rest/v1/todos", headers={"apikey": token}), 401, *INVALID)
     # "None" in another case, and HS384/HS512 with the right secret, are not accepted either
     none_upper = b64(b'{"alg":"NONE"}') + "." + hs256(user_claims()).split(".")[1] + "."
     r = bearer(client, pub, none_upper)
@@ -283,28 +270,28 @@ def test_alg_none(client, pub):
 ])
 def test_key_carrying_headers_refused(client, pub, extra):
     r = bearer(client, pub, hs256(user_claims(), headers=extra))
-    refused(r, BAD_JWT, "JWT header not allowed")
+    assert_refused(r, 401, BAD_JWT, "JWT header not allowed")
 
 
 def test_embedded_public_key_refused(client, pub):
     attacker = ec_private_jwk("auth-user-1")
     pub_jwk = {k: v for k, v in attacker.items() if k != "d"}
     r = bearer(client, pub, es256(user_claims(), attacker, headers={"jwk": pub_jwk}))
-    refused(r, BAD_JWT, "JWT header not allowed")
+    assert_refused(r, 401, BAD_JWT, "JWT header not allowed")
 
 
 def test_nbf_in_future_refused(client, pub):
-    refused(bearer(client, pub, hs256(user_claims(nbf=int(time.time()) + 600))), BAD_JWT, "JWT not valid yet")
+    assert_refused(bearer(client, pub, hs256(user_claims(nbf=int(time.time()) + 600))), 401, BAD_JWT, "JWT not valid yet")
 
 
 def test_user_jwt_needs_exp_and_an_allowed_role(client, pub):
     claims = user_claims()
     del claims["exp"]
-    refused(bearer(client, pub, hs256(claims)), BAD_JWT, "Invalid JWT")
+    assert_refused(bearer(client, pub, hs256(claims)), 401, BAD_JWT, "Invalid JWT")
     for role in ("service_role", "postgres", "supabase_admin"):
-        refused(bearer(client, pub, hs256(user_claims(role=role))), BAD_JWT, "JWT role not allowed")
-        refused(bearer(client, pub, es256(user_claims(role=role), AUTH_USER_JWK)), BAD_JWT, "JWT role not allowed")
-    refused(bearer(client, pub, hs256({"sub": "x", "exp": int(time.time()) + 60})), BAD_JWT, "JWT role not allowed")
+        assert_refused(bearer(client, pub, hs256(user_claims(role=role))), 401, BAD_JWT, "JWT role not allowed")
+        assert_refused(bearer(client, pub, es256(user_claims(role=role), AUTH_USER_JWK)), 401, BAD_JWT, "JWT role not allowed")
+    assert_refused(bearer(client, pub, hs256({"sub": "x", "exp": int(time.time()) + 60})), 401, BAD_JWT, "JWT role not allowed")
 
 
 # --- the browser rule -------------------------------------------------------------------------------
@@ -313,15 +300,15 @@ def test_user_jwt_needs_exp_and_an_allowed_role(client, pub):
 @pytest.mark.parametrize("family", sorted(BROWSERS))
 def test_secret_key_from_a_browser(client, sec, pub, family):
     ua = {"User-Agent": BROWSERS[family]}
-    refused(client.get("/rest/v1/todos", headers={"apikey": sec, **ua}), *BROWSER)
-    refused(client.get("/rest/v1/todos", params={"apikey": sec}, headers=ua), *BROWSER)
-    refused(client.get("/functions/v1/x", headers={"Authorization": f"Bearer {sec}", **ua}), *BROWSER)
-    refused(client.get("/storage/v1/object/a", headers={"apikey": sec, **ua}), *BROWSER)
-    refused(client.get("/rest/v1/todos", headers={"apikey": LEGACY_SERVICE_ROLE, **ua}), *BROWSER)
-    refused(client.get("/functions/v1/x", headers={"Authorization": f"Bearer {LEGACY_SERVICE_ROLE}", **ua}),
+    assert_refused(client.get("/rest/v1/todos", headers={"apikey": sec, **ua}), 401, *BROWSER)
+    assert_refused(client.get("/rest/v1/todos", params={"apikey": sec}, headers=ua), 401, *BROWSER)
+    assert_refused(client.get("/functions/v1/x", headers={"Authorization": f"Bearer {sec}", **ua}), 401, *BROWSER)
+    assert_refused(client.get("/storage/v1/object/a", headers={"apikey": sec, **ua}), 401, *BROWSER)
+    assert_refused(client.get("/rest/v1/todos", headers={"apikey": LEGACY_SERVICE_ROLE, **ua}), 401, *BROWSER)
+    assert_refused(client.get("/functions/v1/x", headers={"Authorization": f"Bearer {LEGACY_SERVICE_ROLE}", **ua}), 401,
             *BROWSER)
-    refused(client.get("/rest/v1/todos", headers={"apikey": pub, "Authorization": f"Bearer {LEGACY_SERVICE_ROLE}",
-                                                   **ua}), *BROWSER)
+    assert_refused(client.get("/rest/v1/todos", headers={"apikey": pub, "Authorization": f"Bearer {LEGACY_SERVICE_ROLE}",
+                                                   **ua}), 401, *BROWSER)
     # The same browser with a publishable (or legacy anon) key is fine.
     assert client.get("/rest/v1/todos", headers={"apikey": pub, **ua}).status_code == 200
     assert client.get("/rest/v1/todos", headers={"apikey": LEGACY_ANON, **ua}).status_code == 200
@@ -330,7 +317,7 @@ def test_secret_key_from_a_browser(client, sec, pub, family):
 @pytest.mark.parametrize("header", ["Sec-Fetch-Mode", "Sec-Fetch-Site", "Sec-Fetch-Dest"])
 def test_sec_fetch_header_marks_a_browser_whatever_the_user_agent(client, sec, header):
     value = {"Sec-Fetch-Mode": "cors", "Sec-Fetch-Site": "cross-site", "Sec-Fetch-Dest": "empty"}[header]
-    refused(client.get("/rest/v1/todos", headers={"apikey": sec, "User-Agent": "curl/8.5.0", header: value}),
+    assert_refused(client.get("/rest/v1/todos", headers={"apikey": sec, "User-Agent": "curl/8.5.0", header: value}), 401,
             *BROWSER)
 
 

@@ -15,18 +15,18 @@ from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
 from gateway import apikeys
-from tests.helpers import ADMIN_TOKEN, create_database, run_cli
-from tests.upstreams import (
-    AUTH_USER_JWK, LEGACY_ANON, LEGACY_SERVICE_ROLE, db_query, echo_header, es256, get_upstreams, hs256,
-    proxy_env, random_part, start_gateway, user_claims, within,
+from tests.factories import (
+    AUTH_USER_JWK,
+    LEGACY_ANON,
+    LEGACY_SERVICE_ROLE,
+    es256,
+    hs256,
+    user_claims,
 )
+from tests.helpers import ADMIN_TOKEN, create_database, run_cli
+from tests.upstreams import db_query, echo_header, random_part, within
 
 PROPAGATION = 1.0  # SPEC 5 and 8: within 1 second
-
-
-@pytest.fixture(scope="module")
-def up():
-    return get_upstreams()
 
 
 @pytest.fixture(scope="module")
@@ -35,18 +35,14 @@ def shared_dsn(pg_server) -> str:
 
 
 @pytest.fixture(scope="module")
-def a(pg_server, up, shared_dsn):
-    g = start_gateway(proxy_env(pg_server, up, dsn=shared_dsn))
-    yield g
-    g.stop()
+def a(gateways, shared_dsn):
+    return gateways(dsn=shared_dsn)
 
 
 @pytest.fixture(scope="module")
-def b(pg_server, up, shared_dsn, a):
+def b(gateways, shared_dsn, a):
     """The other instance, with two workers: each has its own key ring to keep in step."""
-    g = start_gateway(proxy_env(pg_server, up, dsn=shared_dsn), workers=2)
-    yield g
-    g.stop()
+    return gateways(dsn=shared_dsn, workers=2)
 
 
 @pytest.fixture(scope="module")

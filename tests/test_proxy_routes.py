@@ -4,52 +4,15 @@ process in front of real upstream servers that verify the JWT they receive."""
 
 from __future__ import annotations
 
-import httpx
 import pytest
 
-from tests.upstreams import (
-    LEGACY_ANON, LEGACY_SERVICE_ROLE, echo_header, get_upstreams, hs256, proxy_env, raw_request, start_gateway,
-    user_claims,
-)
-
-
-@pytest.fixture(scope="module")
-def up():
-    return get_upstreams()
-
-
-@pytest.fixture(scope="module")
-def gw(pg_server, up):
-    g = start_gateway(proxy_env(pg_server, up))
-    yield g
-    g.stop()
-
-
-@pytest.fixture(scope="module")
-def pub(gw) -> str:
-    return gw.create_key("publishable", name="routes_pub")["api_key"]
-
-
-@pytest.fixture(scope="module")
-def sec(gw) -> str:
-    return gw.create_key("secret", name="routes_sec")["api_key"]
-
-
-@pytest.fixture(scope="module")
-def client(gw):
-    with httpx.Client(base_url=gw.url, timeout=30) as c:
-        yield c
+from tests.factories import LEGACY_ANON, LEGACY_SERVICE_ROLE, hs256, user_claims
+from tests.helpers import assert_refused
+from tests.upstreams import echo_header, raw_request
 
 
 def role_of(echo: dict, where: str = "authorization") -> str:
     return echo["verified"][where]["claims"]["role"]
-
-
-def assert_error(r, status: int, code: str, message: str) -> None:
-    assert r.status_code == status, r.text
-    assert r.headers["sb-error-code"] == code
-    assert r.headers["content-type"] == "application/json"
-    assert r.json()["message"] == message
 
 
 # --- the table ----------------------------------------------------------------------------------
@@ -78,7 +41,7 @@ def test_rest_root_is_secret_only(client, pub, sec, path):
     assert client.get(path, headers={"apikey": LEGACY_SERVICE_ROLE}).status_code == 200
     for key in (pub, LEGACY_ANON):
         r = client.get(path, headers={"apikey": key})
-        assert_error(r, 401, "UNAUTHORIZED_INVALID_API_KEY_TYPE", "Secret API key required")
+        assert_refused(r, 401, "UNAUTHORIZED_INVALID_API_KEY_TYPE", "Secret API key required")
         assert r.json()["hint"] == "Only secret API keys can be used for this endpoint."
 
 
@@ -124,7 +87,7 @@ def test_realtime_query_apikey_is_replaced_by_the_jwt(client, pub):
 def test_forbidden_routes(client, sec, path):
     for headers in ({}, {"apikey": sec}):
         r = client.get(path, headers=headers)
-        assert_error(r, 403, "FORBIDDEN_ROUTE", "Access is forbidden.")
+        assert_refused(r, 403, "FORBIDDEN_ROUTE", "Access is forbidden.")
 
 
 def test_functions_get_a_verifiable_jwt_as_sb_api_key(client, pub, sec):
@@ -169,9 +132,9 @@ def test_functions_bearer_sb_key_is_the_key(client, sec):
 
 def test_functions_bad_key_is_refused(client):
     r = client.get("/functions/v1/hello", headers={"apikey": "sb_publishable_nope"})
-    assert_error(r, 401, "UNAUTHORIZED_INVALID_API_KEY", "Invalid API key")
+    assert_refused(r, 401, "UNAUTHORIZED_INVALID_API_KEY", "Invalid API key")
     r = client.get("/functions/v1/hello", headers={"Authorization": "Bearer sb_secret_nope"})
-    assert_error(r, 401, "UNAUTHORIZED_INVALID_API_KEY", "Invalid API key")
+    assert_refused(r, 401, "UNAUTHORIZED_INVALID_API_KEY", "Invalid API key")
 
 
 @pytest.mark.parametrize("path", ["/auth/v1/verify", "/auth/v1/callback", "/auth/v1/authorize",
@@ -200,7 +163,7 @@ def test_auth_open_paths_translate_a_key_that_is_sent(client, sec, pub):
     r = client.get("/auth/v1/.well-known/jwks.json", headers={"apikey": pub, "Authorization": f"Bearer {pub}"})
     assert r.status_code == 200 and r.json()["keys"]
     r = client.post("/auth/v1/verify", headers={"apikey": "sb_publishable_forged"}, json={})
-    assert_error(r, 401, "UNAUTHORIZED_INVALID_API_KEY", "Invalid API key")
+    assert_refused(r, 401, "UNAUTHORIZED_INVALID_API_KEY", "Invalid API key")
 
 
 @pytest.mark.parametrize("target", [
@@ -247,9 +210,9 @@ def test_pg_meta_secret_only(client, pub, sec):
     assert r.status_code == 200, r.text
     assert (r.json()["service"], r.json()["path"], r.json()["query"]) == ("meta", "/tables", "included_schemas=public")
     assert role_of(r.json()) == "service_role"
-    assert_error(client.get("/pg/tables", headers={"apikey": pub}), 401, "UNAUTHORIZED_INVALID_API_KEY_TYPE",
+    assert_refused(client.get("/pg/tables", headers={"apikey": pub}), 401, "UNAUTHORIZED_INVALID_API_KEY_TYPE",
                  "Secret API key required")
-    assert_error(client.get("/pg/tables"), 401, "UNAUTHORIZED_MISSING_API_KEY", "No API key found in request")
+    assert_refused(client.get("/pg/tables"), 401, "UNAUTHORIZED_MISSING_API_KEY", "No API key found in request")
 
 
 def test_health_and_unknown_paths(client):

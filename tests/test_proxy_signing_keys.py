@@ -8,22 +8,24 @@ from __future__ import annotations
 import json
 import time
 
-import httpx
 import jwt
 import pytest
 from websockets.sync.client import connect
 
-from tests.upstreams import (
-    AUTH_USER_JWK, GATEWAY_RSA_SIGNING_JWK, GATEWAY_SIGNING_JWK, JWT_SECRET, LEGACY_SERVICE_ROLE, echo_header,
-    ec_private_jwk, es256, get_upstreams, hs256, proxy_env, public_jwk, start_gateway, user_claims,
+from tests.factories import (
+    AUTH_USER_JWK,
+    GATEWAY_RSA_SIGNING_JWK,
+    GATEWAY_SIGNING_JWK,
+    LEGACY_SERVICE_ROLE,
+    ec_private_jwk,
+    es256,
+    hs256,
+    public_jwk,
+    user_claims,
 )
+from tests.upstreams import JWT_SECRET, echo_header
 
 KEYS = {"ES256": GATEWAY_SIGNING_JWK, "RS256": GATEWAY_RSA_SIGNING_JWK}
-
-
-@pytest.fixture(scope="module")
-def up():
-    return get_upstreams()
 
 
 @pytest.fixture(scope="module", params=sorted(KEYS))
@@ -32,23 +34,15 @@ def alg(request) -> str:
 
 
 @pytest.fixture(scope="module")
-def gw(pg_server, up, alg):
+def gw(gateways, alg):
     spare = ec_private_jwk("spare-not-signing")  # only the first key signs
-    g = start_gateway(proxy_env(pg_server, up, GATEWAY_JWT__SIGNING_KEYS=json.dumps([KEYS[alg], spare]),
-                                GATEWAY_JWT__TTL_SECONDS="600", GATEWAY_JWT__ISSUER="https://gw.example/auth/v1"))
-    yield g
-    g.stop()
+    return gateways(GATEWAY_JWT__SIGNING_KEYS=json.dumps([KEYS[alg], spare]), GATEWAY_JWT__TTL_SECONDS="600",
+                    GATEWAY_JWT__ISSUER="https://gw.example/auth/v1")
 
 
 @pytest.fixture(scope="module")
 def keys(gw) -> dict[str, str]:
     return {t: gw.create_key(t, name=f"sk_{t}")["api_key"] for t in ("publishable", "secret")}
-
-
-@pytest.fixture(scope="module")
-def client(gw):
-    with httpx.Client(base_url=gw.url, timeout=30) as c:
-        yield c
 
 
 def test_minted_jwt_is_signed_with_the_first_signing_key(client, keys, alg):

@@ -10,57 +10,26 @@ import uuid
 import httpx
 import pytest
 
-from tests.upstreams import (
-    AUTH_USER_JWK, es256, get_upstreams, pattern_bytes, proxy_env, raw_request, start_gateway, user_claims, within,
-)
+from tests.factories import AUTH_USER_JWK, es256, user_claims
+from tests.helpers import assert_refused
+from tests.upstreams import pattern_bytes, raw_request, within
 
 MB = 1024 * 1024
 
 
 @pytest.fixture(scope="module")
-def up():
-    return get_upstreams()
-
-
-@pytest.fixture(scope="module")
-def gw(pg_server, up):
+def gw(gateways, up):
     """rest answers slowly past a 1 s timeout; storage and realtime point at a closed port;
     meta and auth are not configured."""
     closed = f"http://127.0.0.1:{up.closed_port}"
-    g = start_gateway(proxy_env(
-        pg_server, up,
+    return gateways(
         GATEWAY_UPSTREAMS__TIMEOUT="1",
         GATEWAY_UPSTREAMS__FUNCTIONS_TIMEOUT="4",
         GATEWAY_UPSTREAMS__STORAGE=closed,
         GATEWAY_UPSTREAMS__REALTIME=closed,
         GATEWAY_UPSTREAMS__META=None,
         GATEWAY_UPSTREAMS__AUTH=None,
-    ))
-    yield g
-    g.stop()
-
-
-@pytest.fixture(scope="module")
-def pub(gw) -> str:
-    return gw.create_key("publishable", name="transport_pub")["api_key"]
-
-
-@pytest.fixture(scope="module")
-def sec(gw) -> str:
-    return gw.create_key("secret", name="transport_sec")["api_key"]
-
-
-@pytest.fixture(scope="module")
-def client(gw):
-    with httpx.Client(base_url=gw.url, timeout=60) as c:
-        yield c
-
-
-def refused(r, status: int, code: str) -> None:
-    assert r.status_code == status, r.text
-    assert r.headers["sb-error-code"] == code
-    assert r.headers["content-type"] == "application/json"
-    assert r.json()["message"]
+    )
 
 
 # --- upstream failures ------------------------------------------------------------------------------
@@ -68,11 +37,11 @@ def refused(r, status: int, code: str) -> None:
 
 def test_502_when_the_upstream_is_unreachable(client, pub, up):
     r = client.get("/storage/v1/object/a", headers={"apikey": pub})
-    refused(r, 502, "UPSTREAM_UNAVAILABLE")
+    assert_refused(r, 502, "UPSTREAM_UNAVAILABLE")
     assert r.json()["message"] == "Upstream unreachable"
     assert str(up.closed_port) not in r.text  # no internal address in the answer
-    refused(client.get("/realtime/v1/api/ping", headers={"apikey": pub}), 502, "UPSTREAM_UNAVAILABLE")
-    refused(client.get("/storage/v1/object/public/a"), 502, "UPSTREAM_UNAVAILABLE")  # no key needed to fail
+    assert_refused(client.get("/realtime/v1/api/ping", headers={"apikey": pub}), 502, "UPSTREAM_UNAVAILABLE")
+    assert_refused(client.get("/storage/v1/object/public/a"), 502, "UPSTREAM_UNAVAILABLE")  # no key needed to fail
 
 
 def test_websocket_502_and_503(gw, pub, sec):
@@ -90,9 +59,9 @@ def test_websocket_502_and_503(gw, pub, sec):
 
 def test_503_when_the_upstream_is_not_configured(client, sec):
     r = client.get("/pg/tables", headers={"apikey": sec})
-    refused(r, 503, "UPSTREAM_NOT_CONFIGURED")
+    assert_refused(r, 503, "UPSTREAM_NOT_CONFIGURED")
     assert r.json()["hint"] == "Set upstreams.meta to enable /pg."
-    refused(client.get("/auth/v1/verify"), 503, "UPSTREAM_NOT_CONFIGURED")
+    assert_refused(client.get("/auth/v1/verify"), 503, "UPSTREAM_NOT_CONFIGURED")
 
 
 def test_user_jwt_es256_refused_when_no_auth_jwks(client, pub):
@@ -104,7 +73,7 @@ def test_user_jwt_es256_refused_when_no_auth_jwks(client, pub):
 
 def test_504_when_the_upstream_is_too_slow(client, pub):
     r = client.get("/rest/v1/slow", params={"seconds": "4"}, headers={"apikey": pub})
-    refused(r, 504, "UPSTREAM_TIMEOUT")
+    assert_refused(r, 504, "UPSTREAM_TIMEOUT")
     assert r.json()["message"] == "Upstream timed out"
     # The gateway is fine afterwards.
     assert client.get("/rest/v1/todos", headers={"apikey": pub}).status_code == 200

@@ -12,32 +12,16 @@ import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
-from tests.upstreams import LEGACY_ANON, echo_header, get_upstreams, proxy_env, start_gateway
+from tests.factories import LEGACY_ANON
+from tests.upstreams import echo_header, proxy_env, start_gateway
 
 CHROME = ("Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
           "Chrome/131.0.0.0 Safari/537.36")
 
 
 @pytest.fixture(scope="module")
-def up():
-    return get_upstreams()
-
-
-@pytest.fixture(scope="module")
-def gw(pg_server, up):
-    g = start_gateway(proxy_env(pg_server, up, GATEWAY_UPSTREAMS__REALTIME_HOST="tenant-a.realtime.local"))
-    yield g
-    g.stop()
-
-
-@pytest.fixture(scope="module")
-def pub(gw) -> str:
-    return gw.create_key("publishable", name="ws_pub")["api_key"]
-
-
-@pytest.fixture(scope="module")
-def sec(gw) -> str:
-    return gw.create_key("secret", name="ws_sec")["api_key"]
+def gw(gateways):
+    return gateways(GATEWAY_UPSTREAMS__REALTIME_HOST="tenant-a.realtime.local")
 
 
 def ws(gw, query: str, **kw):

@@ -6,7 +6,8 @@ from __future__ import annotations
 from urllib.parse import quote, unquote_plus
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gateway.request import MAX_HEADER_BYTES, MAX_HEADERS, RequestInfo, split_query
 from tests.factories import BROWSERS

@@ -12,7 +12,8 @@ import re
 from urllib.parse import unquote
 
 import pytest
-from hypothesis import example, given, settings, strategies as st
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
 from gateway import routes
 from gateway.routes import BadPath, Kind, Policy, match, normalize

@@ -11,8 +11,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from gateway.apikeys import hash_key
 from gateway import routes
+from gateway.apikeys import hash_key
 from gateway.realtime import frame_rewriter, rewrite_frame
 
 pytestmark = pytest.mark.compat

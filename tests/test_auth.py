@@ -11,12 +11,13 @@ import pytest
 
 from gateway import apikeys
 from gateway.auth import Authenticator, Credentials
-from gateway.errors import Refusal
 from gateway.config import Settings
+from gateway.errors import Refusal
 from gateway.keyring import KeyEntry, KeyRing, legacy_entries
 from gateway.routes import Policy
 from gateway.tokens import JwtVerifier, Minter
-from tests.upstreams import JWT_SECRET, LEGACY_SERVICE_ROLE, hs256, user_claims
+from tests.factories import LEGACY_SERVICE_ROLE, hs256, user_claims
+from tests.upstreams import JWT_SECRET
 
 REF = "supabase-self-hosted"
 
