@@ -15,13 +15,7 @@ import time
 from bisect import bisect_left
 from typing import Any
 
-from prometheus_client import (
-    CollectorRegistry,
-    Counter,
-    Histogram,
-    generate_latest,
-    multiprocess,
-)
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
 
 REQUESTS = Counter(
     "gateway_requests_total", "Requests answered by the public listener", ["service", "status", "role"]

@@ -12,7 +12,7 @@ import time
 import traceback
 from dataclasses import dataclass
 
-from gateway import errors, observe
+from gateway import errors, observe, routes
 from gateway.auth import NO_KEY, Authenticator, Grant
 from gateway.config import Settings
 from gateway.forward import forward, upstream_headers
@@ -20,16 +20,7 @@ from gateway.origins import OriginSet
 from gateway.realtime import frame_rewriter
 from gateway.relay import connect, deny, relay
 from gateway.request import MAX_HEADER_BYTES, MAX_HEADERS, RequestInfo, split_query
-from gateway.responses import (
-    Headers,
-    Receive,
-    Scope,
-    Send,
-    cors_headers,
-    preflight_headers,
-    send_json,
-    send_refusal,
-)
+from gateway.responses import Headers, Receive, Scope, Send, cors_headers, preflight_headers, send_json, send_refusal
 from gateway.routes import BadPath, Cors, Kind, QueryKey, Route, match, normalize
 from gateway.services import Upstream, configured_upstreams
 
@@ -64,8 +55,24 @@ def admit(info: RequestInfo, raw_path: str) -> Admitted:
     return Admitted(path, None, "") if found is None else Admitted(path, found[0], found[1])
 
 
-def _raw_path(scope: Scope) -> str:
-    return (scope.get("raw_path") or scope["path"].encode()).decode("latin-1").partition("?")[0]
+class Exchange:
+    """One request as the proxy handles it: what it is, what was decided, what it answered."""
+
+    __slots__ = ("started", "method", "info", "path", "route", "grant", "status")
+
+    def __init__(self, scope: Scope, method: str, status: int) -> None:
+        self.started = time.perf_counter()
+        self.method = method
+        self.info = RequestInfo(scope["headers"])
+        self.path = (scope.get("raw_path") or scope["path"].encode()).decode("latin-1").partition("?")[0]
+        self.route: Route | None = None
+        self.grant: Grant = NO_KEY
+        self.status = status
+
+    def admit(self) -> Admitted:
+        admitted = admit(self.info, self.path)
+        self.path, self.route = admitted.path, admitted.route
+        return admitted
 
 
 def _client_ip(scope: Scope) -> bytes:
@@ -122,91 +129,79 @@ class Proxy:
             return []
         return cors_headers(info.origin, route.cors if route is not None else Cors.ANY, self.meta_origins)
 
-    def _record(self, method: str, path: str, route: Route | None, status: int, started: float,
-                grant: Grant) -> None:
-        entry = grant.entry
-        observe.record(method, path, route.service if route is not None else "gateway", status, started, grant.role,
-                       entry.id if entry else None, entry.prefix if entry else None, self.log_access)
+    def _record(self, x: Exchange) -> None:
+        entry = x.grant.entry
+        observe.record(x.method, x.path, x.route.service if x.route is not None else "gateway", x.status, x.started,
+                       x.grant.role, entry.id if entry else None, entry.prefix if entry else None, self.log_access)
+
+    async def _prepare(self, x: Exchange, scope: Scope, admitted: Admitted, ws: bool) -> tuple[Upstream, str, Headers]:
+        """Decide on a routed request: its grant, then where it goes and with which headers."""
+        route = admitted.routed()
+        x.route = route
+        if route.kind is not Kind.PROXY:
+            raise errors.NOT_FOUND()
+        x.grant, query = await self._authorize(scope, x.info, route)
+        upstream, target = self._target(route, admitted.upstream_path, query)
+        https = scope.get("scheme") in ("https", "wss")
+        headers = upstream_headers(scope["headers"], x.info, route, x.grant, upstream.host, _client_ip(scope), https, ws)
+        return upstream, target, headers
 
     # --- HTTP ----------------------------------------------------------------------------------
 
     async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
-        started = time.perf_counter()
-        method: str = scope["method"]
-        info = RequestInfo(scope["headers"])
-        path = _raw_path(scope)
-        route: Route | None = None
-        grant = NO_KEY
-        status = 500
+        x = Exchange(scope, scope["method"], 500)
         try:
-            admitted = admit(info, path)
-            path, route = admitted.path, admitted.route
-            if method == "OPTIONS" and info.preflight:
-                status = 200
-                headers = preflight_headers(info.origin, info.acr_headers,  # type: ignore[arg-type]
-                                            route.cors if route is not None else Cors.ANY, self.meta_origins)
+            admitted = x.admit()
+            if x.method == "OPTIONS" and x.info.preflight:
+                x.status = 200
+                cors = admitted.route.cors if admitted.route is not None else Cors.ANY
+                headers = preflight_headers(x.info.origin, x.info.acr_headers, cors, self.meta_origins)  # type: ignore[arg-type]
                 await send({"type": "http.response.start", "status": 200, "headers": headers})
                 await send({"type": "http.response.body", "body": b""})
                 return
-            route = admitted.routed()
-            if route.kind is Kind.HEALTH:
-                status = 200
-                await send_json(send, 200, {"status": "ok"}, self._cors(info, route))
+            if admitted.route is routes.HEALTH:
+                x.status = 200
+                await send_json(send, 200, {"status": "ok"}, self._cors(x.info, x.route))
                 return
-            grant, query = await self._authorize(scope, info, route)
-            upstream, target = self._target(route, admitted.upstream_path, query)
-            headers = upstream_headers(scope["headers"], info, route, grant, upstream.host, _client_ip(scope),
-                                       scope.get("scheme") == "https")
-            status = await forward(send, receive, upstream.pool, method, target, headers, self._cors(info, route),
-                                   route.upstream)
+            upstream, target, headers = await self._prepare(x, scope, admitted, ws=False)
+            x.status = await forward(send, receive, upstream.pool, x.method, target, headers,
+                                     self._cors(x.info, x.route), x.route.upstream)  # type: ignore[union-attr]
         except errors.Refusal as r:
-            status = r.status
-            await send_refusal(send, r, self._cors(info, route))
+            x.status = r.status
+            await send_refusal(send, r, self._cors(x.info, x.route))
         except Exception as e:
-            status = 500
+            x.status = 500
             _log_unexpected(e)
             try:  # fails if the response had begun: the connection is cut
                 await send_refusal(send, errors.INTERNAL_ERROR())
             except Exception:
                 pass
         finally:
-            self._record(method, path, route, status, started, grant)
+            self._record(x)
 
     # --- WebSocket -----------------------------------------------------------------------------
 
     async def websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
-        started = time.perf_counter()
-        info = RequestInfo(scope["headers"])
-        path = _raw_path(scope)
-        route: Route | None = None
-        grant = NO_KEY
-        status = 101
+        x = Exchange(scope, "WEBSOCKET", 101)
         try:
-            admitted = admit(info, path)
-            path, route = admitted.path, admitted.route
-            route = admitted.routed()
-            if route.kind is not Kind.PROXY:
-                raise errors.NOT_FOUND()
-            grant, query = await self._authorize(scope, info, route)
-            upstream, target = self._target(route, admitted.upstream_path, query)
-            headers = upstream_headers(scope["headers"], info, route, grant, upstream.host, _client_ip(scope),
-                                       scope.get("scheme") == "wss", ws=True)
-            socket = await connect(upstream, target, headers, info.ws_protocols, self.settings.upstreams.connect_timeout)
-            observe.WEBSOCKETS.labels(route.upstream, "open").inc()
+            upstream, target, headers = await self._prepare(x, scope, x.admit(), ws=True)
+            socket = await connect(upstream, target, headers, x.info.ws_protocols,
+                                   self.settings.upstreams.connect_timeout)
+            observe.WEBSOCKETS.labels(upstream.name, "open").inc()
             await send({"type": "websocket.accept", "subprotocol": socket.protocol})
-            await relay(receive, send, socket, frame_rewriter(route, grant, self.auth))
+            await relay(receive, send, socket, frame_rewriter(x.route, x.grant, self.auth))
         except errors.Refusal as r:
-            status = r.status
+            x.status = r.status
             await deny(scope, send, r)
         except Exception as e:
-            status = 500
+            x.status = 500
             _log_unexpected(e)
             try:
                 await send({"type": "websocket.close", "code": 1011})
             except Exception:
                 pass
         finally:
-            self._record("WEBSOCKET", path, route, status, started, grant)
+            self._record(x)
 
 
 def _log_unexpected(e: BaseException) -> None:

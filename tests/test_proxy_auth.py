@@ -13,18 +13,8 @@ import pytest
 
 from gateway import apikeys
 from tests.factories import (
-    AUTH_USER_JWK,
-    BROWSERS,
-    LEGACY_ANON,
-    LEGACY_SERVICE_ROLE,
-    NON_BROWSERS,
-    b64,
-    ec_private_jwk,
-    es256,
-    hs256,
-    legacy_key,
-    unsigned,
-    user_claims,
+    AUTH_USER_JWK, BROWSERS, LEGACY_ANON, LEGACY_SERVICE_ROLE, NON_BROWSERS, b64, ec_private_jwk, es256, hs256,
+    legacy_key, unsigned, user_claims,
 )
 from tests.helpers import assert_refused
 from tests.upstreams import JWT_SECRET, echo_header, random_part, raw_request

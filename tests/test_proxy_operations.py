@@ -15,14 +15,7 @@ from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
 from gateway import apikeys
-from tests.factories import (
-    AUTH_USER_JWK,
-    LEGACY_ANON,
-    LEGACY_SERVICE_ROLE,
-    es256,
-    hs256,
-    user_claims,
-)
+from tests.factories import AUTH_USER_JWK, LEGACY_ANON, LEGACY_SERVICE_ROLE, es256, hs256, user_claims
 from tests.helpers import ADMIN_TOKEN, create_database, run_cli
 from tests.upstreams import db_query, echo_header, random_part, within
 

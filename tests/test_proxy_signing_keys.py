@@ -13,15 +13,8 @@ import pytest
 from websockets.sync.client import connect
 
 from tests.factories import (
-    AUTH_USER_JWK,
-    GATEWAY_RSA_SIGNING_JWK,
-    GATEWAY_SIGNING_JWK,
-    LEGACY_SERVICE_ROLE,
-    ec_private_jwk,
-    es256,
-    hs256,
-    public_jwk,
-    user_claims,
+    AUTH_USER_JWK, GATEWAY_RSA_SIGNING_JWK, GATEWAY_SIGNING_JWK, LEGACY_SERVICE_ROLE, ec_private_jwk, es256, hs256,
+    public_jwk, user_claims,
 )
 from tests.upstreams import JWT_SECRET, echo_header
 

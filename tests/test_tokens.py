@@ -11,13 +11,7 @@ import pytest
 from gateway import tokens
 from gateway.config import Settings
 from gateway.tokens import InvalidJwt, JwtVerifier
-from tests.factories import (
-    AUTH_USER_JWK,
-    ec_private_jwk,
-    es256,
-    public_jwk,
-    user_claims,
-)
+from tests.factories import AUTH_USER_JWK, ec_private_jwk, es256, public_jwk, user_claims
 from tests.upstreams import JWT_SECRET, get_upstreams
 
 

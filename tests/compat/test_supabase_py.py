@@ -16,27 +16,13 @@ from typing import Any
 import httpx
 import pytest
 from postgrest.exceptions import APIError
-from supabase import (
-    AsyncClient,
-    AsyncClientOptions,
-    Client,
-    acreate_client,
-    create_client,
-)
+from supabase import AsyncClient, AsyncClientOptions, Client, acreate_client, create_client
 from supabase_auth.errors import AuthApiError
 from supabase_functions.errors import FunctionsHttpError
 
 from tests.compat.conftest import ApiKeys
 from tests.compat.stack import (
-    ALICE,
-    ALICE_ROWS,
-    ALL_ROWS,
-    ANON_KEY,
-    ANON_ROWS,
-    BOB,
-    SERVICE_ROLE_KEY,
-    Stack,
-    assert_function_saw,
+    ALICE, ALICE_ROWS, ALL_ROWS, ANON_KEY, ANON_ROWS, BOB, SERVICE_ROLE_KEY, Stack, assert_function_saw,
 )
 from tests.helpers import Gateway
 
