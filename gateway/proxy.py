@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 import traceback
@@ -42,7 +43,8 @@ HOP_BY_HOP = frozenset({
 })
 REPLACED = frozenset({
     b"host", b"apikey", b"sb-api-key", b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host",
-    b"x-forwarded-prefix", b"expect",  # bodies are streamed as they come: no 100-continue dance
+    b"x-forwarded-port", b"x-forwarded-prefix",
+    b"expect",  # bodies are streamed as they come: no 100-continue dance
 })
 WS_HANDSHAKE = frozenset({b"sec-websocket-key", b"sec-websocket-version", b"sec-websocket-extensions",
                           b"sec-websocket-protocol"})
@@ -277,6 +279,9 @@ class Proxy:
         out.append((b"x-forwarded-proto", b"https" if scope.get("scheme") in ("https", "wss") else b"http"))
         if info.host is not None:
             out.append((b"x-forwarded-host", info.host))
+        server = scope.get("server")
+        if server and server[1] is not None:
+            out.append((b"x-forwarded-port", _port_bytes(server[1])))  # the listener's, as Envoy and Kong send
         out.append((b"x-forwarded-prefix", route.prefix.encode()))
         return out
 
@@ -386,6 +391,11 @@ class Proxy:
             observe.record("WEBSOCKET", raw_path, route.service if route else None, status, started,
                            grant.role if grant else "none", entry.id if entry else None,
                            entry.prefix if entry else None, self.log_access)
+
+
+@functools.lru_cache(maxsize=8)
+def _port_bytes(port: int) -> bytes:
+    return str(port).encode()
 
 
 def _log_unexpected(e: BaseException) -> None:

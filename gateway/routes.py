@@ -37,7 +37,13 @@ class Route:
     meta_cors: bool = False
 
 
-AUTH_OPEN = frozenset({"/verify", "/callback", "/authorize", "/.well-known/jwks.json"})
+# Open below /auth/v1 as in the official Envoy and Kong configs: links from e-mails, OAuth and
+# SAML identity providers, the JWKS; none of them carries a key.
+AUTH_OPEN = frozenset({"/verify", "/callback", "/authorize", "/.well-known/jwks.json", "/sso/saml/acs",
+                       "/sso/saml/metadata"})
+# RFC 8414 metadata of the auth service's OAuth 2.1 server, at the root: the issuer's path (for
+# example /auth/v1 of API_EXTERNAL_URL) may follow. Open, as in the official configs.
+OAUTH_METADATA = "/.well-known/oauth-authorization-server"
 _GRAPHQL_HEADERS = ((b"content-profile", b"graphql_public"),)
 
 
@@ -129,5 +135,8 @@ def match(path: str) -> Route | None:
 
     if (rest := _under(path, "/pg")) is not None:
         return Route("meta", Policy.SECRET, "/pg", rest or "/", meta_cors=True)
+
+    if _under(path, OAUTH_METADATA) is not None:
+        return Route("auth", Policy.OPEN, path, OAUTH_METADATA)
 
     return None
