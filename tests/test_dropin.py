@@ -211,7 +211,7 @@ def served(merged, stack, pg_server):
     for service, url in up.urls.items():
         env[f"GATEWAY_UPSTREAMS__{service.upper()}"] = url
     env["GATEWAY_ADMIN__HOST"] = "127.0.0.1"
-    for name in ("JWT_JWKS", "GATEWAY_CONFIG", "DATABASE_URL"):
+    for name in ("GATEWAY_CONFIG", "DATABASE_URL"):  # the shell's, not the stack's
         os.environ.pop(name, None)
     gw = Gateway(env, workers=int(env["GATEWAY_SERVER__WORKERS"])).start(timeout=60)
     yield gw, up, env
@@ -353,7 +353,9 @@ def test_a_stack_key_that_cannot_be_imported_stops_the_first_start(dsn, tmp_path
     assert db_query(dsn, "SELECT count(*) AS n FROM gateway.api_keys")[0]["n"] == 0  # nothing half-written
 
 
-def test_later_starts_import_nothing_and_say_so(dsn, tmp_path):
+def test_later_starts_import_nothing_and_say_so(dsn, monkeypatch):
+    for name in ("SUPABASE_PUBLISHABLE_KEY", "SUPABASE_SECRET_KEY", "JWT_KEYS"):
+        monkeypatch.delenv(name, raising=False)
     stack = stack_env(new_keys=True)
     env = {"GATEWAY_DATABASE_URL": dsn, "JWT_SECRET": stack["JWT_SECRET"],
            "GATEWAY_ADMIN__TOKEN": "admin-token-for-this-test-0123456789"}
