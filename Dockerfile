@@ -1,4 +1,4 @@
-# The gateway image used by docker-compose.yml.
+# The gateway image: built by docker-compose.yml, run by docker/docker-compose.gateway.yml.
 FROM python:3.12-slim
 WORKDIR /app
 COPY pyproject.toml README.md ./

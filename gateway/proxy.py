@@ -75,6 +75,19 @@ class Exchange:
         return admitted
 
 
+def _server_port(scope: Scope) -> bytes | None:
+    server = scope.get("server")
+    return None if not server or server[1] is None else _PORTS.get(server[1]) or _port_bytes(server[1])
+
+
+_PORTS: dict[int, bytes] = {}
+
+
+def _port_bytes(port: int) -> bytes:
+    _PORTS[port] = value = str(port).encode()
+    return value
+
+
 def _client_ip(scope: Scope) -> bytes:
     client = scope.get("client")
     return client[0].encode() if client else b""
@@ -143,7 +156,8 @@ class Proxy:
         x.grant, query = await self._authorize(scope, x.info, route)
         upstream, target = self._target(route, admitted.upstream_path, query)
         https = scope.get("scheme") in ("https", "wss")
-        headers = upstream_headers(scope["headers"], x.info, route, x.grant, upstream.host, _client_ip(scope), https, ws)
+        headers = upstream_headers(scope["headers"], x.info, route, x.grant, upstream.host, _client_ip(scope), https, ws,
+                                   _server_port(scope))
         return upstream, target, headers
 
     # --- HTTP ----------------------------------------------------------------------------------

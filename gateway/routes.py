@@ -67,11 +67,18 @@ FUNCTIONS = Route(Kind.PROXY, "functions", "functions", Policy.OPTIONAL, "/funct
                   token_headers=(b"apikey", b"sb-api-key"))
 AUTH = Route(Kind.PROXY, "auth", "auth", Policy.KEY, "/auth/v1")
 AUTH_OPEN = Route(Kind.PROXY, "auth", "auth", Policy.OPEN, "/auth/v1")
+AUTH_METADATA = Route(Kind.PROXY, "auth", "auth", Policy.OPEN, "/.well-known/oauth-authorization-server")
 STORAGE = Route(Kind.PROXY, "storage", "storage", Policy.OPTIONAL, "/storage/v1")
 META = Route(Kind.PROXY, "meta", "meta", Policy.SECRET, "/pg", cors=Cors.META)
 
 SERVICES = ("rest", "graphql", "realtime", "functions", "auth", "storage", "meta")
-AUTH_OPEN_PATHS = frozenset({"/verify", "/callback", "/authorize", "/.well-known/jwks.json"})
+# Open below /auth/v1 as in the official Envoy and Kong configs: links from e-mails, OAuth and
+# SAML identity providers, the JWKS; none of them carries a key.
+AUTH_OPEN_PATHS = frozenset({"/verify", "/callback", "/authorize", "/.well-known/jwks.json", "/sso/saml/acs",
+                             "/sso/saml/metadata"})
+# RFC 8414 metadata of the auth service's OAuth 2.1 server, at the root: the issuer's path (for
+# example /auth/v1 of API_EXTERNAL_URL) may follow. Open, as in the official configs.
+OAUTH_METADATA = "/.well-known/oauth-authorization-server"
 
 
 class BadPath(ValueError):
@@ -170,5 +177,8 @@ def match(path: str) -> tuple[Route, str] | None:
 
     if (rest := _under(path, "/pg")) is not None:
         return META, rest or "/"
+
+    if _under(path, OAUTH_METADATA) is not None:
+        return AUTH_METADATA, OAUTH_METADATA
 
     return None

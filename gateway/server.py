@@ -22,9 +22,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from gateway.config import Settings
+from gateway import apikeys
+from gateway.config import ConfigError, Settings
 from gateway.db import connect, migrate, resolve_dsn
-from gateway.store import Store, key_json
+from gateway.store import InvalidInput, Store, key_json
 
 # The supervisor imports only what it needs; the web stack (uvicorn, FastAPI, aiohttp) is
 # imported by the workers, which keeps the supervisor small and its start quick.
@@ -67,19 +68,42 @@ def _write_private(path: Path, text: str) -> None:
     os.chmod(path, 0o600)
 
 
+# The keys of a self-hosted Supabase .env (docker/utils/add-new-auth-keys.sh writes them): on a
+# first start they become the ``default`` keys, so every client keeps working.
+IMPORT_ENV = {"publishable": "SUPABASE_PUBLISHABLE_KEY", "secret": "SUPABASE_SECRET_KEY"}
+
+
+def keys_to_import() -> dict[str, str]:
+    return {t: v.strip() for t, name in IMPORT_ENV.items() if (v := os.environ.get(name, "")).strip()}
+
+
 async def prepare(settings: Settings, dsn: str) -> None:
     conn = await connect(dsn)
     try:
         await migrate(conn)
     finally:
         await conn.close()
+    imports = keys_to_import()
     store = await Store.open(dsn, settings.key_checksum_ref, max_size=1)
     try:
-        created, token = await store.bootstrap(need_admin_token=settings.admin.token is None)
+        try:
+            created, token = await store.bootstrap(need_admin_token=settings.admin.token is None, imports=imports)
+        except InvalidInput as e:
+            raise ConfigError(f"{IMPORT_ENV[e.field]} cannot be imported on first start: it is not a valid "
+                              f"{e.field} key for key_checksum_ref {settings.key_checksum_ref!r}") from None
+        imported = {row["type"] for row, key in created if key is None}
+        for key_type, value in imports.items():
+            if key_type in imported:
+                log.info("first start: imported %s (%s...) as the default %s key",
+                         IMPORT_ENV[key_type], apikeys.display_prefix(value), key_type)
+            elif await store.lookup_hash(apikeys.hash_key(value)) is None:
+                log.warning("%s is set but is not one of the gateway's keys: requests with it get 401 (adopt it "
+                            "with `gateway keys import`)", IMPORT_ENV[key_type])
     finally:
         await store.close()
-    if created or token:
-        show_once(settings, [key_json(row, key) for row, key in created], token)
+    shown = [key_json(row, key) for row, key in created if key is not None]
+    if shown or token:
+        show_once(settings, shown, token)
 
 
 def show_once(settings: Settings, keys: list[dict[str, Any]], admin_token: str | None) -> None:

@@ -259,21 +259,36 @@ class Store:
         value = await self.get_setting("admin_token")
         return None if value is None else value.get("hash")
 
-    async def bootstrap(self, *, need_admin_token: bool) -> tuple[list[tuple[asyncpg.Record, str]], str | None]:
+    async def bootstrap(
+        self, *, need_admin_token: bool, imports: dict[str, str] | None = None,
+    ) -> tuple[list[tuple[asyncpg.Record, str | None]], str | None]:
         """First start: default keys when the table is empty, an admin token when none is set.
 
-        Runs once per database, under a lock, so instances starting together agree. Returns
-        the plaintexts to show once: ``([(row, api_key), ...], admin_token or None)``.
+        ``imports`` (key type -> plaintext key, e.g. a self-hosted ``.env``'s
+        ``SUPABASE_PUBLISHABLE_KEY``) become the ``default`` keys of their type instead of new
+        ones; a key whose checksum does not match raises InvalidInput (field: its type) and
+        nothing is written. Runs once per database, under a lock, so instances starting together
+        agree. Returns ``([(row, api_key), ...], admin_token or None)``: the plaintexts to show
+        once, ``api_key`` None for an imported key (its owner has it already).
         """
-        created: list[tuple[asyncpg.Record, str]] = []
+        imports = imports or {}
+        created: list[tuple[asyncpg.Record, str | None]] = []
         token: str | None = None
         async with self.pool.acquire() as conn, conn.transaction():
             await conn.execute("SELECT pg_advisory_xact_lock($1)", BOOTSTRAP_LOCK)
             done = await conn.fetchval("SELECT value FROM gateway.settings WHERE key = 'bootstrapped'")
             if done is None and not await conn.fetchval("SELECT exists(SELECT 1 FROM gateway.api_keys)"):
                 for key_type in ("publishable", "secret"):
-                    created.append(await self._insert_key(conn, key_type, "default", "system",
-                                                          "Created on first start", None, None))
+                    api_key = imports.get(key_type)
+                    if api_key is None:
+                        created.append(await self._insert_key(conn, key_type, "default", "system",
+                                                              "Created on first start", None, None))
+                        continue
+                    if apikeys.parse(api_key, self.checksum_ref) != key_type:
+                        raise InvalidInput(key_type, f"not a valid {key_type} key for checksum ref {self.checksum_ref!r}")
+                    row, _ = await self._insert_key(conn, key_type, "default", "system",
+                                                    "Imported on first start", None, api_key)
+                    created.append((row, None))
             if done is None:
                 await conn.execute("INSERT INTO gateway.settings (key, value) VALUES ('bootstrapped', 'true')")
             if need_admin_token and await conn.fetchval(

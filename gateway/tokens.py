@@ -34,17 +34,28 @@ class InvalidJwt(Exception):
 
 @dataclass
 class Minter:
+    """Signs with the first of ``jwt.signing_keys`` (with its kid), else HS256 with ``jwt.secret``.
+
+    Legacy keys are the exception: they are HS256 JWTs signed with ``jwt.secret``, and their
+    minted JWTs are signed the same way, so whatever verifies a legacy key verifies what the
+    gateway forwards for it. In a self-hosted stack whose services only know ``JWT_SECRET``
+    (their JWKS lines still commented out) the legacy keys thus keep working, as they did when
+    Envoy or Kong forwarded them as they were; opaque keys get the asymmetric JWT, as Envoy and
+    Kong forward ``ANON_KEY_ASYMMETRIC`` / ``SERVICE_ROLE_KEY_ASYMMETRIC`` for them."""
+
     ref: str
     issuer: str
     ttl: int
     key: Any  # str secret or a private key object
     alg: str
     kid: str | None
+    legacy_secret: str | None = None  # jwt.secret: signs the JWTs of legacy keys
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "Minter":
         jwt_settings = settings.jwt
-        common = dict(ref=settings.project_ref, issuer=jwt_settings.issuer, ttl=jwt_settings.ttl_seconds)
+        common = dict(ref=settings.project_ref, issuer=jwt_settings.issuer, ttl=jwt_settings.ttl_seconds,
+                      legacy_secret=None if jwt_settings.secret is None else jwt_settings.secret.get_secret_value())
         if jwt_settings.signing_keys:
             jwk = jwt_settings.signing_keys[0]
             if jwk["kty"] == "oct":
@@ -56,9 +67,11 @@ class Minter:
             raise ValueError("jwt.secret or jwt.signing_keys must be set to mint JWTs")
         return cls(key=jwt_settings.secret.get_secret_value(), alg="HS256", kid=None, **common)
 
-    def mint(self, claims: dict[str, Any], now: float | None = None) -> str:
+    def mint(self, claims: dict[str, Any], now: float | None = None, legacy: bool = False) -> str:
         iat = int(time.time() if now is None else now)
         payload = {**claims, "iss": self.issuer, "ref": self.ref, "iat": iat, "exp": iat + self.ttl}
+        if legacy and self.legacy_secret is not None:
+            return jwt.encode(payload, self.legacy_secret, algorithm="HS256")
         headers = {"kid": self.kid} if self.kid else None
         return jwt.encode(payload, self.key, algorithm=self.alg, headers=headers)
 
@@ -66,7 +79,7 @@ class Minter:
         """The entry's JWT, signed again only once half of its lifetime has passed."""
         now = time.time()
         if now >= entry.token_renew_at:
-            entry.token = self.mint(entry.claims, now)
+            entry.token = self.mint(entry.claims, now, legacy=entry.type == "legacy")
             entry.token_renew_at = now + self.ttl / 2
         return entry.token
 

@@ -138,7 +138,8 @@ def test_functions_bad_key_is_refused(client):
 
 
 @pytest.mark.parametrize("path", ["/auth/v1/verify", "/auth/v1/callback", "/auth/v1/authorize",
-                                  "/auth/v1/.well-known/jwks.json"])
+                                  "/auth/v1/.well-known/jwks.json", "/auth/v1/sso/saml/acs",
+                                  "/auth/v1/sso/saml/metadata"])
 def test_auth_open_paths_need_no_key(client, path):
     r = client.get(path, params={"token": "abc", "type": "signup", "redirect_to": "http://localhost:3000"})
     assert r.status_code == 200, r.text
@@ -166,7 +167,20 @@ def test_auth_open_paths_translate_a_key_that_is_sent(client, sec, pub):
     assert_refused(r, 401, "UNAUTHORIZED_INVALID_API_KEY", "Invalid API key")
 
 
+@pytest.mark.parametrize("path", ["/.well-known/oauth-authorization-server",
+                                  "/.well-known/oauth-authorization-server/auth/v1"])
+def test_oauth_server_metadata_is_open(client, path):
+    """RFC 8414: the metadata sits at the root, the issuer's path (API_EXTERNAL_URL's) after it."""
+    r = client.get(path)
+    assert r.status_code == 200, r.text
+    echo = r.json()
+    assert (echo["service"], echo["path"]) == ("auth", "/.well-known/oauth-authorization-server")
+    assert echo_header(echo, "x-forwarded-prefix") == ["/.well-known/oauth-authorization-server"]
+    assert client.get("/.well-known/oauth-authorization-serverx").status_code == 404
+
+
 @pytest.mark.parametrize("target", [
+    "/auth/v1/sso/saml/acs/../../admin/users", "/auth/v1/sso/saml", "/auth/v1/sso/saml/acsx",
     "/auth/v1/verify/../admin/users", "/auth/v1/verify/", "/auth/v1/verify/x", "/auth/v1/callbackx",
     "/auth/v1/user", "/auth/v1/admin/users", "/auth/v1/./admin/users", "/auth/v1", "/auth/v1/",
 ])
@@ -314,6 +328,7 @@ def test_forwarded_headers_and_hop_by_hop(gw, pub):
         ("X-Forwarded-For", "203.0.113.7"),
         ("X-Forwarded-Proto", "https"),
         ("X-Forwarded-Prefix", "/evil"),
+        ("X-Forwarded-Port", "1"),
         ("Connection", "keep-alive, X-Drop-Me"),
         ("X-Drop-Me", "1"),
         ("Keep-Alive", "timeout=5"),
@@ -334,6 +349,7 @@ def test_forwarded_headers_and_hop_by_hop(gw, pub):
     assert echo_header(echo, "x-forwarded-for") == ["203.0.113.7, 127.0.0.1"]
     assert echo_header(echo, "x-forwarded-proto") == ["http"]
     assert echo_header(echo, "x-forwarded-host") == ["api.example.com"]
+    assert echo_header(echo, "x-forwarded-port") == [str(gw.port)]
     assert echo_header(echo, "x-forwarded-prefix") == ["/rest/v1"]
     assert echo_header(echo, "host") != ["api.example.com"]
     for name, value in (("prefer", "return=representation"), ("x-client-info", "supabase-js/2.50.0"),

@@ -13,8 +13,8 @@ import pytest
 from websockets.sync.client import connect
 
 from tests.factories import (
-    AUTH_USER_JWK, GATEWAY_RSA_SIGNING_JWK, GATEWAY_SIGNING_JWK, LEGACY_SERVICE_ROLE, ec_private_jwk, es256, hs256,
-    public_jwk, user_claims,
+    AUTH_USER_JWK, GATEWAY_RSA_SIGNING_JWK, GATEWAY_SIGNING_JWK, LEGACY_ANON, LEGACY_SERVICE_ROLE, ec_private_jwk, es256,
+    hs256, public_jwk, user_claims,
 )
 from tests.upstreams import JWT_SECRET, echo_header
 
@@ -69,10 +69,26 @@ def test_every_service_gets_the_asymmetric_jwt(client, keys, alg):
         assert r.json()["verified"][where]["header"]["alg"] == alg
 
 
-def test_legacy_key_gets_an_asymmetric_jwt_too(client, alg):
-    r = client.get("/rest/v1/todos", headers={"apikey": LEGACY_SERVICE_ROLE})
-    verified = r.json()["verified"]["authorization"]
-    assert (verified["header"]["alg"], verified["claims"]["role"]) == (alg, "service_role")
+def test_legacy_keys_get_a_jwt_signed_like_themselves(client, keys):
+    """HS256 with jwt.secret: what verifies the legacy key verifies its JWT, even where a service
+    knows only JWT_SECRET (as a self-hosted stack whose JWKS lines are still commented out)."""
+    for legacy, role in ((LEGACY_ANON, "anon"), (LEGACY_SERVICE_ROLE, "service_role")):
+        r = client.get("/rest/v1/todos", headers={"apikey": legacy})
+        assert r.status_code == 200, r.text
+        echo = r.json()
+        verified = echo["verified"]["authorization"]
+        assert (verified["header"]["alg"], verified["claims"]["role"]) == ("HS256", role)
+        assert "kid" not in verified["header"]
+        token = echo_header(echo, "authorization")[0].removeprefix("Bearer ")
+        assert token != legacy  # minted, short-lived: not the 5-year key itself
+        assert jwt.decode(token, JWT_SECRET, algorithms=["HS256"], options={"verify_aud": False})["role"] == role
+    # an opaque key's JWT on the same request as a legacy bearer stays asymmetric
+    r = client.get("/rest/v1/todos", headers={"apikey": keys["publishable"],
+                                              "Authorization": f"Bearer {LEGACY_SERVICE_ROLE}"})
+    verified = r.json()["verified"]
+    assert verified["authorization"]["header"]["alg"] == "HS256"
+    assert verified["authorization"]["claims"]["role"] == "service_role"
+    assert verified["apikey"]["header"]["alg"] != "HS256"
 
 
 def test_websocket_gets_the_asymmetric_jwt(gw, keys, alg):

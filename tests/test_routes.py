@@ -42,6 +42,10 @@ TABLE = [
     ("/storage/v1/object/a", routes.STORAGE, "/object/a"),
     ("/pg/tables", routes.META, "/tables"),
     ("/pg", routes.META, "/"),
+    ("/auth/v1/sso/saml/acs", routes.AUTH_OPEN, "/sso/saml/acs"),
+    ("/.well-known/oauth-authorization-server", routes.AUTH_METADATA, "/.well-known/oauth-authorization-server"),
+    ("/.well-known/oauth-authorization-server/auth/v1", routes.AUTH_METADATA,
+     "/.well-known/oauth-authorization-server"),
 ]
 
 
@@ -150,5 +154,7 @@ def test_secret_only_and_forbidden_only_in_their_exact_forms(raw):
         assert not server_view(upstream_path).startswith(("/api/tenants", "/api/openapi"))
     if route is routes.AUTH_OPEN:
         assert upstream_path in routes.AUTH_OPEN_PATHS
+    if route is routes.AUTH_METADATA:
+        assert upstream_path == routes.OAUTH_METADATA
     if route.kind is Kind.FORBIDDEN:
         assert route is routes.FORBIDDEN

@@ -378,6 +378,49 @@ async def test_instances_starting_together_bootstrap_once(dsn):
             await s.close()
 
 
+async def test_bootstrap_imports_the_given_keys_as_the_defaults(store):
+    publishable, secret = apikeys.generate("publishable", REF), apikeys.generate("secret", REF)
+    created, token = await store.bootstrap(need_admin_token=True, imports={"publishable": publishable,
+                                                                           "secret": secret})
+    assert token  # the admin token is still generated
+    assert [(r["type"], r["name"], key) for r, key in created] == [("publishable", "default", None),
+                                                                    ("secret", "default", None)]
+    rows = {r["type"]: r for r in await store.list_keys()}
+    assert rows["publishable"]["hash"] == apikeys.hash_key(publishable)
+    assert rows["secret"]["hash"] == apikeys.hash_key(secret)
+    assert rows["secret"]["secret_jwt_template"] == DEFAULT_TEMPLATE
+    dump = await dump_database(store.dsn)
+    assert secret_part(publishable) not in dump and secret_part(secret) not in dump
+    # once only: later starts import nothing, whatever they are given
+    assert await store.bootstrap(need_admin_token=True, imports={
+        "publishable": apikeys.generate("publishable", REF)}) == ([], None)
+    assert await store.count_keys() == 2
+
+
+async def test_bootstrap_imports_one_key_and_creates_the_other(store):
+    publishable = apikeys.generate("publishable", REF)
+    created, _ = await store.bootstrap(need_admin_token=False, imports={"publishable": publishable})
+    assert [(r["type"], key is None) for r, key in created] == [("publishable", True), ("secret", False)]
+    made = next(key for r, key in created if r["type"] == "secret")
+    assert apikeys.parse(made, REF) == "secret"
+
+
+@pytest.mark.parametrize("bad", [
+    apikeys.generate("publishable", "another-ref"),  # checksum of another ref
+    apikeys.generate("secret", REF),  # a secret key given as the publishable one
+    "sb_publishable_not-a-key",
+])
+async def test_bootstrap_refuses_a_bad_key_and_writes_nothing(store, bad):
+    with pytest.raises(InvalidInput) as info:
+        await store.bootstrap(need_admin_token=True, imports={"publishable": bad,
+                                                              "secret": apikeys.generate("secret", REF)})
+    assert info.value.field == "publishable" and bad not in str(info.value)
+    assert await store.count_keys() == 0
+    assert await store.get_setting("bootstrapped") is None and await store.admin_token_hash() is None
+    created, token = await store.bootstrap(need_admin_token=True)  # a corrected start is a first start
+    assert len(created) == 2 and token
+
+
 # --- last use ---------------------------------------------------------------------------------
 
 

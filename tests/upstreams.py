@@ -371,7 +371,8 @@ def proxy_env(pg_server: str, upstreams: Upstreams | None, dsn: str | None = Non
 
 def start_gateway(env: dict[str, str], workers: int = 1) -> Gateway:
     # Keep a stray variable of the developer's shell from changing what the tests see.
-    for name in ("JWT_SECRET", "JWT_KEYS", "ANON_KEY", "SERVICE_ROLE_KEY", "DATABASE_URL", "GATEWAY_CONFIG"):
+    for name in ("JWT_SECRET", "JWT_KEYS", "ANON_KEY", "SERVICE_ROLE_KEY", "DATABASE_URL", "GATEWAY_CONFIG",
+                 "SUPABASE_PUBLISHABLE_KEY", "SUPABASE_SECRET_KEY"):
         os.environ.pop(name, None)
     return Gateway(env, workers=workers).start()
 
