@@ -32,7 +32,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import urllib.error
 import urllib.request
@@ -41,13 +40,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+sys.path[:] = [str(Path(__file__).resolve().parent.parent)] + [
+    p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+
+from bench import BenchError, log  # noqa: E402
+from bench.measure import PeakRss, ProcSet, median  # noqa: E402
+from bench.nginx import proxy_conf, start_nginx, upstream_conf  # noqa: E402
+from bench.process import Processes, find_tool, http_request, wait_http  # noqa: E402
+from bench.wrk import Load, Wrk  # noqa: E402
+
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 RESULTS = HERE / "results"
 
 JWT_SECRET = "bench-jwt-secret-0123456789-abcdefghijklmnopqrstuvwxyz"
 ADMIN_TOKEN = "bench-admin-token-0123456789abcdef"
-SMALL_JSON = '{"id":1,"name":"bench","items":[1,2,3],"ok":true}'
 BIG_BYTES = 10 * 1024 * 1024
 POST_BYTES = 1024 * 1024
 RELOAD_S = 5.0  # keys.refresh_seconds of the 100,000-key gateway, to see full reloads in a short run
@@ -56,20 +63,7 @@ GROUPS = ("get", "stream", "post", "startup", "firstuse", "ws")
 GATEWAY_ALIASES = ("DATABASE_URL", "JWT_SECRET", "JWT_KEYS", "ANON_KEY", "SERVICE_ROLE_KEY")
 
 
-def log(msg: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
-
-
-class BenchError(Exception):
-    pass
-
-
 # --- prerequisites ---------------------------------------------------------------------------
-
-
-def find_tool(name: str) -> str | None:
-    return shutil.which(name) or next(
-        (str(p) for p in (Path("/usr/sbin") / name, Path("/usr/local/sbin") / name) if p.exists()), None)
 
 
 def check_prerequisites() -> tuple[str, str]:
@@ -94,339 +88,10 @@ def check_prerequisites() -> tuple[str, str]:
     return nginx, wrk  # type: ignore[return-value]
 
 
-# --- processes we start ----------------------------------------------------------------------
-
-
-class Processes:
-    """Every child in its own process group; stop() ends the group, stop_all() everything."""
-
-    def __init__(self) -> None:
-        self.items: list[tuple[str, subprocess.Popen[bytes], int]] = []
-
-    def start(self, name: str, cmd: list[str], *, env: dict[str, str] | None = None, cwd: Path | None = None,
-              log_to: Path | None = None, stop_signal: int = signal.SIGTERM) -> subprocess.Popen[bytes]:
-        out = open(log_to, "ab") if log_to else subprocess.DEVNULL
-        err = open(log_to.with_suffix(".err"), "ab") if log_to else subprocess.DEVNULL
-        try:
-            p = subprocess.Popen(cmd, env=env, cwd=cwd, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
-                                 start_new_session=True)
-        finally:
-            for f in (out, err):
-                if f is not subprocess.DEVNULL:
-                    f.close()  # type: ignore[union-attr]
-        self.items.append((name, p, stop_signal))
-        return p
-
-    def stop(self, p: subprocess.Popen[bytes], timeout: float = 20) -> None:
-        sig = next((s for _, q, s in self.items if q is p), signal.SIGTERM)
-        if p.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                p.send_signal(sig)
-            try:
-                p.wait(timeout)
-            except subprocess.TimeoutExpired:
-                log(f"pid {p.pid} did not stop in {timeout:.0f}s: killing its process group")
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(p.pid, signal.SIGKILL)  # leftovers (workers) of the group, if any
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            p.wait(5)
-        self.items = [it for it in self.items if it[1] is not p]
-
-    def stop_all(self) -> None:
-        for _name, p, _sig in reversed(list(self.items)):
-            try:
-                self.stop(p)
-            except Exception as e:  # keep stopping the others
-                log(f"could not stop pid {p.pid}: {e}")
-
-
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-_opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-
-
-def http_get(url: str, headers: dict[str, str] | None = None, timeout: float = 5) -> tuple[int, bytes]:
-    req = urllib.request.Request(url, headers=headers or {})
-    try:
-        with _opener.open(req, timeout=timeout) as r:
-            return r.status, r.read()
-    except urllib.error.HTTPError as e:
-        return e.code, e.read()
-
-
-def wait_http(url: str, timeout: float, proc: subprocess.Popen[bytes] | None = None, interval: float = 0.01) -> float:
-    """Seconds until ``url`` answers 200."""
-    t0 = time.monotonic()
-    while True:
-        if proc is not None and proc.poll() is not None:
-            raise BenchError(f"process for {url} exited with {proc.returncode}")
-        try:
-            if http_get(url, timeout=1)[0] == 200:
-                return time.monotonic() - t0
-        except (OSError, http.client.HTTPException):
-            pass
-        if time.monotonic() - t0 > timeout:
-            raise BenchError(f"{url} not healthy after {timeout:.0f}s")
-        time.sleep(interval)
-
-
-# --- measuring processes ---------------------------------------------------------------------
-
-
-class ProcSet:
-    """A process and its descendants (Postgres excluded): CPU time and RSS."""
-
-    def __init__(self, name: str, pid: int) -> None:
-        import psutil
-
-        self.name = name
-        self.root = psutil.Process(pid)
-
-    def procs(self) -> list[Any]:
-        import psutil
-
-        try:
-            out = [self.root] + self.root.children(recursive=True)
-        except psutil.NoSuchProcess:
-            return []
-        return [p for p in out if _name(p) not in ("postgres", "pg_ctl")]
-
-    def cpu(self) -> float:
-        total = 0.0
-        for p in self.procs():
-            with contextlib.suppress(Exception):
-                t = p.cpu_times()
-                total += t.user + t.system
-        return total
-
-    def rss(self) -> int:
-        total = 0
-        for p in self.procs():
-            with contextlib.suppress(Exception):
-                total += p.memory_info().rss
-        return total
-
-    def memory(self) -> dict[str, float]:
-        """Summed RSS, PSS (shared pages split between processes) and USS, in MB."""
-        out = {"rss_mb": 0.0, "pss_mb": 0.0, "uss_mb": 0.0}
-        for p in self.procs():
-            with contextlib.suppress(Exception):
-                m = p.memory_full_info()
-                out["rss_mb"] += m.rss / 2 ** 20
-                out["pss_mb"] += getattr(m, "pss", 0) / 2 ** 20
-                out["uss_mb"] += m.uss / 2 ** 20
-        return {k: round(v, 1) for k, v in out.items()}
-
-    def peak_rss(self) -> int:
-        """Sum of each process's own peak RSS (VmHWM) since it started, in bytes."""
-        total = 0
-        for p in self.procs():
-            with contextlib.suppress(OSError, ValueError):
-                for line in Path(f"/proc/{p.pid}/status").read_text().splitlines():
-                    if line.startswith("VmHWM:"):
-                        total += int(line.split()[1]) * 1024
-        return total
-
-    def rss_each(self) -> list[int]:
-        out = []
-        for p in self.procs():
-            with contextlib.suppress(Exception):
-                out.append(p.memory_info().rss)
-        return out
-
-
-def _name(p: Any) -> str:
-    try:
-        return p.name()
-    except Exception:
-        return ""
-
-
-class PeakRss:
-    """Samples a ProcSet's summed RSS every 50 ms in a thread; ``peak`` in bytes."""
-
-    def __init__(self, ps: ProcSet) -> None:
-        self.ps = ps
-        self.peak = ps.rss()
-        self._stop = threading.Event()
-        self._t = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.wait(0.05):
-            self.peak = max(self.peak, self.ps.rss())
-
-    def __enter__(self) -> "PeakRss":
-        self._t.start()
-        return self
-
-    def __exit__(self, *_: Any) -> None:
-        self._stop.set()
-        self._t.join()
-        self.peak = max(self.peak, self.ps.rss())
-
-
-# --- wrk -------------------------------------------------------------------------------------
-
-_TIME = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3, "h": 3600e3}
-_SIZE = {"": 1, "K": 1024, "M": 1024 ** 2, "G": 1024 ** 3, "T": 1024 ** 4}
-
-
-def parse_wrk(text: str) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for pct in ("50", "75", "90", "99"):
-        m = re.search(rf"^\s*{pct}(?:\.0+)?%\s+([\d.]+)(us|ms|s|m|h)\s*$", text, re.M)
-        if m:
-            out[f"p{pct}_ms"] = float(m.group(1)) * _TIME[m.group(2)]
-    m = re.search(r"(\d+) requests in ([\d.]+)(us|ms|s|m|h), ([\d.]+)([KMGT]?)B read", text)
-    if not m:
-        raise BenchError(f"cannot parse wrk output:\n{text}")
-    out["requests"] = int(m.group(1))
-    out["seconds"] = float(m.group(2)) * _TIME[m.group(3)] / 1000
-    out["bytes"] = float(m.group(4)) * _SIZE[m.group(5)]
-    m = re.search(r"Requests/sec:\s+([\d.]+)", text)
-    out["rps"] = float(m.group(1)) if m else out["requests"] / out["seconds"]
-    m = re.search(r"Transfer/sec:\s+([\d.]+)([KMGT]?)B", text)
-    out["bytes_per_s"] = float(m.group(1)) * _SIZE[m.group(2)] if m else out["bytes"] / out["seconds"]
-    m = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
-    out["non_2xx"] = int(m.group(1)) if m else 0
-    m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text)
-    out["socket_errors"] = sum(int(g) for g in m.groups()) if m else 0
-    return out
-
-
-@dataclass
-class Spec:
-    """One wrk measurement: a URL through one of (a) direct, (b) nginx, (c) the gateway."""
-
-    key: str
-    group: str
-    label: str
-    via: str  # a | b | c
-    url: str
-    procset: ProcSet
-    headers: dict[str, str] = field(default_factory=dict)
-    script: str | None = None
-    note: str = ""
-
-
-class Wrk:
-    def __init__(self, path: str, args: argparse.Namespace, upstream: ProcSet) -> None:
-        self.path = path
-        self.args = args
-        self.upstream = upstream
-
-    def run(self, spec: Spec, duration: float) -> dict[str, Any]:
-        a = self.args
-        cmd = [self.path, f"-t{a.threads}", f"-c{a.connections}", f"-d{max(1, round(duration))}s", "--latency", "--timeout", "10s"]
-        for k, v in spec.headers.items():
-            cmd += ["-H", f"{k}: {v}"]
-        if spec.script:
-            cmd += ["-s", spec.script]
-        cmd.append(spec.url)
-        cpu0, up0 = spec.procset.cpu(), self.upstream.cpu()
-        with PeakRss(spec.procset) as peak:
-            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 60)
-        cpu1, up1 = spec.procset.cpu(), self.upstream.cpu()
-        if proc.returncode != 0:
-            raise BenchError(f"wrk failed ({proc.returncode}) for {spec.key}: {proc.stderr.strip()}")
-        r = parse_wrk(proc.stdout)
-        n = max(r["requests"], 1)
-        r["cpu_us_per_req"] = (cpu1 - cpu0) / n * 1e6
-        r["upstream_cpu_us_per_req"] = (up1 - up0) / n * 1e6
-        r["peak_rss_mb"] = peak.peak / 2 ** 20
-        r["errors"] = r["non_2xx"] + r["socket_errors"]
-        return r
-
-
-# --- nginx -----------------------------------------------------------------------------------
-
-
-def nginx_conf(prefix: Path, body: str) -> str:
-    user = "user root;\n" if os.geteuid() == 0 else ""  # workers must read our 0700 temp dir
-    return f"""{user}worker_processes auto;
-daemon off;
-pid {prefix}/nginx.pid;
-error_log {prefix}/error.log warn;
-events {{ worker_connections 8192; }}
-http {{
-    access_log off;
-    default_type application/octet-stream;
-    sendfile on;
-    tcp_nopush on;
-    keepalive_requests 1000000;
-    client_body_temp_path {prefix}/client_body;
-    proxy_temp_path {prefix}/proxy;
-    fastcgi_temp_path {prefix}/fastcgi;
-    uwsgi_temp_path {prefix}/uwsgi;
-    scgi_temp_path {prefix}/scgi;
-{body}
-}}
-"""
-
-
-def upstream_conf(prefix: Path, port: int) -> str:
-    """Small JSON on any path, a 10 MB file, and /upload: reads the whole body, answers small JSON."""
-    return nginx_conf(prefix, f"""
-    upstream self {{ server 127.0.0.1:{port}; keepalive 64; }}
-    server {{
-        listen 127.0.0.1:{port} backlog=4096;
-        root {prefix}/www;
-        location / {{ default_type application/json; return 200 '{SMALL_JSON}'; }}
-        location = /big.bin {{ }}
-        location = /upload {{
-            client_max_body_size 0;
-            client_body_buffer_size 2m;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-            proxy_pass_request_body off;
-            proxy_set_header Content-Length "";
-            proxy_method GET;
-            proxy_pass http://self/uploaded;
-        }}
-    }}""")
-
-
-def proxy_conf(prefix: Path, port: int, upstream_port: int, ws_port: int) -> str:
-    """nginx as the reference proxy: /rest/v1/* -> upstream /*, with upstream keepalive."""
-    return nginx_conf(prefix, f"""
-    upstream up {{ server 127.0.0.1:{upstream_port}; keepalive 64; keepalive_requests 1000000; }}
-    upstream ws {{ server 127.0.0.1:{ws_port}; }}
-    server {{
-        listen 127.0.0.1:{port} backlog=4096;
-        client_max_body_size 0;
-        location /rest/v1/ {{
-            proxy_pass http://up/;
-            proxy_request_buffering off;  # stream request bodies, as the gateway does
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-            proxy_max_temp_file_size 0;
-        }}
-        location = /realtime/v1/websocket {{
-            proxy_pass http://ws/socket/websocket;
-            proxy_http_version 1.1;
-            proxy_set_header Upgrade $http_upgrade;
-            proxy_set_header Connection "upgrade";
-            proxy_read_timeout 3600s;
-        }}
-    }}""")
-
-
-def start_nginx(procs: Processes, nginx: str, prefix: Path, conf: str, port: int, name: str) -> subprocess.Popen[bytes]:
-    prefix.mkdir(parents=True, exist_ok=True)
-    (prefix / "nginx.conf").write_text(conf)
-    p = procs.start(name, [nginx, "-p", str(prefix), "-c", str(prefix / "nginx.conf"), "-e", str(prefix / "error.log")],
-                    log_to=prefix / "stdout.log", stop_signal=signal.SIGTERM)
-    try:
-        wait_http(f"http://127.0.0.1:{port}/rest/v1/ping" if name == "nginx-proxy" else f"http://127.0.0.1:{port}/ping",
-                  15, p)
-    except BenchError:
-        err = (prefix / "error.log").read_text() if (prefix / "error.log").exists() else ""
-        raise BenchError(f"{name} did not start:\n{err[-2000:]}") from None
-    return p
 
 
 # --- the gateway -----------------------------------------------------------------------------
@@ -487,7 +152,7 @@ class Gateway:
         t0 = time.monotonic()
         # The access log (stdout) goes to a file, as a container's log driver would take it.
         self.proc = procs.start(self.name, [sys.executable, "-m", "gateway", "serve"], env=self.env(),
-                                cwd=self.workdir, log_to=self.workdir / "gateway.log")
+                                cwd=self.workdir, out=self.workdir / "gateway.log")
         try:
             wait_http(self.url + "/health", timeout, self.proc, interval=0.005)
             self.startup_s = time.monotonic() - t0
@@ -522,8 +187,10 @@ class Gateway:
             f"{self.admin_url}/v1/projects/default/api-keys",
             data=json.dumps({"type": key_type, "name": name}).encode(), method="POST",
             headers={"Authorization": f"Bearer {ADMIN_TOKEN}", "Content-Type": "application/json"})
-        with _opener.open(req, timeout=10) as r:
-            return json.loads(r.read())["api_key"]
+        status, body = http_request(req.full_url, dict(req.header_items()), req.data, timeout=10)
+        if status != 201:
+            raise BenchError(f"creating a key answered {status}: {body[:300]!r}")
+        return json.loads(body)["api_key"]
 
     def worker_pids(self) -> list[int]:
         assert self.procset is not None
@@ -680,12 +347,7 @@ class Row:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def median(xs: list[float]) -> float | None:
-    xs = [x for x in xs if x is not None]
-    return statistics.median(xs) if xs else None
-
-
-def summarize(spec: Spec, runs: list[dict[str, Any]]) -> Row:
+def summarize(spec: Load, runs: list[dict[str, Any]]) -> Row:
     row = Row(spec.group, spec.label, spec.via, key=spec.key, note=spec.note, runs=runs)
     row.rps = median([r["rps"] for r in runs])
     row.p50_ms = median([r.get("p50_ms") for r in runs])
@@ -781,13 +443,14 @@ class Bench:
             f.write(os.urandom(BIG_BYTES))
         log(f"temp dir {self.tmp}; starting nginx upstream :{self.up_port}, nginx proxy :{self.proxy_port}, "
             f"WebSocket echo :{self.ws_port}")
-        up = start_nginx(self.procs, self.nginx, up_prefix, upstream_conf(up_prefix, self.up_port), self.up_port,
+        up = start_nginx(self.procs, self.nginx, up_prefix, upstream_conf(up_prefix, self.up_port),
+                         f"http://127.0.0.1:{self.up_port}/ping",
                          "nginx-upstream")
         px = start_nginx(self.procs, self.nginx, self.tmp / "nginx-proxy",
                          proxy_conf(self.tmp / "nginx-proxy", self.proxy_port, self.up_port, self.ws_port),
-                         self.proxy_port, "nginx-proxy")
+                         f"http://127.0.0.1:{self.proxy_port}/rest/v1/ping", "nginx-proxy")
         ws = self.procs.start("ws-echo", [sys.executable, str(HERE / "ws_echo.py"), str(self.ws_port)],
-                              log_to=self.tmp / "ws-echo.log")
+                              out=self.tmp / "ws-echo.log")
         wait_http(f"http://127.0.0.1:{self.ws_port}/health", 20, ws)
         self.upstream_ps = ProcSet("nginx-upstream", up.pid)
         self.proxy_ps = ProcSet("nginx-proxy", px.pid)
@@ -827,65 +490,57 @@ class Bench:
                         f'wrk.headers["Content-Type"] = "application/octet-stream"\n')
         self.post_script = str(post)
 
-    def specs(self) -> list[Spec]:
+    def specs(self) -> list[Load]:
         a_url, b_url = f"http://127.0.0.1:{self.up_port}", f"http://127.0.0.1:{self.proxy_port}/rest/v1"
         gw, pub = self.gw, {"apikey": self.pub}
         gps = gw.procset
         assert gps is not None
-        out: list[Spec] = []
+        out: list[Load] = []
         if "get" in self.groups:
             out += [
-                Spec("get.a", "get", "small JSON GET", "a", a_url + "/items", self.upstream_ps),
-                Spec("get.b", "get", "small JSON GET", "b", b_url + "/items", self.proxy_ps),
-                Spec("get.c.pub", "get", "publishable key GET", "c", gw.url + "/rest/v1/items", gps, pub),
-                Spec("get.c.nokey", "get", "no key (storage route)", "c", gw.url + "/storage/v1/items", gps),
+                Load("get.a", "get", "small JSON GET", "a", a_url + "/items", self.upstream_ps),
+                Load("get.b", "get", "small JSON GET", "b", b_url + "/items", self.proxy_ps),
+                Load("get.c.pub", "get", "publishable key GET", "c", gw.url + "/rest/v1/items", gps, pub),
+                Load("get.c.nokey", "get", "no key (storage route)", "c", gw.url + "/storage/v1/items", gps),
             ]
             if self.gw_quiet is not None:
                 q = self.gw_quiet
                 out += [
-                    Spec("get.c.pub.nolog", "get", "publishable key GET, access log off", "c",
+                    Load("get.c.pub.nolog", "get", "publishable key GET, access log off", "c",
                          q.url + "/rest/v1/items", q.procset, pub),  # type: ignore[arg-type]
-                    Spec("get.c.nokey.nolog", "get", "no key (storage route), access log off", "c",
+                    Load("get.c.nokey.nolog", "get", "no key (storage route), access log off", "c",
                          q.url + "/storage/v1/items", q.procset),  # type: ignore[arg-type]
                 ]
             out += [
-                Spec("get.c.secret", "get", "secret key GET", "c", gw.url + "/rest/v1/items", gps,
+                Load("get.c.secret", "get", "secret key GET", "c", gw.url + "/rest/v1/items", gps,
                      {"apikey": self.sec}),
-                Spec("get.c.jwt", "get", "user JWT pass-through", "c", gw.url + "/rest/v1/items", gps,
+                Load("get.c.jwt", "get", "user JWT pass-through", "c", gw.url + "/rest/v1/items", gps,
                      {"apikey": self.pub, "Authorization": f"Bearer {self.jwt}"}),
-                Spec("get.c.query", "get", "apikey in query string", "c",
+                Load("get.c.query", "get", "apikey in query string", "c",
                      gw.url + f"/rest/v1/items?select=*&apikey={self.pub}", gps),
             ]
         if "stream" in self.groups:
             out += [
-                Spec("stream.a", "stream", "10 MB streamed response", "a", a_url + "/big.bin", self.upstream_ps),
-                Spec("stream.b", "stream", "10 MB streamed response", "b", b_url + "/big.bin", self.proxy_ps),
-                Spec("stream.c", "stream", "10 MB streamed response", "c", gw.url + "/rest/v1/big.bin", gps, pub),
+                Load("stream.a", "stream", "10 MB streamed response", "a", a_url + "/big.bin", self.upstream_ps),
+                Load("stream.b", "stream", "10 MB streamed response", "b", b_url + "/big.bin", self.proxy_ps),
+                Load("stream.c", "stream", "10 MB streamed response", "c", gw.url + "/rest/v1/big.bin", gps, pub),
             ]
         if "post" in self.groups:
             out += [
-                Spec("post.a", "post", "1 MB POST body", "a", a_url + "/upload", self.upstream_ps,
-                     script=self.post_script),
-                Spec("post.b", "post", "1 MB POST body", "b", b_url + "/upload", self.proxy_ps,
-                     script=self.post_script),
-                Spec("post.c", "post", "1 MB POST body", "c", gw.url + "/rest/v1/upload", gps, pub,
-                     script=self.post_script),
+                Load("post.a", "post", "1 MB POST body", "a", a_url + "/upload", self.upstream_ps,
+                     script=self.post_script, body=b"x" * 1000),
+                Load("post.b", "post", "1 MB POST body", "b", b_url + "/upload", self.proxy_ps,
+                     script=self.post_script, body=b"x" * 1000),
+                Load("post.c", "post", "1 MB POST body", "c", gw.url + "/rest/v1/upload", gps, pub,
+                     script=self.post_script, body=b"x" * 1000),
             ]
         return out
 
-    def sanity(self, specs: list[Spec]) -> None:
+    def sanity(self, specs: list[Load]) -> None:
         """Each URL answers 200 once before anything is measured (wrong keys fail fast)."""
         for s in specs:
-            if s.script:
-                req = urllib.request.Request(s.url, data=b"x" * 1000, method="POST", headers=s.headers)
-                try:
-                    with _opener.open(req, timeout=10) as r:
-                        status, body = r.status, r.read()
-                except urllib.error.HTTPError as e:
-                    status, body = e.code, e.read()
-            else:
-                status, body = http_get(s.url, s.headers, timeout=10)
-            if status != 200:
+            status, body = http_request(s.url, s.headers, s.body, timeout=10)
+            if status != s.expect:
                 raise BenchError(f"{s.key}: {s.url} answered {status}: {body[:300]!r}")
 
     # the wrk groups ------------------------------------------------------------------------
@@ -943,7 +598,7 @@ class Bench:
             ok = 0
             for i in range(20):
                 key = plain[(i * 7919) % n]
-                status, _ = http_get(g.url + "/rest/v1/items", {"apikey": key, "Connection": "close"})
+                status, _ = http_request(g.url + "/rest/v1/items", {"apikey": key, "Connection": "close"})
                 ok += status == 200
             time.sleep(1.0)
             rss = g.procset.rss()
@@ -1107,7 +762,7 @@ class Bench:
             log("--profile: py-spy not found (pip install py-spy); skipped")
             return {}
         a = self.args
-        spec = Spec("profile", "get", "publishable key GET (profiled)", "c", self.gw.url + "/rest/v1/items",
+        spec = Load("profile", "get", "publishable key GET (profiled)", "c", self.gw.url + "/rest/v1/items",
                     self.gw.procset, {"apikey": self.pub})  # type: ignore[arg-type]
         RESULTS.mkdir(parents=True, exist_ok=True)
         stamp = time.strftime("%Y%m%d-%H%M%S")
@@ -1118,7 +773,7 @@ class Bench:
             spies.append(self.procs.start("py-spy", [pyspy, "record", "--pid", str(pid), "--duration",
                                                      str(int(a.duration)), "--rate", "200", "--format", "raw",
                                                      "--output", str(raw), "--nonblocking"],
-                                          log_to=self.tmp / f"py-spy-{pid}.log"))
+                                          out=self.tmp / f"py-spy-{pid}.log"))
         time.sleep(1.0)
         r = self.wrk.run(spec, a.duration)
         for p in spies:
