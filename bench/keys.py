@@ -11,12 +11,16 @@ import asyncpg
 import jwt
 
 from gateway import apikeys
+from gateway.config import Settings
 from tests.helpers import JWT_SECRET
 
+CHECKSUM_REF = Settings.model_fields["key_checksum_ref"].default  # what the gateways run with
 
-def key_rows(n: int, checksum_ref: str, secret_every: int = 10,
-             name: str = "bench_key_{:06d}") -> tuple[list[tuple[Any, ...]], list[str]]:
-    """``n`` valid key rows for gateway.api_keys and their plaintexts (every 10th a secret key)."""
+
+def key_rows(n: int, secret_every: int = 10, name: str = "bench_key_{:06d}",
+             checksum_ref: str = CHECKSUM_REF) -> tuple[list[tuple[Any, ...]], list[str]]:
+    """``n`` valid key rows for gateway.api_keys and their plaintexts (every ``secret_every``-th a
+    secret key; 0: none)."""
     rows, plain = [], []
     for i in range(n):
         kind = "secret" if secret_every and i % secret_every == secret_every - 1 else "publishable"

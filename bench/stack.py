@@ -93,9 +93,11 @@ class Stack:
             **(env or {}),
         }, name=name, procs=self.procs, workers=workers or self.workers, workdir=self.tmp / name).start()
 
-    def gateways(self, n: int, name: str, **kw: object) -> list[BenchGateway]:
-        """``n`` instances on one database (``name-1`` … ``name-n``), as ``gateway()`` takes them."""
-        return [self.gateway(f"{name}-{i}", **kw) for i in range(1, n + 1)]  # type: ignore[arg-type]
+    def gateways(self, n: int, name: str, *, dsn: str | None = None, access_log: bool = True,
+                 workers: int | None = None, env: dict[str, str] | None = None) -> list[BenchGateway]:
+        """``n`` instances on one database (``name-1`` … ``name-n``), each as ``gateway()`` starts one."""
+        return [self.gateway(f"{name}-{i}", dsn=dsn, access_log=access_log, workers=workers, env=env)
+                for i in range(1, n + 1)]
 
     def redis(self, name: str = "redis") -> str:
         """A redis-server on a free port that keeps nothing on disk; its URL."""
