@@ -29,7 +29,7 @@ class Load:
     headers: dict[str, str] = field(default_factory=dict)
     script: str | None = None
     body: bytes | None = None  # the sanity check POSTs it (with a script that sends a body)
-    expect: int = 200  # the status every answer should have; others count as errors
+    expect: int = 200  # the sanity check's status; from 400 on, 2xx/3xx answers count as errors
     note: str = ""
 
 
