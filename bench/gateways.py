@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,12 +33,14 @@ class BenchGateway(Gateway):
     all_ready_s: float | None = None
     procset: ProcSet | None = None
 
-    def environment(self, inherited: dict[str, str] | None = None) -> dict[str, str]:
-        # Production images ship compiled bytecode: let the first start write it, so that
-        # start-up times do not include compiling every module in every process.
-        clean = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")
-                 and k not in GATEWAY_ALIASES and k != "PYTHONDONTWRITEBYTECODE"}
-        env = super().environment(clean)
+    def environment(self, inherited: Mapping[str, str] | None = None) -> dict[str, str]:
+        """By default ours without the gateway's settings, nor PYTHONDONTWRITEBYTECODE: production
+        images ship compiled bytecode, so the first start writes it and start-up times do not
+        include compiling every module in every process."""
+        if inherited is None:
+            inherited = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")
+                         and k not in GATEWAY_ALIASES and k != "PYTHONDONTWRITEBYTECODE"}
+        env = super().environment(inherited)
         if self.workers is None:
             del env["GATEWAY_SERVER__WORKERS"]
         return env
@@ -55,7 +58,7 @@ class BenchGateway(Gateway):
             self.all_ready_s = self._wait_all_workers(t0, timeout)
             wait_http(self.admin_url + "/health", timeout, self.proc)
         except BenchError:
-            raise BenchError(f"gateway {self.name} did not start:\n{self.logs()[-3000:]}") from None
+            raise BenchError(f"gateway {self.name} did not start:\n{self.logs().strip()[-3000:]}") from None
         return self
 
     def new_key(self, key_type: str, name: str, **body: Any) -> str:

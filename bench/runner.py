@@ -70,7 +70,7 @@ def measure_rounds(ctx: Context, loads: dict[str, list[Load]], throughput: dict[
                 f"p99 {r.get('p99_ms', 0):6.2f} ms  {r['cpu_us_per_req']:7.1f} µs/req"
                 + (f"  {r['bytes_per_s'] / 2 ** 20:,.0f} MiB/s" if load.key in shows_bytes else "")
                 + (f"  errors {r['errors']}" if r["errors"] else ""))
-    rows = []
+    rows: list[Row] = []
     for name, group in loads.items():
         by_key = {load.key: summarize(load, results[load.key], throughput[name]) for load in group}
         base = next((by_key[load.key] for load in group if load.via == "b"), None)
