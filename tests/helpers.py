@@ -11,6 +11,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -125,9 +126,10 @@ class Gateway:
     def admin_url(self) -> str:
         return f"http://127.0.0.1:{self.admin_port}"
 
-    def start(self, timeout: float = 30) -> "Gateway":
-        env = {
-            **os.environ,
+    def environment(self, inherited: Mapping[str, str] | None = None) -> dict[str, str]:
+        """What ``gateway serve`` runs with: ``inherited`` (default: ours), its ports and data dir, then ``env``."""
+        return {
+            **(os.environ if inherited is None else inherited),
             "GATEWAY_SERVER__HOST": "127.0.0.1",
             "GATEWAY_SERVER__PORT": str(self.port),
             "GATEWAY_ADMIN__PORT": str(self.admin_port),
@@ -136,6 +138,9 @@ class Gateway:
             "PYTHONUNBUFFERED": "1",
             **self.env,
         }
+
+    def start(self, timeout: float = 30) -> "Gateway":
+        env = self.environment()
         self.stdout = open(self.workdir / "stdout.log", "wb")
         self.stderr = open(self.workdir / "stderr.log", "wb")
         self.proc = subprocess.Popen(gateway_cmd("serve"), env=env, cwd=self.workdir, stdout=self.stdout,

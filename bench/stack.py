@@ -1,0 +1,128 @@
+"""What a run starts: the nginx upstream and proxy, the WebSocket echo, an embedded PostgreSQL,
+gateways on it (one, or N instances on one database), a redis-server; close() stops them all."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import socket
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from bench import HERE, BenchError, log
+from bench.gateways import BenchGateway
+from bench.measure import ProcSet
+from bench.nginx import proxy_conf, start_nginx, upstream_conf
+from bench.process import Processes, find_tool, wait_http
+from gateway.db import DatabaseError, EmbeddedPostgres
+from tests.helpers import ADMIN_TOKEN, JWT_SECRET, create_database, free_port, run_cli
+
+BIG_BYTES = 10 * 1024 * 1024  # /big.bin on the upstream
+
+
+class Stack:
+    """Every process of a run under one Processes and one temp dir."""
+
+    def __init__(self, nginx: str, workers: int | None = None, keep_tmp: bool = False) -> None:
+        self.nginx = nginx
+        self.workers = workers  # for gateways not told otherwise; None: the gateway's default
+        self.keep_tmp = keep_tmp
+        self.procs = Processes()
+        self.tmp = Path(tempfile.mkdtemp(prefix="gwbench-"))
+        self.pg: EmbeddedPostgres | None = None
+        self.server_dsn = ""
+        self.dsn = ""  # the run's database: every gateway's unless told otherwise
+
+    def start(self) -> None:
+        """The nginx upstream, the nginx proxy in front of it, the WebSocket echo and PostgreSQL."""
+        self.up_port, self.proxy_port, self.ws_port = free_port(), free_port(), free_port()
+        self.upstream_url = f"http://127.0.0.1:{self.up_port}"
+        self.proxy_url = f"http://127.0.0.1:{self.proxy_port}"
+        self.ws_echo_url = f"http://127.0.0.1:{self.ws_port}"
+        up_prefix = self.tmp / "nginx-upstream"
+        (up_prefix / "www").mkdir(parents=True)
+        with open(up_prefix / "www" / "big.bin", "wb") as f:
+            f.write(os.urandom(BIG_BYTES))
+        log(f"temp dir {self.tmp}; starting nginx upstream :{self.up_port}, nginx proxy :{self.proxy_port}, "
+            f"WebSocket echo :{self.ws_port}")
+        up = start_nginx(self.procs, self.nginx, up_prefix, upstream_conf(up_prefix, self.up_port),
+                         self.upstream_url + "/ping", "nginx-upstream")
+        px_prefix = self.tmp / "nginx-proxy"
+        px = start_nginx(self.procs, self.nginx, px_prefix, proxy_conf(px_prefix, self.proxy_port, self.up_port,
+                                                                       self.ws_port),
+                         self.proxy_url + "/rest/v1/ping", "nginx-proxy")
+        ws = self.procs.start("ws-echo", [sys.executable, str(HERE / "ws_echo.py"), str(self.ws_port)],
+                              out=self.tmp / "ws-echo.log")
+        wait_http(self.ws_echo_url + "/health", 20, ws)
+        self.upstream_ps = ProcSet("nginx-upstream", up.pid)
+        self.proxy_ps = ProcSet("nginx-proxy", px.pid)
+        self.ws_ps = ProcSet("ws-echo", ws.pid)
+        log("starting embedded PostgreSQL")
+        self.pg = EmbeddedPostgres(self.tmp / "pg")
+        try:
+            self.server_dsn = self.pg.start()
+        except DatabaseError as e:
+            raise BenchError(str(e)) from None
+        self.dsn = self.database()
+
+    def database(self, migrated: bool = False) -> str:
+        """A fresh database on the server; with ``migrated``, the gateway's tables in it."""
+        dsn = create_database(self.server_dsn)
+        if migrated:
+            done = run_cli("migrate", env={"GATEWAY_DATABASE_URL": dsn})
+            if done.returncode != 0:
+                raise BenchError(f"gateway migrate failed: {done.stderr.strip()}")
+        return dsn
+
+    def gateway(self, name: str, *, dsn: str | None = None, access_log: bool = True, workers: int | None = None,
+                env: dict[str, str] | None = None) -> BenchGateway:
+        """A started ``gateway serve`` on ``dsn`` (default: the run's database) in front of the nginx
+        upstream and the echo server; ``env`` adds or overrides GATEWAY_* settings."""
+        return BenchGateway(env={
+            "GATEWAY_DATABASE_URL": dsn or self.dsn,
+            "GATEWAY_ADMIN__TOKEN": ADMIN_TOKEN,
+            "GATEWAY_JWT__SECRET": JWT_SECRET,
+            "GATEWAY_UPSTREAMS__REST": self.upstream_url,
+            "GATEWAY_UPSTREAMS__STORAGE": self.upstream_url,
+            "GATEWAY_UPSTREAMS__FUNCTIONS": self.upstream_url,
+            "GATEWAY_UPSTREAMS__REALTIME": self.ws_echo_url,
+            "GATEWAY_LOG__ACCESS": "true" if access_log else "false",
+            **(env or {}),
+        }, name=name, procs=self.procs, workers=workers or self.workers, workdir=self.tmp / name).start()
+
+    def gateways(self, n: int, name: str, *, dsn: str | None = None, access_log: bool = True,
+                 workers: int | None = None, env: dict[str, str] | None = None) -> list[BenchGateway]:
+        """``n`` instances on one database (``name-1`` … ``name-n``), each as ``gateway()`` starts one."""
+        return [self.gateway(f"{name}-{i}", dsn=dsn, access_log=access_log, workers=workers, env=env)
+                for i in range(1, n + 1)]
+
+    def redis(self, name: str = "redis") -> str:
+        """A redis-server on a free port that keeps nothing on disk; its URL."""
+        server = find_tool("redis-server")
+        if server is None:
+            raise BenchError("redis-server is missing: apt-get install -y redis-server")
+        port, workdir = free_port(), self.tmp / name
+        workdir.mkdir(parents=True, exist_ok=True)
+        p = self.procs.start(name, [server, "--bind", "127.0.0.1", "--port", str(port), "--save", "",
+                                    "--appendonly", "no", "--dir", str(workdir)], out=workdir / "stdout.log")
+        deadline = time.monotonic() + 15
+        while p.poll() is None and time.monotonic() < deadline:
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1) as s:
+                s.sendall(b"PING\r\n")
+                if s.recv(16).startswith(b"+PONG"):
+                    return f"redis://127.0.0.1:{port}/0"
+            time.sleep(0.02)
+        raise BenchError(f"{name} did not start:\n{(workdir / 'stdout.log').read_text()[-2000:]}")
+
+    def close(self) -> None:
+        self.procs.stop_all()
+        if self.pg is not None:
+            with contextlib.suppress(Exception):
+                self.pg.stop()
+        if not self.keep_tmp:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+        else:
+            log(f"kept {self.tmp}")

@@ -1,0 +1,119 @@
+"""The targets of issue 5 as data: the rows each reads, the value it takes from them, how that is
+shown, and the bar it must clear; ``check`` holds a run's rows against them, in this order."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from bench.results import Row, paired_ratio
+
+
+@dataclass
+class Results:
+    """A run's rows by key, and its facts (idle memory of the main gateway, connections)."""
+
+    by: dict[str, Row]
+    facts: dict[str, Any]
+
+    def __getitem__(self, key: str) -> Row:
+        return self.by[key]
+
+
+Value = Callable[[Results], "float | None"]
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str  # formatted with the ``extra`` of the first row read, e.g. "{keys:,} keys: ..."
+    rows: tuple[str, ...]  # the row keys read; the target is checked when the run has them all
+    value: Value  # None: not measured in this run, the target is left out
+    shown: str | Callable[[float, Results], str] = "{:.3f}"  # a format for the value, or the text
+    below: float | None = None  # PASS when the value is below this
+    at_least: float | None = None  # PASS when it is at least this; with neither: information ("-")
+
+
+def _field(key: str, name: str) -> Value:
+    return lambda r: getattr(r[key], name)
+
+
+def _extra(key: str, name: str) -> Value:
+    return lambda r: r[key].extra.get(name)
+
+
+def _publishable(key: str, what: str) -> list[Target]:
+    return [
+        Target(f"publishable GET ≥ 0.25 × nginx proxy_pass ({what})", (key,), _field(key, "ratio"), at_least=0.25),
+        Target(f"publishable GET p99 < 15 ms ({what})", (key,), _field(key, "p99_ms"), "{:.2f} ms", below=15),
+        Target(f"publishable GET < 100 µs gateway CPU/req ({what})", (key,), _field(key, "cpu_us"), "{:.1f} µs",
+               below=100),
+    ]
+
+
+def _auth_cost(pub: str, nokey: str, what: str) -> Target:
+    """1 − publishable / no key, paired by round: what the key check, browser rule and JWT cost."""
+    return Target(f"key check + browser rule + JWT reuse < 10 % of throughput ({what})", (pub, nokey),
+                  lambda r: 1 - (paired_ratio(r[pub], r[nokey]) or 0.0) if r[nokey].rps else None,
+                  lambda v, _: f"{100 * v:.1f} %", below=0.10)
+
+
+def _stream_growth(r: Results) -> float | None:
+    """Peak RSS growth of the gateway over idle, per concurrent stream, in MB."""
+    idle, peak = r.facts.get("gateway_idle_rss_mb"), r["stream.c"].peak_rss_mb
+    return (peak - idle) / max(r.facts.get("connections", 50), 1) if idle and peak else None
+
+
+def _stream_growth_shown(v: float, r: Results) -> str:
+    idle = r.facts["gateway_idle_rss_mb"]
+    return f"+{r['stream.c'].peak_rss_mb - idle:.0f} MB over idle {idle:.0f} MB ({v:.2f} MB per stream)"
+
+
+def _bytes_per_key(r: Results) -> float | None:
+    e = r["startup"].extra
+    if not e.get("rss_mb_with_2_keys"):
+        return None
+    return (e["rss_mb"] - e["rss_mb_with_2_keys"]) * 2 ** 20 / e["keys"] / max(len(e["rss_each_mb"]) - 2, 1)
+
+
+TARGETS: list[Target] = [
+    *_publishable("get.c.pub", "access log on"),
+    *_publishable("get.c.pub.nolog", "access log off"),
+    _auth_cost("get.c.pub", "get.c.nokey", "access log on"),
+    _auth_cost("get.c.pub.nolog", "get.c.nokey.nolog", "access log off"),
+    Target("10 MB stream ≥ 0.5 × nginx proxy_pass bytes/s", ("stream.c", "stream.b"),
+           lambda r: paired_ratio(r["stream.c"], r["stream.b"], "bytes_per_s") or 0.0, at_least=0.5),
+    Target("10 MB stream: memory flat (peak RSS growth per concurrent stream < 1/4 of the body)",
+           ("stream.c", "stream.b"), _stream_growth, _stream_growth_shown, below=2.5),
+    Target("{keys:,} keys: start-up < 3 s (to the first healthy answer)", ("startup",),
+           _extra("startup", "startup_s"), "{:.2f} s", below=3),
+    Target("{keys:,} keys: start-up < 3 s (every worker accepting)", ("startup",),
+           _extra("startup", "all_workers_ready_s"), "{:.2f} s", below=3),
+    Target("{keys:,} keys: RSS < 200 MB (all gateway processes)", ("startup",), _extra("startup", "rss_mb"),
+           "{:.0f} MB", below=200),
+    Target("(info) memory per key per worker", ("startup",), _bytes_per_key, "{:,.0f} bytes"),
+    Target("(info) periodic full reload of the key table: longest /health answer (event loop stall)", ("reload",),
+           _extra("reload", "max_ms"), lambda v, r: f"{v:.0f} ms, {r['reload'].extra['cpu_s_per_reload']:.2f} s CPU "
+                                                    "per reload"),
+    Target("first use: one round trip, then none (extra latency of the first request; next ones as a known key)",
+           ("firstuse",), _extra("firstuse", "extra_first_ms"),
+           lambda v, r: f"+{v:.2f} ms first; next {r['firstuse'].extra['next_p50_ms']:.2f} vs known "
+                        f"{r['firstuse'].extra['known_next_p50_ms']:.2f} ms"),
+    Target("1,000 idle WebSockets: < 50 MB extra RSS", ("ws.c",), _extra("ws.c", "idle_extra_rss_mb"), "{:.1f} MB",
+           below=50),
+    Target("WebSocket relay p99 < 5 ms (echo round trip through the gateway)", ("ws.c",), _extra("ws.c", "p99_ms"),
+           "{:.2f} ms", below=5),
+]
+
+
+def check(rows: list[Row], facts: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """(target, measured, PASS/FAIL/-) for every target the run measured."""
+    res = Results({r.key: r for r in rows}, facts)
+    out = []
+    for t in TARGETS:
+        if not all(k in res.by for k in t.rows) or (v := t.value(res)) is None:
+            continue
+        shown = t.shown(v, res) if callable(t.shown) else t.shown.format(v)
+        ok = v < t.below if t.below is not None else v >= t.at_least if t.at_least is not None else None
+        out.append((t.name.format(**res[t.rows[0]].extra), shown, "-" if ok is None else ("PASS" if ok else "FAIL")))
+    return out
