@@ -1,27 +1,10 @@
 """Realtime frames: the minted JWT in place of an API key sent as a channel's ``access_token``.
 
-With no user signed in, the official clients hand their API key to Realtime as the channel
-access token: supabase-js's ``_getAccessToken()`` falls back to ``supabaseKey`` and realtime-js
-puts that value in ``phx_join`` payloads and ``access_token`` pushes; realtime-py starts with
-``access_token = apikey``. So an ``sb_publishable_...`` or ``sb_secret_...`` key travels inside
-WebSocket frames, where the handshake's key check never sees it. Realtime verifies access
-tokens as JWTs (recent versions fall back to the connection's own token for an ``sb_`` value),
-and a secret key's plaintext must never reach a service (SPEC 6.5). The relay therefore puts a
-freshly minted JWT of the key the connection was opened with in place of that key: the channel
-gets exactly the role the connection's key has, as recent Realtime would give it, and no key
-leaves the gateway. Only while that key is still valid, though: once it is deleted (or when a
-frame holds some other key) the ``access_token`` is removed instead, so Realtime falls back to
-the JWT the connection was opened with, which expires (``jwt.ttl_seconds``) — an open socket
-cannot keep a deleted key alive by joining again.
-
-Frames are left byte for byte as they are unless they are a ``phx_join`` or ``access_token``
-message (Phoenix serializer 1.0.0 objects or 2.0.0 arrays) whose ``access_token`` starts with
-``sb_``; a cheap substring test skips the JSON parse for every other frame.
-
-Realtime closes a channel once its access token expires, and a client whose token is its API
-key never sends a newer one. So for the channels joined that way the relay itself pushes an
-``access_token`` message with the key's fresh JWT every half lifetime, as a client would after
-refreshing its session; the channels stay open for as long as the key is valid.
+The official clients send their API key as the channel token when no user is signed in; the
+relay swaps it for a JWT of the connection's own key while that key is valid (else removes it),
+and pushes channels joined that way a fresh JWT every half lifetime. Frames other than
+``phx_join``/``access_token`` with an ``sb_`` token pass byte for byte. See the README's
+"Realtime channel tokens".
 """
 
 from __future__ import annotations

@@ -158,7 +158,7 @@ async def test_body_delimited_by_connection_close():
 
 # --- the request head, a pure function ------------------------------------------------------------
 
-from gateway.upstream import Framing, State, _Connection, request_head  # noqa: E402
+from gateway.http1 import Connection, Framing, State, request_head  # noqa: E402
 
 
 async def _gen():
@@ -199,8 +199,8 @@ class MockTransport:
         self.paused = False
 
 
-def fed_connection() -> tuple[_Connection, MockTransport]:
-    conn = _Connection(pool(1))
+def fed_connection() -> tuple[Connection, MockTransport]:
+    conn = Connection(pool(1))
     transport = MockTransport()
     conn.connection_made(transport)  # type: ignore[arg-type]
     return conn, transport
@@ -257,7 +257,7 @@ async def test_garbage_from_upstream_fails_the_exchange():
 
 
 async def test_reading_pauses_above_the_high_water_mark():
-    from gateway.upstream import HIGH_WATER
+    from gateway.http1 import HIGH_WATER
 
     conn, transport = fed_connection()
     conn.begin("GET")
