@@ -10,7 +10,8 @@ from dataclasses import dataclass
 
 from gateway import apikeys, errors
 from gateway.browser import is_browser
-from gateway.keyring import KeyEntry, KeyRing
+from gateway.entries import KeyEntry
+from gateway.keyring import KeyRing
 from gateway.routes import Policy
 from gateway.tokens import InvalidJwt, JwtVerifier, Minter
 

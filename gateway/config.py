@@ -13,10 +13,10 @@ import re
 import tomllib
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Any, get_origin
+from typing import Any, Literal, get_origin
 
 import jwt
-from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, SettingsError
 
 # Environment names a self-hosted Supabase stack already uses, mapped to our keys.
@@ -44,6 +44,15 @@ class ServerSettings(_Section):
     header_timeout_seconds: float = Field(10.0, gt=0)
     keepalive_seconds: float = Field(75.0, gt=0)
     max_connections: int = Field(10_000, ge=1)
+    trusted_proxies: list[str] = Field(default_factory=list)
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _cidrs(cls, v: list[str]) -> list[str]:
+        from gateway.clientip import parse_networks
+
+        parse_networks(v)
+        return v
 
 
 class AdminSettings(_Section):
@@ -150,6 +159,37 @@ class KeysSettings(_Section):
     miss_lookups_per_second: float = Field(20.0, gt=0)
 
 
+class LimitsSettings(_Section):
+    store: Literal["postgres", "redis"] = "postgres"
+    redis_url: str | None = None
+    sync_ms: int = Field(100, ge=10, le=10_000)
+    publishable_per_ip: str | None = None
+    secret_per_key: str | None = None
+    per_user: str | None = None
+
+    @field_validator("publishable_per_ip", "secret_per_key", "per_user")
+    @classmethod
+    def _notation(cls, v: str | None) -> str | None:
+        if v is not None:
+            from gateway.limits import parse_limit
+
+            parse_limit(v)
+        return v
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis(cls, v: str | None) -> str | None:
+        if v is not None and not v.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must be a redis://, rediss:// or unix:// URL")
+        return v
+
+    @model_validator(mode="after")
+    def _redis_needs_url(self) -> "LimitsSettings":
+        if self.store == "redis" and not self.redis_url:
+            raise ValueError("limits.store = 'redis' needs limits.redis_url")
+        return self
+
+
 class LogSettings(_Section):
     level: str = "info"
     access: bool = True
@@ -178,6 +218,7 @@ class Settings(BaseSettings):
     upstreams: UpstreamSettings = Field(default_factory=UpstreamSettings)
     cors: CorsSettings = Field(default_factory=CorsSettings)
     keys: KeysSettings = Field(default_factory=KeysSettings)
+    limits: LimitsSettings = Field(default_factory=LimitsSettings)
     log: LogSettings = Field(default_factory=LogSettings)
 
     @field_validator("database_url", mode="before")

@@ -22,8 +22,9 @@ class ErrorSpec:
     def __post_init__(self) -> None:
         object.__setattr__(self, "body", error_body(self.message, self.hint))
 
-    def __call__(self, hint: str | None = None, message: str | None = None) -> "Refusal":
-        return Refusal(self, hint, message)
+    def __call__(self, hint: str | None = None, message: str | None = None,
+                 headers: list[tuple[bytes, bytes]] | None = None) -> "Refusal":
+        return Refusal(self, hint, message, headers)
 
 
 class Refusal(Exception):
@@ -86,6 +87,7 @@ NOT_FOUND = ErrorSpec(404, "NOT_FOUND", "no Route matched with those values")
 REQUEST_HEAD_TIMEOUT = ErrorSpec(408, "REQUEST_TIMEOUT", "Request header timeout",
                                  "The request head did not arrive in time.")
 HEADERS_TOO_LARGE = ErrorSpec(431, "REQUEST_HEADERS_TOO_LARGE", "Request header fields too large")
+OVER_RATE_LIMIT = ErrorSpec(429, "OVER_REQUEST_RATE_LIMIT", "Too many requests")
 CLIENT_CLOSED_REQUEST = ErrorSpec(499, "CLIENT_CLOSED_REQUEST", "Client closed request")
 
 INTERNAL_ERROR = ErrorSpec(500, "INTERNAL_ERROR", "Internal gateway error")

@@ -60,7 +60,7 @@ def upstream_headers(headers: Headers, info: RequestInfo, route: Route, grant: G
     if grant.authorization is not None:
         out.append((b"authorization", grant.authorization.encode("latin-1")))
     out += route.extra_headers
-    out.append((b"x-forwarded-for", info.xff + b", " + client_ip if info.xff else client_ip))
+    out.append((b"x-forwarded-for", client_ip))  # the client as the gateway judged it (trusted proxies)
     out.append((b"x-forwarded-proto", b"https" if https else b"http"))
     if info.host is not None:
         out.append((b"x-forwarded-host", info.host))

@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import asyncpg
-import jwt
 
 from gateway.config import Settings
+from gateway.entries import KeyEntry, entry_from_row, legacy_entries
 from gateway.store import Legacy, Store
 
 log = logging.getLogger("gateway")
@@ -27,66 +27,6 @@ log = logging.getLogger("gateway")
 CHANNEL = "gateway_changes"
 NEGATIVE_TTL = 1.0
 NEGATIVE_MAX = 10_000
-
-
-@dataclass(slots=True, eq=False)
-class KeyEntry:
-    """One key as the request path needs it. Its minted JWT is cached on it (see tokens)."""
-
-    id: str
-    type: str  # publishable | secret | legacy
-    prefix: str
-    role: str
-    claims: dict[str, Any]
-    token: str = ""
-    token_renew_at: float = 0.0
-
-    @property
-    def is_secret(self) -> bool:
-        return self.type == "secret" or (self.type == "legacy" and self.role == "service_role")
-
-
-ANON_CLAIMS: dict[str, Any] = {"role": "anon"}
-SERVICE_ROLE_CLAIMS: dict[str, Any] = {"role": "service_role"}
-_TYPES = {"publishable": "publishable", "secret": "secret"}  # one string object per type
-
-
-def entry_from_row(row: asyncpg.Record | dict[str, Any]) -> KeyEntry:
-    """Claims dicts are shared between keys with the same template (never mutated)."""
-    key_type = _TYPES[row["type"]]
-    if key_type == "secret":
-        template = row["secret_jwt_template"]
-        claims = SERVICE_ROLE_CLAIMS if not template or template == SERVICE_ROLE_CLAIMS else dict(template)
-    else:
-        claims = ANON_CLAIMS
-    return KeyEntry(str(row["id"]), key_type, row["prefix"], claims["role"], claims)
-
-
-def legacy_entries(settings: Settings) -> dict[str, KeyEntry]:
-    """The configured legacy JWT keys that really verify with ``jwt.secret``, by value.
-
-    Keyed by the token itself (the configuration holds it anyway): recognising a legacy key, as
-    ``apikey`` or as bearer, then costs a dict lookup instead of a hash per request."""
-    out: dict[str, KeyEntry] = {}
-    secret = settings.jwt.secret
-    for name, value in (("anon", settings.legacy.anon_key), ("service_role", settings.legacy.service_role_key)):
-        if value is None:
-            continue
-        if secret is None:
-            log.warning("legacy.%s_key is set but jwt.secret is not: the legacy key is ignored", name)
-            continue
-        try:
-            claims = jwt.decode(value.get_secret_value(), secret.get_secret_value(), algorithms=["HS256"],
-                                options={"verify_aud": False})
-        except jwt.PyJWTError as e:
-            log.warning("legacy.%s_key does not verify with jwt.secret (%s): the legacy key is ignored", name,
-                        type(e).__name__)
-            continue
-        if claims.get("role") != name:
-            log.warning("legacy.%s_key carries role %r: the legacy key is ignored", name, claims.get("role"))
-            continue
-        out[value.get_secret_value()] = KeyEntry(name, "legacy", "", name, {"role": name})
-    return out
 
 
 class TokenBucket:
@@ -237,7 +177,7 @@ class KeyRing:
         # Keep existing entries (and their cached tokens) where nothing changed.
         for key_hash, entry in fresh.items():
             old = self.by_hash.get(key_hash)
-            if old is not None and old.claims == entry.claims and old.type == entry.type:
+            if old is not None and old.same(entry):
                 fresh[key_hash] = old
         self.by_hash = fresh
         self._fingerprint = fingerprint

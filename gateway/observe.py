@@ -26,6 +26,7 @@ LATENCY = Histogram(
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )
 WEBSOCKETS = Counter("gateway_websocket_sessions_total", "WebSocket sessions proxied", ["service", "outcome"])
+RATE_LIMITED = Counter("gateway_rate_limited_total", "Requests refused by a rate limit", ["scope"])
 
 
 class AccessLog:
@@ -86,10 +87,13 @@ class Tallies:
     def __init__(self) -> None:
         self.bounds = list(LATENCY._upper_bounds)  # the histogram's buckets, +Inf last
         self.pending: dict[tuple[str, str, str], list[Any]] = {}
+        self.limited: dict[str, int] = {}  # rate-limit scope -> refusals
         self.children: dict[tuple[str, str, str], tuple[Any, Any]] = {}
         self.timer: asyncio.TimerHandle | None = None
 
-    def add(self, labels: tuple[str, str, str], duration: float) -> None:
+    def add(self, labels: tuple[str, str, str], duration: float, limited: str | None = None) -> None:
+        if limited is not None:
+            self.limited[limited] = self.limited.get(limited, 0) + 1
         tally = self.pending.get(labels)
         if tally is None:
             tally = self.pending[labels] = [0, 0.0, [0] * len(self.bounds)]
@@ -107,6 +111,9 @@ class Tallies:
             self.timer.cancel()
             self.timer = None
         pending, self.pending = self.pending, {}
+        limited, self.limited = self.limited, {}
+        for scope, n in limited.items():
+            RATE_LIMITED.labels(scope).inc(n)
         for labels, (count, total, buckets) in pending.items():
             children = self.children.get(labels)
             if children is None:
@@ -125,10 +132,11 @@ TALLIES = Tallies()
 def record(
     method: str, path: str, service: str | None, status: int, started: float,
     role: str = "none", key_id: str | None = None, prefix: str | None = None, log: bool = True,
+    limited: str | None = None,
 ) -> None:
     duration = time.perf_counter() - started
     svc = service or "gateway"
-    TALLIES.add((svc, str(status), role), duration)
+    TALLIES.add((svc, str(status), role), duration, limited)
     if log:
         if "sb_" in path or "eyJ" in path:
             path = redact(path)
@@ -137,7 +145,8 @@ def record(
         ACCESS.add(
             f'{{"time":"{ACCESS.stamp(time.time())}","method":"{method}","path":{_json_str(path)},'
             f'"status":{status},"duration_ms":{duration * 1000:.3f},"service":"{svc}","role":"{role}",'
-            f'"key_id":{_str(key_id)},"key_prefix":{_str(prefix)}}}\n'
+            f'"key_id":{_str(key_id)},"key_prefix":{_str(prefix)}'
+            + (f',"rate_limited":"{limited}"}}\n' if limited else "}\n")
         )
 
 

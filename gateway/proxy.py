@@ -14,8 +14,10 @@ from dataclasses import dataclass
 
 from gateway import errors, observe, routes
 from gateway.auth import NO_KEY, Authenticator, Grant
+from gateway.clientip import ClientIp, limit_key, parse_networks
 from gateway.config import Settings
 from gateway.forward import forward, upstream_headers
+from gateway.limits import Limiter, RateLimits
 from gateway.origins import OriginSet
 from gateway.realtime import frame_rewriter
 from gateway.relay import connect, deny, relay
@@ -58,9 +60,9 @@ def admit(info: RequestInfo, raw_path: str) -> Admitted:
 class Exchange:
     """One request as the proxy handles it: what it is, what was decided, what it answered."""
 
-    __slots__ = ("started", "method", "info", "path", "route", "grant", "status")
+    __slots__ = ("started", "method", "info", "path", "route", "grant", "status", "client_ip", "headers", "limited")
 
-    def __init__(self, scope: Scope, method: str, status: int) -> None:
+    def __init__(self, scope: Scope, method: str, status: int, client_ip: str) -> None:
         self.started = time.perf_counter()
         self.method = method
         self.info = RequestInfo(scope["headers"])
@@ -68,6 +70,9 @@ class Exchange:
         self.route: Route | None = None
         self.grant: Grant = NO_KEY
         self.status = status
+        self.client_ip = client_ip
+        self.headers: Headers = []  # the gateway adds these to the answer (RateLimit)
+        self.limited: str | None = None  # the rate limit that refused it
 
     def admit(self) -> Admitted:
         admitted = admit(self.info, self.path)
@@ -88,15 +93,13 @@ def _port_bytes(port: int) -> bytes:
     return value
 
 
-def _client_ip(scope: Scope) -> bytes:
-    client = scope.get("client")
-    return client[0].encode() if client else b""
-
-
 class Proxy:
-    def __init__(self, settings: Settings, auth: Authenticator) -> None:
+    def __init__(self, settings: Settings, auth: Authenticator, limiter: Limiter | None = None) -> None:
         self.settings = settings
         self.auth = auth
+        self.limiter = limiter or Limiter()
+        self.rate_limits = RateLimits.from_settings(settings)
+        self.client_ips = ClientIp(parse_networks(settings.server.trusted_proxies))
         self.meta_origins = OriginSet.parse(settings.cors.meta_origins)
         self.upstreams: dict[str, Upstream] = {}
         self.log_access = settings.log.access
@@ -137,15 +140,37 @@ class Proxy:
         target = upstream.base_path + upstream_path
         return upstream, (target + "?" + query.decode("latin-1") if query else target)
 
-    def _cors(self, info: RequestInfo, route: Route | None) -> Headers:
+    def _exchange(self, scope: Scope, method: str, status: int) -> Exchange:
+        client = scope.get("client")
+        x = Exchange(scope, method, status, client[0] if client else "")
+        if x.info.xff is not None:
+            x.client_ip = self.client_ips.resolve(x.client_ip, x.info.xff)
+        return x
+
+    def _limit(self, x: Exchange) -> None:
+        """Count the request against its rate limits (from memory), or refuse it with 429."""
+        scopes = self.rate_limits.scopes(x.grant.entry, x.grant.claims, limit_key(x.client_ip))
+        if not scopes:
+            return
+        outcome = self.limiter.admit(scopes)
+        if outcome.refused is not None:
+            x.limited = outcome.refused
+            raise outcome.refusal()
+        x.headers = outcome.headers()
+
+    def _extra(self, x: Exchange) -> Headers:
+        """What the gateway adds to any answer: CORS for a request with Origin, RateLimit."""
+        info = x.info
         if info.origin is None:
-            return []
-        return cors_headers(info.origin, route.cors if route is not None else Cors.ANY, self.meta_origins)
+            return x.headers
+        cors = cors_headers(info.origin, x.route.cors if x.route is not None else Cors.ANY, self.meta_origins)
+        return cors + x.headers if x.headers else cors
 
     def _record(self, x: Exchange) -> None:
         entry = x.grant.entry
         observe.record(x.method, x.path, x.route.service if x.route is not None else "gateway", x.status, x.started,
-                       x.grant.role, entry.id if entry else None, entry.prefix if entry else None, self.log_access)
+                       x.grant.role, entry.id if entry else None, entry.prefix if entry else None, self.log_access,
+                       x.limited)
 
     async def _prepare(self, x: Exchange, scope: Scope, admitted: Admitted, ws: bool) -> tuple[Upstream, str, Headers]:
         """Decide on a routed request: its grant, then where it goes and with which headers."""
@@ -154,16 +179,17 @@ class Proxy:
         if route.kind is not Kind.PROXY:
             raise errors.NOT_FOUND()
         x.grant, query = await self._authorize(scope, x.info, route)
+        self._limit(x)
         upstream, target = self._target(route, admitted.upstream_path, query)
         https = scope.get("scheme") in ("https", "wss")
-        headers = upstream_headers(scope["headers"], x.info, route, x.grant, upstream.host, _client_ip(scope), https, ws,
-                                   _server_port(scope))
+        headers = upstream_headers(scope["headers"], x.info, route, x.grant, upstream.host, x.client_ip.encode(),
+                                   https, ws, _server_port(scope))
         return upstream, target, headers
 
     # --- HTTP ----------------------------------------------------------------------------------
 
     async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
-        x = Exchange(scope, scope["method"], 500)
+        x = self._exchange(scope, scope["method"], 500)
         try:
             admitted = x.admit()
             if x.method == "OPTIONS" and x.info.preflight:
@@ -175,14 +201,14 @@ class Proxy:
                 return
             if admitted.route is routes.HEALTH:
                 x.status = 200
-                await send_json(send, 200, {"status": "ok"}, self._cors(x.info, x.route))
+                await send_json(send, 200, {"status": "ok"}, self._extra(x))
                 return
             upstream, target, headers = await self._prepare(x, scope, admitted, ws=False)
-            x.status = await forward(send, receive, upstream.pool, x.method, target, headers,
-                                     self._cors(x.info, x.route), x.route.upstream)  # type: ignore[union-attr]
+            x.status = await forward(send, receive, upstream.pool, x.method, target, headers, self._extra(x),
+                                     x.route.upstream)  # type: ignore[union-attr]
         except errors.Refusal as r:
             x.status = r.status
-            await send_refusal(send, r, self._cors(x.info, x.route))
+            await send_refusal(send, r, self._extra(x))
         except Exception as e:
             x.status = 500
             _log_unexpected(e)
@@ -196,7 +222,7 @@ class Proxy:
     # --- WebSocket -----------------------------------------------------------------------------
 
     async def websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
-        x = Exchange(scope, "WEBSOCKET", 101)
+        x = self._exchange(scope, "WEBSOCKET", 101)
         try:
             upstream, target, headers = await self._prepare(x, scope, x.admit(), ws=True)
             socket = await connect(upstream, target, headers, x.info.ws_protocols,

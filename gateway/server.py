@@ -135,6 +135,8 @@ async def run_worker(settings: Settings, dsn: str, public: socket.socket, admin:
     from gateway.admin import create_admin_app
     from gateway.auth import Authenticator
     from gateway.keyring import KeyRing
+    from gateway.limits import Limiter
+    from gateway.limitstore import Exchanger, counter_store
     from gateway.listener import protocol_for
     from gateway.proxy import Proxy
     from gateway.tokens import JwtVerifier, Minter
@@ -154,7 +156,10 @@ async def run_worker(settings: Settings, dsn: str, public: socket.socket, admin:
     verifier = JwtVerifier(settings, f"{auth_base}/.well-known/jwks.json" if auth_base else None)
     auth = Authenticator(ring, Minter.from_settings(settings), verifier, settings.project_ref,
                          settings.key_checksum_ref)
-    proxy = Proxy(settings, auth)
+    limiter = Limiter(workers=settings.server.workers or os.cpu_count() or 1)
+    exchanger = Exchanger(limiter, counter_store(settings, dsn), settings.limits.sync_ms / 1000)
+    exchanger.start()
+    proxy = Proxy(settings, auth, limiter)
     await proxy.start()
     common = dict(lifespan="off", log_config=None, access_log=False, server_header=False, proxy_headers=False,
                   timeout_graceful_shutdown=GRACE_SECONDS, ws="websockets-sansio", ws_max_size=64 * 1024 * 1024,
@@ -181,6 +186,7 @@ async def run_worker(settings: Settings, dsn: str, public: socket.socket, admin:
         observe.ACCESS.flush()
         observe.TALLIES.flush()
         await proxy.close()
+        await exchanger.stop()
         await ring.stop()
         await store.close()
 

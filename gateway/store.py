@@ -15,7 +15,8 @@ import asyncpg
 from gateway import apikeys
 
 FINGERPRINT_SQL = "SELECT count(*), max(updated_at) FROM gateway.api_keys"
-KEY_COLUMNS = "id, type, name, description, prefix, hash, secret_jwt_template, inserted_at, updated_at, last_used_at"
+KEY_COLUMNS = ("id, type, name, description, prefix, hash, secret_jwt_template, inserted_at, updated_at, last_used_at,"
+               " limits")
 DEFAULT_TEMPLATE: dict[str, Any] = {"role": "service_role"}
 RESERVED_CLAIMS = frozenset({"iss", "ref", "iat", "exp", "nbf"})
 BOOTSTRAP_LOCK = 7_221_530_002
@@ -121,7 +122,7 @@ class Store:
         """What the key ring needs of every key, with the fingerprint of the same snapshot."""
         async with self.pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
             row = await conn.fetchrow(FINGERPRINT_SQL)
-            rows = await conn.fetch("SELECT id, type, prefix, hash, secret_jwt_template FROM gateway.api_keys")
+            rows = await conn.fetch("SELECT id, type, prefix, hash, secret_jwt_template, limits FROM gateway.api_keys")
         return (row[0], row[1]), rows
 
     async def lookup_hash(self, key_hash: str) -> asyncpg.Record | None:

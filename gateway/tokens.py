@@ -17,7 +17,7 @@ import httpx
 import jwt
 
 from gateway.config import Settings
-from gateway.keyring import KeyEntry
+from gateway.entries import KeyEntry
 
 log = logging.getLogger("gateway")
 

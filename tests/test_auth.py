@@ -13,7 +13,8 @@ from gateway import apikeys
 from gateway.auth import Authenticator, Credentials
 from gateway.config import Settings
 from gateway.errors import Refusal
-from gateway.keyring import KeyEntry, KeyRing, legacy_entries
+from gateway.entries import KeyEntry, legacy_entries
+from gateway.keyring import KeyRing
 from gateway.routes import Policy
 from gateway.tokens import JwtVerifier, Minter
 from tests.factories import LEGACY_SERVICE_ROLE, hs256, user_claims

@@ -71,7 +71,8 @@ FLOOD = textwrap.dedent('''
     from gateway import apikeys
     from gateway.auth import Authenticator
     from gateway.config import Settings
-    from gateway.keyring import KeyEntry, KeyRing
+    from gateway.entries import KeyEntry
+    from gateway.keyring import KeyRing
     from gateway.proxy import Proxy
     from gateway.tokens import JwtVerifier, Minter
 

@@ -195,7 +195,7 @@ async def test_periodic_refresh_reloads_only_when_the_table_changed():
 
 
 def test_entries_share_claims_of_the_same_template():
-    from gateway.keyring import entry_from_row
+    from gateway.entries import entry_from_row
 
     a, b = entry_from_row(row()), entry_from_row(row())
     assert a.claims is b.claims and a.role == "service_role"
