@@ -10,7 +10,7 @@ import sys
 from typing import Any, Awaitable, Callable, NoReturn
 
 from gateway.config import ConfigError, Settings, load_settings
-from gateway.db import DatabaseError, connect, migrate, resolve_dsn
+from gateway.db import UNAVAILABLE, DatabaseError, connect, migrate, resolve_dsn, safe_reason
 from gateway.store import InvalidInput, NotFound, Store, key_json
 
 PROG = "gateway"
@@ -111,6 +111,8 @@ def _with_store(settings: Settings, fn: Callable[[Store], Awaitable[int]]) -> in
     dsn, embedded = resolve_dsn(settings)
     try:
         return asyncio.run(_session(settings, dsn, fn))
+    except UNAVAILABLE as e:  # lost in the middle of a command: nothing half-written (one transaction)
+        raise DatabaseError(f"database unavailable: {safe_reason(e)}") from None
     finally:
         if embedded is not None:
             embedded.stop()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 import secrets
 import uuid
@@ -35,29 +36,74 @@ class NotFound(LookupError):
     pass
 
 
+MAX_TEXT = 1024  # description, deletion reason
+MAX_TEMPLATE_BYTES = 4096
+MAX_TEMPLATE_DEPTH = 16  # nesting of objects and arrays in a JWT template
+# What Postgres ``text`` and ``jsonb`` cannot hold: NUL, and UTF-16 surrogates (not encodable as UTF-8).
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def storable_text(field: str, value: str) -> str:
+    if _UNSTORABLE.search(value):
+        raise InvalidInput(field, "may not contain NUL characters or unpaired surrogates")
+    return value
+
+
 def check_name(name: Any) -> str:
     if not isinstance(name, str) or not apikeys.valid_name(name):
         raise InvalidInput("name", "must be 4 to 64 characters of a-z, 0-9 and _, not starting with a digit")
     return name
 
 
+def check_text(field: str, value: Any) -> str | None:
+    """An optional free text (description, reason): a string Postgres can store, of bounded size."""
+    if value is not None and (not isinstance(value, str) or len(value) > MAX_TEXT):
+        raise InvalidInput(field, f"must be a string of at most {MAX_TEXT} characters")
+    return None if value is None else storable_text(field, value)
+
+
 def check_description(description: Any) -> str | None:
-    if description is not None and (not isinstance(description, str) or len(description) > 1024):
-        raise InvalidInput("description", "must be a string of at most 1024 characters")
-    return description
+    return check_text("description", description)
+
+
+def check_json(field: str, value: Any, max_depth: int) -> None:
+    """JSON that jsonb stores and the answer can serialize: bounded nesting, storable strings
+    (keys too), finite numbers. Walked without recursion, so any depth is refused cleanly."""
+    stack = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, dict | list):
+            if depth > max_depth:
+                raise InvalidInput(field, f"is nested deeper than {max_depth} levels")
+            if isinstance(node, dict):
+                for k, v in node.items():
+                    if not isinstance(k, str):
+                        raise InvalidInput(field, "object keys must be strings")
+                    storable_text(field, k)
+                    stack.append((v, depth + 1))
+            else:
+                stack.extend((v, depth + 1) for v in node)
+        elif isinstance(node, str):
+            storable_text(field, node)
+        elif isinstance(node, float):
+            if not math.isfinite(node):
+                raise InvalidInput(field, "numbers must be finite (no NaN or Infinity)")
+        elif not (node is None or isinstance(node, bool | int)):
+            raise InvalidInput(field, "must be JSON")
 
 
 def check_template(template: Any) -> dict[str, Any]:
     """A secret key's JWT template: an object with a ``role``; the gateway owns the time claims."""
     if not isinstance(template, dict):
         raise InvalidInput("secret_jwt_template", "must be an object")
+    check_json("secret_jwt_template", template, MAX_TEMPLATE_DEPTH)
     role = template.get("role")
     if not isinstance(role, str) or not _ROLE_RE.fullmatch(role):
         raise InvalidInput("secret_jwt_template", "must have a 'role' that is a valid Postgres role name")
     reserved = sorted(RESERVED_CLAIMS & template.keys())
     if reserved:
         raise InvalidInput("secret_jwt_template", f"may not set {', '.join(reserved)}")
-    if len(json.dumps(template)) > 4096:
+    if len(json.dumps(template).encode()) > MAX_TEMPLATE_BYTES:
         raise InvalidInput("secret_jwt_template", "is larger than 4 KiB")
     return template
 
@@ -89,12 +135,14 @@ class Store:
 
     @classmethod
     async def open(cls, dsn: str, checksum_ref: str, max_size: int = 4) -> "Store":
-        from gateway.db import DatabaseError, _safe
+        from gateway.db import DatabaseError, safe_reason
 
         try:
-            pool = await asyncpg.create_pool(dsn, min_size=1, max_size=max_size, timeout=10, init=_init_conn)
+            # min_size=0: connections open on demand, so a database outage leaves no pool task
+            # retrying (and logging tracebacks) in the background; idle ones are kept for reuse.
+            pool = await asyncpg.create_pool(dsn, min_size=0, max_size=max_size, timeout=10, init=_init_conn)
         except (OSError, asyncpg.PostgresError, TimeoutError) as e:
-            raise DatabaseError(f"cannot connect to the database: {_safe(e)}") from None
+            raise DatabaseError(f"database unavailable: cannot connect: {safe_reason(e)}") from None
         return cls(pool, dsn, checksum_ref)
 
     async def close(self) -> None:
@@ -202,6 +250,7 @@ class Store:
     ) -> asyncpg.Record:
         """Delete for good: the hash is gone, so the key can never match again."""
         kid = parse_id(key_id)
+        check_text("reason", reason)
         async with self.pool.acquire() as conn, conn.transaction():
             row = await conn.fetchrow(f"DELETE FROM gateway.api_keys WHERE id = $1 RETURNING {KEY_COLUMNS}", kid)
             if row is None:

@@ -428,3 +428,199 @@ def test_last_used_at_is_shown_for_keys_and_legacy_keys(gw):
     assert listing["anon"]["last_used_at"]
     for key in listing.values():  # one shape for every key, legacy ones included
         assert KEY_FIELDS | {"last_used_at"} <= key.keys()
+
+
+# --- hostile bodies: validated before anything is written, 400 naming the field -----------------
+
+
+def nested(depth: int) -> dict:
+    """A template whose objects nest ``depth`` levels (the template itself is level 1)."""
+    template: dict = {"role": "service_role"}
+    node = template
+    for _ in range(depth - 1):
+        node["n"] = {}
+        node = node["n"]
+    return template
+
+
+def names(gw: Gateway) -> set[str]:
+    return {k["name"] for k in gw.admin("GET", "/api-keys").json()}
+
+
+@pytest.mark.parametrize(("content", "field"), [
+    (json.dumps({"type": "secret", "name": "deep_254", "secret_jwt_template": nested(254)}), "secret_jwt_template"),
+    (json.dumps({"type": "secret", "name": "deep_17", "secret_jwt_template": nested(17)}), "secret_jwt_template"),
+    (json.dumps({"type": "secret", "name": "deep_list", "secret_jwt_template": {"role": "x", "a": [[[[[[[[[[[[[[[[
+        [1]]]]]]]]]]]]]]]]]}}), "secret_jwt_template"),
+    ('{"type": "secret", "name": "nul_description", "description": "a\\u0000b"}', "description"),
+    ('{"type": "secret", "name": "surrogate_desc", "description": "\\ud800"}', "description"),
+    ('{"type": "secret", "name": "nul_template", "secret_jwt_template": {"role": "x", "c": "a\\u0000b"}}',
+     "secret_jwt_template"),
+    ('{"type": "secret", "name": "nul_template_key", "secret_jwt_template": {"role": "x", "a\\u0000": 1}}',
+     "secret_jwt_template"),
+    ('{"type": "secret", "name": "surrogate_tpl", "secret_jwt_template": {"role": "x", "c": "\\udfff"}}',
+     "secret_jwt_template"),
+    ('{"type": "secret", "name": "nan_template", "secret_jwt_template": {"role": "x", "n": NaN}}',
+     "secret_jwt_template"),
+    ('{"type": "secret", "name": "inf_template", "secret_jwt_template": {"role": "x", "n": 1e400}}',
+     "secret_jwt_template"),
+    ('{"type": "secret", "name": "neg_inf_templ", "secret_jwt_template": {"role": "x", "n": -Infinity}}',
+     "secret_jwt_template"),
+    ('{"type": "secret", "name": "nul_role", "secret_jwt_template": {"role": "x\\u0000"}}', "secret_jwt_template"),
+    ("[" * 100_000 + "]" * 100_000, "body"),  # too deep for any JSON parser's recursion
+    ('{"type": "secret", "name": "\\ud800abc"}', "name"),
+])
+def test_hostile_create_bodies_are_refused_and_write_nothing(gw, content, field):
+    before = names(gw)
+    r = gw.admin("POST", "/api-keys", content=content.encode(), headers={"content-type": "application/json"})
+    assert r.status_code == 400, r.text
+    assert r.json()["field"] == field and field in r.json()["message"]
+    assert names(gw) == before
+    assert gw.admin("GET", "/api-keys").status_code == 200  # and every listing still answers
+
+
+def test_the_deepest_allowed_template_is_saved_and_answered(gw):
+    created = gw.create_key("secret", "deep_16", secret_jwt_template=nested(16))
+    assert created["secret_jwt_template"] == nested(16)
+    assert gw.admin("GET", f"/api-keys/{created['id']}").json()["secret_jwt_template"] == nested(16)
+    assert gw.admin("GET", "/api-keys").status_code == 200
+    assert wait_public_status(gw, created["api_key"], {502, 503}) in (502, 503)  # it mints
+
+
+@pytest.mark.parametrize(("content", "field"), [
+    (json.dumps({"secret_jwt_template": nested(300)}), "secret_jwt_template"),
+    ('{"description": "a\\u0000b"}', "description"),
+    ('{"description": "\\udbff"}', "description"),
+    ('{"secret_jwt_template": {"role": "x", "n": NaN}}', "secret_jwt_template"),
+    ('{"secret_jwt_template": {"role": "x", "n": 1e400}}', "secret_jwt_template"),
+])
+def test_hostile_patch_bodies_change_nothing(gw, content, field):
+    created = gw.create_key("secret", f"hostile_{uuid.uuid4().hex[:6]}")
+    r = gw.admin("PATCH", f"/api-keys/{created['id']}", content=content.encode(),
+                 headers={"content-type": "application/json"})
+    assert r.status_code == 400, r.text
+    assert r.json()["field"] == field
+    after = gw.admin("GET", f"/api-keys/{created['id']}").json()
+    assert {k: v for k, v in after.items() if k != "api_key"} == {k: v for k, v in created.items() if k != "api_key"}
+
+
+@pytest.mark.parametrize("reason", ["a%00b", "%ED%A0%80", "x" * 1025])
+def test_a_delete_reason_that_cannot_be_stored_is_400_and_deletes_nothing(gw, reason):
+    created = gw.create_key("publishable", f"keep_{uuid.uuid4().hex[:6]}")
+    r = httpx.delete(f"{gw.admin_url}/v1/projects/default/api-keys/{created['id']}?reason={reason}",
+                     headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
+    if reason == "%ED%A0%80":  # not UTF-8: decoded with a replacement character, which is storable
+        assert r.status_code == 200, r.text
+        return
+    assert r.status_code == 400, r.text
+    assert r.json()["field"] == "reason"
+    assert gw.admin("GET", f"/api-keys/{created['id']}").status_code == 200  # still there
+    assert public_status(gw, created["api_key"]) in (502, 503)
+
+
+def test_errors_never_echo_an_unencodable_field_name(gw):
+    r = gw.admin("POST", "/api-keys", content=b'{"type": "secret", "name": "abcd", "\\ud800": 1}',
+                 headers={"content-type": "application/json"})
+    assert r.status_code == 400 and r.json()["field"]
+    assert "should_not" not in names(gw)
+
+
+# --- the admin token: a strict prefix is not the token ------------------------------------------
+
+
+def prefixes(token: str) -> list[str]:
+    return [token[:n] for n in (1, 8, len(token) // 2, len(token) - 1)]
+
+
+@pytest.mark.parametrize("path", ["/v1/projects/default/api-keys", "/metrics"])
+def test_a_strict_prefix_of_the_configured_token_is_refused(gw, path):
+    for prefix in prefixes(ADMIN_TOKEN):
+        r = raw(gw, "GET", path, token=prefix)
+        assert r.status_code == 401, prefix
+    assert raw(gw, "GET", path).status_code == 200
+
+
+def test_a_strict_prefix_of_the_generated_token_is_refused(dsn):
+    env = {"GATEWAY_DATABASE_URL": dsn, "GATEWAY_JWT__SECRET": JWT_SECRET}
+    with Gateway(env) as g:
+        token = json.loads((g.workdir / "data" / "initial-keys.json").read_text())["admin_token"]
+        url = g.admin_url + "/v1/projects/default/api-keys"
+        for prefix in prefixes(token):
+            assert httpx.get(url, headers={"Authorization": f"Bearer {prefix}"}).status_code == 401, prefix
+        assert httpx.get(url, headers={"Authorization": f"Bearer {token}"}).status_code == 200
+        assert token not in g.logs()
+
+
+# --- 405: the Allow header names every method of the path ---------------------------------------
+
+
+@pytest.mark.parametrize(("method", "path", "allowed"), [
+    ("PUT", f"/api-keys/{KEY_ID}", {"GET", "PATCH", "DELETE"}),
+    ("OPTIONS", f"/api-keys/{KEY_ID}", {"GET", "PATCH", "DELETE"}),
+    ("DELETE", "/api-keys", {"GET", "POST"}),
+    ("OPTIONS", "/api-keys", {"GET", "POST"}),
+    ("POST", "/api-keys/legacy", {"GET", "PUT"}),
+])
+def test_405_lists_every_method_of_the_path(gw, method, path, allowed):
+    r = gw.admin(method, path)
+    assert r.status_code == 405, r.text
+    assert {m.strip() for m in r.headers["allow"].split(",")} == allowed
+    assert r.json()["message"]
+
+
+def test_options_without_the_token_is_401(gw):
+    assert raw(gw, "OPTIONS", "/v1/projects/default/api-keys", token=None).status_code == 401
+
+
+# --- the database unavailable (the whole outage is in test_database_outage) -----------------------
+
+
+def test_503_is_documented_and_named(gw):
+    doc = raw(gw, "GET", "/openapi.json").json()
+    for path, operations in doc["paths"].items():
+        for method, op in operations.items():
+            if path.startswith("/v1/"):
+                assert {"401", "404", "503"} <= op["responses"].keys(), (method, path)
+                assert "422" not in op["responses"]
+                assert op["security"] == [{"HTTPBearer": []}]
+
+
+def test_openapi_states_the_name_rule_and_the_bearer_scheme(gw):
+    doc = raw(gw, "GET", "/openapi.json").json()
+    assert doc["components"]["securitySchemes"]["HTTPBearer"] == {
+        "type": "http", "scheme": "bearer", "description": doc["components"]["securitySchemes"]["HTTPBearer"]
+        ["description"]}
+    schemas = doc["components"]["schemas"]
+    create_name = schemas["CreateApiKey"]["properties"]["name"]
+    assert (create_name["minLength"], create_name["maxLength"], create_name["pattern"]) == (4, 64, "^[a-z_][a-z0-9_]+$")
+    assert schemas["UpdateApiKey"]["properties"]["name"]["pattern"] == "^[a-z_][a-z0-9_]+$"
+    assert schemas["CreateApiKey"]["properties"]["secret_jwt_template"]["anyOf"][0]["required"] == ["role"]
+    assert "HTTPValidationError" not in schemas
+
+
+# --- schemathesis: the API against its own OpenAPI document -------------------------------------
+
+
+def test_the_api_keeps_its_openapi_document(dsn, tmp_path):
+    """Every check schemathesis has, on every operation, with a few examples each, against a
+    gateway of its own (it creates, changes and deletes keys, and switches legacy keys off).
+    The pytest plugin of schemathesis 4 does not run under pytest 9: its CLI runs the same engine."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    env = {"GATEWAY_DATABASE_URL": dsn, "GATEWAY_JWT__SECRET": JWT_SECRET, "GATEWAY_ADMIN__TOKEN": ADMIN_TOKEN,
+           "GATEWAY_LEGACY__ANON_KEY": ANON}
+    with Gateway(env) as g:
+        existing = g.create_key("secret", "fuzzed_key")["id"]
+        # Real values for the path parameters, so that requests get past the 404s.
+        (tmp_path / "schemathesis.toml").write_text(f'[parameters]\nref = "default"\nkey_id = "{existing}"\n')
+        result = subprocess.run(
+            [str(Path(sys.executable).parent / "schemathesis"), "run", g.admin_url + "/openapi.json",
+             "--checks", "all", "--max-examples", "10", "--seed", "1", "--workers", "1",
+             "--header", f"Authorization: Bearer {ADMIN_TOKEN}", "--generation-database", "none",
+             "--no-color", "--suppress-health-check", "all", "--report-dir", str(tmp_path)],
+            capture_output=True, text=True, timeout=300, cwd=tmp_path,
+        )
+        assert result.returncode == 0, result.stdout[-8000:] + result.stderr[-2000:]
+        assert "Traceback" not in g.logs()

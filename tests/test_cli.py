@@ -361,6 +361,16 @@ def test_errors_quoting_input_stay_on_one_line(cli, workdir):
     one_line_failure(cli("keys", "list", "--config", str(workdir / "no\nsuch.toml")))
 
 
+def test_text_the_database_cannot_hold_is_one_line_and_writes_nothing(cli, dsn):
+    """Arguments that are not UTF-8 arrive as lone surrogates (Python's surrogateescape)."""
+    line = one_line_failure(cli("keys", "create", "--type", "secret", "--name", "abcd", "--description", "a\udcffb"))
+    assert "description" in line
+    kept = create(cli, "publishable")
+    assert "reason" in one_line_failure(cli("keys", "delete", kept["id"], "--reason", "\udcff"))
+    assert [r["id"] for r in listed(cli)] == [kept["id"]]  # not deleted
+    assert [r["action"] for r in asyncio.run(audit_rows(dsn))] == ["api_key.create"]
+
+
 def test_commands_start_and_stop_an_embedded_database_of_their_own(tmp_path):
     env = {"GATEWAY_DATA_DIR": str(tmp_path / "data")}
     for name in ("GATEWAY_DATABASE_URL", "DATABASE_URL"):

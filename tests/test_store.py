@@ -147,6 +147,57 @@ async def test_invalid_templates(store, template):
     assert (await store.get_key(row["id"]))["secret_jwt_template"] == DEFAULT_TEMPLATE
 
 
+def deep(levels: int) -> dict:
+    template: dict = {"role": "x"}
+    node = template
+    for _ in range(levels - 1):
+        node["n"] = {}
+        node = node["n"]
+    return template
+
+
+@pytest.mark.parametrize("template", [
+    deep(17), deep(254), {"role": "x", "a": [[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]},  # nested too deep
+    {"role": "x", "c": "a\x00b"}, {"role": "x", "a\x00": 1}, {"role": "x\x00"},  # NUL: jsonb cannot hold it
+    {"role": "x", "c": "\ud800"}, {"role": "x", "\udfff": 1},  # lone surrogates: not UTF-8
+    {"role": "x", "n": float("nan")}, {"role": "x", "n": float("inf")}, {"role": "x", "n": [float("-inf")]},
+    {"role": "x", 1: "non-string key"}, {"role": "x", "o": object()},
+])
+async def test_templates_postgres_or_json_cannot_hold(store, template):
+    with pytest.raises(InvalidInput) as info:
+        await store.create_key("secret", "abcd", actor="t", template=template)
+    assert info.value.field == "secret_jwt_template"
+    row, _ = await store.create_key("secret", "abcd", actor="t")
+    with pytest.raises(InvalidInput):
+        await store.update_key(str(row["id"]), {"secret_jwt_template": template}, actor="t")
+    assert (await store.get_key(row["id"]))["secret_jwt_template"] == DEFAULT_TEMPLATE
+    assert len(await audit(store)) == 1
+
+
+async def test_the_deepest_template_allowed_is_stored(store):
+    row, _ = await store.create_key("secret", "abcd", actor="t", template=deep(16))
+    assert (await store.get_key(row["id"]))["secret_jwt_template"] == deep(16)
+
+
+@pytest.mark.parametrize("text", ["a\x00b", "\ud800", "x\udcff"])
+async def test_text_postgres_cannot_hold_is_refused_before_writing(store, text):
+    with pytest.raises(InvalidInput) as info:
+        await store.create_key("secret", "abcd", actor="t", description=text)
+    assert info.value.field == "description"
+    row, _ = await store.create_key("publishable", "abcd", actor="t")
+    with pytest.raises(InvalidInput) as info:
+        await store.update_key(str(row["id"]), {"description": text}, actor="t")
+    assert info.value.field == "description"
+    with pytest.raises(InvalidInput) as info:
+        await store.delete_key(str(row["id"]), actor="t", reason=text)
+    assert info.value.field == "reason"
+    assert (await store.get_key(row["id"]))["description"] is None  # not changed, not deleted
+    assert len(await audit(store)) == 1
+    with pytest.raises(InvalidInput):
+        await store.delete_key(str(row["id"]), actor="t", reason="x" * 1025)
+    await store.delete_key(str(row["id"]), actor="t", reason="emoji are fine \U0001f600")
+
+
 async def test_publishable_keys_have_no_template(store):
     with pytest.raises(InvalidInput) as info:
         await store.create_key("publishable", "abcd", actor="t", template={"role": "anon"})
