@@ -591,36 +591,50 @@ def test_openapi_states_the_name_rule_and_the_bearer_scheme(gw):
         "type": "http", "scheme": "bearer", "description": doc["components"]["securitySchemes"]["HTTPBearer"]
         ["description"]}
     schemas = doc["components"]["schemas"]
-    create_name = schemas["CreateApiKey"]["properties"]["name"]
+    create_name = schemas["CreateApiKeyBody"]["properties"]["name"]
     assert (create_name["minLength"], create_name["maxLength"], create_name["pattern"]) == (4, 64, "^[a-z_][a-z0-9_]+$")
-    assert schemas["UpdateApiKey"]["properties"]["name"]["pattern"] == "^[a-z_][a-z0-9_]+$"
-    assert schemas["CreateApiKey"]["properties"]["secret_jwt_template"]["anyOf"][0]["required"] == ["role"]
+    assert schemas["UpdateApiKeyBody"]["properties"]["name"]["pattern"] == "^[a-z_][a-z0-9_]+$"
+    assert schemas["CreateApiKeyBody"]["properties"]["secret_jwt_template"]["anyOf"][0]["required"] == ["role"]
     assert "HTTPValidationError" not in schemas
 
 
 # --- schemathesis: the API against its own OpenAPI document -------------------------------------
 
 
+# Every check; on PATCH, a schema-valid body may still be refused: a template on a publishable
+# key is 400, which depends on the stored key's type and no schema can say.
+SCHEMATHESIS_CONFIG = """
+[checks]
+enabled = true
+
+[parameters]
+ref = "default"
+
+[[operations]]
+include-method = "PATCH"
+checks.positive_data_acceptance.enabled = false
+"""
+
+
 def test_the_api_keeps_its_openapi_document(dsn, tmp_path):
-    """Every check schemathesis has, on every operation, with a few examples each, against a
-    gateway of its own (it creates, changes and deletes keys, and switches legacy keys off).
-    The pytest plugin of schemathesis 4 does not run under pytest 9: its CLI runs the same engine."""
+    """schemathesis, all phases and checks, 10 examples per operation, against a gateway of its
+    own (it creates, changes and deletes keys, and switches legacy keys off). Run through its
+    CLI: the pytest plugin of schemathesis 4 does not run under pytest 9."""
     import subprocess
     import sys
     from pathlib import Path
 
     env = {"GATEWAY_DATABASE_URL": dsn, "GATEWAY_JWT__SECRET": JWT_SECRET, "GATEWAY_ADMIN__TOKEN": ADMIN_TOKEN,
            "GATEWAY_LEGACY__ANON_KEY": ANON}
+    (tmp_path / "schemathesis.toml").write_text(SCHEMATHESIS_CONFIG)
     with Gateway(env) as g:
-        existing = g.create_key("secret", "fuzzed_key")["id"]
-        # Real values for the path parameters, so that requests get past the 404s.
-        (tmp_path / "schemathesis.toml").write_text(f'[parameters]\nref = "default"\nkey_id = "{existing}"\n')
         result = subprocess.run(
             [str(Path(sys.executable).parent / "schemathesis"), "run", g.admin_url + "/openapi.json",
-             "--checks", "all", "--max-examples", "10", "--seed", "1", "--workers", "1",
+             "--max-examples", "10", "--seed", "1", "--workers", "1",
              "--header", f"Authorization: Bearer {ADMIN_TOKEN}", "--generation-database", "none",
              "--no-color", "--suppress-health-check", "all", "--report-dir", str(tmp_path)],
             capture_output=True, text=True, timeout=300, cwd=tmp_path,
         )
         assert result.returncode == 0, result.stdout[-8000:] + result.stderr[-2000:]
+        assert "No issues found" in result.stdout
         assert "Traceback" not in g.logs()
