@@ -7,8 +7,10 @@ reading a body; dependencies read ``app.state``; the error answers are registere
 from __future__ import annotations
 
 import hmac
+import re
 from dataclasses import dataclass
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Depends, FastAPI, Query, Request, Security
 from fastapi.exceptions import RequestValidationError
@@ -25,12 +27,32 @@ from gateway.config import Settings
 from gateway.db import UNAVAILABLE
 from gateway.keyring import KeyRing
 from gateway.shapes import (LEGACY_NAMES, ApiKeyResponse, CreateApiKeyBody, ErrorBody, InvalidInput,
-                            LegacyApiKeysResponse, Text, UpdateApiKeyBody, first_error, key_json, legacy_json)
+                            LegacyApiKeysResponse, ProjectResponse, Text, UpdateApiKeyBody, first_error, key_json,
+                            legacy_json, project_json)
 from gateway.store import NotFound, Store
 
 # Served without the admin token: the health check and the API's own description (no secrets).
 OPEN_PATHS = frozenset({"/health", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"})
 UNAUTHORIZED = "Missing or invalid admin token"
+_SLASHES = re.compile(r"//+")
+
+
+class JSON(JSONResponse):
+    media_type = "application/json; charset=utf-8"  # as the Management API answers
+
+
+class MergeSlashes:
+    """``//`` is ``/``: a client with a trailing slash in its base URL (``http://host:8001/``)
+    asks for ``//v1/projects/...``."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and "//" in scope["path"]:
+            scope = {**scope, "path": _SLASHES.sub("/", scope["path"]),
+                     "raw_path": _SLASHES.sub("/", scope.get("raw_path", b"").decode("latin-1")).encode("latin-1")}
+        await self.app(scope, receive, send)
 
 
 @dataclass(frozen=True)
@@ -141,6 +163,13 @@ async def legacy_keys(state: AdminState, reveal: bool) -> list[dict[str, Any]]:
             for name in LEGACY_NAMES if (token := state.legacy_tokens[name]) is not None]
 
 
+@keys.get("", response_model=ProjectResponse)
+async def get_project(ref: str, state: State) -> dict[str, Any]:
+    version, created_at = await state.store.project_facts()
+    host = urlsplit(state.store.dsn).hostname or "localhost"  # never the DSN itself: it may hold a password
+    return project_json(ref, host, version, created_at)
+
+
 @keys.get("/api-keys", response_model=list[ApiKeyResponse], responses=WITH_INPUT)
 async def list_keys(state: State, reveal: bool = False) -> list[dict[str, Any]]:
     rows = await state.store.list_keys()
@@ -195,7 +224,7 @@ def _error(status: int, message: str, field: str | None = None, headers: dict[st
     body = {"message": message} if field is None else {"message": message, "field": field}
     if status == 401:
         headers = {**(headers or {}), "WWW-Authenticate": "Bearer"}
-    return JSONResponse(body, status_code=status, headers=headers)
+    return JSON(body, status_code=status, headers=headers)
 
 
 def allowed_methods(request: Request) -> str | None:
@@ -268,6 +297,7 @@ def create_admin_app(settings: Settings, store: Store, ring: KeyRing) -> FastAPI
         description="API keys of a self-hosted Supabase project, with the Management API's paths and shapes. "
         "Every endpoint but /health needs `Authorization: Bearer <admin token>`.",
         exception_handlers=EXCEPTION_HANDLERS,
+        default_response_class=JSON,
     )
     configured = settings.admin.token
     app.state.admin = AdminState(
@@ -277,5 +307,6 @@ def create_admin_app(settings: Settings, store: Store, ring: KeyRing) -> FastAPI
     app.include_router(ops)
     app.include_router(keys)
     app.add_middleware(TokenGate)
+    app.add_middleware(MergeSlashes)  # outermost: the token gate sees the merged path
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app

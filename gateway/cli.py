@@ -52,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--description")
     create.add_argument("--role", help="role of the JWTs minted for a secret key (default service_role)")
     create.add_argument("--json", action="store_true", help="print one JSON object")
-    lst = keys.add_parser("list", parents=[common], help="list keys (never their values)")
+    lst = keys.add_parser("list", parents=[common], help="list keys (publishable ones in full, secret ones never)")
     lst.add_argument("--json", action="store_true")
     delete = keys.add_parser("delete", parents=[common], help="delete a key for good")
     delete.add_argument("id")
@@ -179,16 +179,15 @@ async def _keys(session: Session, args: argparse.Namespace) -> int:
             sys.stderr.write(f"created {row['type']} key {row['name']} ({row['id']}); it is shown only this once:\n")
             print(plaintext)
         return 0
-    if cmd == "list":
-        rows = [key_json(r) for r in await store.list_keys()]
-        for r in rows:
-            del r["api_key"]
+    if cmd == "list":  # as the admin API lists them: publishable keys in full, secret keys masked
+        records = await store.list_keys()
         if args.json:
-            print(json.dumps(rows))
+            print(json.dumps([key_json(r) for r in records]))
         else:
-            print(f"{'ID':<36}  {'TYPE':<11}  {'NAME':<20}  {'PREFIX':<24}  LAST USED")
-            for r in rows:
-                print(f"{r['id']:<36}  {r['type']:<11}  {r['name']:<20}  {r['prefix']:<24}  {r['last_used_at'] or '-'}")
+            print(f"{'ID':<36}  {'TYPE':<11}  {'NAME':<20}  {'PREFIX':<24}  {'LAST USED':<32}  KEY")
+            for rec, r in zip(records, map(key_json, records)):
+                print(f"{r['id']:<36}  {r['type']:<11}  {r['name']:<20}  {r['prefix']:<24}"
+                      f"  {r['last_used_at'] or '-':<32}  {rec['publishable_key'] or '-'}")
         return 0
     row = await store.delete_key(args.id, actor=_actor(), was_compromised=args.compromised, reason=args.reason)
     print(f"deleted {row['type']} key {row['name']} ({row['id']})")

@@ -125,7 +125,9 @@ Template = Annotated[dict[str, Any], AfterValidator(check_template), WithJsonSch
 
 
 class _Body(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # Unknown fields are ignored, as the Management API does: newer clients send more
+    # (the dashboard's expose_as_env, for one).
+    model_config = ConfigDict(extra="ignore")
 
     def columns(self, *, given_only: bool = True) -> dict[str, Any]:
         """The fields (those given, or all), by column name: every field is its column, and the
@@ -190,8 +192,7 @@ def first_error(errors: list[Any]) -> InvalidInput:
         field, message = (loc[0] if loc else error.field), error.message
     else:  # ("body", 7) for a JSON syntax error at offset 7: "body"
         field = loc[0] if loc else "body"
-        message = "unknown field" if first.get("type") == "extra_forbidden" else \
-            str(first.get("msg", "invalid")).removeprefix("Value error, ")
+        message = str(first.get("msg", "invalid")).removeprefix("Value error, ")
     # An unknown key may hold anything: echo it bounded and encodable.
     return InvalidInput(field[:64].encode("utf-8", "replace").decode("utf-8"), message)
 
@@ -236,8 +237,16 @@ def _iso(t: datetime | None) -> str | None:
     return None if t is None else t.isoformat()
 
 
+def shown_key(row: Any) -> str:
+    """``api_key`` in a listing: a publishable key in full (kept since migration 0002; older ones
+    were stored as hashes only and stay masked), a secret key always masked."""
+    if row["type"] == "publishable" and row.get("publishable_key"):
+        return row["publishable_key"]
+    return apikeys.masked(row["type"])
+
+
 def key_json(row: Any, api_key: str | None = None) -> dict[str, Any]:
-    """A stored key as an ``ApiKeyResponse``. ``api_key``: the plaintext, only at creation."""
+    """A stored key as an ``ApiKeyResponse``. ``api_key``: the plaintext, given at creation."""
     return {
         "id": str(row["id"]),
         "type": row["type"],
@@ -249,7 +258,7 @@ def key_json(row: Any, api_key: str | None = None) -> dict[str, Any]:
         "inserted_at": _iso(row["inserted_at"]),
         "updated_at": _iso(row["updated_at"]),
         "last_used_at": _iso(row["last_used_at"]),
-        "api_key": api_key if api_key is not None else apikeys.masked(row["type"]),
+        "api_key": api_key if api_key is not None else shown_key(row),
     }
 
 
@@ -258,8 +267,38 @@ LEGACY_NAMES = ("anon", "service_role")
 
 def legacy_json(name: str, token: str, *, reveal: bool, last_used: str | None) -> dict[str, Any]:
     """A configured legacy JWT key as an ``ApiKeyResponse``: ``anon`` is public, ``service_role`` only
-    with ``reveal`` (it is a secret key)."""
+    with ``reveal`` (it is a secret key). Like the hosted entries, with a ``hash`` (SHA256 of the
+    JWT) and a short ``prefix`` (the start of its signature, which tells two JWTs apart)."""
     shown = token if (reveal or name == "anon") else "eyJ" + apikeys.MASK_CHAR * 32
-    return {"id": name, "type": "legacy", "prefix": None, "name": name, "description": f"Legacy {name} API key",
-            "hash": None, "secret_jwt_template": None, "inserted_at": None, "updated_at": None,
-            "last_used_at": last_used, "api_key": shown}
+    return {"id": name, "type": "legacy", "prefix": token.rpartition(".")[2][:5], "name": name,
+            "description": f"Legacy {name} API key", "hash": apikeys.hash_key(token), "secret_jwt_template": None,
+            "inserted_at": None, "updated_at": None, "last_used_at": last_used, "api_key": shown}
+
+
+class ProjectDatabase(BaseModel):
+    host: str
+    version: str
+    postgres_engine: str
+    release_channel: str
+
+
+class ProjectResponse(BaseModel):
+    """``GET /v1/projects/{ref}``: the Management API's project, as far as a self-hosted one has
+    one (the Supabase CLI reads ``ref``, ``name`` and the organization)."""
+
+    id: str
+    ref: str
+    organization_id: str
+    organization_slug: str
+    name: str
+    region: str
+    created_at: str | None = Field(json_schema_extra={"format": "date-time"})
+    status: str
+    database: ProjectDatabase
+
+
+def project_json(ref: str, db_host: str, version: str, created_at: datetime | None) -> dict[str, Any]:
+    return {"id": ref, "ref": ref, "organization_id": "self-hosted", "organization_slug": "self-hosted",
+            "name": ref, "region": "self-hosted", "created_at": _iso(created_at), "status": "ACTIVE_HEALTHY",
+            "database": {"host": db_host, "version": version, "postgres_engine": version.split(".")[0],
+                         "release_channel": "ga"}}

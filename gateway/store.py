@@ -19,7 +19,8 @@ from gateway import apikeys
 from gateway.shapes import CreateApiKeyBody, InvalidInput, UpdateApiKeyBody, check_import, check_text
 
 FINGERPRINT_SQL = "SELECT count(*), max(updated_at) FROM gateway.api_keys"
-KEY_COLUMNS = "id, type, name, description, prefix, hash, secret_jwt_template, inserted_at, updated_at, last_used_at"
+KEY_COLUMNS = ("id, type, name, description, prefix, hash, secret_jwt_template, inserted_at, updated_at, last_used_at,"
+               " publishable_key")
 BOOTSTRAP_LOCK = 7_221_530_002
 
 
@@ -70,7 +71,9 @@ class Store:
     # --- keys ---------------------------------------------------------------------------
 
     async def list_keys(self) -> list[asyncpg.Record]:
-        return await self.pool.fetch(f"SELECT {KEY_COLUMNS} FROM gateway.api_keys ORDER BY inserted_at, id")
+        """Publishable keys first, then secret ones (as the Management API lists them), oldest first."""
+        return await self.pool.fetch(
+            f"SELECT {KEY_COLUMNS} FROM gateway.api_keys ORDER BY type = 'secret', inserted_at, id")
 
     async def get_key(self, key_id: str | uuid.UUID) -> asyncpg.Record:
         kid = key_id if isinstance(key_id, uuid.UUID) else parse_id(key_id)
@@ -110,6 +113,8 @@ class Store:
             api_key = apikeys.generate(new.type, self.checksum_ref)
         prefix = apikeys.display_prefix(api_key)
         columns = {**new.columns(), "prefix": prefix, "hash": apikeys.hash_key(api_key)}
+        if new.type == "publishable":  # public by design, shown in every listing; never a secret key
+            columns["publishable_key"] = api_key
         try:
             async with conn.transaction():
                 row = await conn.fetchrow(
@@ -224,13 +229,19 @@ class Store:
             if need_admin_token and await conn.fetchval(
                 "SELECT value FROM gateway.settings WHERE key = 'admin_token'"
             ) is None:
-                token = "sbgw_admin_" + apikeys.b64url(secrets.token_bytes(32))
+                token = "sbp_" + secrets.token_hex(20)  # the form the Supabase CLI insists on
                 await conn.execute(
                     "INSERT INTO gateway.settings (key, value) VALUES ('admin_token', $1::jsonb)",
                     {"hash": apikeys.hash_key(token)},
                 )
                 await self._audit(conn, "system", "admin_token.generate", None, {})
         return created, token
+
+    async def project_facts(self) -> tuple[str, datetime | None]:
+        """The server's version, and when the gateway's schema was created (the project's birth)."""
+        row = await self.pool.fetchrow("SELECT current_setting('server_version'),"
+                                       " (SELECT min(applied_at) FROM gateway.schema_migrations)")
+        return row[0], row[1]
 
     # --- audit ----------------------------------------------------------------------------
 

@@ -10,8 +10,8 @@ from datetime import datetime, timezone
 import pytest
 
 from gateway import apikeys, shapes
-from gateway.shapes import (DEFAULT_TEMPLATE, ApiKeyResponse, CreateApiKeyBody, InvalidInput, UpdateApiKeyBody,
-                            key_json, legacy_json)
+from gateway.shapes import (DEFAULT_TEMPLATE, ApiKeyResponse, CreateApiKeyBody, InvalidInput, ProjectResponse,
+                            UpdateApiKeyBody, key_json, legacy_json, project_json)
 
 
 def deep(levels: int) -> dict:
@@ -58,7 +58,6 @@ def test_a_new_secret_key_gets_the_default_template():
     ({"type": "secret", "name": "abcd", "description": "x" * 1025}, "description"),
     ({"type": "secret", "name": "abcd", "description": 5}, "description"),
     ({"type": "publishable", "name": "abcd", "secret_jwt_template": {"role": "anon"}}, "secret_jwt_template"),
-    ({"type": "secret", "name": "abcd", "bogus": 1}, "bogus"),
 ])
 def test_create_rules(values, field):
     assert refused(CreateApiKeyBody, **values).field == field
@@ -113,7 +112,7 @@ def test_an_update_holds_only_the_fields_given():
 @pytest.mark.parametrize(("values", "field"), [
     ({"name": "NO"}, "name"), ({"name": None}, "name"), ({"name": 5}, "name"),
     ({"description": 7}, "description"), ({"name": "good", "description": []}, "description"),
-    ({"secret_jwt_template": None}, "secret_jwt_template"), ({"bogus": 1}, "bogus"), ({"type": "secret"}, "type"),
+    ({"secret_jwt_template": None}, "secret_jwt_template"),
 ])
 def test_update_rules(values, field):
     assert refused(UpdateApiKeyBody, **values).field == field
@@ -128,8 +127,17 @@ def test_only_secret_keys_take_a_template_later():
     shapes.parse(UpdateApiKeyBody, name="renamed").check_for("publishable")
 
 
-def test_errors_name_an_unknown_field_as_it_can_be_echoed():
-    error = refused(CreateApiKeyBody, **{"type": "secret", "name": "abcd", "\ud800" + "x" * 100: 1})
+@pytest.mark.parametrize("model", [CreateApiKeyBody, UpdateApiKeyBody])
+def test_unknown_fields_are_ignored(model):
+    """As the Management API does: newer clients send more (the dashboard's expose_as_env)."""
+    body = shapes.parse(model, type="secret", name="abcd", expose_as_env=True, api_key="sb_secret_x",
+                        id="00000000-0000-4000-8000-000000000001", hash="x", **{"\ud800": 1, "a\x00": 2})
+    assert set(body.columns()) <= set(model.model_fields)
+    assert "additionalProperties" not in model.model_json_schema()
+
+
+def test_errors_name_the_field_as_it_can_be_echoed():
+    error = shapes.first_error([{"loc": ("body", "\ud800" + "x" * 100), "msg": "bad", "type": "x"}])
     assert len(error.field) <= 64
     error.field.encode("utf-8")  # no lone surrogate left
 
@@ -140,12 +148,13 @@ def test_errors_name_an_unknown_field_as_it_can_be_echoed():
 NOW = datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
 
 
-def row(key_type: str, **extra) -> dict:
+def row(key_type: str, stored: bool = True, **extra) -> dict:
     key = apikeys.generate(key_type, "ref")  # type: ignore[arg-type]
     return {"id": uuid.uuid4(), "type": key_type, "prefix": apikeys.display_prefix(key), "name": "abcd",
             "description": None, "hash": apikeys.hash_key(key),
             "secret_jwt_template": DEFAULT_TEMPLATE if key_type == "secret" else None,
-            "inserted_at": NOW, "updated_at": NOW, "last_used_at": None, **extra}
+            "inserted_at": NOW, "updated_at": NOW, "last_used_at": None,
+            "publishable_key": key if key_type == "publishable" and stored else None, **extra}
 
 
 def test_key_json_is_the_api_key_response():
@@ -160,15 +169,40 @@ def test_key_json_is_the_api_key_response():
     assert later["secret_jwt_template"] == DEFAULT_TEMPLATE
 
 
+def test_publishable_keys_are_shown_in_full_secret_keys_never():
+    pub = row("publishable")
+    assert key_json(pub)["api_key"] == pub["publishable_key"]
+    assert apikeys.parse(key_json(pub)["api_key"], "ref") == "publishable"
+    older = row("publishable", stored=False)  # created before migration 0002: only its hash is known
+    assert key_json(older)["api_key"] == apikeys.masked("publishable")
+    secret = row("secret", publishable_key="sb_secret_never_shown")  # the column's CHECK forbids it anyway
+    assert key_json(secret)["api_key"] == apikeys.masked("secret")
+
+
 def test_a_publishable_key_never_shows_a_template():
     assert key_json(row("publishable", secret_jwt_template={"role": "x"}))["secret_jwt_template"] is None
 
 
-def test_legacy_entries():
-    anon = legacy_json("anon", "eyJanon", reveal=False, last_used=None)
+def test_legacy_entries_carry_prefix_and_hash_like_the_hosted_ones():
+    jwt_anon, jwt_service = "eyJhbGciOiJIUzI1NiJ9.eyJyb2xlIjoiYW5vbiJ9.tbn2DsIgNaTuRe", "eyJh.eyJz.OxwOzSiGn"
+    anon = legacy_json("anon", jwt_anon, reveal=False, last_used=None)
     assert list(anon) == list(ApiKeyResponse.model_fields)
     ApiKeyResponse.model_validate(anon)
-    assert (anon["id"], anon["type"], anon["api_key"]) == ("anon", "legacy", "eyJanon")
-    hidden = legacy_json("service_role", "eyJservice", reveal=False, last_used="2026-01-01T00:00:00+00:00")
-    assert "eyJservice" not in str(hidden) and hidden["last_used_at"] == "2026-01-01T00:00:00+00:00"
-    assert legacy_json("service_role", "eyJservice", reveal=True, last_used=None)["api_key"] == "eyJservice"
+    assert (anon["id"], anon["name"], anon["type"], anon["api_key"]) == ("anon", "anon", "legacy", jwt_anon)
+    assert anon["description"] == "Legacy anon API key"
+    assert anon["hash"] == apikeys.hash_key(jwt_anon) and len(anon["hash"]) == 43
+    assert anon["prefix"] == "tbn2D"
+    hidden = legacy_json("service_role", jwt_service, reveal=False, last_used="2026-01-01T00:00:00+00:00")
+    assert jwt_service not in str(hidden) and hidden["last_used_at"] == "2026-01-01T00:00:00+00:00"
+    assert (hidden["prefix"], hidden["hash"]) == ("OxwOz", apikeys.hash_key(jwt_service))
+    assert legacy_json("service_role", jwt_service, reveal=True, last_used=None)["api_key"] == jwt_service
+
+
+def test_the_project_object():
+    out = project_json("abcdefghijklmnopqrst", "db", "17.5", NOW)
+    ProjectResponse.model_validate(out)
+    assert (out["id"], out["ref"], out["name"], out["status"]) == \
+        ("abcdefghijklmnopqrst", "abcdefghijklmnopqrst", "abcdefghijklmnopqrst", "ACTIVE_HEALTHY")
+    assert out["database"] == {"host": "db", "version": "17.5", "postgres_engine": "17", "release_channel": "ga"}
+    assert out["created_at"] == NOW.isoformat()
+    assert out["organization_id"] and out["organization_slug"]

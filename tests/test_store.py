@@ -4,6 +4,8 @@ legacy switch, the audit log, first-start keys."""
 from __future__ import annotations
 
 import asyncio
+import json
+import re
 import uuid
 from datetime import datetime
 
@@ -196,31 +198,57 @@ async def test_delete_is_final(store, dsn):
 # --- no plaintext anywhere --------------------------------------------------------------------
 
 
-async def test_plaintext_key_is_in_no_table(store, dsn):
-    keys: list[str] = []
+async def test_no_secret_plaintext_in_any_table_and_publishable_keys_only_in_their_column(store, dsn):
+    secrets_: list[str] = []
+    publishable: list[str] = []
     (created, token) = await store.bootstrap(need_admin_token=True)
-    keys += [k for _, k in created]
-    for key_type in ("publishable", "secret"):
+    for r, k in created:
+        (publishable if r["type"] == "publishable" else secrets_).append(k)
+    for key_type, into in (("publishable", publishable), ("secret", secrets_)):
         row, key = await store.create_key(new(key_type, f"made_{key_type}", description="d"), actor="t")
-        keys.append(key)
+        into.append(key)
         await store.update_key(str(row["id"]), changes({"name": f"renamed_{key_type}"}), actor="t")
     imported = apikeys.generate("secret", REF)
     row, key = await store.create_key(new("secret", "imported"), actor="t", api_key=imported)
     assert key == imported
-    keys.append(imported)
+    secrets_.append(imported)
     doomed, doomed_key = await store.create_key(new("publishable", "doomed"), actor="t")
-    keys.append(doomed_key)
     await store.delete_key(str(doomed["id"]), actor="t", reason="rotation")
     await store.touch({row["id"]: 1_700_000_000.0}, {"anon": 1_700_000_000.0})
     await store.set_legacy(False, actor="t")
 
     dump = await dump_database(dsn)
-    assert apikeys.hash_key(keys[0]) in dump and "renamed_secret" in dump  # the dump does hold the store
-    for key in keys:
+    assert apikeys.hash_key(secrets_[0]) in dump and "renamed_secret" in dump  # the dump does hold the store
+    for key in secrets_ + [doomed_key]:  # secret keys never, a deleted key no more
         assert key not in dump
         assert secret_part(key) not in dump
-    assert token not in dump and token.removeprefix("sbgw_admin_") not in dump
+    assert token not in dump and token.removeprefix("sbp_") not in dump
     assert apikeys.hash_key(token) in dump
+    # publishable keys are public by design: kept in full, in their own column and nowhere else
+    stored = {r["publishable_key"] for r in await store.list_keys()} - {None}
+    assert stored == set(publishable)
+    for key in publishable:
+        assert dump.count(key) == 1
+    audit_text = json.dumps([dict(r) for r in await store.audit_log(1000)], default=str)
+    assert not any(k in audit_text for k in publishable)
+
+
+async def test_the_database_refuses_a_secret_key_in_the_publishable_column(store, dsn):
+    row, key = await store.create_key(new("secret", "backend"), actor="t")
+    conn = await asyncpg.connect(dsn)
+    try:
+        with pytest.raises(asyncpg.CheckViolationError):
+            await conn.execute("UPDATE gateway.api_keys SET publishable_key = $1 WHERE id = $2", key, row["id"])
+    finally:
+        await conn.close()
+
+
+async def test_publishable_keys_are_listed_before_secret_ones(store):
+    s1, _ = await store.create_key(new("secret", "first_secret"), actor="t")
+    p1, _ = await store.create_key(new("publishable", "first_pub"), actor="t")
+    s2, _ = await store.create_key(new("secret", "second_secret"), actor="t")
+    p2, _ = await store.create_key(new("publishable", "second_pub"), actor="t")
+    assert [r["id"] for r in await store.list_keys()] == [p1["id"], p2["id"], s1["id"], s2["id"]]
 
 
 # --- audit ------------------------------------------------------------------------------------
@@ -341,7 +369,7 @@ async def test_bootstrap_leaves_a_table_with_keys_alone(store):
 
 async def test_bootstrap_generates_the_admin_token_once(store):
     created, token = await store.bootstrap(need_admin_token=True)
-    assert len(created) == 2 and token and len(token) >= 32
+    assert len(created) == 2 and re.fullmatch(r"sbp_[a-f0-9]{40}", token)  # the form the Supabase CLI insists on
     assert await store.admin_token_hash() == apikeys.hash_key(token)
     assert await store.bootstrap(need_admin_token=True) == ([], None)
     assert await store.admin_token_hash() == apikeys.hash_key(token)
