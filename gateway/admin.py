@@ -1,77 +1,293 @@
-"""The admin listener: key management with the Supabase Management API's paths and shapes."""
+"""The admin listener: key management with the Supabase Management API's paths and shapes.
+
+A module-level router; the admin token is checked once, by ``TokenGate``, before routing or
+reading a body; dependencies read ``app.state``; the error answers are registered in one place.
+"""
 
 from __future__ import annotations
 
 import hmac
+import re
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
+from urllib.parse import urlsplit
 
-from fastapi import Depends, FastAPI, Query, Request
+from fastapi import APIRouter, Depends, FastAPI, Query, Request, Security
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel, ConfigDict
+from fastapi.security import HTTPBearer
+from pydantic import SecretStr
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import compile_path
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gateway import apikeys, observe
 from gateway.config import Settings
+from gateway.db import UNAVAILABLE
 from gateway.keyring import KeyRing
-from gateway.store import InvalidInput, NotFound, Store, key_json
+from gateway.shapes import (LEGACY_NAMES, ApiKeyResponse, CreateApiKeyBody, ErrorBody, InvalidInput,
+                            LegacyApiKeysResponse, ProjectResponse, Text, UpdateApiKeyBody, first_error, key_json,
+                            legacy_json, project_json)
+from gateway.store import NotFound, Store
 
-LEGACY_NAMES = ("anon", "service_role")
 # Served without the admin token: the health check and the API's own description (no secrets).
 OPEN_PATHS = frozenset({"/health", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"})
+UNAUTHORIZED = "Missing or invalid admin token"
+_SLASHES = re.compile(r"//+")
+
+
+class JSON(JSONResponse):
+    media_type = "application/json; charset=utf-8"  # as the Management API answers
+
+
+class MergeSlashes:
+    """``//`` is ``/``: a client with a trailing slash in its base URL (``http://host:8001/``)
+    asks for ``//v1/projects/...``."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and "//" in scope["path"]:
+            scope = {**scope, "path": _SLASHES.sub("/", scope["path"]),
+                     "raw_path": _SLASHES.sub("/", scope.get("raw_path", b"").decode("latin-1")).encode("latin-1")}
+        await self.app(scope, receive, send)
+
+
+@dataclass(frozen=True)
+class AdminState:
+    """What the routes need, as ``app.state.admin``."""
+
+    settings: Settings
+    store: Store
+    ring: KeyRing
+    configured_hash: str | None  # hash of admin.token; None: the generated one's, in the key ring
+    legacy_tokens: dict[str, SecretStr | None]
 
 
 class AdminError(Exception):
-    def __init__(self, status: int, message: str, field: str | None = None) -> None:
+    def __init__(self, status: int, message: str) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
-        self.field = field
 
 
-class CreateApiKey(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    type: Literal["publishable", "secret"]
-    name: str
-    description: str | None = None
-    secret_jwt_template: dict[str, Any] | None = None
+# --- the token, checked once --------------------------------------------------------------------
 
 
-class UpdateApiKey(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    name: str | None = None
-    description: str | None = None
-    secret_jwt_template: dict[str, Any] | None = None
-
-
-@dataclass
-class AdminContext:
-    settings: Settings
-    ring: KeyRing
-    configured_hash: str | None  # hash of admin.token; None: the generated one's, in the database
-
-
-def require_token(request: Request) -> str:
-    """The caller's audit name, once its bearer token's hash matches (constant time)."""
-    ctx: AdminContext = request.app.state.ctx
-    scheme, _, presented = request.headers.get("authorization", "").partition(" ")
-    expected = ctx.configured_hash or ctx.ring.admin_token_hash
+def token_actor(state: AdminState, scope: Scope) -> str | None:
+    """The caller's audit name if its bearer token's hash matches (constant time), else None."""
+    header = next((v for k, v in scope["headers"] if k == b"authorization"), b"").decode("latin-1")
+    scheme, _, presented = header.partition(" ")
+    expected = state.configured_hash or state.ring.admin_token_hash
     if scheme.lower() != "bearer" or not presented.strip() or expected is None:
-        raise AdminError(401, "Missing or invalid admin token")
+        return None
     if not hmac.compare_digest(apikeys.hash_key(presented.strip()), expected):
-        raise AdminError(401, "Missing or invalid admin token")
-    return f"admin-api@{request.client.host if request.client else 'unknown'}"
+        return None
+    client = scope.get("client")
+    return f"admin-api@{client[0] if client else 'unknown'}"
 
 
-def project(request: Request, ref: str) -> str:
-    if ref != request.app.state.ctx.settings.project_ref:
+class TokenGate:
+    """Refuses a missing or wrong token before anything else looks at the request (its path,
+    its body): an unauthenticated caller learns nothing but 401. Leaves the actor in the scope."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] not in OPEN_PATHS:
+            actor = token_actor(scope["app"].state.admin, scope)
+            if actor is None:
+                await _error(401, UNAUTHORIZED)(scope, receive, send)
+                return
+            scope.setdefault("state", {})["actor"] = actor
+        await self.app(scope, receive, send)
+
+
+BEARER = HTTPBearer(auto_error=False, description="The admin token (admin.token, or the one generated on first start)")
+
+
+def admin_state(request: Request) -> AdminState:
+    return request.app.state.admin
+
+
+def actor(request: Request, _documented: Any = Security(BEARER)) -> str:
+    """Who acts, for the audit log (TokenGate checked the token; this declares the scheme)."""
+    return request.state.actor
+
+
+def project(ref: str, state: Annotated[AdminState, Depends(admin_state)]) -> str:
+    if ref != state.settings.project_ref:
         raise AdminError(404, "Project not found")
     return ref
 
 
-Actor = Annotated[str, Depends(require_token)]
-Ref = Annotated[str, Depends(project)]
+State = Annotated[AdminState, Depends(admin_state)]
+Actor = Annotated[str, Depends(actor)]
+
+
+# --- routes ---------------------------------------------------------------------------------------
+
+
+def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    what = {400: "Invalid body or parameter (`field` names it)", 401: UNAUTHORIZED,
+            404: "Unknown project ref or key id", 503: "Database unavailable"}
+    return {status: {"model": ErrorBody, "description": what[status]} for status in statuses}
+
+
+ops = APIRouter(tags=["ops"])
+keys = APIRouter(prefix="/v1/projects/{ref}", tags=["api-keys"], dependencies=[Depends(actor), Depends(project)],
+                 responses=_errors(401, 404, 503))
+WITH_INPUT = _errors(400)
+
+
+@ops.get("/health")
+async def health() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@ops.get("/metrics", dependencies=[Depends(actor)], response_class=Response, responses={
+    **_errors(401), 200: {"content": {"text/plain": {"schema": {"type": "string"}}}, "description": "Prometheus text"}})
+async def metrics() -> Response:
+    return Response(observe.metrics_text(), media_type="text/plain; version=0.0.4; charset=utf-8")
+
+
+async def legacy_keys(state: AdminState, reveal: bool) -> list[dict[str, Any]]:
+    """The configured legacy keys, while enabled (as the Management API lists them)."""
+    if not state.ring.legacy.enabled:
+        return []
+    last_used = await state.store.get_setting("legacy_last_used") or {}
+    return [legacy_json(name, token.get_secret_value(), reveal=reveal, last_used=last_used.get(name))
+            for name in LEGACY_NAMES if (token := state.legacy_tokens[name]) is not None]
+
+
+@keys.get("", response_model=ProjectResponse)
+async def get_project(ref: str, state: State) -> dict[str, Any]:
+    version, created_at = await state.store.project_facts()
+    host = urlsplit(state.store.dsn).hostname or "localhost"  # never the DSN itself: it may hold a password
+    return project_json(ref, host, version, created_at)
+
+
+@keys.get("/api-keys", response_model=list[ApiKeyResponse], responses=WITH_INPUT)
+async def list_keys(state: State, reveal: bool = False) -> list[dict[str, Any]]:
+    rows = await state.store.list_keys()
+    return await legacy_keys(state, reveal) + [key_json(r) for r in rows]
+
+
+@keys.post("/api-keys", status_code=201, response_model=ApiKeyResponse, responses=WITH_INPUT)
+async def create_key(body: CreateApiKeyBody, state: State, who: Actor) -> dict[str, Any]:
+    row, api_key = await state.store.create_key(body, actor=who)
+    return key_json(row, api_key)
+
+
+@keys.get("/api-keys/legacy")
+async def get_legacy(state: State) -> LegacyApiKeysResponse:
+    return LegacyApiKeysResponse(enabled=(await state.store.legacy()).enabled)
+
+
+@keys.put("/api-keys/legacy", responses=WITH_INPUT)
+async def put_legacy(state: State, who: Actor, enabled: Annotated[bool, Query()]) -> LegacyApiKeysResponse:
+    legacy = await state.store.set_legacy(enabled, actor=who)
+    state.ring.legacy = legacy  # this instance at once; the others through NOTIFY
+    return LegacyApiKeysResponse(enabled=legacy.enabled)
+
+
+@keys.get("/api-keys/{key_id}", response_model=ApiKeyResponse, responses=WITH_INPUT)
+async def get_key(key_id: str, state: State, reveal: bool = False) -> dict[str, Any]:
+    if key_id in LEGACY_NAMES:
+        for k in await legacy_keys(state, reveal):
+            if k["id"] == key_id:
+                return k
+        raise NotFound(key_id)
+    return key_json(await state.store.get_key(key_id))
+
+
+@keys.patch("/api-keys/{key_id}", response_model=ApiKeyResponse, responses=WITH_INPUT)
+async def update_key(key_id: str, body: UpdateApiKeyBody, state: State, who: Actor) -> dict[str, Any]:
+    return key_json(await state.store.update_key(key_id, body, actor=who))
+
+
+@keys.delete("/api-keys/{key_id}", response_model=ApiKeyResponse, responses=WITH_INPUT)
+async def delete_key(key_id: str, state: State, who: Actor, was_compromised: bool = False,
+                     reason: Annotated[Text | None, Query()] = None) -> dict[str, Any]:
+    row = await state.store.delete_key(key_id, actor=who, was_compromised=was_compromised, reason=reason)
+    state.ring.by_hash.pop(row["hash"], None)  # this instance at once; the others through NOTIFY
+    return key_json(row)
+
+
+# --- error answers, in one place --------------------------------------------------------------------
+
+
+def _error(status: int, message: str, field: str | None = None, headers: dict[str, str] | None = None) -> JSONResponse:
+    body = {"message": message} if field is None else {"message": message, "field": field}
+    if status == 401:
+        headers = {**(headers or {}), "WWW-Authenticate": "Bearer"}
+    return JSON(body, status_code=status, headers=headers)
+
+
+def allowed_methods(request: Request) -> str | None:
+    """Every method of the path the request matched, as the OpenAPI document lists them
+    (Starlette's 405 names one route's only, and GET, PATCH and DELETE of a key are three)."""
+    table = getattr(request.app.state, "methods", None)
+    if table is None:  # built once, from the document (the first template that matches wins, as in routing)
+        table = [(compile_path(path)[0], ", ".join(sorted(m.upper() for m in ops)))
+                 for path, ops in request.app.openapi()["paths"].items()]
+        request.app.state.methods = table
+    return next((methods for regex, methods in table if regex.match(request.url.path)), None)
+
+
+async def _http_error(request: Request, e: Exception) -> Response:
+    assert isinstance(e, StarletteHTTPException)
+    headers = dict(e.headers or {})
+    if e.status_code == 405:
+        headers["Allow"] = allowed_methods(request) or headers.get("Allow", "")
+    # 400 here: FastAPI could not read the body (e.g. JSON nested too deep to parse)
+    return _error(e.status_code, str(e.detail), "body" if e.status_code == 400 else None, headers)
+
+
+async def _invalid(_request: Request, e: Exception) -> Response:
+    if isinstance(e, RequestValidationError):
+        e = first_error(list(e.errors()))
+    assert isinstance(e, InvalidInput)
+    return _error(400, f"{e.field}: {e.message}", e.field)
+
+
+async def _admin_error(_request: Request, e: Exception) -> Response:
+    assert isinstance(e, AdminError)
+    return _error(e.status, e.message)
+
+
+async def _not_found(_request: Request, _e: Exception) -> Response:
+    return _error(404, "API key not found")
+
+
+async def _unavailable(_request: Request, _e: Exception) -> Response:
+    # Nothing was written (every change is one transaction); the pool reconnects by itself.
+    return _error(503, "Database unavailable")
+
+
+EXCEPTION_HANDLERS: dict[Any, Any] = {
+    StarletteHTTPException: _http_error, RequestValidationError: _invalid, InvalidInput: _invalid,
+    AdminError: _admin_error, NotFound: _not_found, **{exc: _unavailable for exc in UNAVAILABLE},
+}
+
+
+# --- the app --------------------------------------------------------------------------------------
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    """FastAPI's document, minus the 422 it adds to every operation: bad input answers 400."""
+    if app.openapi_schema is None:
+        doc = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+        for path in doc["paths"].values():
+            for operation in path.values():
+                operation.get("responses", {}).pop("422", None)
+        for name in ("HTTPValidationError", "ValidationError"):
+            doc.get("components", {}).get("schemas", {}).pop(name, None)
+        app.openapi_schema = doc
+    return app.openapi_schema
 
 
 def create_admin_app(settings: Settings, store: Store, ring: KeyRing) -> FastAPI:
@@ -80,119 +296,17 @@ def create_admin_app(settings: Settings, store: Store, ring: KeyRing) -> FastAPI
         version="1",
         description="API keys of a self-hosted Supabase project, with the Management API's paths and shapes. "
         "Every endpoint but /health needs `Authorization: Bearer <admin token>`.",
+        exception_handlers=EXCEPTION_HANDLERS,
+        default_response_class=JSON,
     )
     configured = settings.admin.token
-    app.state.ctx = AdminContext(settings, ring, apikeys.hash_key(configured.get_secret_value()) if configured else None)
-    legacy_values = {"anon": settings.legacy.anon_key, "service_role": settings.legacy.service_role_key}
-
-    @app.exception_handler(AdminError)
-    async def _admin_error(_req: Request, e: AdminError) -> JSONResponse:
-        body = {"message": e.message}
-        if e.field:
-            body["field"] = e.field
-        headers = {"WWW-Authenticate": "Bearer"} if e.status == 401 else None
-        return JSONResponse(body, status_code=e.status, headers=headers)
-
-    @app.middleware("http")
-    async def _token_first(request: Request, call_next: Any) -> Response:
-        """Refuse a missing or wrong token before anything else looks at the request (its body,
-        its path): an unauthenticated caller learns nothing but 401."""
-        if request.url.path not in OPEN_PATHS:
-            try:
-                require_token(request)
-            except AdminError as e:
-                return await _admin_error(request, e)
-        return await call_next(request)
-
-    @app.exception_handler(StarletteHTTPException)
-    async def _http_error(_req: Request, e: StarletteHTTPException) -> JSONResponse:
-        return JSONResponse({"message": str(e.detail)}, status_code=e.status_code, headers=e.headers)
-
-    @app.exception_handler(InvalidInput)
-    async def _invalid(_req: Request, e: InvalidInput) -> JSONResponse:
-        return JSONResponse({"message": str(e), "field": e.field}, status_code=400)
-
-    @app.exception_handler(NotFound)
-    async def _not_found(_req: Request, _e: NotFound) -> JSONResponse:
-        return JSONResponse({"message": "API key not found"}, status_code=404)
-
-    @app.exception_handler(RequestValidationError)
-    async def _validation(_req: Request, e: RequestValidationError) -> JSONResponse:
-        first = e.errors()[0]
-        # ("body", "name") -> "name"; ("body", 7) for a JSON syntax error at offset 7 -> "body"
-        loc = [str(p) for p in first.get("loc", ()) if isinstance(p, str) and p not in ("body", "query", "path")]
-        field = ".".join(loc) or "body"
-        msg = "unknown field" if first.get("type") == "extra_forbidden" else first.get("msg", "invalid")
-        return JSONResponse({"message": f"{field}: {msg}", "field": field}, status_code=400)
-
-    async def legacy_keys(reveal: bool) -> list[dict[str, Any]]:
-        if not ring.legacy.enabled:
-            return []
-        last_used = await store.get_setting("legacy_last_used") or {}
-        out = []
-        for name in LEGACY_NAMES:
-            value = legacy_values[name]
-            if value is None:
-                continue
-            shown = value.get_secret_value() if (reveal or name == "anon") else "eyJ" + apikeys.MASK_CHAR * 32
-            out.append({"id": name, "type": "legacy", "prefix": None, "name": name,
-                        "description": f"Legacy {name} API key", "hash": None, "secret_jwt_template": None,
-                        "inserted_at": None, "updated_at": None, "last_used_at": last_used.get(name),
-                        "api_key": shown})
-        return out
-
-    @app.get("/health", tags=["ops"])
-    async def health() -> dict[str, str]:
-        return {"status": "ok"}
-
-    @app.get("/metrics", tags=["ops"], response_class=Response)
-    async def metrics(_actor: Actor) -> Response:
-        return Response(observe.metrics_text(), media_type="text/plain; version=0.0.4; charset=utf-8")
-
-    @app.get("/v1/projects/{ref}/api-keys", tags=["api-keys"])
-    async def list_keys(_actor: Actor, _ref: Ref, reveal: bool = False) -> list[dict[str, Any]]:
-        rows = await store.list_keys()
-        return await legacy_keys(reveal) + [key_json(r) for r in rows]
-
-    @app.post("/v1/projects/{ref}/api-keys", tags=["api-keys"], status_code=201)
-    async def create_key(body: CreateApiKey, actor: Actor, _ref: Ref) -> dict[str, Any]:
-        row, api_key = await store.create_key(
-            body.type, body.name, actor=actor, description=body.description, template=body.secret_jwt_template
-        )
-        return key_json(row, api_key)
-
-    @app.get("/v1/projects/{ref}/api-keys/legacy", tags=["api-keys"])
-    async def get_legacy(_actor: Actor, _ref: Ref) -> dict[str, bool]:
-        return {"enabled": (await store.legacy()).enabled}
-
-    @app.put("/v1/projects/{ref}/api-keys/legacy", tags=["api-keys"])
-    async def put_legacy(actor: Actor, _ref: Ref, enabled: Annotated[bool, Query()]) -> dict[str, bool]:
-        state = await store.set_legacy(enabled, actor=actor)
-        ring.legacy = state  # this instance at once; the others through NOTIFY
-        return {"enabled": state.enabled}
-
-    @app.get("/v1/projects/{ref}/api-keys/{key_id}", tags=["api-keys"])
-    async def get_key(key_id: str, _actor: Actor, _ref: Ref, reveal: bool = False) -> dict[str, Any]:
-        if key_id in LEGACY_NAMES:
-            for k in await legacy_keys(reveal):
-                if k["id"] == key_id:
-                    return k
-            raise NotFound(key_id)
-        return key_json(await store.get_key(key_id))
-
-    @app.patch("/v1/projects/{ref}/api-keys/{key_id}", tags=["api-keys"])
-    async def update_key(key_id: str, body: UpdateApiKey, actor: Actor, _ref: Ref) -> dict[str, Any]:
-        changes = body.model_dump(exclude_unset=True)
-        if changes.get("name", "") is None:
-            raise InvalidInput("name", "may not be null")
-        return key_json(await store.update_key(key_id, changes, actor=actor))
-
-    @app.delete("/v1/projects/{ref}/api-keys/{key_id}", tags=["api-keys"])
-    async def delete_key(
-        key_id: str, actor: Actor, _ref: Ref, was_compromised: bool = False, reason: str | None = None
-    ) -> dict[str, Any]:
-        row = await store.delete_key(key_id, actor=actor, was_compromised=was_compromised, reason=reason)
-        ring.by_hash.pop(row["hash"], None)  # this instance at once; the others through NOTIFY
-        return key_json(row)
-
+    app.state.admin = AdminState(
+        settings, store, ring, apikeys.hash_key(configured.get_secret_value()) if configured else None,
+        {"anon": settings.legacy.anon_key, "service_role": settings.legacy.service_role_key},
+    )
+    app.include_router(ops)
+    app.include_router(keys)
+    app.add_middleware(TokenGate)
+    app.add_middleware(MergeSlashes)  # outermost: the token gate sees the merged path
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app

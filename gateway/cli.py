@@ -1,4 +1,8 @@
-"""The ``gateway`` command. Every failure is one line on stderr and a non-zero exit status."""
+"""The ``gateway`` command: serve, migrate, keys, legacy.
+
+Every failure is one line on stderr and a non-zero exit status. Keys are built with the same
+request models as the admin API's (``gateway.shapes``), so the same rules hold.
+"""
 
 from __future__ import annotations
 
@@ -7,11 +11,14 @@ import asyncio
 import getpass
 import json
 import sys
+from dataclasses import dataclass
 from typing import Any, Awaitable, Callable, NoReturn
 
+from gateway import shapes
 from gateway.config import ConfigError, Settings, load_settings
-from gateway.db import DatabaseError, connect, migrate, resolve_dsn
-from gateway.store import InvalidInput, NotFound, Store, key_json
+from gateway.db import UNAVAILABLE, DatabaseError, connect, migrate, resolve_dsn, safe_reason
+from gateway.shapes import CreateApiKeyBody, InvalidInput, key_json
+from gateway.store import NotFound, Store
 
 PROG = "gateway"
 
@@ -45,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--description")
     create.add_argument("--role", help="role of the JWTs minted for a secret key (default service_role)")
     create.add_argument("--json", action="store_true", help="print one JSON object")
-    lst = keys.add_parser("list", parents=[common], help="list keys (never their values)")
+    lst = keys.add_parser("list", parents=[common], help="list keys (publishable ones in full, secret ones never)")
     lst.add_argument("--json", action="store_true")
     delete = keys.add_parser("delete", parents=[common], help="delete a key for good")
     delete.add_argument("id")
@@ -71,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
         settings = load_settings(args.config)
         if args.command == "serve":
             return _serve(settings, args)
-        return _with_store(settings, lambda store: _COMMANDS[args.command](store, args))
+        return _with_store(settings, lambda session: _COMMANDS[args.command](session, args))
     except (ConfigError, DatabaseError, InvalidInput, OSError) as e:
         return _fail(str(e))
     except NotFound as e:
@@ -107,25 +114,34 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
     return serve(settings.model_copy(update=updates))
 
 
-def _with_store(settings: Settings, fn: Callable[[Store], Awaitable[int]]) -> int:
+@dataclass(frozen=True)
+class Session:
+    """What a command works with: the store, and the migrations this run applied."""
+
+    store: Store
+    applied: list[str]
+
+
+def _with_store(settings: Settings, fn: Callable[[Session], Awaitable[int]]) -> int:
     dsn, embedded = resolve_dsn(settings)
     try:
         return asyncio.run(_session(settings, dsn, fn))
+    except UNAVAILABLE as e:  # lost in the middle of a command: nothing half-written (one transaction)
+        raise DatabaseError(f"database unavailable: {safe_reason(e)}") from None
     finally:
         if embedded is not None:
             embedded.stop()
 
 
-async def _session(settings: Settings, dsn: str, fn: Callable[[Store], Awaitable[int]]) -> int:
+async def _session(settings: Settings, dsn: str, fn: Callable[[Session], Awaitable[int]]) -> int:
     conn = await connect(dsn)
     try:
         applied = await migrate(conn)
     finally:
         await conn.close()
     store = await Store.open(dsn, settings.key_checksum_ref, max_size=1)
-    store.applied = applied  # type: ignore[attr-defined]  # for `gateway migrate` to report
     try:
-        return await fn(store)
+        return await fn(Session(store, applied))
     finally:
         await store.close()
 
@@ -137,23 +153,23 @@ def _actor() -> str:
         return "cli"
 
 
-async def _migrate(store: Store, _args: argparse.Namespace) -> int:
-    applied = store.applied  # type: ignore[attr-defined]
+async def _migrate(session: Session, _args: argparse.Namespace) -> int:
+    applied = session.applied
     print(f"applied {', '.join(applied)}" if applied else "migrations are up to date")
     return 0
 
 
-async def _keys(store: Store, args: argparse.Namespace) -> int:
-    cmd = args.keys_command
+async def _keys(session: Session, args: argparse.Namespace) -> int:
+    store, cmd = session.store, args.keys_command
     if cmd in ("create", "import"):
         api_key = None
         if cmd == "import":
             api_key = sys.stdin.readline().strip() if args.key == "-" else args.key.strip()
-        template = {"role": args.role} if args.role else None
-        if template is not None and args.type != "secret":
+        if args.role and args.type != "secret":
             raise InvalidInput("--role", "only secret keys have a role of their own (publishable keys act as anon)")
-        row, plaintext = await store.create_key(args.type, args.name, actor=_actor(), description=args.description,
-                                                template=template, api_key=api_key)
+        new = shapes.parse(CreateApiKeyBody, type=args.type, name=args.name, description=args.description,
+                           secret_jwt_template={"role": args.role} if args.role else None)
+        row, plaintext = await store.create_key(new, actor=_actor(), api_key=api_key)
         out = key_json(row, plaintext)
         if args.json:
             print(json.dumps(out))
@@ -163,27 +179,26 @@ async def _keys(store: Store, args: argparse.Namespace) -> int:
             sys.stderr.write(f"created {row['type']} key {row['name']} ({row['id']}); it is shown only this once:\n")
             print(plaintext)
         return 0
-    if cmd == "list":
-        rows = [key_json(r) for r in await store.list_keys()]
-        for r in rows:
-            del r["api_key"]
+    if cmd == "list":  # as the admin API lists them: publishable keys in full, secret keys masked
+        records = await store.list_keys()
         if args.json:
-            print(json.dumps(rows))
+            print(json.dumps([key_json(r) for r in records]))
         else:
-            print(f"{'ID':<36}  {'TYPE':<11}  {'NAME':<20}  {'PREFIX':<24}  LAST USED")
-            for r in rows:
-                print(f"{r['id']:<36}  {r['type']:<11}  {r['name']:<20}  {r['prefix']:<24}  {r['last_used_at'] or '-'}")
+            print(f"{'ID':<36}  {'TYPE':<11}  {'NAME':<20}  {'PREFIX':<24}  {'LAST USED':<32}  KEY")
+            for rec, r in zip(records, map(key_json, records)):
+                print(f"{r['id']:<36}  {r['type']:<11}  {r['name']:<20}  {r['prefix']:<24}"
+                      f"  {r['last_used_at'] or '-':<32}  {rec['publishable_key'] or '-'}")
         return 0
     row = await store.delete_key(args.id, actor=_actor(), was_compromised=args.compromised, reason=args.reason)
     print(f"deleted {row['type']} key {row['name']} ({row['id']})")
     return 0
 
 
-async def _legacy(store: Store, args: argparse.Namespace) -> int:
+async def _legacy(session: Session, args: argparse.Namespace) -> int:
     if args.action == "status":
-        state = await store.legacy()
+        state = await session.store.legacy()
     else:
-        state = await store.set_legacy(args.action == "enable", actor=_actor())
+        state = await session.store.set_legacy(args.action == "enable", actor=_actor())
     if args.json:
         print(json.dumps({"enabled": state.enabled,
                           "changed_at": state.changed_at.isoformat() if state.changed_at else None}))
@@ -193,7 +208,7 @@ async def _legacy(store: Store, args: argparse.Namespace) -> int:
     return 0
 
 
-_COMMANDS: dict[str, Callable[[Store, argparse.Namespace], Awaitable[int]]] = {
+_COMMANDS: dict[str, Callable[[Session, argparse.Namespace], Awaitable[int]]] = {
     "migrate": _migrate, "keys": _keys, "legacy": _legacy,
 }
 

@@ -11,9 +11,10 @@ import json
 import os
 import re
 import tomllib
+from collections.abc import Mapping
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Any, Literal, get_origin
+from typing import Any, Literal, get_args, get_origin
 
 import jwt
 from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
@@ -27,6 +28,12 @@ ALIASES: dict[str, tuple[str, ...]] = {
     "ANON_KEY": ("legacy", "anon_key"),
     "SERVICE_ROLE_KEY": ("legacy", "service_role_key"),
 }
+
+
+ENV_PREFIX = "GATEWAY_"
+ENV_DELIMITER = "__"
+# GATEWAY_* variables that are not options: the configuration file's path.
+NOT_OPTIONS = frozenset({"GATEWAY_CONFIG"})
 
 
 class ConfigError(Exception):
@@ -204,7 +211,7 @@ class LogSettings(_Section):
 
 class Settings(BaseSettings):
     # An empty variable counts as unset (compose files often pass ``${VAR:-}`` through).
-    model_config = SettingsConfigDict(env_prefix="GATEWAY_", env_nested_delimiter="__", extra="forbid",
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, env_nested_delimiter=ENV_DELIMITER, extra="forbid",
                                       env_ignore_empty=True)
 
     database_url: SecretStr | None = None
@@ -302,6 +309,41 @@ def _is_json_target(path: list[str]) -> bool:
     return False
 
 
+def _section(annotation: Any) -> type[BaseModel] | None:
+    """The model a field holds (``Section`` or ``Section | None``), if it is one."""
+    for candidate in (annotation, *get_args(annotation)):
+        if isinstance(candidate, type) and issubclass(candidate, BaseModel):
+            return candidate
+    return None
+
+
+def unknown_variable(environ: Mapping[str, str], settings: type[BaseModel]) -> str | None:
+    """The first ``GATEWAY_*`` variable that names no option of ``settings``, described.
+
+    pydantic-settings ignores a variable whose section does not exist (``GATEWAY_LIMIT__...``)
+    or that names no field at the top level; a mistyped security setting must not be ignored.
+    Derived from the model, so new sections and options are known without a list here."""
+    for name in sorted(environ):
+        upper = name.upper()
+        if not upper.startswith(ENV_PREFIX) or upper in NOT_OPTIONS:
+            continue
+        path = upper.removeprefix(ENV_PREFIX).lower().split(ENV_DELIMITER)
+        model: type[BaseModel] | None = settings
+        for depth, part in enumerate(path):
+            field = model.model_fields.get(part) if model is not None else None
+            if field is None:
+                where = ".".join(path[:depth])
+                what = "section" if depth < len(path) - 1 else "option"
+                why = f"section {where} has no {what} {part!r}" if where else f"there is no {what} {part!r}"
+                return f"{'.'.join(path) or name}: unknown option ({name}: {why})"
+            model = _section(field.annotation)
+            if model is None:  # a leaf: deeper parts only into a dict
+                if depth < len(path) - 1 and get_origin(field.annotation) is not dict:
+                    return f"{'.'.join(path)}: unknown option ({name}: {'.'.join(path[:depth + 1])} has no sub-options)"
+                break
+    return None
+
+
 def _env_json_problem(err: SettingsError) -> str:
     """Name the ``GATEWAY_*`` variable whose JSON pydantic-settings could not parse (not its value)."""
     field = re.search(r'field "([^"]+)"', str(err))
@@ -339,6 +381,9 @@ def load_settings(config_file: str | os.PathLike[str] | None = None) -> Settings
             raise ConfigError(f"config file {path}: invalid TOML (not UTF-8 text)") from None
         except OSError as e:
             raise ConfigError(f"config file {path}: {e.strerror}") from None
+    unknown = unknown_variable(os.environ, Settings)
+    if unknown:
+        raise ConfigError(f"invalid configuration: {_one_line(unknown)}")
     token = _file_values.set(file_values)
     try:
         return Settings()

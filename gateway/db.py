@@ -21,6 +21,18 @@ class DatabaseError(Exception):
     """The database cannot be reached or used; the message is safe to show (no DSN secrets)."""
 
 
+# What a statement raises while the database is down, restarting, shutting down or out of
+# connections: the admin API answers 503 and the CLI one line, instead of a 500 and a traceback.
+UNAVAILABLE: tuple[type[BaseException], ...] = (
+    OSError,  # refused, reset, no socket file
+    TimeoutError,
+    asyncpg.PostgresConnectionError,  # class 08, and a connection lost mid-statement
+    asyncpg.InterfaceError,  # a connection closed under the pool
+    asyncpg.exceptions.OperatorInterventionError,  # class 57: shutting down, starting up
+    asyncpg.exceptions.InsufficientResourcesError,  # class 53: too many connections, disk full
+)
+
+
 @dataclass
 class EmbeddedPostgres:
     """A real PostgreSQL server under ``<data_dir>/pgdata``, listening on a Unix socket only."""
@@ -68,10 +80,10 @@ async def connect(dsn: str) -> asyncpg.Connection:
     try:
         return await asyncpg.connect(dsn, timeout=10)
     except (OSError, asyncpg.PostgresError, TimeoutError) as e:
-        raise DatabaseError(f"cannot connect to the database: {_safe(e)}") from None
+        raise DatabaseError(f"database unavailable: cannot connect: {safe_reason(e)}") from None
 
 
-def _safe(e: BaseException) -> str:
+def safe_reason(e: BaseException) -> str:
     """An error's text without anything that could hold a password (asyncpg does not echo DSNs)."""
     text = str(e).splitlines()[0] if str(e) else type(e).__name__
     return text[:200]

@@ -27,6 +27,7 @@ log = logging.getLogger("gateway")
 CHANNEL = "gateway_changes"
 NEGATIVE_TTL = 1.0
 NEGATIVE_MAX = 10_000
+LISTEN_RETRY_MAX = 0.5  # seconds between attempts to re-open a lost LISTEN connection, at most
 
 
 class TokenBucket:
@@ -222,9 +223,11 @@ class KeyRing:
                 log.warning("%s failed: %s", getattr(fn, "__name__", "task"), type(e).__name__)
 
     async def _listen_forever(self) -> None:
-        """Hold a LISTEN connection; on loss, reconnect and reload (missed events are not replayed)."""
-        delay = 0.2
+        """Hold a LISTEN connection; on loss, reconnect and reload (missed events are not replayed).
+        Retries at least twice a second, so changes flow again within a second of the database's return."""
+        delay = 0.1
         first = True
+        failing = False  # warn once per outage, not on every attempt
         while True:
             lost = asyncio.Event()
             try:
@@ -234,16 +237,20 @@ class KeyRing:
                 await conn.add_listener(CHANNEL, self._on_notify)
                 if not first:  # start() loaded everything just before
                     await self.reload()
-                first = False
-                delay = 0.2
+                if failing:
+                    log.warning("listening for key changes again")
+                first = failing = False
+                delay = 0.1
                 await lost.wait()
                 log.warning("lost the database notification connection; reconnecting")
             except asyncio.CancelledError:
                 raise
             except Exception as e:
-                log.warning("cannot listen for key changes: %s", type(e).__name__)
+                if not failing:
+                    log.warning("cannot listen for key changes: %s; retrying", type(e).__name__)
+                failing = True
             await asyncio.sleep(delay)
-            delay = min(delay * 2, 5.0)
+            delay = min(delay * 2, LISTEN_RETRY_MAX)
 
     def _on_notify(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
         try:

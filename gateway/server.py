@@ -25,7 +25,8 @@ from typing import Any
 from gateway import apikeys
 from gateway.config import ConfigError, Settings
 from gateway.db import connect, migrate, resolve_dsn
-from gateway.store import InvalidInput, Store, key_json
+from gateway.shapes import InvalidInput, key_json
+from gateway.store import Store
 
 # The supervisor imports only what it needs; the web stack (uvicorn, FastAPI, aiohttp) is
 # imported by the workers, which keeps the supervisor small and its start quick.

@@ -1,9 +1,12 @@
-"""The key store in Postgres: SQL for keys, settings and the audit log. Only hashes are stored."""
+"""The key store in Postgres: every statement for keys, settings and the audit log.
+
+Keys arrive as validated request models (``gateway.shapes``); only hashes are stored, and each
+change writes its audit row in the same transaction.
+"""
 
 from __future__ import annotations
 
 import json
-import re
 import secrets
 import uuid
 from dataclasses import dataclass
@@ -13,54 +16,16 @@ from typing import Any
 import asyncpg
 
 from gateway import apikeys
+from gateway.shapes import CreateApiKeyBody, InvalidInput, UpdateApiKeyBody, check_import, check_text
 
 FINGERPRINT_SQL = "SELECT count(*), max(updated_at) FROM gateway.api_keys"
 KEY_COLUMNS = ("id, type, name, description, prefix, hash, secret_jwt_template, inserted_at, updated_at, last_used_at,"
-               " limits")
-DEFAULT_TEMPLATE: dict[str, Any] = {"role": "service_role"}
-RESERVED_CLAIMS = frozenset({"iss", "ref", "iat", "exp", "nbf"})
+               " publishable_key, limits")
 BOOTSTRAP_LOCK = 7_221_530_002
-_ROLE_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_$-]{0,62}")
-
-
-class InvalidInput(ValueError):
-    """Bad input, with the field it concerns; the message never holds key material."""
-
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(f"{field}: {message}")
-        self.field = field
-        self.message = message
 
 
 class NotFound(LookupError):
     pass
-
-
-def check_name(name: Any) -> str:
-    if not isinstance(name, str) or not apikeys.valid_name(name):
-        raise InvalidInput("name", "must be 4 to 64 characters of a-z, 0-9 and _, not starting with a digit")
-    return name
-
-
-def check_description(description: Any) -> str | None:
-    if description is not None and (not isinstance(description, str) or len(description) > 1024):
-        raise InvalidInput("description", "must be a string of at most 1024 characters")
-    return description
-
-
-def check_template(template: Any) -> dict[str, Any]:
-    """A secret key's JWT template: an object with a ``role``; the gateway owns the time claims."""
-    if not isinstance(template, dict):
-        raise InvalidInput("secret_jwt_template", "must be an object")
-    role = template.get("role")
-    if not isinstance(role, str) or not _ROLE_RE.fullmatch(role):
-        raise InvalidInput("secret_jwt_template", "must have a 'role' that is a valid Postgres role name")
-    reserved = sorted(RESERVED_CLAIMS & template.keys())
-    if reserved:
-        raise InvalidInput("secret_jwt_template", f"may not set {', '.join(reserved)}")
-    if len(json.dumps(template)) > 4096:
-        raise InvalidInput("secret_jwt_template", "is larger than 4 KiB")
-    return template
 
 
 def parse_id(value: str) -> uuid.UUID:
@@ -90,12 +55,14 @@ class Store:
 
     @classmethod
     async def open(cls, dsn: str, checksum_ref: str, max_size: int = 4) -> "Store":
-        from gateway.db import DatabaseError, _safe
+        from gateway.db import DatabaseError, safe_reason
 
         try:
-            pool = await asyncpg.create_pool(dsn, min_size=1, max_size=max_size, timeout=10, init=_init_conn)
+            # min_size=0: connections open on demand, so a database outage leaves no pool task
+            # retrying (and logging tracebacks) in the background; idle ones are kept for reuse.
+            pool = await asyncpg.create_pool(dsn, min_size=0, max_size=max_size, timeout=10, init=_init_conn)
         except (OSError, asyncpg.PostgresError, TimeoutError) as e:
-            raise DatabaseError(f"cannot connect to the database: {_safe(e)}") from None
+            raise DatabaseError(f"database unavailable: cannot connect: {safe_reason(e)}") from None
         return cls(pool, dsn, checksum_ref)
 
     async def close(self) -> None:
@@ -104,7 +71,9 @@ class Store:
     # --- keys ---------------------------------------------------------------------------
 
     async def list_keys(self) -> list[asyncpg.Record]:
-        return await self.pool.fetch(f"SELECT {KEY_COLUMNS} FROM gateway.api_keys ORDER BY inserted_at, id")
+        """Publishable keys first, then secret ones (as the Management API lists them), oldest first."""
+        return await self.pool.fetch(
+            f"SELECT {KEY_COLUMNS} FROM gateway.api_keys ORDER BY type = 'secret', inserted_at, id")
 
     async def get_key(self, key_id: str | uuid.UUID) -> asyncpg.Record:
         kid = key_id if isinstance(key_id, uuid.UUID) else parse_id(key_id)
@@ -129,62 +98,41 @@ class Store:
         return await self.pool.fetchrow(f"SELECT {KEY_COLUMNS} FROM gateway.api_keys WHERE hash = $1", key_hash)
 
     async def create_key(
-        self,
-        key_type: str,
-        name: str,
-        *,
-        actor: str,
-        description: str | None = None,
-        template: dict[str, Any] | None = None,
-        api_key: str | None = None,
+        self, new: CreateApiKeyBody, *, actor: str, api_key: str | None = None
     ) -> tuple[asyncpg.Record, str]:
         """Create (or, with ``api_key``, adopt) a key; returns the row and the plaintext key."""
-        if key_type not in apikeys.PREFIXES:
-            raise InvalidInput("type", "must be 'publishable' or 'secret'")
-        check_name(name)
-        check_description(description)
-        if key_type == "secret":
-            template = check_template(template if template is not None else DEFAULT_TEMPLATE)
-        elif template is not None:
-            raise InvalidInput("secret_jwt_template", "only secret keys have a JWT template")
-        if api_key is not None and apikeys.parse(api_key, self.checksum_ref) != key_type:
-            raise InvalidInput("key", f"is not a valid {key_type} key for checksum ref {self.checksum_ref!r}")
+        if api_key is not None:
+            check_import(api_key, new.type, self.checksum_ref)
         async with self.pool.acquire() as conn, conn.transaction():
-            return await self._insert_key(conn, key_type, name, actor, description, template, api_key)
+            return await self._insert_key(conn, new, actor, api_key)
 
     async def _insert_key(
-        self, conn: asyncpg.Connection, key_type: str, name: str, actor: str,
-        description: str | None, template: dict[str, Any] | None, api_key: str | None,
+        self, conn: asyncpg.Connection, new: CreateApiKeyBody, actor: str, api_key: str | None
     ) -> tuple[asyncpg.Record, str]:
-        if key_type == "secret" and template is None:
-            template = DEFAULT_TEMPLATE
         if api_key is None:
-            api_key = apikeys.generate(key_type, self.checksum_ref)  # type: ignore[arg-type]
+            api_key = apikeys.generate(new.type, self.checksum_ref)
         prefix = apikeys.display_prefix(api_key)
+        columns = {**new.columns(), "prefix": prefix, "hash": apikeys.hash_key(api_key)}
+        if new.type == "publishable":  # public by design, shown in every listing; never a secret key
+            columns["publishable_key"] = api_key
         try:
             async with conn.transaction():
                 row = await conn.fetchrow(
-                    f"INSERT INTO gateway.api_keys (type, name, description, prefix, hash, secret_jwt_template)"
-                    f" VALUES ($1, $2, $3, $4, $5, $6) RETURNING {KEY_COLUMNS}",
-                    key_type, name, description, prefix, apikeys.hash_key(api_key), template,
+                    f"INSERT INTO gateway.api_keys ({', '.join(columns)})"
+                    f" VALUES ({', '.join(f'${i}' for i in range(1, len(columns) + 1))}) RETURNING {KEY_COLUMNS}",
+                    *columns.values(),
                 )
         except asyncpg.UniqueViolationError:
             raise InvalidInput("key", "this key is already in the store") from None
-        await self._audit(conn, actor, "api_key.create", str(row["id"]), {"type": key_type, "name": name, "prefix": prefix})
+        await self._audit(conn, actor, "api_key.create", str(row["id"]), {"type": new.type, "name": new.name,
+                                                                          "prefix": prefix})
         return row, api_key
 
-    async def update_key(self, key_id: str, changes: dict[str, Any], *, actor: str) -> asyncpg.Record:
-        """Change name, description or (secret keys) the JWT template."""
+    async def update_key(self, key_id: str, changes: UpdateApiKeyBody, *, actor: str) -> asyncpg.Record:
+        """Change the fields ``changes`` holds; nothing to change, nothing written."""
         row = await self.get_key(key_id)
-        sets: dict[str, Any] = {}
-        if "name" in changes:
-            sets["name"] = check_name(changes["name"])
-        if "description" in changes:
-            sets["description"] = check_description(changes["description"])
-        if "secret_jwt_template" in changes:
-            if row["type"] != "secret":
-                raise InvalidInput("secret_jwt_template", "only secret keys have a JWT template")
-            sets["secret_jwt_template"] = check_template(changes["secret_jwt_template"])
+        changes.check_for(row["type"])
+        sets = changes.columns()
         if not sets:
             return row
         assignments = ", ".join(f"{col} = ${i}" for i, col in enumerate(sets, start=2))
@@ -203,6 +151,7 @@ class Store:
     ) -> asyncpg.Record:
         """Delete for good: the hash is gone, so the key can never match again."""
         kid = parse_id(key_id)
+        check_text("reason", reason)  # the audit row must be writable, or the key would stay
         async with self.pool.acquire() as conn, conn.transaction():
             row = await conn.fetchrow(f"DELETE FROM gateway.api_keys WHERE id = $1 RETURNING {KEY_COLUMNS}", kid)
             if row is None:
@@ -281,27 +230,30 @@ class Store:
             if done is None and not await conn.fetchval("SELECT exists(SELECT 1 FROM gateway.api_keys)"):
                 for key_type in ("publishable", "secret"):
                     api_key = imports.get(key_type)
-                    if api_key is None:
-                        created.append(await self._insert_key(conn, key_type, "default", "system",
-                                                              "Created on first start", None, None))
-                        continue
-                    if apikeys.parse(api_key, self.checksum_ref) != key_type:
+                    if api_key is not None and apikeys.parse(api_key, self.checksum_ref) != key_type:
                         raise InvalidInput(key_type, f"not a valid {key_type} key for checksum ref {self.checksum_ref!r}")
-                    row, _ = await self._insert_key(conn, key_type, "default", "system",
-                                                    "Imported on first start", None, api_key)
-                    created.append((row, None))
+                    description = "Created on first start" if api_key is None else "Imported on first start"
+                    new = CreateApiKeyBody(type=key_type, name="default", description=description)
+                    row, plaintext = await self._insert_key(conn, new, "system", api_key)
+                    created.append((row, plaintext if api_key is None else None))
             if done is None:
                 await conn.execute("INSERT INTO gateway.settings (key, value) VALUES ('bootstrapped', 'true')")
             if need_admin_token and await conn.fetchval(
                 "SELECT value FROM gateway.settings WHERE key = 'admin_token'"
             ) is None:
-                token = "sbgw_admin_" + apikeys.b64url(secrets.token_bytes(32))
+                token = "sbp_" + secrets.token_hex(20)  # the form the Supabase CLI insists on
                 await conn.execute(
                     "INSERT INTO gateway.settings (key, value) VALUES ('admin_token', $1::jsonb)",
                     {"hash": apikeys.hash_key(token)},
                 )
                 await self._audit(conn, "system", "admin_token.generate", None, {})
         return created, token
+
+    async def project_facts(self) -> tuple[str, datetime | None]:
+        """The server's version, and when the gateway's schema was created (the project's birth)."""
+        row = await self.pool.fetchrow("SELECT current_setting('server_version'),"
+                                       " (SELECT min(applied_at) FROM gateway.schema_migrations)")
+        return row[0], row[1]
 
     # --- audit ----------------------------------------------------------------------------
 
@@ -316,27 +268,3 @@ class Store:
             "INSERT INTO gateway.audit_log (actor, action, target, details) VALUES ($1, $2, $3, $4::jsonb)",
             actor, action, target, details,
         )
-
-
-# --- the Management API's shape (here, so that the CLI need not import the web stack) --------
-
-
-def _iso(t: datetime | None) -> str | None:
-    return None if t is None else t.isoformat()
-
-
-def key_json(row: Any, api_key: str | None = None) -> dict[str, Any]:
-    """A key in the Management API's ``ApiKeyResponse`` shape. ``api_key`` only at creation."""
-    return {
-        "id": str(row["id"]),
-        "type": row["type"],
-        "prefix": row["prefix"],
-        "name": row["name"],
-        "description": row["description"],
-        "hash": row["hash"],
-        "secret_jwt_template": row["secret_jwt_template"] if row["type"] == "secret" else None,
-        "inserted_at": _iso(row["inserted_at"]),
-        "updated_at": _iso(row["updated_at"]),
-        "last_used_at": _iso(row["last_used_at"]),
-        "api_key": api_key if api_key is not None else apikeys.masked(row["type"]),
-    }

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import stat
 import time
 import uuid
@@ -92,13 +93,14 @@ def test_create_json_and_list_with_a_config_file(workdir, dsn):
     pub = json.loads(ok(run("keys", "create", "--type", "publishable", "--name", "web_app", "--json")))
     result = run("keys", "list", "--json")
     rows = json.loads(ok(result))
-    assert [(r["id"], r["name"], r["type"]) for r in rows] == [(out["id"], "backend", "secret"),
-                                                                (pub["id"], "web_app", "publishable")]
+    # publishable keys first (as the admin API lists them), in full; secret keys masked, never shown again
+    assert [(r["id"], r["name"], r["type"]) for r in rows] == [(pub["id"], "web_app", "publishable"),
+                                                                (out["id"], "backend", "secret")]
     for r in rows:
-        assert "api_key" not in r
         assert r["prefix"] and r["hash"]
-    for k in (key, pub["api_key"]):
-        assert k not in result.stdout and k[len(apikeys.display_prefix(k)):] not in result.stdout
+    assert rows[0]["api_key"] == pub["api_key"]
+    assert rows[1]["api_key"] == apikeys.masked("secret")
+    assert key not in result.stdout and key[len(apikeys.display_prefix(key)):] not in result.stdout
 
 
 def test_config_file_from_gateway_config_variable(workdir, dsn):
@@ -109,14 +111,27 @@ def test_config_file_from_gateway_config_variable(workdir, dsn):
 
 
 def test_create_prints_the_plaintext_once(cli):
-    result = cli("keys", "create", "--type", "publishable", "--name", "web_app")
+    result = cli("keys", "create", "--type", "secret", "--name", "backend")
     key = ok(result).strip()
     assert result.stdout == key + "\n"  # stdout: the key alone, for scripts
-    assert apikeys.parse(key, REF) == "publishable"
+    assert apikeys.parse(key, REF) == "secret"
     assert key not in result.stderr and "only this once" in result.stderr
     text = ok(cli("keys", "list"))
-    assert key not in text and apikeys.display_prefix(key) in text and "web_app" in text
+    assert key not in text and key[len(apikeys.display_prefix(key)):] not in text
+    assert apikeys.display_prefix(key) in text and "backend" in text
     assert text.splitlines()[0].split()[:4] == ["ID", "TYPE", "NAME", "PREFIX"]
+
+
+def test_list_shows_publishable_keys_in_full(cli):
+    pub = ok(cli("keys", "create", "--type", "publishable", "--name", "web_app")).strip()
+    secret = ok(cli("keys", "create", "--type", "secret", "--name", "backend")).strip()
+    lines = ok(cli("keys", "list")).splitlines()
+    assert lines[0].split()[-1] == "KEY"
+    [pub_line] = [line for line in lines if "web_app" in line]
+    [secret_line] = [line for line in lines if "backend" in line]
+    assert pub_line.split()[-1] == pub  # public by design, as in the admin API's listing
+    assert secret_line.split()[-1] == "-" and secret not in "\n".join(lines)
+    assert lines.index(pub_line) < lines.index(secret_line)
 
 
 def test_create_with_role_and_description(cli):
@@ -363,6 +378,16 @@ def test_errors_quoting_input_stay_on_one_line(cli, workdir):
     one_line_failure(cli("keys", "list", "--config", str(workdir / "no\nsuch.toml")))
 
 
+def test_text_the_database_cannot_hold_is_one_line_and_writes_nothing(cli, dsn):
+    """Arguments that are not UTF-8 arrive as lone surrogates (Python's surrogateescape)."""
+    line = one_line_failure(cli("keys", "create", "--type", "secret", "--name", "abcd", "--description", "a\udcffb"))
+    assert "description" in line
+    kept = create(cli, "publishable")
+    assert "reason" in one_line_failure(cli("keys", "delete", kept["id"], "--reason", "\udcff"))
+    assert [r["id"] for r in listed(cli)] == [kept["id"]]  # not deleted
+    assert [r["action"] for r in asyncio.run(audit_rows(dsn))] == ["api_key.create"]
+
+
 def test_commands_start_and_stop_an_embedded_database_of_their_own(tmp_path):
     env = {"GATEWAY_DATA_DIR": str(tmp_path / "data")}
     for name in ("GATEWAY_DATABASE_URL", "DATABASE_URL"):
@@ -412,9 +437,11 @@ def test_first_start_on_a_terminal_prints_the_keys_once_and_writes_no_file(tmp_p
         _, err = proc.communicate(timeout=30)
         os.close(primary)
     text = out.decode(errors="replace")
-    printed = [word for word in text.split() if word.startswith(("sb_publishable_", "sb_secret_", "sbgw_admin_"))]
-    assert sorted(w.split("_")[1] for w in printed) == ["admin", "publishable", "secret"], text
-    assert all(apikeys.parse(w, REF) for w in printed if not w.startswith("sbgw_"))
+    printed = [word for word in text.split() if word.startswith(("sb_publishable_", "sb_secret_", "sbp_"))]
+    assert sorted(w.split("_")[0 if w.startswith("sbp_") else 1] for w in printed) == \
+        ["publishable", "sbp", "secret"], text
+    assert all(apikeys.parse(w, REF) for w in printed if not w.startswith("sbp_"))
+    assert [re.fullmatch(r"sbp_[a-f0-9]{40}", w) is not None for w in printed if w.startswith("sbp_")] == [True]
     assert not (tmp_path / "data" / "initial-keys.json").exists()
     for word in printed:
         assert word.encode() not in err  # the log (stderr) never has them

@@ -377,3 +377,65 @@ def test_example_config_documents_every_option_with_its_default():
     for option in _option_paths(Settings):
         section, _, key = option.rpartition(".")
         assert re.search(rf"^#? ?{key} = ", sections.get(section, ""), re.M), f"{option} is not in config.example.toml"
+
+
+# --- GATEWAY_* variables that name no option ---------------------------------------------------
+
+
+@pytest.mark.parametrize(("name", "key"), [
+    ("GATEWAY_LIMIT__PER_USER", "limit.per_user"),  # a section that does not exist
+    ("GATEWAY_LIMITS__PER_USR", "limits.per_usr"),  # an option of a section that does exist
+    ("GATEWAY_ADMIN_TOKEN", "admin_token"),  # one underscore where two belong: admin.token unset
+    ("GATEWAY_JWT_SECRET", "jwt_secret"),
+    ("GATEWAY_BOGUS", "bogus"),
+    ("GATEWAY_SERVER__BOGUS", "server.bogus"),
+    ("GATEWAY_JWTT__SECRET", "jwtt.secret"),
+    ("GATEWAY_SERVER__PORT__X", "server.port.x"),
+    ("gateway_admin__tokn", "admin.tokn"),  # names are read case-insensitively, so are typos
+    ("GATEWAY_SERVER____PORT", "server..port"),
+])
+def test_a_variable_that_names_no_option_stops_with_its_name(monkeypatch, name, key):
+    monkeypatch.setenv(name, "1234567890abcdef-value")
+    message = config_error()
+    assert name in message and f"{key}: unknown option" in message
+    assert "1234567890abcdef-value" not in message
+
+
+def test_an_empty_variable_that_names_no_option_is_refused_too(monkeypatch):
+    monkeypatch.setenv("GATEWAY_LIMIT__PER_IP", "")
+    assert "GATEWAY_LIMIT__PER_IP" in config_error()
+
+
+def test_known_variables_and_gateway_config_pass(tmp_path, monkeypatch):
+    monkeypatch.setenv("GATEWAY_CONFIG", str(write(tmp_path, "")))
+    monkeypatch.setenv("gateway_server__port", "9000")
+    monkeypatch.setenv("GATEWAY_UPSTREAMS__REST", "http://rest:3000")
+    monkeypatch.setenv("GATEWAY_SERVER", '{"host": "127.0.0.2"}')  # a whole section as JSON
+    s = load_settings()
+    assert (s.server.port, s.server.host, s.upstreams.base("rest")) == (9000, "127.0.0.2", "http://rest:3000")
+
+
+def test_the_check_follows_the_settings_model():
+    """New sections and options are known by the check without being listed anywhere."""
+    from pydantic import BaseModel
+
+    from gateway.config import Settings, unknown_variable
+
+    class Quotas(BaseModel):
+        per_month: str | None = None
+
+    class Grown(Settings):
+        quotas: Quotas | None = None
+        labels: dict[str, str] = {}
+
+    env = {"GATEWAY_QUOTAS__PER_MONTH": "10/s", "GATEWAY_LABELS__TEAM": "x", "GATEWAY_CONFIG": "f"}
+    assert unknown_variable(env, Grown) is None
+    assert "GATEWAY_QUOTAS__PER_MONTH" in unknown_variable({"GATEWAY_QUOTAS__PER_MONTH": "10/s"}, Settings)
+    assert "quotas.per_year" in unknown_variable({"GATEWAY_QUOTAS__PER_YEAR": "1"}, Grown)
+
+
+def test_serve_and_commands_stop_with_one_line_on_an_unknown_variable(tmp_path):
+    env = {"GATEWAY_DATA_DIR": str(tmp_path / "d"), "GATEWAY_LIMIT__PER_USER": "10/s"}
+    for command in (("serve",), ("keys", "list")):
+        assert_one_line_failure(run_cli(*command, cwd=tmp_path, env=env, timeout=30), "GATEWAY_LIMIT__PER_USER")
+    assert not (tmp_path / "d").exists()

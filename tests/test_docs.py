@@ -52,6 +52,6 @@ def test_drop_in_override_sets_only_names_the_gateway_reads():
             assert path[-1] in model.model_fields, name
         else:
             assert name in ALIASES or name in IMPORT_ENV.values() or name in blanked, name
-    image = re.fullmatch(r"\$\{GATEWAY_IMAGE:-(.+)\}", override["services"]["api-gw"]["image"]).group(1)
+    image = re.fullmatch(r"\$\{API_GW_IMAGE:-(.+)\}", override["services"]["api-gw"]["image"]).group(1)
     own = yaml.safe_load((REPO / "docker-compose.yml").read_text())["services"]["gateway"]
     assert (own["build"], own["image"]) == (".", image)  # the repository's compose file builds it

@@ -94,7 +94,7 @@ def test_override_keeps_the_public_port_and_adds_a_local_admin_port(merged, stac
     published = [p for p in ports if isinstance(p, dict)]
     assert published == [{"protocol": "tcp", "published": 8000, "target": 8000}]
     assert [p for p in ports if isinstance(p, str)] == ["127.0.0.1:8001:8001/tcp"]
-    moved = compose_config({**stack, "KONG_HTTP_PORT": "8080", "GATEWAY_ADMIN_PORT": "9001"}, tmp_path)
+    moved = compose_config({**stack, "KONG_HTTP_PORT": "8080", "API_GW_ADMIN_PORT": "9001"}, tmp_path)
     ports = moved["services"]["api-gw"]["ports"]
     assert {"protocol": "tcp", "published": 8080, "target": 8000} in ports
     assert "127.0.0.1:9001:8001/tcp" in ports
@@ -231,7 +231,7 @@ def credentials(served, stack) -> dict[str, str]:
         assert initial["keys"] == []  # imported: nothing new to show
     else:
         keys.update({k["type"]: k["api_key"] for k in initial["keys"]})
-    assert initial["admin_token"]  # .env has no GATEWAY_ADMIN_TOKEN: one was made
+    assert initial["admin_token"]  # .env has no API_GW_ADMIN_TOKEN: one was made
     return keys
 
 

@@ -123,6 +123,31 @@ async def test_a_new_file_is_applied_later_and_only_it(dsn, monkeypatch):
     assert await applied_versions(dsn) == [*VERSIONS, "9001_extra"]
 
 
+async def test_publishable_keys_made_before_0002_stay_masked_newer_ones_are_shown(dsn, monkeypatch):
+    from gateway import apikeys, shapes
+    from gateway.store import Store
+
+    old_key = apikeys.generate("publishable", "supabase-self-hosted")
+    monkeypatch.setattr(db, "migration_files", lambda: migration_files()[:1])  # a gateway of before
+    conn = await asyncpg.connect(dsn)
+    try:
+        await migrate(conn)
+        await conn.execute("INSERT INTO gateway.api_keys (type, name, prefix, hash) VALUES ('publishable', 'old_one',"
+                           " $1, $2)", apikeys.display_prefix(old_key), apikeys.hash_key(old_key))
+        monkeypatch.undo()
+        assert await migrate(conn) == VERSIONS[1:]
+    finally:
+        await conn.close()
+    store = await Store.open(dsn, "supabase-self-hosted")
+    try:
+        new = shapes.parse(shapes.CreateApiKeyBody, type="publishable", name="new_one")
+        _, new_key = await store.create_key(new, actor="t")
+        shown = {r["name"]: shapes.key_json(r)["api_key"] for r in await store.list_keys()}
+    finally:
+        await store.close()
+    assert shown == {"old_one": apikeys.masked("publishable"), "new_one": new_key}
+
+
 async def test_a_failing_migration_applies_nothing(dsn, monkeypatch):
     monkeypatch.setattr(db, "migration_files", lambda: [*migration_files(), ("9002_broken", "CREATE TABLE (;")])
     conn = await asyncpg.connect(dsn)

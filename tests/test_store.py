@@ -4,6 +4,8 @@ legacy switch, the audit log, first-start keys."""
 from __future__ import annotations
 
 import asyncio
+import json
+import re
 import uuid
 from datetime import datetime
 
@@ -11,10 +13,31 @@ import asyncpg
 import pytest
 
 from gateway import apikeys
+from gateway import shapes
 from gateway.db import connect, migrate
-from gateway.store import DEFAULT_TEMPLATE, InvalidInput, NotFound, Store
+from gateway.shapes import DEFAULT_TEMPLATE, CreateApiKeyBody, InvalidInput, UpdateApiKeyBody
+from gateway.store import NotFound, Store
 
 REF = "supabase-self-hosted"
+
+
+def deep(levels: int) -> dict:
+    """A template whose objects nest ``levels`` deep (the template itself is level 1)."""
+    template: dict = {"role": "x"}
+    node = template
+    for _ in range(levels - 1):
+        node["n"] = {}
+        node = node["n"]
+    return template
+
+
+def new(key_type: str, name: str, description: str | None = None, template: dict | None = None) -> CreateApiKeyBody:
+    return shapes.parse(CreateApiKeyBody, type=key_type, name=name, description=description,
+                        secret_jwt_template=template)
+
+
+def changes(fields: dict) -> UpdateApiKeyBody:
+    return shapes.parse(UpdateApiKeyBody, **fields)
 
 
 async def open_store(dsn: str) -> Store:
@@ -63,7 +86,7 @@ async def audit(store: Store) -> list[asyncpg.Record]:
 
 
 async def test_create_publishable(store):
-    row, key = await store.create_key("publishable", "web_app", actor="t", description="the web app")
+    row, key = await store.create_key(new("publishable", "web_app", description="the web app"), actor="t")
     assert apikeys.parse(key, REF) == "publishable"
     assert isinstance(row["id"], uuid.UUID)
     assert (row["type"], row["name"], row["description"]) == ("publishable", "web_app", "the web app")
@@ -75,17 +98,17 @@ async def test_create_publishable(store):
 
 
 async def test_create_secret_with_default_and_custom_template(store):
-    row, key = await store.create_key("secret", "backend", actor="t")
+    row, key = await store.create_key(new("secret", "backend"), actor="t")
     assert apikeys.parse(key, REF) == "secret"
     assert row["secret_jwt_template"] == DEFAULT_TEMPLATE == {"role": "service_role"}
     template = {"role": "reporting", "app_metadata": {"tier": "gold"}}
-    row, _ = await store.create_key("secret", "reports", actor="t", template=template)
+    row, _ = await store.create_key(new("secret", "reports", template=template), actor="t")
     assert row["secret_jwt_template"] == template
 
 
 async def test_list_and_get(store):
-    a, _ = await store.create_key("publishable", "first", actor="t")
-    b, _ = await store.create_key("secret", "second", actor="t")
+    a, _ = await store.create_key(new("publishable", "first"), actor="t")
+    b, _ = await store.create_key(new("secret", "second"), actor="t")
     assert [r["id"] for r in await store.list_keys()] == [a["id"], b["id"]]
     assert (await store.get_key(str(a["id"])))["name"] == "first"
     assert (await store.get_key(b["id"]))["name"] == "second"
@@ -99,97 +122,64 @@ async def test_unknown_or_malformed_id(store, bad_id):
     with pytest.raises(NotFound):
         await store.get_key(bad_id)
     with pytest.raises(NotFound):
-        await store.update_key(bad_id, {"name": "abcd"}, actor="t")
+        await store.update_key(bad_id, changes({"name": "abcd"}), actor="t")
     with pytest.raises(NotFound):
         await store.delete_key(bad_id, actor="t")
 
 
-@pytest.mark.parametrize(("args", "field"), [
-    (("anon", "abcd"), "type"),
-    (("legacy", "abcd"), "type"),
-    (("secret", "ab"), "name"),
-    (("secret", "Bad-Name"), "name"),
-    (("secret", "1abc"), "name"),
-    (("secret", "a" * 65), "name"),
-    (("secret", None), "name"),
-])
-async def test_create_rejects_bad_input(store, args, field):
+# --- what the store checks itself (the request models' rules are in test_shapes) ----------------
+
+
+async def test_the_deepest_template_allowed_is_stored(store):
+    row, _ = await store.create_key(new("secret", "abcd", template=deep(16)), actor="t")
+    assert (await store.get_key(row["id"]))["secret_jwt_template"] == deep(16)
+
+
+@pytest.mark.parametrize("text", ["a\x00b", "\ud800", "x\udcff", "x" * 1025])
+async def test_a_deletion_reason_postgres_cannot_hold_deletes_nothing(store, text):
+    row, _ = await store.create_key(new("publishable", "abcd"), actor="t")
     with pytest.raises(InvalidInput) as info:
-        await store.create_key(*args, actor="t")
-    assert info.value.field == field
-    assert await store.count_keys() == 0
+        await store.delete_key(str(row["id"]), actor="t", reason=text)
+    assert info.value.field == "reason"
+    assert (await store.get_key(row["id"]))["id"] == row["id"]  # not deleted
+    assert len(await audit(store)) == 1
+    await store.delete_key(str(row["id"]), actor="t", reason="emoji are fine \U0001f600")
 
 
-async def test_create_rejects_bad_description(store):
+async def test_publishable_keys_take_no_template_later_either(store):
+    row, _ = await store.create_key(new("publishable", "abcd"), actor="t")
     with pytest.raises(InvalidInput) as info:
-        await store.create_key("secret", "abcd", actor="t", description="x" * 1025)
-    assert info.value.field == "description"
-    with pytest.raises(InvalidInput):
-        await store.create_key("secret", "abcd", actor="t", description=5)
-
-
-# --- templates --------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("template", [
-    [], "service_role", 5, {}, {"role": ""}, {"role": 5}, {"role": "has space"}, {"role": "x" * 64},
-    {"role": "anon", "exp": 1}, {"role": "anon", "iss": "x"}, {"role": "anon", "ref": "x"},
-    {"role": "anon", "iat": 1}, {"role": "anon", "nbf": 1}, {"role": "anon", "blob": "x" * 5000},
-])
-async def test_invalid_templates(store, template):
-    with pytest.raises(InvalidInput) as info:
-        await store.create_key("secret", "abcd", actor="t", template=template)
+        await store.update_key(str(row["id"]), changes({"secret_jwt_template": {"role": "anon"}}), actor="t")
     assert info.value.field == "secret_jwt_template"
-    row, _ = await store.create_key("secret", "abcd", actor="t")
-    with pytest.raises(InvalidInput) as info:
-        await store.update_key(str(row["id"]), {"secret_jwt_template": template}, actor="t")
-    assert info.value.field == "secret_jwt_template"
-    assert (await store.get_key(row["id"]))["secret_jwt_template"] == DEFAULT_TEMPLATE
-
-
-async def test_publishable_keys_have_no_template(store):
-    with pytest.raises(InvalidInput) as info:
-        await store.create_key("publishable", "abcd", actor="t", template={"role": "anon"})
-    assert info.value.field == "secret_jwt_template"
-    row, _ = await store.create_key("publishable", "abcd", actor="t")
-    with pytest.raises(InvalidInput):
-        await store.update_key(str(row["id"]), {"secret_jwt_template": {"role": "anon"}}, actor="t")
+    assert (await store.get_key(row["id"]))["updated_at"] == row["updated_at"]
+    assert len(await audit(store)) == 1
 
 
 # --- update -----------------------------------------------------------------------------------
 
 
 async def test_update_name_description_template(store):
-    row, key = await store.create_key("secret", "before", actor="t", description="old")
+    row, key = await store.create_key(new("secret", "before", description="old"), actor="t")
     await asyncio.sleep(0.01)
-    new = await store.update_key(str(row["id"]), {"name": "after", "description": None,
-                                                  "secret_jwt_template": {"role": "authenticated"}}, actor="t")
-    assert (new["name"], new["description"], new["secret_jwt_template"]) == ("after", None, {"role": "authenticated"})
-    assert new["updated_at"] > row["updated_at"] and new["inserted_at"] == row["inserted_at"]
-    assert (new["hash"], new["prefix"]) == (row["hash"], row["prefix"])
+    updated = await store.update_key(str(row["id"]), changes({"name": "after", "description": None,
+                                                              "secret_jwt_template": {"role": "authenticated"}}),
+                                     actor="t")
+    assert (updated["name"], updated["description"], updated["secret_jwt_template"]) == \
+        ("after", None, {"role": "authenticated"})
+    assert updated["updated_at"] > row["updated_at"] and updated["inserted_at"] == row["inserted_at"]
+    assert (updated["hash"], updated["prefix"]) == (row["hash"], row["prefix"])
     assert (await store.get_key(row["id"]))["name"] == "after"
     # nothing to change: nothing changes
-    same = await store.update_key(str(row["id"]), {}, actor="t")
-    assert same["updated_at"] == new["updated_at"]
-
-
-async def test_update_rejects_bad_values_and_changes_nothing(store):
-    row, _ = await store.create_key("secret", "keep_me", actor="t", description="d")
-    for changes, field in (({"name": "NO"}, "name"), ({"name": None}, "name"),
-                           ({"description": 7}, "description"), ({"name": "good", "description": []}, "description")):
-        with pytest.raises(InvalidInput) as info:
-            await store.update_key(str(row["id"]), changes, actor="t")
-        assert info.value.field == field
-    after = await store.get_key(row["id"])
-    assert (after["name"], after["description"], after["updated_at"]) == ("keep_me", "d", row["updated_at"])
+    same = await store.update_key(str(row["id"]), changes({}), actor="t")
+    assert same["updated_at"] == updated["updated_at"]
 
 
 # --- delete -----------------------------------------------------------------------------------
 
 
 async def test_delete_is_final(store, dsn):
-    row, key = await store.create_key("secret", "doomed", actor="t")
-    keep, _ = await store.create_key("secret", "stays", actor="t")
+    row, key = await store.create_key(new("secret", "doomed"), actor="t")
+    keep, _ = await store.create_key(new("secret", "stays"), actor="t")
     deleted = await store.delete_key(str(row["id"]), actor="t", was_compromised=True, reason="leaked in a repo")
     assert deleted["id"] == row["id"]
     with pytest.raises(NotFound):
@@ -198,7 +188,7 @@ async def test_delete_is_final(store, dsn):
     with pytest.raises(NotFound):
         await store.delete_key(str(row["id"]), actor="t")
     with pytest.raises(NotFound):
-        await store.update_key(str(row["id"]), {"name": "revived"}, actor="t")
+        await store.update_key(str(row["id"]), changes({"name": "revived"}), actor="t")
     assert [r["id"] for r in await store.list_keys()] == [keep["id"]]
     dump = await dump_database(dsn)
     assert row["hash"] not in dump  # the hash is gone: nothing can ever match it again
@@ -208,42 +198,68 @@ async def test_delete_is_final(store, dsn):
 # --- no plaintext anywhere --------------------------------------------------------------------
 
 
-async def test_plaintext_key_is_in_no_table(store, dsn):
-    keys: list[str] = []
+async def test_no_secret_plaintext_in_any_table_and_publishable_keys_only_in_their_column(store, dsn):
+    secrets_: list[str] = []
+    publishable: list[str] = []
     (created, token) = await store.bootstrap(need_admin_token=True)
-    keys += [k for _, k in created]
-    for key_type in ("publishable", "secret"):
-        row, key = await store.create_key(key_type, f"made_{key_type}", actor="t", description="d")
-        keys.append(key)
-        await store.update_key(str(row["id"]), {"name": f"renamed_{key_type}"}, actor="t")
+    for r, k in created:
+        (publishable if r["type"] == "publishable" else secrets_).append(k)
+    for key_type, into in (("publishable", publishable), ("secret", secrets_)):
+        row, key = await store.create_key(new(key_type, f"made_{key_type}", description="d"), actor="t")
+        into.append(key)
+        await store.update_key(str(row["id"]), changes({"name": f"renamed_{key_type}"}), actor="t")
     imported = apikeys.generate("secret", REF)
-    row, key = await store.create_key("secret", "imported", actor="t", api_key=imported)
+    row, key = await store.create_key(new("secret", "imported"), actor="t", api_key=imported)
     assert key == imported
-    keys.append(imported)
-    doomed, doomed_key = await store.create_key("publishable", "doomed", actor="t")
-    keys.append(doomed_key)
+    secrets_.append(imported)
+    doomed, doomed_key = await store.create_key(new("publishable", "doomed"), actor="t")
     await store.delete_key(str(doomed["id"]), actor="t", reason="rotation")
     await store.touch({row["id"]: 1_700_000_000.0}, {"anon": 1_700_000_000.0})
     await store.set_legacy(False, actor="t")
 
     dump = await dump_database(dsn)
-    assert apikeys.hash_key(keys[0]) in dump and "renamed_secret" in dump  # the dump does hold the store
-    for key in keys:
+    assert apikeys.hash_key(secrets_[0]) in dump and "renamed_secret" in dump  # the dump does hold the store
+    for key in secrets_ + [doomed_key]:  # secret keys never, a deleted key no more
         assert key not in dump
         assert secret_part(key) not in dump
-    assert token not in dump and token.removeprefix("sbgw_admin_") not in dump
+    assert token not in dump and token.removeprefix("sbp_") not in dump
     assert apikeys.hash_key(token) in dump
+    # publishable keys are public by design: kept in full, in their own column and nowhere else
+    stored = {r["publishable_key"] for r in await store.list_keys()} - {None}
+    assert stored == set(publishable)
+    for key in publishable:
+        assert dump.count(key) == 1
+    audit_text = json.dumps([dict(r) for r in await store.audit_log(1000)], default=str)
+    assert not any(k in audit_text for k in publishable)
+
+
+async def test_the_database_refuses_a_secret_key_in_the_publishable_column(store, dsn):
+    row, key = await store.create_key(new("secret", "backend"), actor="t")
+    conn = await asyncpg.connect(dsn)
+    try:
+        with pytest.raises(asyncpg.CheckViolationError):
+            await conn.execute("UPDATE gateway.api_keys SET publishable_key = $1 WHERE id = $2", key, row["id"])
+    finally:
+        await conn.close()
+
+
+async def test_publishable_keys_are_listed_before_secret_ones(store):
+    s1, _ = await store.create_key(new("secret", "first_secret"), actor="t")
+    p1, _ = await store.create_key(new("publishable", "first_pub"), actor="t")
+    s2, _ = await store.create_key(new("secret", "second_secret"), actor="t")
+    p2, _ = await store.create_key(new("publishable", "second_pub"), actor="t")
+    assert [r["id"] for r in await store.list_keys()] == [p1["id"], p2["id"], s1["id"], s2["id"]]
 
 
 # --- audit ------------------------------------------------------------------------------------
 
 
 async def test_every_mutation_is_audited_without_key_material(store):
-    row, key = await store.create_key("secret", "audited", actor="alice", description="x")
+    row, key = await store.create_key(new("secret", "audited", description="x"), actor="alice")
     imported = apikeys.generate("publishable", REF)
-    irow, _ = await store.create_key("publishable", "imported", actor="bob", api_key=imported)
-    await store.update_key(str(row["id"]), {"name": "audited_two", "description": "y"}, actor="carol")
-    await store.update_key(str(row["id"]), {}, actor="nobody")  # no change, no row
+    irow, _ = await store.create_key(new("publishable", "imported"), actor="bob", api_key=imported)
+    await store.update_key(str(row["id"]), changes({"name": "audited_two", "description": "y"}), actor="carol")
+    await store.update_key(str(row["id"]), changes({}), actor="nobody")  # no change, no row
     await store.delete_key(str(row["id"]), actor="dave", was_compromised=True, reason="posted on a forum")
     await store.set_legacy(False, actor="erin")
     await store.set_legacy(True, actor="frank")
@@ -268,8 +284,9 @@ async def test_every_mutation_is_audited_without_key_material(store):
 
 
 async def test_failed_mutations_write_no_audit_row(store):
+    key = apikeys.generate("secret", REF)
     with pytest.raises(InvalidInput):
-        await store.create_key("secret", "X", actor="t")
+        await store.create_key(new("publishable", "wrong_type"), actor="t", api_key=key)
     with pytest.raises(NotFound):
         await store.delete_key(str(uuid.uuid4()), actor="t")
     assert await audit(store) == []
@@ -281,18 +298,18 @@ async def test_failed_mutations_write_no_audit_row(store):
 async def test_import_checks_type_checksum_and_duplicates(store):
     key = apikeys.generate("secret", REF)
     with pytest.raises(InvalidInput) as info:
-        await store.create_key("publishable", "wrong_type", actor="t", api_key=key)
+        await store.create_key(new("publishable", "wrong_type"), actor="t", api_key=key)
     assert info.value.field == "key" and key not in str(info.value)
     tampered = key[:-1] + ("A" if key[-1] != "A" else "B")
     with pytest.raises(InvalidInput) as info:
-        await store.create_key("secret", "tampered", actor="t", api_key=tampered)
+        await store.create_key(new("secret", "tampered"), actor="t", api_key=tampered)
     assert tampered not in str(info.value)
     with pytest.raises(InvalidInput):
-        await store.create_key("secret", "other_ref", actor="t", api_key=apikeys.generate("secret", "elsewhere"))
-    row, shown = await store.create_key("secret", "adopted", actor="t", api_key=key)
+        await store.create_key(new("secret", "other_ref"), actor="t", api_key=apikeys.generate("secret", "elsewhere"))
+    row, shown = await store.create_key(new("secret", "adopted"), actor="t", api_key=key)
     assert shown == key and row["hash"] == apikeys.hash_key(key) and row["prefix"] == apikeys.display_prefix(key)
     with pytest.raises(InvalidInput) as info:
-        await store.create_key("secret", "again", actor="t", api_key=key)
+        await store.create_key(new("secret", "again"), actor="t", api_key=key)
     assert info.value.field == "key" and key not in str(info.value)
     assert await store.count_keys() == 1
     assert len(await audit(store)) == 1
@@ -345,14 +362,14 @@ async def test_bootstrap_creates_one_publishable_and_one_secret_named_default(st
 
 
 async def test_bootstrap_leaves_a_table_with_keys_alone(store):
-    await store.create_key("secret", "imported_first", actor="t", api_key=apikeys.generate("secret", REF))
+    await store.create_key(new("secret", "imported_first"), actor="t", api_key=apikeys.generate("secret", REF))
     assert await store.bootstrap(need_admin_token=False) == ([], None)
     assert [r["name"] for r in await store.list_keys()] == ["imported_first"]
 
 
 async def test_bootstrap_generates_the_admin_token_once(store):
     created, token = await store.bootstrap(need_admin_token=True)
-    assert len(created) == 2 and token and len(token) >= 32
+    assert len(created) == 2 and re.fullmatch(r"sbp_[a-f0-9]{40}", token)  # the form the Supabase CLI insists on
     assert await store.admin_token_hash() == apikeys.hash_key(token)
     assert await store.bootstrap(need_admin_token=True) == ([], None)
     assert await store.admin_token_hash() == apikeys.hash_key(token)
@@ -389,8 +406,10 @@ async def test_bootstrap_imports_the_given_keys_as_the_defaults(store):
     assert rows["publishable"]["hash"] == apikeys.hash_key(publishable)
     assert rows["secret"]["hash"] == apikeys.hash_key(secret)
     assert rows["secret"]["secret_jwt_template"] == DEFAULT_TEMPLATE
+    assert rows["publishable"]["publishable_key"] == publishable  # public by design: listed in full
     dump = await dump_database(store.dsn)
-    assert secret_part(publishable) not in dump and secret_part(secret) not in dump
+    assert secret_part(secret) not in dump
+    assert dump.count(secret_part(publishable)) == 1  # in its own column only
     # once only: later starts import nothing, whatever they are given
     assert await store.bootstrap(need_admin_token=True, imports={
         "publishable": apikeys.generate("publishable", REF)}) == ([], None)
@@ -425,8 +444,8 @@ async def test_bootstrap_refuses_a_bad_key_and_writes_nothing(store, bad):
 
 
 async def test_touch_records_last_use(store):
-    row, _ = await store.create_key("publishable", "used", actor="t")
-    other, _ = await store.create_key("publishable", "unused", actor="t")
+    row, _ = await store.create_key(new("publishable", "used"), actor="t")
+    other, _ = await store.create_key(new("publishable", "unused"), actor="t")
     await store.touch({row["id"]: 1_700_000_100.0}, {})
     await store.touch({row["id"]: 1_700_000_000.0}, {"service_role": 1_700_000_000.0})  # older: kept newer
     used = await store.get_key(row["id"])
