@@ -284,8 +284,9 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
         for path in doc["paths"].values():
             for operation in path.values():
                 operation.get("responses", {}).pop("422", None)
+        schemas = doc.setdefault("components", {}).setdefault("schemas", {})
         for name in ("HTTPValidationError", "ValidationError"):
-            doc.get("components", {}).get("schemas", {}).pop(name, None)
+            schemas.pop(name, None)
         app.openapi_schema = doc
     return app.openapi_schema
 

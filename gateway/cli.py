@@ -17,7 +17,7 @@ from typing import Any, Awaitable, Callable, NoReturn
 from gateway import shapes
 from gateway.config import ConfigError, Settings, load_settings
 from gateway.db import UNAVAILABLE, DatabaseError, connect, migrate, resolve_dsn, safe_reason
-from gateway.shapes import CreateApiKeyBody, InvalidInput, key_json
+from gateway.shapes import CreateApiKeyBody, InvalidInput, UpdateApiKeyBody, key_json
 from gateway.store import NotFound, Store
 
 PROG = "gateway"
@@ -51,7 +51,15 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--name", required=True)
     create.add_argument("--description")
     create.add_argument("--role", help="role of the JWTs minted for a secret key (default service_role)")
+    _key_field_flags(create)
     create.add_argument("--json", action="store_true", help="print one JSON object")
+    update = keys.add_parser("update", parents=[common], help="change a key's name, description, role or limits")
+    update.add_argument("id")
+    update.add_argument("--name")
+    update.add_argument("--description", help="'' clears it")
+    update.add_argument("--role", help="role of the JWTs minted for a secret key")
+    _key_field_flags(update, clearing=True)
+    update.add_argument("--json", action="store_true", help="print one JSON object")
     lst = keys.add_parser("list", parents=[common], help="list keys (publishable ones in full, secret ones never)")
     lst.add_argument("--json", action="store_true")
     delete = keys.add_parser("delete", parents=[common], help="delete a key for good")
@@ -64,12 +72,30 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("--key", required=True, help="the key; '-' reads it from standard input")
     imp.add_argument("--description")
     imp.add_argument("--role", help="role of the JWTs minted for a secret key (default service_role)")
+    _key_field_flags(imp)
     imp.add_argument("--json", action="store_true")
 
     legacy = sub.add_parser("legacy", parents=[common], help="legacy JWT keys (anon, service_role)")
     legacy.add_argument("action", choices=["enable", "disable", "status"])
     legacy.add_argument("--json", action="store_true")
     return parser
+
+
+def _key_field_flags(p: argparse.ArgumentParser, clearing: bool = False) -> None:
+    """The flags of the fields a key's owner sets (SPEC sections 10 and 11)."""
+    clear = "; 'none' removes it" if clearing else ""
+    p.add_argument("--limit-per-key", metavar="COUNT/WINDOW", help=f"requests with this key, e.g. 1000/m{clear}")
+    p.add_argument("--limit-per-ip", metavar="COUNT/WINDOW", help=f"requests with this key per client IP{clear}")
+
+
+def _key_fields(args: argparse.Namespace) -> dict[str, Any]:
+    """What the key field flags given say, as the admin API's body would."""
+    fields: dict[str, Any] = {}
+    limits = {name: (None if value.strip().lower() == "none" else value)
+              for name, value in (("per_key", args.limit_per_key), ("per_ip", args.limit_per_ip)) if value is not None}
+    if limits:
+        fields["limits"] = limits
+    return fields
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -168,7 +194,7 @@ async def _keys(session: Session, args: argparse.Namespace) -> int:
         if args.role and args.type != "secret":
             raise InvalidInput("--role", "only secret keys have a role of their own (publishable keys act as anon)")
         new = shapes.parse(CreateApiKeyBody, type=args.type, name=args.name, description=args.description,
-                           secret_jwt_template={"role": args.role} if args.role else None)
+                           secret_jwt_template={"role": args.role} if args.role else None, **_key_fields(args))
         row, plaintext = await store.create_key(new, actor=_actor(), api_key=api_key)
         out = key_json(row, plaintext)
         if args.json:
@@ -179,15 +205,32 @@ async def _keys(session: Session, args: argparse.Namespace) -> int:
             sys.stderr.write(f"created {row['type']} key {row['name']} ({row['id']}); it is shown only this once:\n")
             print(plaintext)
         return 0
+    if cmd == "update":
+        fields = _key_fields(args)
+        if args.name is not None:
+            fields["name"] = args.name
+        if args.description is not None:
+            fields["description"] = args.description or None
+        if args.role is not None:
+            fields["secret_jwt_template"] = {"role": args.role}
+        if not fields:
+            raise InvalidInput("update", "give at least one field to change (see gateway keys update --help)")
+        row = await store.update_key(args.id, shapes.parse(UpdateApiKeyBody, **fields), actor=_actor())
+        if args.json:
+            print(json.dumps(key_json(row)))
+        else:
+            print(f"updated {row['type']} key {row['name']} ({row['id']})")
+        return 0
     if cmd == "list":  # as the admin API lists them: publishable keys in full, secret keys masked
         records = await store.list_keys()
         if args.json:
             print(json.dumps([key_json(r) for r in records]))
         else:
-            print(f"{'ID':<36}  {'TYPE':<11}  {'NAME':<20}  {'PREFIX':<24}  {'LAST USED':<32}  KEY")
+            print(f"{'ID':<36}  {'TYPE':<11}  {'NAME':<20}  {'PREFIX':<24}  {'LAST USED':<32}  {'LIMITS':<28}  KEY")
             for rec, r in zip(records, map(key_json, records)):
+                limits = " ".join(f"{k}={v}" for k, v in r["limits"].items() if v) or "-"
                 print(f"{r['id']:<36}  {r['type']:<11}  {r['name']:<20}  {r['prefix']:<24}"
-                      f"  {r['last_used_at'] or '-':<32}  {rec['publishable_key'] or '-'}")
+                      f"  {r['last_used_at'] or '-':<32}  {limits:<28}  {rec['publishable_key'] or '-'}")
         return 0
     row = await store.delete_key(args.id, actor=_actor(), was_compromised=args.compromised, reason=args.reason)
     print(f"deleted {row['type']} key {row['name']} ({row['id']})")

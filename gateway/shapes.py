@@ -102,6 +102,16 @@ def check_template(template: Any) -> dict[str, Any]:
     return template
 
 
+def check_limit(value: str) -> str:
+    """A rate limit in the ``COUNT/WINDOW`` notation (SPEC section 10)."""
+    from gateway.limits import parse_limit
+
+    try:
+        return parse_limit(value).text
+    except ValueError as e:
+        raise InvalidInput("limits", str(e)) from None
+
+
 def check_import(api_key: str, key_type: str, checksum_ref: str) -> str:
     """A key to adopt must be of its type and carry the checksum of this gateway's ref."""
     if apikeys.parse(api_key, checksum_ref) != key_type:
@@ -124,6 +134,24 @@ Template = Annotated[dict[str, Any], AfterValidator(check_template), WithJsonSch
 })]
 
 
+LimitText = Annotated[str, AfterValidator(check_limit), Field(json_schema_extra={
+    "pattern": "^[1-9][0-9]{0,9}/([1-9][0-9]{0,5})?[smhd]$", "examples": ["600/m", "100/5m"]})]
+
+
+class Limits(BaseModel):
+    """A key's own rate limits; a member left out (or null) takes the configured default."""
+
+    model_config = ConfigDict(extra="forbid")  # a mistyped limit must not pass unnoticed
+    per_key: LimitText | None = None
+    per_ip: LimitText | None = None
+
+    def stored(self, current: dict[str, Any] | None = None) -> dict[str, str] | None:
+        """The column's value: ``current`` with the members given here changed."""
+        merged = {**(current or {}), **self.model_dump(exclude_unset=True)}
+        merged = {k: v for k, v in merged.items() if v is not None}
+        return merged or None
+
+
 class _Body(BaseModel):
     # Unknown fields are ignored, as the Management API does: newer clients send more
     # (the dashboard's expose_as_env, for one).
@@ -140,6 +168,20 @@ class KeyFields(_Body):
     """The fields a key's owner sets, at creation and later (``null`` clears them)."""
 
     description: Text | None = None
+    limits: Limits | None = None
+
+    def columns(self, *, given_only: bool = True) -> dict[str, Any]:
+        out = super().columns(given_only=given_only)
+        if "limits" in out:
+            out["limits"] = None if self.limits is None else self.limits.stored()
+        return out
+
+    def columns_for(self, row: Any) -> dict[str, Any]:
+        """The columns that change on ``row``: the given fields, ``limits`` merged member by member."""
+        out = self.columns()
+        if self.limits is not None and "limits" in out:
+            out["limits"] = self.limits.stored(row["limits"])
+        return out
 
 
 class CreateApiKeyBody(KeyFields):
@@ -186,12 +228,17 @@ class UpdateApiKeyBody(KeyFields):
 def first_error(errors: list[Any]) -> InvalidInput:
     """The first of pydantic's errors as one InvalidInput naming its field (never its input)."""
     first = errors[0]
-    loc = [str(p) for p in first.get("loc", ()) if isinstance(p, str) and p not in ("body", "query", "path")]
+    loc = []
+    for part in first.get("loc", ()):
+        if not isinstance(part, str) or not part.isidentifier():
+            break  # an index or "[key]": the field named so far is the one at fault
+        if part not in ("body", "query", "path"):
+            loc.append(part)
     error = first.get("ctx", {}).get("error")
     if isinstance(error, InvalidInput):  # one of the rules above
-        field, message = (loc[0] if loc else error.field), error.message
+        field, message = (".".join(loc) if loc else error.field), error.message
     else:  # ("body", 7) for a JSON syntax error at offset 7: "body"
-        field = loc[0] if loc else "body"
+        field = ".".join(loc) if loc else "body"
         message = str(first.get("msg", "invalid")).removeprefix("Value error, ")
     # An unknown key may hold anything: echo it bounded and encodable.
     return InvalidInput(field[:64].encode("utf-8", "replace").decode("utf-8"), message)
@@ -222,6 +269,7 @@ class ApiKeyResponse(BaseModel):
     updated_at: str | None = Field(json_schema_extra={"format": "date-time"})
     last_used_at: str | None = Field(json_schema_extra={"format": "date-time"})
     api_key: str
+    limits: Limits
 
 
 class LegacyApiKeysResponse(BaseModel):
@@ -259,7 +307,20 @@ def key_json(row: Any, api_key: str | None = None) -> dict[str, Any]:
         "updated_at": _iso(row["updated_at"]),
         "last_used_at": _iso(row["last_used_at"]),
         "api_key": api_key if api_key is not None else shown_key(row),
+        "limits": limits_json(row.get("limits")),
     }
+
+
+def limits_json(stored: dict[str, Any] | None) -> dict[str, str | None]:
+    stored = stored or {}
+    return {"per_key": stored.get("per_key"), "per_ip": stored.get("per_ip")}
+
+
+AUDITED = ("limits",)  # fields whose old and new values the audit log keeps (no key material)
+
+
+def audit_changes(row: Any, sets: dict[str, Any]) -> dict[str, Any]:
+    return {field: {"from": row[field], "to": sets[field]} for field in AUDITED if field in sets}
 
 
 LEGACY_NAMES = ("anon", "service_role")
@@ -272,7 +333,8 @@ def legacy_json(name: str, token: str, *, reveal: bool, last_used: str | None) -
     shown = token if (reveal or name == "anon") else "eyJ" + apikeys.MASK_CHAR * 32
     return {"id": name, "type": "legacy", "prefix": token.rpartition(".")[2][:5], "name": name,
             "description": f"Legacy {name} API key", "hash": apikeys.hash_key(token), "secret_jwt_template": None,
-            "inserted_at": None, "updated_at": None, "last_used_at": last_used, "api_key": shown}
+            "inserted_at": None, "updated_at": None, "last_used_at": last_used, "api_key": shown,
+            "limits": limits_json(None)}
 
 
 class ProjectDatabase(BaseModel):

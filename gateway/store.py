@@ -16,7 +16,7 @@ from typing import Any
 import asyncpg
 
 from gateway import apikeys
-from gateway.shapes import CreateApiKeyBody, InvalidInput, UpdateApiKeyBody, check_import, check_text
+from gateway.shapes import CreateApiKeyBody, InvalidInput, UpdateApiKeyBody, audit_changes, check_import, check_text
 
 FINGERPRINT_SQL = "SELECT count(*), max(updated_at) FROM gateway.api_keys"
 KEY_COLUMNS = ("id, type, name, description, prefix, hash, secret_jwt_template, inserted_at, updated_at, last_used_at,"
@@ -132,7 +132,7 @@ class Store:
         """Change the fields ``changes`` holds; nothing to change, nothing written."""
         row = await self.get_key(key_id)
         changes.check_for(row["type"])
-        sets = changes.columns()
+        sets = changes.columns_for(row)
         if not sets:
             return row
         assignments = ", ".join(f"{col} = ${i}" for i, col in enumerate(sets, start=2))
@@ -143,7 +143,8 @@ class Store:
             )
             if new is None:
                 raise NotFound(key_id)
-            await self._audit(conn, actor, "api_key.update", str(row["id"]), {"fields": sorted(sets)})
+            await self._audit(conn, actor, "api_key.update", str(row["id"]),
+                              {"fields": sorted(sets), **audit_changes(row, sets)})
         return new
 
     async def delete_key(

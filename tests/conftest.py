@@ -108,3 +108,13 @@ def sec(gw) -> str:
 def client(gw) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=gw.url, timeout=60) as c:
         yield c
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator["RedisServer"]:
+    """A real redis-server for the Redis rate-limit store, shared by the session."""
+    from tests.helpers import RedisServer
+
+    server = RedisServer().start()
+    yield server
+    server.stop()

@@ -192,6 +192,12 @@ class Gateway:
         ref = self.env.get("GATEWAY_PROJECT_REF", "default")
         return httpx.request(method, f"{self.admin_url}/v1/projects/{ref}{path}", headers=headers, timeout=10, **kw)
 
+    def metrics(self) -> str:
+        r = httpx.get(f"{self.admin_url}/metrics", timeout=10,
+                      headers={"Authorization": f"Bearer {self.env.get('GATEWAY_ADMIN__TOKEN', ADMIN_TOKEN)}"})
+        r.raise_for_status()
+        return r.text
+
     def create_key(self, key_type: str = "publishable", name: str | None = None, **body: Any) -> dict[str, Any]:
         r = self.admin("POST", "/api-keys", json={"type": key_type, "name": name or f"k_{uuid.uuid4().hex[:8]}",
                                                    **body})
@@ -203,3 +209,41 @@ class Gateway:
 
     def __exit__(self, *exc: Any) -> None:
         self.stop()
+
+
+@dataclass
+class RedisServer:
+    """A real ``redis-server`` (Debian's) on a free loopback port, nothing kept on disk."""
+
+    port: int = field(default_factory=free_port)
+    workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="gw-redis-")))
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self, timeout: float = 10) -> "RedisServer":
+        import shutil
+
+        binary = shutil.which("redis-server")
+        if binary is None:
+            raise RuntimeError("redis-server is not installed (scripts/test-deps installs it)")
+        self.proc = subprocess.Popen(
+            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+             "--dir", str(self.workdir)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as s:
+                    s.sendall(b"PING\r\n")
+                    if s.recv(16).startswith(b"+PONG"):
+                        return self
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("redis-server did not start")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(10)

@@ -446,3 +446,28 @@ def test_first_start_on_a_terminal_prints_the_keys_once_and_writes_no_file(tmp_p
     for word in printed:
         assert word.encode() not in err  # the log (stderr) never has them
     assert proc.returncode == 0
+
+
+def test_limits_on_create_update_and_list(cli):
+    made = create(cli, "publishable", None, "--limit-per-key", "1000/m", "--limit-per-ip", "60/m")
+    assert made["limits"] == {"per_key": "1000/m", "per_ip": "60/m"}
+    out = json.loads(ok(cli("keys", "update", made["id"], "--limit-per-ip", "100/5m", "--json")))
+    assert out["limits"] == {"per_key": "1000/m", "per_ip": "100/5m"}
+    out = json.loads(ok(cli("keys", "update", made["id"], "--limit-per-key", "none", "--description", "x", "--json")))
+    assert (out["limits"], out["description"]) == ({"per_key": None, "per_ip": "100/5m"}, "x")
+    assert "per_ip=100/5m" in ok(cli("keys", "list"))
+    renamed = ok(cli("keys", "update", made["id"], "--name", "renamed_key"))
+    assert renamed.startswith("updated publishable key renamed_key")
+
+
+@pytest.mark.parametrize("flags", [("--limit-per-key", "1000"), ("--limit-per-ip", "10/x"), ("--limit-per-ip", "0/s")])
+def test_bad_limits_are_one_line_errors(cli, flags):
+    assert "limits" in one_line_failure(cli("keys", "create", "--type", "secret", "--name", "limited", *flags))
+    made = create(cli, "secret")
+    assert "limits" in one_line_failure(cli("keys", "update", made["id"], *flags))
+
+
+def test_update_needs_a_field_and_a_known_id(cli):
+    made = create(cli, "secret")
+    assert "at least one field" in one_line_failure(cli("keys", "update", made["id"]))
+    assert "no API key" in one_line_failure(cli("keys", "update", str(uuid.uuid4()), "--name", "other_name"))
