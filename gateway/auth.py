@@ -6,6 +6,7 @@ the route's policy, then settle ``Authorization`` (mint, pass a verified user JW
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 from gateway import apikeys, errors
@@ -82,6 +83,8 @@ class Authenticator:
                 return NO_KEY
 
         entry = await self._identify(key)
+        if entry.expires_at is not None and time.time() >= entry.expires_at:
+            raise errors.API_KEY_EXPIRED()
         if entry.is_secret and creds.browser:
             raise errors.SECRET_KEY_IN_BROWSER()
         if policy is Policy.SECRET and not entry.is_secret:

@@ -10,8 +10,10 @@ import argparse
 import asyncio
 import getpass
 import json
+import re
 import sys
 from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
 from typing import Any, Awaitable, Callable, NoReturn
 
 from gateway import shapes
@@ -53,7 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--role", help="role of the JWTs minted for a secret key (default service_role)")
     _key_field_flags(create)
     create.add_argument("--json", action="store_true", help="print one JSON object")
-    update = keys.add_parser("update", parents=[common], help="change a key's name, description, role or limits")
+    update = keys.add_parser("update", parents=[common],
+                             help="change a key's name, description, role, limits, expiry or restrictions")
     update.add_argument("id")
     update.add_argument("--name")
     update.add_argument("--description", help="'' clears it")
@@ -86,16 +89,42 @@ def _key_field_flags(p: argparse.ArgumentParser, clearing: bool = False) -> None
     clear = "; 'none' removes it" if clearing else ""
     p.add_argument("--limit-per-key", metavar="COUNT/WINDOW", help=f"requests with this key, e.g. 1000/m{clear}")
     p.add_argument("--limit-per-ip", metavar="COUNT/WINDOW", help=f"requests with this key per client IP{clear}")
+    expiry = p.add_mutually_exclusive_group()
+    expiry.add_argument("--expires-in", metavar="DURATION", help="the key ends after this long: 90s, 30m, 2h, 7d")
+    expiry.add_argument("--expires-at", metavar="TIME", help=f"the key ends then (RFC 3339){clear}")
+    for flag, what in (("--allow-origin", "an origin it may be used from (https://*.example.com); repeat"),
+                       ("--allow-ip", "a CIDR it may be used from; repeat"),
+                       ("--allow-service", f"a service it may reach ({', '.join(shapes.SERVICES)}); repeat")):
+        p.add_argument(flag, action="append", metavar="VALUE", help=what + ("; 'none' lifts it" if clearing else ""))
 
 
 def _key_fields(args: argparse.Namespace) -> dict[str, Any]:
     """What the key field flags given say, as the admin API's body would."""
     fields: dict[str, Any] = {}
-    limits = {name: (None if value.strip().lower() == "none" else value)
+    limits = {name: (None if _none(value) else value)
               for name, value in (("per_key", args.limit_per_key), ("per_ip", args.limit_per_ip)) if value is not None}
     if limits:
         fields["limits"] = limits
+    if args.expires_in is not None:
+        fields["expires_at"] = (datetime.now(timezone.utc) + _duration(args.expires_in)).isoformat()
+    elif args.expires_at is not None:
+        fields["expires_at"] = None if _none(args.expires_at) else args.expires_at
+    for name, values in (("allowed_origins", args.allow_origin), ("allowed_ips", args.allow_ip),
+                         ("allowed_services", args.allow_service)):
+        if values is not None:
+            fields[name] = [] if len(values) == 1 and _none(values[0]) else values
     return fields
+
+
+def _none(value: str) -> bool:
+    return value.strip().lower() == "none"
+
+
+def _duration(text: str) -> timedelta:
+    m = re.fullmatch(r"\s*([1-9][0-9]{0,6})\s*([smhd])\s*", text)
+    if m is None:
+        raise InvalidInput("--expires-in", "must be a number and a unit, e.g. 90s, 30m, 2h or 7d")
+    return timedelta(seconds=int(m.group(1)) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[m.group(2)])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -226,11 +255,18 @@ async def _keys(session: Session, args: argparse.Namespace) -> int:
         if args.json:
             print(json.dumps([key_json(r) for r in records]))
         else:
-            print(f"{'ID':<36}  {'TYPE':<11}  {'NAME':<20}  {'PREFIX':<24}  {'LAST USED':<32}  {'LIMITS':<28}  KEY")
+            print(f"{'ID':<36}  {'TYPE':<11}  {'NAME':<20}  {'PREFIX':<24}  {'LAST USED':<32}  {'EXPIRES':<34}"
+                  f"  {'LIMITS':<28}  {'RESTRICTED TO':<24}  KEY")
             for rec, r in zip(records, map(key_json, records)):
                 limits = " ".join(f"{k}={v}" for k, v in r["limits"].items() if v) or "-"
+                expires = r["expires_at"] or "never"
+                if r["expired"]:
+                    expires += " (expired)"
+                restricted = "; ".join(", ".join(r[f]) for f in ("allowed_origins", "allowed_ips", "allowed_services")
+                                       if r[f]) or "-"
                 print(f"{r['id']:<36}  {r['type']:<11}  {r['name']:<20}  {r['prefix']:<24}"
-                      f"  {r['last_used_at'] or '-':<32}  {limits:<28}  {rec['publishable_key'] or '-'}")
+                      f"  {r['last_used_at'] or '-':<32}  {expires:<34}  {limits:<28}  {restricted:<24}"
+                      f"  {rec['publishable_key'] or '-'}")
         return 0
     row = await store.delete_key(args.id, actor=_actor(), was_compromised=args.compromised, reason=args.reason)
     print(f"deleted {row['type']} key {row['name']} ({row['id']})")

@@ -21,7 +21,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from gateway.sections import (
     AdminSettings, CorsSettings, JwtSettings, KeysSettings, LegacySettings, LimitsSettings, LogSettings,
-    ServerSettings, UpstreamSettings,
+    RealtimeSettings, ServerSettings, UpstreamSettings,
 )
 
 # Environment names a self-hosted Supabase stack already uses, mapped to our keys.
@@ -61,6 +61,7 @@ class Settings(BaseSettings):
     cors: CorsSettings = Field(default_factory=CorsSettings)
     keys: KeysSettings = Field(default_factory=KeysSettings)
     limits: LimitsSettings = Field(default_factory=LimitsSettings)
+    realtime: RealtimeSettings = Field(default_factory=RealtimeSettings)
     log: LogSettings = Field(default_factory=LogSettings)
 
     @field_validator("database_url", mode="before")

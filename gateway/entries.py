@@ -11,6 +11,7 @@ import jwt
 
 from gateway.config import Settings
 from gateway.limits import Limit, parse_limit
+from gateway.restrictions import Restrictions, restrictions_for
 
 log = logging.getLogger("gateway")
 
@@ -26,13 +27,16 @@ class KeyEntry:
     claims: dict[str, Any]
     per_key: Limit | None = None  # its own limits; None: the configured default, if any
     per_ip: Limit | None = None
+    expires_at: float | None = None  # epoch seconds; None: never
+    restrictions: Restrictions | None = None  # None: usable from anywhere, for anything
     token: str = ""
     token_renew_at: float = 0.0
 
     def same(self, other: "KeyEntry") -> bool:
         """Nothing the request path reads differs (the cached token may be kept)."""
         return (self.claims == other.claims and self.type == other.type and self.per_key == other.per_key
-                and self.per_ip == other.per_ip)
+                and self.per_ip == other.per_ip and self.expires_at == other.expires_at
+                and self.restrictions is other.restrictions)
 
     @property
     def is_secret(self) -> bool:
@@ -53,8 +57,11 @@ def entry_from_row(row: Any) -> KeyEntry:
     else:
         claims = ANON_CLAIMS
     limits = row.get("limits") or {}
+    expires = row.get("expires_at")
     return KeyEntry(str(row["id"]), key_type, row["prefix"], claims["role"], claims,
-                    _limit(limits.get("per_key")), _limit(limits.get("per_ip")))
+                    _limit(limits.get("per_key")), _limit(limits.get("per_ip")),
+                    None if expires is None else expires.timestamp(),
+                    restrictions_for(row.get("allowed_origins"), row.get("allowed_ips"), row.get("allowed_services")))
 
 
 _LIMITS: dict[str, Limit] = {}  # one object per notation, shared by the keys that use it

@@ -79,10 +79,18 @@ CONFLICTING_API_KEYS = ErrorSpec(401, "UNAUTHORIZED_CONFLICTING_API_KEYS", "Conf
                                  "The `Authorization` header holds a different API key than `apikey`.")
 INVALID_AUTHORIZATION = ErrorSpec(401, "UNAUTHORIZED_INVALID_AUTHORIZATION", "Invalid authorization header",
                                   "Send `Authorization: Bearer <JWT>` or leave it out.")
+API_KEY_EXPIRED = ErrorSpec(401, "UNAUTHORIZED_API_KEY_EXPIRED", "API key expired",
+                            "This API key has reached its expiry time. Use another key.")
 INVALID_JWT = ErrorSpec(401, "UNAUTHORIZED_INVALID_JWT", "Invalid JWT", "Sign in again to get a fresh access token.")
 
 BAD_PATH = ErrorSpec(400, "BAD_PATH", "Invalid request path")
 FORBIDDEN_ROUTE = ErrorSpec(403, "FORBIDDEN_ROUTE", "Access is forbidden.")
+FORBIDDEN_ORIGIN = ErrorSpec(403, "FORBIDDEN_ORIGIN", "Origin not allowed for this API key",
+                             "This key may only be used from the origins its owner allowed.")
+FORBIDDEN_IP = ErrorSpec(403, "FORBIDDEN_IP", "Client IP not allowed for this API key",
+                         "This key may only be used from the addresses its owner allowed.")
+FORBIDDEN_SERVICE = ErrorSpec(403, "FORBIDDEN_SERVICE", "Service not allowed for this API key",
+                              "This key may only be used for the services its owner allowed.")
 NOT_FOUND = ErrorSpec(404, "NOT_FOUND", "no Route matched with those values")
 REQUEST_HEAD_TIMEOUT = ErrorSpec(408, "REQUEST_TIMEOUT", "Request header timeout",
                                  "The request head did not arrive in time.")

@@ -179,6 +179,9 @@ class Proxy:
         if route.kind is not Kind.PROXY:
             raise errors.NOT_FOUND()
         x.grant, query = await self._authorize(scope, x.info, route)
+        entry = x.grant.entry
+        if entry is not None and entry.restrictions is not None:
+            entry.restrictions.check(x.info.origin, x.info.referer, x.client_ip, route.service)
         self._limit(x)
         upstream, target = self._target(route, admitted.upstream_path, query)
         https = scope.get("scheme") in ("https", "wss")
@@ -229,7 +232,8 @@ class Proxy:
                                    self.settings.upstreams.connect_timeout)
             observe.WEBSOCKETS.labels(upstream.name, "open").inc()
             await send({"type": "websocket.accept", "subprotocol": socket.protocol})
-            await relay(receive, send, socket, frame_rewriter(x.route, x.grant, self.auth))
+            await relay(receive, send, socket, frame_rewriter(x.route, x.grant, self.auth,
+                                                              self.settings.realtime.max_key_only_seconds))
         except errors.Refusal as r:
             x.status = r.status
             await deny(scope, send, r)

@@ -3,14 +3,16 @@
 The official clients send their API key as the channel token when no user is signed in; the
 relay swaps it for a JWT of the connection's own key while that key is valid (else removes it),
 and pushes channels joined that way a fresh JWT every half lifetime. Frames other than
-``phx_join``/``access_token`` with an ``sb_`` token pass byte for byte. See the README's
-"Realtime channel tokens".
+``phx_join``/``access_token`` with an ``sb_`` token pass byte for byte. A connection ends when
+its key expires, and one that never carried a user JWT after ``realtime.max_key_only_seconds``
+(SPEC section 12). See the README's "Realtime channel tokens".
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -35,11 +37,13 @@ def _parse(text: str) -> tuple[Any, Any, Any, Any, Any] | None:
 
 
 def rewrite_frame(text: str, token: Callable[[str], str | None],
-                  joined: Callable[[str, Any, bool], None] | None = None) -> str:
+                  joined: Callable[[str, Any, bool], None] | None = None,
+                  other: Callable[[str], None] | None = None) -> str:
     """``text`` with an ``sb_`` ``access_token`` replaced by ``token(key)``, or removed when that is
     None; any other frame is returned as it is (the same object). ``joined(topic, join_ref,
-    array_format)`` hears of each channel joined with a replaced token."""
-    if '"access_token"' not in text or KEY_PREFIX not in text:
+    array_format)`` hears of each channel joined with a replaced token, ``other(value)`` of an
+    ``access_token`` that is no API key (a JWT)."""
+    if '"access_token"' not in text or (other is None and KEY_PREFIX not in text):
         return text
     parsed = _parse(text)
     if parsed is None:
@@ -48,7 +52,11 @@ def rewrite_frame(text: str, token: Callable[[str], str | None],
     if event not in EVENTS or not isinstance(payload, dict):
         return text
     value = payload.get("access_token")
-    if not isinstance(value, str) or not value.startswith(KEY_PREFIX):
+    if not isinstance(value, str):
+        return text
+    if not value.startswith(KEY_PREFIX):
+        if other is not None and value:
+            other(value)
         return text
     replacement = token(value)
     if replacement is None:
@@ -69,15 +77,27 @@ def token_push(topic: str, join_ref: Any, array_format: bool, token: str) -> str
                        "join_ref": join_ref}, separators=(",", ":"))
 
 
-class ChannelTokens:
-    """The client-to-Realtime filter of one relayed connection, and the refresher of the
-    channels it joined with a replaced key."""
+KEY_EXPIRED = (1008, "API key expired")
 
-    def __init__(self, entry: Any, auth: Any) -> None:
+
+def key_only_limit(seconds: float) -> tuple[int, str]:
+    return 1008, f"Public connection limit of {seconds:g} s reached: join with a user access token to stay"
+
+
+class ChannelTokens:
+    """The client-to-Realtime filter of one relayed connection, the refresher of the channels it
+    joined with a replaced key, and the clock of its lifetime."""
+
+    def __init__(self, entry: Any, auth: Any, key_only_seconds: float | None = None, user: bool = False) -> None:
         self.entry = entry
         self.auth = auth
         self.key_hash: str | None = None  # of the connection's key, once a frame carried it
         self.channels: dict[str, tuple[Any, bool]] = {}  # topic -> (join_ref, array format)
+        self.key_only_seconds = key_only_seconds
+        self.user = user or key_only_seconds is None  # a user JWT lifts the cap on public connections
+        self.opened = time.monotonic()
+        self._checking: set[str] = set()
+        self._wake = asyncio.Event()
 
     def _current(self, key_hash: str | None) -> Any:
         """The connection's key as it is now (deleted: None; template changed: the new entry)."""
@@ -100,7 +120,46 @@ class ChannelTokens:
             parsed = _parse(text)
             if parsed is not None and parsed[3] == "phx_leave":
                 self.channels.pop(parsed[2], None)
-        return rewrite_frame(text, self._token, self._joined)
+        return rewrite_frame(text, self._token, self._joined, None if self.user else self._other)
+
+    def _other(self, token: str) -> None:
+        """A JWT sent as a channel token: if it is a user's, the cap on public connections goes."""
+        if token not in self._checking and len(self._checking) < 4:
+            self._checking.add(token)
+            asyncio.get_running_loop().create_task(self._check_user(token))
+
+    async def _check_user(self, token: str) -> None:
+        try:
+            claims = await self.auth.verifier.verify(token)
+        except Exception:  # not a JWT we accept: Realtime will refuse its channel too
+            return
+        finally:
+            self._checking.discard(token)
+        if claims.get("sub") and self.auth.ring.legacy_entry(token) is None:  # not the legacy anon key
+            self.user = True
+            self._wake.set()
+
+    async def closing(self) -> tuple[int, str]:
+        """Returns (close code, reason) when the gateway ends the connection: its key expired, or
+        the cap on connections without a user JWT was reached."""
+        while True:
+            waits = []
+            entry = self._current(self.key_hash) or self.entry
+            if entry.expires_at is not None:
+                left = entry.expires_at - time.time()
+                if left <= 0:
+                    return KEY_EXPIRED
+                waits.append(left)
+            if not self.user:
+                left = self.opened + self.key_only_seconds - time.monotonic()  # type: ignore[operator]
+                if left <= 0:
+                    return key_only_limit(self.key_only_seconds)  # type: ignore[arg-type]
+                waits.append(left)
+            self._wake.clear()
+            try:
+                await asyncio.wait_for(self._wake.wait(), min(waits) if waits else None)
+            except asyncio.TimeoutError:
+                pass
 
     async def keep_fresh(self, send: Callable[[str], Awaitable[None]]) -> None:
         """Every half token lifetime, a fresh JWT for each channel joined with the key, while the
@@ -115,9 +174,10 @@ class ChannelTokens:
                 await send(token_push(topic, join_ref, array_format, token))
 
 
-def frame_rewriter(route: Any, grant: Any, auth: Any) -> ChannelTokens | None:
+def frame_rewriter(route: Any, grant: Any, auth: Any, key_only_seconds: float | None = None) -> ChannelTokens | None:
     """The client-to-Realtime text frame filter of a relayed connection, or None (other routes,
-    no key). ``auth`` is the gateway's Authenticator (its key ring and minter)."""
+    no key). ``auth`` is the gateway's Authenticator (its key ring, minter and JWT verifier)."""
     if not route.channel_tokens or grant.entry is None:
         return None
-    return ChannelTokens(grant.entry, auth)
+    user = bool(grant.claims and grant.claims.get("sub"))  # the handshake carried a user JWT
+    return ChannelTokens(grant.entry, auth, key_only_seconds, user)

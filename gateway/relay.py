@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import Callable
+from typing import Any, Callable
 
 import aiohttp
 from yarl import URL
@@ -43,6 +43,11 @@ async def deny(scope: Scope, send: Send, r: errors.Refusal) -> None:
         await send({"type": "websocket.http.response.body", "body": r.body})
     else:
         await send({"type": "websocket.close", "code": 1008})
+
+
+async def _gateway_closes(closing: Callable[[], Any]) -> tuple[str, int, str]:
+    code, reason = await closing()
+    return "gateway", code, reason
 
 
 def sendable(code: int | None) -> int:
@@ -83,6 +88,9 @@ async def relay(receive: Receive, send: Send, upstream: aiohttp.ClientWebSocketR
                 return "upstream", upstream.close_code or 1011, ""
 
     pumps = [asyncio.ensure_future(client_to_upstream()), asyncio.ensure_future(upstream_to_client())]
+    closing = getattr(rewrite, "closing", None)  # the gateway may end the connection itself
+    if closing is not None:
+        pumps.append(asyncio.ensure_future(_gateway_closes(closing)))
     tasks = list(pumps)
     # Realtime channels joined with the key get fresh JWTs pushed (see gateway.realtime).
     keep_fresh = getattr(rewrite, "keep_fresh", None)

@@ -167,6 +167,10 @@ class LimitsSettings(_Section):
         return self
 
 
+class RealtimeSettings(_Section):
+    max_key_only_seconds: float = Field(86400.0, gt=0)
+
+
 class LogSettings(_Section):
     level: str = "info"
     access: bool = True

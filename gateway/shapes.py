@@ -10,10 +10,10 @@ from __future__ import annotations
 import json
 import math
 import re
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, WithJsonSchema, model_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, WithJsonSchema, model_validator
 
 from gateway import apikeys
 
@@ -112,6 +112,52 @@ def check_limit(value: str) -> str:
         raise InvalidInput("limits", str(e)) from None
 
 
+MAX_LIST = 100  # entries of an allowed_* list
+SERVICES = ("rest", "graphql", "realtime", "functions", "auth", "storage", "meta")
+
+
+def _unique(field: str, values: list[str]) -> list[str]:
+    if len(values) > MAX_LIST:
+        raise InvalidInput(field, f"may hold at most {MAX_LIST} entries")
+    return list(dict.fromkeys(values))
+
+
+def check_origins(values: list[str]) -> list[str]:
+    """Origin patterns (gateway.origins): exact, ``*.`` subdomains, ``:*`` any port."""
+    from gateway.origins import parse_pattern
+
+    for value in values:
+        if parse_pattern(value) is None or value == "*":
+            raise InvalidInput("allowed_origins", "entries must be origins such as https://app.example.com, "
+                                                  "https://*.example.com or http://localhost:*")
+    return _unique("allowed_origins", values)
+
+
+def check_ips(values: list[str]) -> list[str]:
+    """CIDRs or single addresses, kept in their canonical form (``10.0.0.0/8``, ``2001:db8::/32``)."""
+    import ipaddress
+
+    out = []
+    for value in values:
+        try:
+            out.append(str(ipaddress.ip_network(value.strip(), strict=False)))
+        except ValueError:
+            raise InvalidInput("allowed_ips", "entries must be IP addresses or CIDRs") from None
+    return _unique("allowed_ips", out)
+
+
+def check_services(values: list[str]) -> list[str]:
+    if len(values) > len(SERVICES):
+        raise InvalidInput("allowed_services", f"may hold at most {len(SERVICES)} entries")
+    return _unique("allowed_services", values)
+
+
+def check_expiry(value: datetime) -> datetime:
+    if value.tzinfo is None:
+        raise InvalidInput("expires_at", "must be an RFC 3339 time with its offset, e.g. 2026-12-31T23:59:00Z")
+    return value
+
+
 def check_import(api_key: str, key_type: str, checksum_ref: str) -> str:
     """A key to adopt must be of its type and carry the checksum of this gateway's ref."""
     if apikeys.parse(api_key, checksum_ref) != key_type:
@@ -136,6 +182,22 @@ Template = Annotated[dict[str, Any], AfterValidator(check_template), WithJsonSch
 
 LimitText = Annotated[str, AfterValidator(check_limit), Field(json_schema_extra={
     "pattern": "^[1-9][0-9]{0,9}/([1-9][0-9]{0,5})?[smhd]$", "examples": ["600/m", "100/5m"]})]
+
+
+Origins = Annotated[list[Annotated[str, Field(max_length=255)]], AfterValidator(check_origins), Field(
+    max_length=MAX_LIST, json_schema_extra={"examples": [["https://app.example.com", "https://*.example.com"]]})]
+Ips = Annotated[list[Annotated[str, Field(max_length=64)]], AfterValidator(check_ips), Field(
+    max_length=MAX_LIST, json_schema_extra={"examples": [["203.0.113.0/24", "2001:db8::/32"]]})]
+Services = Annotated[list[Literal[SERVICES]], AfterValidator(check_services),  # type: ignore[valid-type]
+                     Field(max_length=len(SERVICES))]
+def _rfc3339_text(value: Any) -> Any:
+    if not isinstance(value, str | datetime):  # a bare number would be read as epoch seconds
+        raise InvalidInput("expires_at", "must be an RFC 3339 time, e.g. 2026-12-31T23:59:00Z")
+    return value
+
+
+Expiry = Annotated[datetime, BeforeValidator(_rfc3339_text), AfterValidator(check_expiry),
+                   Field(json_schema_extra={"format": "date-time"})]
 
 
 class Limits(BaseModel):
@@ -169,11 +231,18 @@ class KeyFields(_Body):
 
     description: Text | None = None
     limits: Limits | None = None
+    expires_at: Expiry | None = None
+    allowed_origins: Origins | None = None
+    allowed_ips: Ips | None = None
+    allowed_services: Services | None = None
 
     def columns(self, *, given_only: bool = True) -> dict[str, Any]:
         out = super().columns(given_only=given_only)
         if "limits" in out:
             out["limits"] = None if self.limits is None else self.limits.stored()
+        for name in ("allowed_origins", "allowed_ips", "allowed_services"):
+            if name in out and not out[name]:
+                out[name] = None  # an empty list restricts nothing: stored as none
         return out
 
     def columns_for(self, row: Any) -> dict[str, Any]:
@@ -270,6 +339,11 @@ class ApiKeyResponse(BaseModel):
     last_used_at: str | None = Field(json_schema_extra={"format": "date-time"})
     api_key: str
     limits: Limits
+    expires_at: str | None = Field(json_schema_extra={"format": "date-time"})
+    expired: bool
+    allowed_origins: list[str]
+    allowed_ips: list[str]
+    allowed_services: list[str]
 
 
 class LegacyApiKeysResponse(BaseModel):
@@ -308,7 +382,15 @@ def key_json(row: Any, api_key: str | None = None) -> dict[str, Any]:
         "last_used_at": _iso(row["last_used_at"]),
         "api_key": api_key if api_key is not None else shown_key(row),
         "limits": limits_json(row.get("limits")),
+        **restrictions_json(row),
     }
+
+
+def restrictions_json(row: Any) -> dict[str, Any]:
+    expires = row.get("expires_at")
+    return {"expires_at": _iso(expires), "expired": expires is not None and expires <= datetime.now(timezone.utc),
+            "allowed_origins": list(row.get("allowed_origins") or []), "allowed_ips": list(row.get("allowed_ips") or []),
+            "allowed_services": list(row.get("allowed_services") or [])}
 
 
 def limits_json(stored: dict[str, Any] | None) -> dict[str, str | None]:
@@ -316,11 +398,15 @@ def limits_json(stored: dict[str, Any] | None) -> dict[str, str | None]:
     return {"per_key": stored.get("per_key"), "per_ip": stored.get("per_ip")}
 
 
-AUDITED = ("limits",)  # fields whose old and new values the audit log keeps (no key material)
+# Fields whose old and new values the audit log keeps: limits and restrictions (no key material).
+AUDITED = ("limits", "expires_at", "allowed_origins", "allowed_ips", "allowed_services")
 
 
 def audit_changes(row: Any, sets: dict[str, Any]) -> dict[str, Any]:
-    return {field: {"from": row[field], "to": sets[field]} for field in AUDITED if field in sets}
+    def plain(value: Any) -> Any:
+        return _iso(value) if isinstance(value, datetime) else value
+
+    return {field: {"from": plain(row[field]), "to": plain(sets[field])} for field in AUDITED if field in sets}
 
 
 LEGACY_NAMES = ("anon", "service_role")
@@ -334,7 +420,7 @@ def legacy_json(name: str, token: str, *, reveal: bool, last_used: str | None) -
     return {"id": name, "type": "legacy", "prefix": token.rpartition(".")[2][:5], "name": name,
             "description": f"Legacy {name} API key", "hash": apikeys.hash_key(token), "secret_jwt_template": None,
             "inserted_at": None, "updated_at": None, "last_used_at": last_used, "api_key": shown,
-            "limits": limits_json(None)}
+            "limits": limits_json(None), **restrictions_json({})}
 
 
 class ProjectDatabase(BaseModel):

@@ -20,7 +20,7 @@ from gateway.shapes import CreateApiKeyBody, InvalidInput, UpdateApiKeyBody, aud
 
 FINGERPRINT_SQL = "SELECT count(*), max(updated_at) FROM gateway.api_keys"
 KEY_COLUMNS = ("id, type, name, description, prefix, hash, secret_jwt_template, inserted_at, updated_at, last_used_at,"
-               " publishable_key, limits")
+               " publishable_key, limits, expires_at, allowed_origins, allowed_ips, allowed_services")
 BOOTSTRAP_LOCK = 7_221_530_002
 
 
@@ -91,7 +91,8 @@ class Store:
         """What the key ring needs of every key, with the fingerprint of the same snapshot."""
         async with self.pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
             row = await conn.fetchrow(FINGERPRINT_SQL)
-            rows = await conn.fetch("SELECT id, type, prefix, hash, secret_jwt_template, limits FROM gateway.api_keys")
+            rows = await conn.fetch("SELECT id, type, prefix, hash, secret_jwt_template, limits, expires_at,"
+                                    " allowed_origins, allowed_ips, allowed_services FROM gateway.api_keys")
         return (row[0], row[1]), rows
 
     async def lookup_hash(self, key_hash: str) -> asyncpg.Record | None:

@@ -770,3 +770,54 @@ def test_limit_changes_are_in_the_audit_log(gw):
     gw.admin("PATCH", f"/api-keys/{made['id']}", json={"limits": {"per_ip": "30/m"}})
     entry = [a for a in fetch_audit(gw) if a["target"] == made["id"] and a["action"] == "api_key.update"][-1]
     assert entry["details"]["limits"] == {"from": {"per_ip": "60/m"}, "to": {"per_ip": "30/m"}}
+
+
+# --- restrictions and expiry (SPEC section 11) ------------------------------------------------------
+
+
+def test_restrictions_on_create_patch_and_every_answer(gw):
+    made = gw.create_key("publishable", expires_at="2031-01-02T03:04:05Z", allowed_origins=["https://*.example.com"],
+                         allowed_ips=["10.1.2.3/8", "2001:db8::1"], allowed_services=["rest", "storage", "rest"])
+    assert (made["expires_at"], made["expired"]) == ("2031-01-02T03:04:05+00:00", False)
+    assert made["allowed_origins"] == ["https://*.example.com"]
+    assert made["allowed_ips"] == ["10.0.0.0/8", "2001:db8::1/128"]  # canonical
+    assert made["allowed_services"] == ["rest", "storage"]
+    path = f"/api-keys/{made['id']}"
+    r = gw.admin("PATCH", path, json={"allowed_ips": [], "expires_at": None})
+    assert (r.json()["allowed_ips"], r.json()["expires_at"], r.json()["allowed_origins"]) == (
+        [], None, ["https://*.example.com"])
+    past = gw.admin("PATCH", path, json={"expires_at": "2020-01-01T00:00:00+02:00"}).json()
+    assert past["expired"] is True
+    every = gw.admin("GET", "/api-keys").json()
+    assert all({"expires_at", "expired", "allowed_origins", "allowed_ips", "allowed_services"} <= set(k) for k in every)
+
+
+@pytest.mark.parametrize(("body", "field"), [
+    ({"allowed_origins": ["app.example.com"]}, "allowed_origins"),
+    ({"allowed_origins": ["https://*.*.example.com"]}, "allowed_origins"),
+    ({"allowed_origins": ["https://app.example.com/path"]}, "allowed_origins"),
+    ({"allowed_origins": ["*"]}, "allowed_origins"),
+    ({"allowed_origins": "https://app.example.com"}, "allowed_origins"),
+    ({"allowed_ips": ["10.0.0.0/33"]}, "allowed_ips"),
+    ({"allowed_ips": ["not-an-ip"]}, "allowed_ips"),
+    ({"allowed_services": ["rest", "nope"]}, "allowed_services"),
+    ({"allowed_services": ["rest"] * 8}, "allowed_services"),
+    ({"expires_at": "tomorrow"}, "expires_at"),
+    ({"expires_at": "2030-01-01T00:00:00"}, "expires_at"),  # no offset: which time zone?
+    ({"expires_at": 1893456000}, "expires_at"),
+])
+def test_bad_restrictions_are_400_naming_the_field(gw, body, field):
+    before = len(gw.admin("GET", "/api-keys").json())
+    r = gw.admin("POST", "/api-keys", json={"type": "secret", "name": "restricted_bad", **body})
+    assert r.status_code == 400, r.text
+    assert r.json()["field"] == field
+    assert len(gw.admin("GET", "/api-keys").json()) == before
+
+
+def test_restriction_changes_are_in_the_audit_log(gw):
+    made = gw.create_key("secret", allowed_services=["rest"])
+    gw.admin("PATCH", f"/api-keys/{made['id']}", json={"allowed_services": ["rest", "storage"],
+                                                      "expires_at": "2031-01-01T00:00:00Z"})
+    entry = [a for a in fetch_audit(gw) if a["target"] == made["id"] and a["action"] == "api_key.update"][-1]
+    assert entry["details"]["allowed_services"] == {"from": ["rest"], "to": ["rest", "storage"]}
+    assert entry["details"]["expires_at"] == {"from": None, "to": "2031-01-01T00:00:00+00:00"}

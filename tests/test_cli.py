@@ -9,6 +9,7 @@ import re
 import stat
 import time
 import uuid
+from datetime import datetime, timezone
 from pathlib import Path
 
 import asyncpg
@@ -471,3 +472,29 @@ def test_update_needs_a_field_and_a_known_id(cli):
     made = create(cli, "secret")
     assert "at least one field" in one_line_failure(cli("keys", "update", made["id"]))
     assert "no API key" in one_line_failure(cli("keys", "update", str(uuid.uuid4()), "--name", "other_name"))
+
+
+def test_expiry_and_restrictions_on_create_update_and_list(cli):
+    made = create(cli, "secret", None, "--expires-in", "2h", "--allow-origin", "https://app.example.com",
+                  "--allow-origin", "http://localhost:*", "--allow-ip", "10.0.0.0/8", "--allow-service", "storage")
+    expires = datetime.fromisoformat(made["expires_at"])
+    assert 7100 < (expires - datetime.now(timezone.utc)).total_seconds() <= 7200
+    assert made["allowed_origins"] == ["https://app.example.com", "http://localhost:*"]
+    assert (made["allowed_ips"], made["allowed_services"]) == (["10.0.0.0/8"], ["storage"])
+    out = json.loads(ok(cli("keys", "update", made["id"], "--expires-at", "2031-01-01T00:00:00Z", "--allow-ip", "none",
+                            "--allow-service", "rest", "--allow-service", "storage", "--json")))
+    assert (out["expires_at"], out["allowed_ips"], out["allowed_services"]) == (
+        "2031-01-01T00:00:00+00:00", [], ["rest", "storage"])
+    expired = create(cli, "publishable", None, "--expires-at", "2020-01-01T00:00:00Z")
+    listing = ok(cli("keys", "list"))
+    assert "2031-01-01T00:00:00+00:00" in listing and "(expired)" in listing and "rest, storage" in listing
+    assert expired["expired"] is True
+    out = json.loads(ok(cli("keys", "update", made["id"], "--expires-at", "none", "--json")))
+    assert out["expires_at"] is None
+
+
+@pytest.mark.parametrize("flags", [("--expires-in", "2 weeks"), ("--expires-at", "tomorrow"),
+                                   ("--allow-origin", "app.example.com"), ("--allow-ip", "10.0.0.0/40"),
+                                   ("--allow-service", "everything")])
+def test_bad_restrictions_are_one_line_errors(cli, flags):
+    one_line_failure(cli("keys", "create", "--type", "secret", "--name", "restricted", *flags))

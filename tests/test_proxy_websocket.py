@@ -204,3 +204,55 @@ def test_channels_joined_with_the_key_get_fresh_jwts_before_theirs_expire(pg_ser
         assert claims["exp"] - claims["iat"] == 10
     finally:
         g.stop()
+
+
+@pytest.fixture(scope="module")
+def capped(gateways):
+    """Public Realtime connections (no user JWT) closed after 2 s."""
+    return gateways(GATEWAY_REALTIME__MAX_KEY_ONLY_SECONDS="2")
+
+
+def held_until_closed(conn, seconds: float) -> tuple[int, str] | None:
+    """Read frames for up to ``seconds``; the close the gateway sent, or None if still open."""
+    deadline = time.monotonic() + seconds
+    try:
+        while time.monotonic() < deadline:
+            conn.recv(timeout=max(0.05, deadline - time.monotonic()))
+    except TimeoutError:
+        return None
+    except ConnectionClosed as e:
+        return e.rcvd.code, e.rcvd.reason
+    return None
+
+
+def test_a_public_connection_is_closed_at_the_cap(capped):
+    key = capped.create_key("publishable")["api_key"]
+    with ws(capped, f"apikey={key}&vsn=2.0.0") as conn:
+        conn.send(json.dumps(["1", "1", "realtime:room", "phx_join", {"access_token": key}]))
+        code, reason = held_until_closed(conn, 6)
+    assert code == 1008 and reason.startswith("Public connection limit of 2 s reached")
+
+
+def test_the_legacy_anon_key_as_a_channel_token_does_not_lift_the_cap(capped):
+    with ws(capped, f"apikey={LEGACY_ANON}&vsn=2.0.0") as conn:
+        conn.send(json.dumps(["1", "1", "realtime:room", "phx_join", {"access_token": LEGACY_ANON}]))
+        assert held_until_closed(conn, 6)[0] == 1008
+
+
+@pytest.mark.parametrize("where", ["phx_join", "access_token", "handshake", "forged"])
+def test_a_user_jwt_lifts_the_cap(capped, where):
+    from tests.factories import hs256, user_claims
+
+    key = capped.create_key("publishable")["api_key"]
+    user = hs256(user_claims(sub="u-" + uuid.uuid4().hex))
+    headers = {"additional_headers": {"Authorization": f"Bearer {user}"}} if where == "handshake" else {}
+    with ws(capped, f"apikey={key}&vsn=2.0.0", **headers) as conn:
+        token = {"phx_join": user, "forged": user[:-4] + "AAAA"}.get(where, key)
+        conn.send(json.dumps(["1", "1", "realtime:room", "phx_join", {"access_token": token}]))
+        if where == "access_token":
+            conn.send(json.dumps(["1", "2", "realtime:room", "access_token", {"access_token": user}]))
+        closed = held_until_closed(conn, 4)
+    if where == "forged":
+        assert closed is not None and closed[0] == 1008  # a JWT that does not verify lifts nothing
+    else:
+        assert closed is None

@@ -145,6 +145,36 @@ const scenarios = {
     return result;
   },
 
+  // The same as an application that sets Origin through global.headers (a server rendering for
+  // a web app): rows, and the error the library surfaces when the key may not be used from there.
+  async origin() {
+    const sb = createClient(args.url, args.key, {
+      auth: { persistSession: false, autoRefreshToken: false },
+      global: { headers: { Origin: args.origin } },
+    });
+    return { select: await rows(sb) };
+  },
+
+  // A channel joined and held for wait_ms: how the socket ended, as realtime-js's logger saw it.
+  async held() {
+    const closes = [];
+    const sb = createClient(args.url, args.key, {
+      auth: { persistSession: false, autoRefreshToken: false },
+      realtime: {
+        heartbeatIntervalMs: 300,
+        logger: (kind, msg, data) => {
+          if (kind === "transport" && msg === "close") closes.push({ code: data?.code ?? null, reason: data?.reason ?? null });
+        },
+      },
+    });
+    if (args.email) await signIn(sb, args.email, args.password);
+    const joined = await subscribed(sb.channel(args.topic));
+    await new Promise((r) => setTimeout(r, args.wait_ms));
+    const result = { joined, closes: [...closes], connected_at_end: sb.realtime.isConnected() };
+    await sb.removeAllChannels(); // closes the socket too: not part of what was seen
+    return result;
+  },
+
   // Can this key still do anything? (refused keys: the error each library surfaces)
   async refused() {
     const sb = client();

@@ -12,6 +12,7 @@ from types import SimpleNamespace
 import pytest
 
 from gateway import routes
+from gateway.auth import Grant
 from gateway.apikeys import hash_key
 from gateway.realtime import frame_rewriter, rewrite_frame
 
@@ -92,9 +93,9 @@ def test_rewriter_only_for_realtime_routes_with_a_key() -> None:
     entry = SimpleNamespace(id="k1")
     auth = _auth((PUB, entry))
     realtime = routes.REALTIME
-    assert frame_rewriter(routes.REST, SimpleNamespace(entry=entry), auth) is None
-    assert frame_rewriter(realtime, SimpleNamespace(entry=None), auth) is None
-    rewrite = frame_rewriter(realtime, SimpleNamespace(entry=entry), auth)
+    assert frame_rewriter(routes.REST, Grant(entry, None, None, "anon"), auth) is None
+    assert frame_rewriter(realtime, Grant(None, None, None, "anon"), auth) is None
+    rewrite = frame_rewriter(realtime, Grant(entry, None, None, "anon"), auth)
     assert rewrite is not None
     assert json.loads(rewrite(_join(PUB)))[4] == {"access_token": "jwt-of-k1"}
 
@@ -102,7 +103,7 @@ def test_rewriter_only_for_realtime_routes_with_a_key() -> None:
 def test_rewriter_mints_only_for_the_connections_key_while_it_is_valid() -> None:
     entry = SimpleNamespace(id="k1")
     auth = _auth((PUB, entry), (SECRET, SimpleNamespace(id="k2")))
-    rewrite = frame_rewriter(routes.REALTIME, SimpleNamespace(entry=entry), auth)
+    rewrite = frame_rewriter(routes.REALTIME, Grant(entry, None, None, "anon"), auth)
     assert rewrite is not None
     # another valid key in a frame: no JWT of its own (that would bypass the handshake's checks)
     assert json.loads(rewrite(_join(SECRET)))[4] == {}
@@ -122,7 +123,7 @@ async def test_channels_joined_with_the_key_get_fresh_tokens_pushed() -> None:
     entry = SimpleNamespace(id="k1")
     auth = _auth((PUB, entry))
     auth.minter.ttl = 0.1  # pushes every 0.05 s
-    tokens = frame_rewriter(routes.REALTIME, SimpleNamespace(entry=entry), auth)
+    tokens = frame_rewriter(routes.REALTIME, Grant(entry, None, None, "anon"), auth)
     assert tokens is not None
     tokens(json.dumps(["4", "4", "realtime:v2", "phx_join", {"access_token": PUB}]))
     tokens(json.dumps({"topic": "realtime:v1", "event": "phx_join", "ref": "7", "join_ref": "7",
