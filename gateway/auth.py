@@ -68,7 +68,7 @@ class Authenticator:
         bearer, other_scheme = _bearer(creds.authorization)
         # Open auth paths need no key, but one that is sent (supabase-js sends its key everywhere)
         # is checked and translated like on functions and storage: its plaintext never goes on.
-        optional = policy is Policy.OPTIONAL or policy is Policy.OPEN
+        optional = policy is Policy.OPTIONAL or policy is Policy.OPEN or policy is Policy.KEY_OR_USER
         if key is None:
             if not optional:
                 raise errors.MISSING_API_KEY()
@@ -80,6 +80,8 @@ class Authenticator:
                 legacy = None if bearer is None else self._legacy_allowed(bearer)
                 if legacy is not None and legacy.is_secret and creds.browser:
                     raise errors.SECRET_KEY_IN_BROWSER()
+                if policy is Policy.KEY_OR_USER and legacy is None:
+                    return await self._user_only(bearer)
                 return NO_KEY
 
         entry = await self._identify(key)
@@ -112,6 +114,16 @@ class Authenticator:
         except InvalidJwt as e:
             raise errors.INVALID_JWT(message=str(e)) from None
         return Grant(entry, token, None, str(claims.get("role")), claims)
+
+    async def _user_only(self, bearer: str | None) -> Grant:
+        """No key, where a key or a user JWT is required: the bearer must be a user JWT that verifies."""
+        if bearer is None:
+            raise errors.MISSING_API_KEY()
+        try:
+            claims = await self.verifier.verify(bearer)
+        except InvalidJwt as e:
+            raise errors.INVALID_JWT(message=str(e)) from None
+        return Grant(None, None, None, str(claims.get("role")), claims)
 
     async def _identify(self, key: str) -> KeyEntry:
         if apikeys.looks_like_key(key):

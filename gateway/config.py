@@ -20,8 +20,8 @@ from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validat
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, SettingsError
 
 from gateway.sections import (
-    AdminSettings, CorsSettings, JwtSettings, KeysSettings, LegacySettings, LimitsSettings, LogSettings,
-    RealtimeSettings, ServerSettings, UpstreamSettings,
+    AdminSettings, CorsSettings, FunctionsSettings, JwtSettings, KeysSettings, LegacySettings, LimitsSettings,
+    LogSettings, RealtimeSettings, ServerSettings, UpstreamSettings,
 )
 
 # Environment names a self-hosted Supabase stack already uses, mapped to our keys.
@@ -62,6 +62,7 @@ class Settings(BaseSettings):
     keys: KeysSettings = Field(default_factory=KeysSettings)
     limits: LimitsSettings = Field(default_factory=LimitsSettings)
     realtime: RealtimeSettings = Field(default_factory=RealtimeSettings)
+    functions: FunctionsSettings = Field(default_factory=FunctionsSettings)
     log: LogSettings = Field(default_factory=LogSettings)
 
     @field_validator("database_url", mode="before")

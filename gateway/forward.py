@@ -12,7 +12,7 @@ from gateway.auth import Grant
 from gateway.request import RequestInfo
 from gateway.responses import Headers, Receive, Send
 from gateway.routes import Route
-from gateway.upstream import Pool, Response, UpstreamError, UpstreamTimeout
+from gateway.upstream import Pool, Response, UpstreamConnectError, UpstreamError, UpstreamTimeout
 
 log = logging.getLogger("gateway")
 
@@ -70,26 +70,43 @@ def upstream_headers(headers: Headers, info: RequestInfo, route: Route, grant: G
     return out
 
 
-def response_headers(upstream: Headers, cors: Headers) -> Headers:
+def response_headers(upstream: Headers, extra: Headers) -> Headers:
+    """The upstream's answer headers, less hop-by-hop and CORS ones, plus the gateway's own."""
     out = [(k, v) for k, v in upstream if k not in RESPONSE_DROP]
-    if cors:
-        out += cors
+    if extra:
+        out += extra
     return out
 
 
+class Retry(Exception):
+    """The target failed before a byte of the answer reached the client: another may serve it."""
+
+
+RETRY_STATUS = frozenset({502, 503})
+
+
 async def forward(send: Send, receive: Receive, pool: Pool, method: str, target: str, headers: Headers,
-                  cors: Headers, service: str) -> int:
-    """Send the request upstream and stream its answer back; returns the status sent."""
-    body = await _request_body(receive)
+                  extra: Headers, service: str, body: Body, retryable: bool = False) -> int:
+    """Send the request upstream and stream its answer back; returns the status sent. With
+    ``retryable``, a refused or timed-out connection and a 502/503 answer raise Retry instead."""
     data = body.data if isinstance(body, _BodyStream) else body
     try:
         resp = await pool.request(method, target, headers, data)
+    except UpstreamConnectError as e:
+        if retryable:
+            raise Retry() from None
+        if not isinstance(e, UpstreamTimeout):
+            raise errors.UPSTREAM_UNAVAILABLE(f"The {service} service could not be reached.") from None
+        raise errors.UPSTREAM_TIMEOUT(f"The {service} service did not answer in time.") from None
     except UpstreamTimeout:
         raise errors.UPSTREAM_TIMEOUT(f"The {service} service did not answer in time.") from None
     except UpstreamError:
         raise errors.UPSTREAM_UNAVAILABLE(f"The {service} service could not be reached.") from None
+    if retryable and resp.status in RETRY_STATUS:
+        resp.release()
+        raise Retry()
     try:
-        headers_out = response_headers(resp.headers, cors)
+        headers_out = response_headers(resp.headers, extra)
         length = resp.content_length
         if length is not None and length <= SMALL_BODY:
             payload = await resp.read()
@@ -148,7 +165,15 @@ class _BodyStream:
                 return
 
 
-async def _request_body(receive: Receive) -> bytes | _BodyStream | None:
+Body = bytes | _BodyStream | None
+
+
+def replayable(body: Body) -> bool:
+    """Can the body be sent again to another target (not a stream already being read)?"""
+    return not isinstance(body, _BodyStream)
+
+
+async def read_body(receive: Receive) -> Body:
     """The body as bytes when it came in one piece, else a stream."""
     msg = await receive()
     if msg["type"] == "http.disconnect":

@@ -17,12 +17,10 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
 
-REQUESTS = Counter(
-    "gateway_requests_total", "Requests answered by the public listener", ["service", "status", "role"]
-)
+LABELS = ["service", "status", "role", "upstream"]  # upstream: rest, rest_replica_1, ...; none: not forwarded
+REQUESTS = Counter("gateway_requests_total", "Requests answered by the public listener", LABELS)
 LATENCY = Histogram(
-    "gateway_request_duration_seconds", "Time from request to response end, upstream included",
-    ["service", "status", "role"],
+    "gateway_request_duration_seconds", "Time from request to response end, upstream included", LABELS,
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )
 WEBSOCKETS = Counter("gateway_websocket_sessions_total", "WebSocket sessions proxied", ["service", "outcome"])
@@ -86,12 +84,12 @@ class Tallies:
 
     def __init__(self) -> None:
         self.bounds = list(LATENCY._upper_bounds)  # the histogram's buckets, +Inf last
-        self.pending: dict[tuple[str, str, str], list[Any]] = {}
+        self.pending: dict[tuple[str, ...], list[Any]] = {}
         self.limited: dict[str, int] = {}  # rate-limit scope -> refusals
-        self.children: dict[tuple[str, str, str], tuple[Any, Any]] = {}
+        self.children: dict[tuple[str, ...], tuple[Any, Any]] = {}
         self.timer: asyncio.TimerHandle | None = None
 
-    def add(self, labels: tuple[str, str, str], duration: float, limited: str | None = None) -> None:
+    def add(self, labels: tuple[str, ...], duration: float, limited: str | None = None) -> None:
         if limited is not None:
             self.limited[limited] = self.limited.get(limited, 0) + 1
         tally = self.pending.get(labels)
@@ -132,11 +130,11 @@ TALLIES = Tallies()
 def record(
     method: str, path: str, service: str | None, status: int, started: float,
     role: str = "none", key_id: str | None = None, prefix: str | None = None, log: bool = True,
-    limited: str | None = None,
+    limited: str | None = None, upstream: str | None = None,
 ) -> None:
     duration = time.perf_counter() - started
     svc = service or "gateway"
-    TALLIES.add((svc, str(status), role), duration, limited)
+    TALLIES.add((svc, str(status), role, upstream or "none"), duration, limited)
     if log:
         if "sb_" in path or "eyJ" in path:
             path = redact(path)
@@ -145,7 +143,7 @@ def record(
         ACCESS.add(
             f'{{"time":"{ACCESS.stamp(time.time())}","method":"{method}","path":{_json_str(path)},'
             f'"status":{status},"duration_ms":{duration * 1000:.3f},"service":"{svc}","role":"{role}",'
-            f'"key_id":{_str(key_id)},"key_prefix":{_str(prefix)}'
+            f'"key_id":{_str(key_id)},"key_prefix":{_str(prefix)},"upstream":{_str(upstream)}'
             + (f',"rate_limited":"{limited}"}}\n' if limited else "}\n")
         )
 

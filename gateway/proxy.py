@@ -16,15 +16,15 @@ from gateway import errors, observe, routes
 from gateway.auth import NO_KEY, Authenticator, Grant
 from gateway.clientip import ClientIp, limit_key, parse_networks
 from gateway.config import Settings
-from gateway.forward import forward, upstream_headers
+from gateway.forward import RETRY_STATUS, Retry, forward, read_body, replayable, upstream_headers
 from gateway.limits import Limiter, RateLimits
 from gateway.origins import OriginSet
 from gateway.realtime import frame_rewriter
 from gateway.relay import connect, deny, relay
 from gateway.request import MAX_HEADER_BYTES, MAX_HEADERS, RequestInfo, split_query
 from gateway.responses import Headers, Receive, Scope, Send, cors_headers, preflight_headers, send_json, send_refusal
-from gateway.routes import BadPath, Cors, Kind, QueryKey, Route, match, normalize
-from gateway.services import Upstream, configured_upstreams
+from gateway.routes import BadPath, Cors, Kind, Policy, QueryKey, Route, match, normalize
+from gateway.services import Reads, Upstream, configured_upstreams, read_targets
 
 log = logging.getLogger("gateway")
 
@@ -57,10 +57,24 @@ def admit(info: RequestInfo, raw_path: str) -> Admitted:
     return Admitted(path, None, "") if found is None else Admitted(path, found[0], found[1])
 
 
+@dataclass(slots=True)
+class Plan:
+    """Where a decided request goes: its upstream, the target below the upstream's base path,
+    and the headers it gets (``host`` first)."""
+
+    upstream: Upstream
+    target: str
+    headers: Headers
+
+    def for_upstream(self, other: Upstream) -> Headers:
+        return self.headers if other is self.upstream else [(b"host", other.host), *self.headers[1:]]
+
+
 class Exchange:
     """One request as the proxy handles it: what it is, what was decided, what it answered."""
 
-    __slots__ = ("started", "method", "info", "path", "route", "grant", "status", "client_ip", "headers", "limited")
+    __slots__ = ("started", "method", "info", "path", "route", "grant", "status", "client_ip", "headers", "limited",
+                 "upstream")
 
     def __init__(self, scope: Scope, method: str, status: int, client_ip: str) -> None:
         self.started = time.perf_counter()
@@ -73,6 +87,7 @@ class Exchange:
         self.client_ip = client_ip
         self.headers: Headers = []  # the gateway adds these to the answer (RateLimit)
         self.limited: str | None = None  # the rate limit that refused it
+        self.upstream: str | None = None  # the name of the upstream that served it
 
     def admit(self) -> Admitted:
         admitted = admit(self.info, self.path)
@@ -102,13 +117,18 @@ class Proxy:
         self.client_ips = ClientIp(parse_networks(settings.server.trusted_proxies))
         self.meta_origins = OriginSet.parse(settings.cors.meta_origins)
         self.upstreams: dict[str, Upstream] = {}
+        self.reads: Reads | None = None  # PostgREST's read replicas with the primary
+        self.functions_required = settings.functions.verify == "required"
         self.log_access = settings.log.access
 
     async def start(self) -> None:
         self.upstreams = configured_upstreams(self.settings)
+        self.reads = read_targets(self.settings, self.upstreams.get("rest"))
 
     async def close(self) -> None:
         for upstream in self.upstreams.values():
+            await upstream.close()
+        for upstream in self.reads.targets[1:] if self.reads else ():
             await upstream.close()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -123,22 +143,30 @@ class Proxy:
 
     # --- the shared steps ----------------------------------------------------------------------
 
-    async def _authorize(self, scope: Scope, info: RequestInfo, route: Route) -> tuple[Grant, bytes]:
+    def _policy(self, route: Route, upstream_path: str) -> Policy:
+        """The route's policy; with functions.verify = "required", a function not named in
+        functions.open needs a key or a user JWT (its name: the first segment, normalised)."""
+        if route.service == "functions" and self.functions_required:
+            if upstream_path.split("/", 2)[1] not in self.settings.functions.open:
+                return Policy.KEY_OR_USER
+        return route.policy
+
+    async def _authorize(self, scope: Scope, info: RequestInfo, route: Route,
+                         upstream_path: str) -> tuple[Grant, bytes]:
         """The grant, and the query string without the key (read once, used for the target)."""
         info.query_keys, query = split_query(scope.get("query_string", b""))
-        grant = await self.auth.check(route.policy, info)
+        grant = await self.auth.check(self._policy(route, upstream_path), info)
         if route.query_key is QueryKey.REPLACE and info.query_keys and grant.token is not None:
             token = grant.token.encode()
             query = query + b"&apikey=" + token if query else b"apikey=" + token
         return grant, query
 
-    def _target(self, route: Route, upstream_path: str, query: bytes) -> tuple[Upstream, str]:
-        """The route's upstream (503 when not configured) and the request target there."""
+    def _upstream(self, route: Route) -> Upstream:
+        """The route's upstream; 503 when it is not configured."""
         upstream = self.upstreams.get(route.upstream)
         if upstream is None:
             raise errors.UPSTREAM_NOT_CONFIGURED(f"Set upstreams.{route.upstream} to enable {route.prefix}.")
-        target = upstream.base_path + upstream_path
-        return upstream, (target + "?" + query.decode("latin-1") if query else target)
+        return upstream
 
     def _exchange(self, scope: Scope, method: str, status: int) -> Exchange:
         client = scope.get("client")
@@ -170,24 +198,58 @@ class Proxy:
         entry = x.grant.entry
         observe.record(x.method, x.path, x.route.service if x.route is not None else "gateway", x.status, x.started,
                        x.grant.role, entry.id if entry else None, entry.prefix if entry else None, self.log_access,
-                       x.limited)
+                       x.limited, x.upstream)
 
-    async def _prepare(self, x: Exchange, scope: Scope, admitted: Admitted, ws: bool) -> tuple[Upstream, str, Headers]:
-        """Decide on a routed request: its grant, then where it goes and with which headers."""
+    async def _prepare(self, x: Exchange, scope: Scope, admitted: Admitted, ws: bool) -> Plan:
+        """Decide on a routed request: its grant, restrictions and limits, then where it goes and
+        with which headers."""
         route = admitted.routed()
         x.route = route
         if route.kind is not Kind.PROXY:
             raise errors.NOT_FOUND()
-        x.grant, query = await self._authorize(scope, x.info, route)
+        x.grant, query = await self._authorize(scope, x.info, route, admitted.upstream_path)
         entry = x.grant.entry
         if entry is not None and entry.restrictions is not None:
             entry.restrictions.check(x.info.origin, x.info.referer, x.client_ip, route.service)
         self._limit(x)
-        upstream, target = self._target(route, admitted.upstream_path, query)
+        upstream = self._upstream(route)
         https = scope.get("scheme") in ("https", "wss")
         headers = upstream_headers(scope["headers"], x.info, route, x.grant, upstream.host, x.client_ip.encode(),
                                    https, ws, _server_port(scope))
-        return upstream, target, headers
+        return Plan(upstream, admitted.upstream_path + ("?" + query.decode("latin-1") if query else ""), headers)
+
+    async def _send(self, x: Exchange, send: Send, receive: Receive, plan: Plan) -> int:
+        """Forward to the route's upstream, or for a read with replicas to the primary or a
+        replica, trying another when the first fails before answering."""
+        route = x.route
+        body = await read_body(receive)
+        extra = self._extra(x)
+        if self.reads is None or x.method not in route.replica_methods:  # type: ignore[union-attr]
+            x.upstream = plan.upstream.name
+            return await forward(send, receive, plan.upstream.pool, x.method, plan.upstream.base_path + plan.target,
+                                 plan.headers, extra, route.upstream, body)  # type: ignore[union-attr]
+        reads = self.reads
+        attempts = reads.pick() if replayable(body) else reads.pick()[:1]
+        for i, upstream in enumerate(attempts):
+            x.upstream = upstream.name
+            last = i == len(attempts) - 1
+            try:
+                status = await forward(send, receive, upstream.pool, x.method, upstream.base_path + plan.target,
+                                       plan.for_upstream(upstream), extra, route.upstream, body,  # type: ignore
+                                       retryable=not last)
+            except Retry:
+                reads.failed(upstream)
+                continue
+            except errors.Refusal as r:
+                if r.status in (502, 504):
+                    reads.failed(upstream)
+                raise
+            if status in RETRY_STATUS:
+                reads.failed(upstream)
+            else:
+                reads.served(upstream)
+            return status
+        raise AssertionError("unreachable: the last attempt never raises Retry")
 
     # --- HTTP ----------------------------------------------------------------------------------
 
@@ -206,9 +268,8 @@ class Proxy:
                 x.status = 200
                 await send_json(send, 200, {"status": "ok"}, self._extra(x))
                 return
-            upstream, target, headers = await self._prepare(x, scope, admitted, ws=False)
-            x.status = await forward(send, receive, upstream.pool, x.method, target, headers, self._extra(x),
-                                     x.route.upstream)  # type: ignore[union-attr]
+            plan = await self._prepare(x, scope, admitted, ws=False)
+            x.status = await self._send(x, send, receive, plan)
         except errors.Refusal as r:
             x.status = r.status
             await send_refusal(send, r, self._extra(x))
@@ -227,8 +288,10 @@ class Proxy:
     async def websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
         x = self._exchange(scope, "WEBSOCKET", 101)
         try:
-            upstream, target, headers = await self._prepare(x, scope, x.admit(), ws=True)
-            socket = await connect(upstream, target, headers, x.info.ws_protocols,
+            plan = await self._prepare(x, scope, x.admit(), ws=True)
+            upstream = plan.upstream
+            x.upstream = upstream.name
+            socket = await connect(upstream, upstream.base_path + plan.target, plan.headers, x.info.ws_protocols,
                                    self.settings.upstreams.connect_timeout)
             observe.WEBSOCKETS.labels(upstream.name, "open").inc()
             await send({"type": "websocket.accept", "subprotocol": socket.protocol})

@@ -24,6 +24,7 @@ class Policy(enum.Enum):
     SECRET = "secret"  # a secret key or the legacy service_role key
     OPTIONAL = "optional"  # a key present must be valid; none: passed through untouched
     OPEN = "open"  # no key needed (auth's verify/callback/authorize/JWKS); one sent is checked
+    KEY_OR_USER = "key_or_user"  # a valid key or a verified user JWT (functions.verify = "required")
 
 
 class QueryKey(enum.Enum):
@@ -48,6 +49,7 @@ class Route:
     query_key: QueryKey = QueryKey.DROP
     cors: Cors = Cors.ANY
     channel_tokens: bool = False  # API keys in Realtime frames are swapped for JWTs (gateway.realtime)
+    replica_methods: frozenset[str] = frozenset()  # reads that may go to a read replica (SPEC section 12)
     owned_headers: frozenset[bytes] = field(init=False)  # set by the route: the client's are dropped
 
     def __post_init__(self) -> None:
@@ -57,10 +59,11 @@ class Route:
 
 HEALTH = Route(Kind.HEALTH, "gateway", "gateway", Policy.OPEN, "")
 FORBIDDEN = Route(Kind.FORBIDDEN, "gateway", "gateway", Policy.OPEN, "")
-REST_ROOT = Route(Kind.PROXY, "rest", "rest", Policy.SECRET, "/rest/v1")
-REST = Route(Kind.PROXY, "rest", "rest", Policy.KEY, "/rest/v1")
+_READS = frozenset({"GET", "HEAD"})
+REST_ROOT = Route(Kind.PROXY, "rest", "rest", Policy.SECRET, "/rest/v1", replica_methods=_READS)
+REST = Route(Kind.PROXY, "rest", "rest", Policy.KEY, "/rest/v1", replica_methods=_READS)
 GRAPHQL = Route(Kind.PROXY, "graphql", "rest", Policy.KEY, "/graphql/v1",
-                extra_headers=((b"content-profile", b"graphql_public"),))
+                extra_headers=((b"content-profile", b"graphql_public"),), replica_methods=frozenset({"GET"}))
 REALTIME = Route(Kind.PROXY, "realtime", "realtime", Policy.KEY, "/realtime/v1",
                  token_headers=(b"apikey", b"x-api-key"), query_key=QueryKey.REPLACE, channel_tokens=True)
 FUNCTIONS = Route(Kind.PROXY, "functions", "functions", Policy.OPTIONAL, "/functions/v1",

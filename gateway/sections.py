@@ -111,6 +111,8 @@ class UpstreamSettings(_Section):
     timeout: float = Field(30.0, gt=0)
     functions_timeout: float = Field(150.0, gt=0)
     storage_timeout: float = Field(300.0, gt=0)
+    rest_replicas: list[AnyHttpUrl] = Field(default_factory=list)
+    replica_retry_seconds: float = Field(5.0, gt=0)
 
     def base(self, service: str) -> str | None:
         url = getattr(self, service)
@@ -165,6 +167,19 @@ class LimitsSettings(_Section):
         if self.store == "redis" and not self.redis_url:
             raise ValueError("limits.store = 'redis' needs limits.redis_url")
         return self
+
+
+class FunctionsSettings(_Section):
+    verify: Literal["optional", "required"] = "optional"
+    open: list[str] = Field(default_factory=list)
+
+    @field_validator("open")
+    @classmethod
+    def _names(cls, v: list[str]) -> list[str]:
+        for name in v:
+            if not name or "/" in name or name in (".", ".."):
+                raise ValueError("must be function names (the first path segment after /functions/v1/)")
+        return v
 
 
 class RealtimeSettings(_Section):

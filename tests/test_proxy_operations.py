@@ -264,20 +264,20 @@ def test_metrics(a, secrets_seen):
     r = httpx.get(a.admin_url + "/metrics", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
     assert r.status_code == 200
     text = r.text
-    for series in ('gateway_requests_total{role="service_role",service="rest",status="200"}',
-                   'gateway_requests_total{role="anon",service="rest",status="200"}',
-                   'gateway_requests_total{role="authenticated",service="rest",status="200"}',
-                   'gateway_requests_total{role="none",service="rest",status="401"}',
-                   'gateway_requests_total{role="service_role",service="functions",status="200"}',
-                   'gateway_requests_total{role="none",service="gateway",status="400"}',
-                   'gateway_requests_total{role="none",service="gateway",status="403"}',
+    for series in ('gateway_requests_total{role="service_role",service="rest",status="200",upstream="rest"}',
+                   'gateway_requests_total{role="anon",service="rest",status="200",upstream="rest"}',
+                   'gateway_requests_total{role="authenticated",service="rest",status="200",upstream="rest"}',
+                   'gateway_requests_total{role="none",service="rest",status="401",upstream="none"}',
+                   'gateway_requests_total{role="service_role",service="functions",status="200",upstream="functions"}',
+                   'gateway_requests_total{role="none",service="gateway",status="400",upstream="none"}',
+                   'gateway_requests_total{role="none",service="gateway",status="403",upstream="none"}',
                    ):
         assert series in text, series
     buckets = [line for line in text.splitlines() if line.startswith("gateway_request_duration_seconds_bucket{")
                and 'role="authenticated"' in line and 'service="rest"' in line and 'status="200"' in line]
     assert any('le="+Inf"' in line and float(line.rsplit(" ", 1)[1]) >= 2 for line in buckets)
     count = [line for line in text.splitlines()
-             if line.startswith('gateway_requests_total{role="anon",service="rest",status="200"}')]
+             if line.startswith('gateway_requests_total{role="anon",service="rest",status="200",upstream="rest"}')]
     assert float(count[0].rsplit(" ", 1)[1]) >= 2
     for secret in secrets_seen:
         assert secret not in text
@@ -288,7 +288,7 @@ def test_metrics_of_a_multi_worker_instance(b, secrets_seen):
     mixed_run(b, secrets_seen)
     r = httpx.get(b.admin_url + "/metrics", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
     assert r.status_code == 200
-    assert 'gateway_requests_total{role="service_role",service="rest",status="200"}' in r.text
+    assert 'gateway_requests_total{role="service_role",service="rest",status="200",upstream="rest"}' in r.text
     for secret in secrets_seen:
         assert secret not in r.text
 
@@ -319,7 +319,8 @@ def test_access_log_time_is_one_instant(monkeypatch, capsys):
     observe.ACCESS.flush()
     [entry] = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert entry["time"] == "2023-11-14T22:13:20.999Z"
-    assert set(entry) == {"time", "method", "path", "status", "duration_ms", "service", "role", "key_id", "key_prefix"}
+    assert set(entry) == {"time", "method", "path", "status", "duration_ms", "service", "role", "key_id", "key_prefix",
+                          "upstream"}
 
 
 def test_access_log_line_is_json_whatever_the_path(capsys):
@@ -338,7 +339,7 @@ def test_request_tallies_reach_the_prometheus_histogram_whole():
 
     from gateway import observe
 
-    labels = {"service": "tally", "status": "200", "role": "anon"}
+    labels = {"service": "tally", "status": "200", "role": "anon", "upstream": "rest"}
 
     def value(name: str, **extra: str) -> float:
         return REGISTRY.get_sample_value(name, {**labels, **extra}) or 0.0
@@ -346,7 +347,7 @@ def test_request_tallies_reach_the_prometheus_histogram_whole():
     before = (value("gateway_requests_total"), value("gateway_request_duration_seconds_count"),
               value("gateway_request_duration_seconds_bucket", le="0.001"))
     for duration in (0.0004, 0.0009, 0.2):
-        observe.TALLIES.add(("tally", "200", "anon"), duration)
+        observe.TALLIES.add(("tally", "200", "anon", "rest"), duration)
     observe.TALLIES.flush()
     assert value("gateway_requests_total") - before[0] == 3
     assert value("gateway_request_duration_seconds_count") - before[1] == 3

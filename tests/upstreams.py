@@ -459,3 +459,53 @@ def raw_request(base_url: str, method: str, target: str, headers: list[tuple[str
         return RawResponse(resp.status, list(resp.getheaders()), resp.read())
     finally:
         conn.close()
+
+
+# --- a small server that answers and counts, to be stopped and started again --------------------------
+
+
+class RecordingServer:
+    """A real HTTP server on a fixed loopback port answering every request with JSON naming
+    itself; it counts what it served, can answer a forced status, and can be stopped and started
+    again on the same port (a replica going away and coming back)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.port = free_port()
+        self.seen: list[tuple[str, str]] = []  # (method, path)
+        self.status = 200
+        self._loop = asyncio.new_event_loop()
+        self._runner: web.AppRunner | None = None
+        threading.Thread(target=self._loop.run_forever, name=f"recording-{name}", daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        await request.read()
+        self.seen.append((request.method, request.raw_path))
+        return web.json_response({"served_by": self.name, "method": request.method, "path": request.raw_path},
+                                 status=self.status)
+
+    async def _start(self) -> None:
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", self._handle)
+        self._runner = web.AppRunner(app, shutdown_timeout=0.1)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, "127.0.0.1", self.port, reuse_address=True).start()
+
+    async def _stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    def start(self) -> "RecordingServer":
+        asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(10)
+        return self
+
+    def stop(self) -> None:
+        asyncio.run_coroutine_threadsafe(self._stop(), self._loop).result(10)
+
+    def count(self, method: str | None = None) -> int:
+        return sum(1 for m, _ in list(self.seen) if method is None or m == method)

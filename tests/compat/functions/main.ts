@@ -4,7 +4,8 @@
 // auth service publishes in its JWKS — and returns the verified claims. It also reports the
 // claims of the `sb-api-key` header the gateway adds (the minted JWT of the request's key).
 //
-// Env: PORT, JWT_SECRET, JWKS_URL. Paths: /<function-name>[/...]; only `whoami` exists.
+// Env: PORT, JWT_SECRET, JWKS_URL. Paths: /<function-name>[/...]; `whoami`, and `webhook`, a
+// function deployed with verify_jwt = false (it answers without looking at Authorization).
 
 const encoder = new TextEncoder();
 const secret = Deno.env.get("JWT_SECRET") ?? "";
@@ -81,6 +82,10 @@ const server = Deno.serve({ hostname: "127.0.0.1", port, onListen: ({ port }) =>
   async (req) => {
     const url = new URL(req.url);
     const name = url.pathname.split("/")[1];
+    if (name === "webhook") {
+      return json(200, { runtime: `deno ${Deno.version.deno}`, webhook: true, path: url.pathname,
+                         authorization: req.headers.has("authorization") });
+    }
     if (name !== "whoami") return json(404, { code: "NOT_FOUND", message: "Requested function was not found" });
     const auth = req.headers.get("authorization") ?? "";
     const match = /^Bearer (.+)$/i.exec(auth);
