@@ -32,6 +32,8 @@ class Target:
     shown: str | Callable[[float, Results], str] = "{:.3f}"  # a format for the value, or the text
     below: float | None = None  # PASS when the value is below this
     at_least: float | None = None  # PASS when it is at least this; with neither: information ("-")
+    within: Callable[[Results], tuple[float, float]] | None = None  # PASS when low <= value <= high (a bar
+    # that depends on the run, e.g. on the traffic it offered)
 
 
 def _field(key: str, name: str) -> Value:
@@ -114,6 +116,10 @@ def check(rows: list[Row], facts: dict[str, Any]) -> list[tuple[str, str, str]]:
         if not all(k in res.by for k in t.rows) or (v := t.value(res)) is None:
             continue
         shown = t.shown(v, res) if callable(t.shown) else t.shown.format(v)
-        ok = v < t.below if t.below is not None else v >= t.at_least if t.at_least is not None else None
+        if t.within is not None:
+            low, high = t.within(res)
+            ok: bool | None = low <= v <= high
+        else:
+            ok = v < t.below if t.below is not None else v >= t.at_least if t.at_least is not None else None
         out.append((t.name.format(**res[t.rows[0]].extra), shown, "-" if ok is None else ("PASS" if ok else "FAIL")))
     return out
