@@ -129,8 +129,8 @@ def accuracy(ctx: Context, store: str) -> Row:
     statuses = [a.status for a in answers]
     admitted, refused = statuses.count(200), statuses.count(429)
     first_429 = statuses.index(429) if 429 in statuses else len(statuses)
-    sent_for = max(answers[-1].sent, 1e-9) if answers else 1.0
-    offered = len(answers) / sent_for if len(answers) > 1 else rate
+    span = answers[-1].sent - answers[0].sent if len(answers) > 1 else 0.0
+    offered = (len(answers) - 1) / span if span > 0 else rate  # the rate the requests were really sent at
     bound = count * 1.05 + offered * SYNC_MS / 1000
     e: dict[str, Any] = {
         "store": store, "limit": limit, "limit_count": count, "seconds": seconds, "instances": 2, "workers_each": 2,
