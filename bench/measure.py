@@ -13,18 +13,20 @@ import psutil
 
 
 class ProcSet:
-    """A process and its descendants (Postgres excluded): CPU time and RSS."""
+    """A process and its descendants (Postgres excluded, unless ``skip`` says otherwise): CPU time
+    and RSS."""
 
-    def __init__(self, name: str, pid: int) -> None:
+    def __init__(self, name: str, pid: int, skip: tuple[str, ...] = ("postgres", "pg_ctl")) -> None:
         self.name = name
         self.root = psutil.Process(pid)
+        self.skip = skip
 
     def procs(self) -> list[psutil.Process]:
         try:
             out = [self.root] + self.root.children(recursive=True)
         except psutil.NoSuchProcess:
             return []
-        return [p for p in out if _name(p) not in ("postgres", "pg_ctl")]
+        return [p for p in out if _name(p) not in self.skip]
 
     def cpu(self) -> float:
         total = 0.0

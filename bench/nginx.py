@@ -37,15 +37,25 @@ http {{
 """
 
 
+COUNTED_LOG = "counted.log"  # under the upstream's prefix: one line (the path) per request under /counted/
+
+
 def upstream_conf(prefix: Path, port: int) -> str:
-    """Small JSON on any path, files under ``www/`` (the 10 MB /big.bin), and /upload: reads the
-    whole body, answers the small JSON."""
+    """Small JSON on any path, files under ``www/`` (the 10 MB /big.bin), /upload: reads the
+    whole body, answers the small JSON; and /counted/*: the small JSON, each request's path
+    written to ``COUNTED_LOG``, so that a run can count what reached the upstream."""
     return nginx_conf(prefix, f"""
     upstream self {{ server 127.0.0.1:{port}; keepalive 64; }}
+    log_format counted '$uri';
     server {{
         listen 127.0.0.1:{port} backlog=4096;
         root {prefix}/www;
         location / {{ default_type application/json; return 200 '{SMALL_JSON}'; }}
+        location /counted/ {{
+            access_log {prefix}/{COUNTED_LOG} counted;
+            default_type application/json;
+            return 200 '{SMALL_JSON}';
+        }}
         location = /big.bin {{ }}
         location = /upload {{
             client_max_body_size 0;

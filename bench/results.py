@@ -28,7 +28,7 @@ class Row:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def add_note(self, text: str) -> None:
-        self.note = f"{self.note} {text}" if self.note else text
+        self.note = f"{self.note}; {text}" if self.note else text
 
 
 def summarize(load: Load, runs: list[dict[str, Any]], throughput: str = "rps") -> Row:
@@ -43,6 +43,9 @@ def summarize(load: Load, runs: list[dict[str, Any]], throughput: str = "rps") -
     row.extra["errors"] = sum(r["errors"] for r in runs)
     row.extra["requests"] = sum(r["requests"] for r in runs)
     row.extra["upstream_cpu_us_per_req"] = median([r["upstream_cpu_us_per_req"] for r in runs])
+    for name in load.watch:
+        row.extra[f"{name}_cpu_us_per_req"] = median([r[f"{name}_cpu_us_per_req"] for r in runs])
+        row.add_note(f"{name} CPU {row.extra[f'{name}_cpu_us_per_req']:.1f} µs/req")
     if throughput == "bytes_per_s":
         row.add_note(f"{row.extra['bytes_per_s'] / 2 ** 20:,.0f} MiB/s")
     if row.extra["errors"]:

@@ -78,6 +78,13 @@ def measure_rounds(ctx: Context, loads: dict[str, list[Load]], throughput: dict[
             for row in by_key.values():  # the median of per-round ratios: each pair ran minutes apart at most
                 row.ratio = paired_ratio(row, base, throughput[name])
         rows += by_key.values()
+    by_key = {row.key: row for row in rows}
+    for load in every:
+        if load.vs in by_key:  # relative to another load of the same rounds, e.g. limits on vs off
+            row, other = by_key[load.key], by_key[load.vs]
+            if (ratio := paired_ratio(row, other)) is not None:
+                row.extra["vs_ratio"] = ratio
+                row.add_note(f"{ratio:.3f} × {other.label}")
     return rows
 
 

@@ -1,5 +1,6 @@
 """What a run starts: the nginx upstream and proxy, the WebSocket echo, an embedded PostgreSQL,
-gateways on it (one, or N instances on one database), a redis-server; close() stops them all."""
+gateways on it (one, or N instances on one database), a redis-server; close() stops them all.
+It also counts what the upstream served under /counted/."""
 
 from __future__ import annotations
 
@@ -12,10 +13,12 @@ import tempfile
 import time
 from pathlib import Path
 
+import psutil
+
 from bench import HERE, BenchError, log
 from bench.gateways import BenchGateway
 from bench.measure import ProcSet
-from bench.nginx import proxy_conf, start_nginx, upstream_conf
+from bench.nginx import COUNTED_LOG, proxy_conf, start_nginx, upstream_conf
 from bench.process import Processes, find_tool, wait_http
 from gateway.db import DatabaseError, EmbeddedPostgres
 from tests.helpers import ADMIN_TOKEN, JWT_SECRET, create_database, free_port, run_cli
@@ -35,6 +38,9 @@ class Stack:
         self.pg: EmbeddedPostgres | None = None
         self.server_dsn = ""
         self.dsn = ""  # the run's database: every gateway's unless told otherwise
+        self.pg_ps: ProcSet | None = None  # the PostgreSQL server, backends included
+        self.redis_ps: dict[str, ProcSet] = {}
+        self._redis_urls: dict[str, str] = {}
 
     def start(self) -> None:
         """The nginx upstream, the nginx proxy in front of it, the WebSocket echo and PostgreSQL."""
@@ -43,6 +49,7 @@ class Stack:
         self.proxy_url = f"http://127.0.0.1:{self.proxy_port}"
         self.ws_echo_url = f"http://127.0.0.1:{self.ws_port}"
         up_prefix = self.tmp / "nginx-upstream"
+        self.counted_log = up_prefix / COUNTED_LOG
         (up_prefix / "www").mkdir(parents=True)
         with open(up_prefix / "www" / "big.bin", "wb") as f:
             f.write(os.urandom(BIG_BYTES))
@@ -66,7 +73,17 @@ class Stack:
             self.server_dsn = self.pg.start()
         except DatabaseError as e:
             raise BenchError(str(e)) from None
+        with contextlib.suppress(OSError, ValueError, psutil.Error):
+            pid = int((self.tmp / "pg" / "pgdata" / "postmaster.pid").read_text().split()[0])
+            self.pg_ps = ProcSet("postgres", pid, skip=())
         self.dsn = self.database()
+
+    def upstream_served(self, path: str) -> int:
+        """How many requests for ``path`` (under /counted/) the nginx upstream has answered."""
+        if not self.counted_log.exists():
+            return 0
+        with open(self.counted_log, "rb") as f:
+            return sum(line.rstrip(b"\n") == path.encode() for line in f)
 
     def database(self, migrated: bool = False) -> str:
         """A fresh database on the server; with ``migrated``, the gateway's tables in it."""
@@ -100,7 +117,10 @@ class Stack:
                 for i in range(1, n + 1)]
 
     def redis(self, name: str = "redis") -> str:
-        """A redis-server on a free port that keeps nothing on disk; its URL."""
+        """A redis-server on a free port that keeps nothing on disk (started on the first call for
+        ``name``, after that the same one); its URL. ``redis_ps[name]`` measures it."""
+        if name in self._redis_urls:
+            return self._redis_urls[name]
         server = find_tool("redis-server")
         if server is None:
             raise BenchError("redis-server is missing: apt-get install -y redis-server")
@@ -113,7 +133,9 @@ class Stack:
             with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1) as s:
                 s.sendall(b"PING\r\n")
                 if s.recv(16).startswith(b"+PONG"):
-                    return f"redis://127.0.0.1:{port}/0"
+                    self.redis_ps[name] = ProcSet(name, p.pid)
+                    self._redis_urls[name] = f"redis://127.0.0.1:{port}/0"
+                    return self._redis_urls[name]
             time.sleep(0.02)
         raise BenchError(f"{name} did not start:\n{(workdir / 'stdout.log').read_text()[-2000:]}")
 

@@ -1,5 +1,5 @@
-"""The targets of issue 5 as data: the rows each reads, the value it takes from them, how that is
-shown, and the bar it must clear; ``check`` holds a run's rows against them, in this order."""
+"""The targets of issues 5 and 10 as data: the rows each reads, the value it takes from them, how
+that is shown, and the bar it must clear; ``check`` holds a run's rows against them, in this order."""
 
 from __future__ import annotations
 
@@ -32,6 +32,8 @@ class Target:
     shown: str | Callable[[float, Results], str] = "{:.3f}"  # a format for the value, or the text
     below: float | None = None  # PASS when the value is below this
     at_least: float | None = None  # PASS when it is at least this; with neither: information ("-")
+    within: Callable[[Results], tuple[float, float]] | None = None  # PASS when low <= value <= high (a bar
+    # that depends on the run, e.g. on the traffic it offered)
 
 
 def _field(key: str, name: str) -> Value:
@@ -76,6 +78,38 @@ def _bytes_per_key(r: Results) -> float | None:
     return (e["rss_mb"] - e["rss_mb_with_2_keys"]) * 2 ** 20 / e["keys"] / max(len(e["rss_each_mb"]) - 2, 1)
 
 
+def _limits_cost(store: str) -> Target:
+    """1 − limited / unlimited publishable GET, paired by round: what limits that never refuse cost."""
+    on, off = f"limits.c.{store}", "limits.c.off"
+    return Target(f"rate limits on: cost < 5 % of throughput ({store} store; per_key and per_ip limits that "
+                  "never refuse)", (on, off),
+                  lambda r: 1 - (paired_ratio(r[on], r[off]) or 0.0) if r[off].rps else None,
+                  lambda v, r: f"{100 * v:.1f} %; CPU {r[on].cpu_us:.1f} vs {r[off].cpu_us:.1f} µs/req", below=0.05)
+
+
+def _flood_shown(v: float, r: Results) -> str:
+    e = r["limits.flood"].extra
+    return (f"upstream served {e['upstream_served']:,}, the gateway admitted {e['admitted']:,}; "
+            f"{e['answered_429']:,} answered 429 ({100 * e['share_429']:.2f} %)")
+
+
+def _flood_cpu_shown(v: float, r: Results) -> str:
+    base = r.by.get("limits.c.off") or r.by.get("get.c.pub")
+    return f"{v:.1f} µs" + (f" (a proxied publishable GET: {base.cpu_us:.1f} µs)" if base and base.cpu_us else "")
+
+
+def _accuracy(store: str) -> Target:
+    key = f"limits.acc.{store}"
+
+    def shown(v: float, r: Results) -> str:
+        e = r[key].extra
+        return (f"{v:,.0f} admitted, limit {e['limit_count']:,} ({e['over_limit_pct']:+.1f} %), at most "
+                f"{e['bound']:,.0f} ({e['offered_rps']:.0f} req/s offered, sync {e['sync_ms']} ms)")
+    return Target(f"rate limits, {store} store, 2 instances × 2 workers: admitted between the limit and the limit + "
+                  "5 % + one sync interval of traffic ({seconds} s, one window)", (key,), _extra(key, "admitted"),
+                  shown, within=lambda r: (r[key].extra["limit_count"], r[key].extra["bound"]))
+
+
 TARGETS: list[Target] = [
     *_publishable("get.c.pub", "access log on"),
     *_publishable("get.c.pub.nolog", "access log off"),
@@ -103,6 +137,14 @@ TARGETS: list[Target] = [
            below=50),
     Target("WebSocket relay p99 < 5 ms (echo round trip through the gateway)", ("ws.c",), _extra("ws.c", "p99_ms"),
            "{:.2f} ms", below=5),
+    *(_limits_cost(store) for store in ("postgres", "redis")),
+    Target("rate limits, flood far over a limit ({limit}, wrk at full speed): the upstream saw none of the refused "
+           "requests (served − admitted)", ("limits.flood",),
+           lambda r: r["limits.flood"].extra["upstream_served"] - r["limits.flood"].extra["admitted"], _flood_shown,
+           within=lambda r: (0, 0)),
+    Target("(info) rate limits, flood: gateway CPU per refused request", ("limits.flood",),
+           _extra("limits.flood", "cpu_us_per_refused"), _flood_cpu_shown),
+    *(_accuracy(store) for store in ("postgres", "redis")),
 ]
 
 
@@ -114,6 +156,10 @@ def check(rows: list[Row], facts: dict[str, Any]) -> list[tuple[str, str, str]]:
         if not all(k in res.by for k in t.rows) or (v := t.value(res)) is None:
             continue
         shown = t.shown(v, res) if callable(t.shown) else t.shown.format(v)
-        ok = v < t.below if t.below is not None else v >= t.at_least if t.at_least is not None else None
+        if t.within is not None:
+            low, high = t.within(res)
+            ok: bool | None = low <= v <= high
+        else:
+            ok = v < t.below if t.below is not None else v >= t.at_least if t.at_least is not None else None
         out.append((t.name.format(**res[t.rows[0]].extra), shown, "-" if ok is None else ("PASS" if ok else "FAIL")))
     return out

@@ -31,6 +31,8 @@ class Load:
     body: bytes | None = None  # the sanity check POSTs it (with a script that sends a body)
     expect: int = 200  # the sanity check's status; from 400 on, 2xx/3xx answers count as errors
     note: str = ""
+    watch: dict[str, ProcSet] = field(default_factory=dict)  # more processes (a limit store): CPU per request
+    vs: str = ""  # the key of another load: the row notes its throughput relative to that one's
 
 
 def parse_wrk(text: str) -> dict[str, Any]:
@@ -74,15 +76,19 @@ class Wrk:
             cmd += ["-s", load.script]
         cmd.append(load.url)
         cpu0, up0 = load.procset.cpu(), self.upstream.cpu()
+        watched0 = {name: ps.cpu() for name, ps in load.watch.items()}
         with PeakRss(load.procset) as peak:
             proc = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 60)
         cpu1, up1 = load.procset.cpu(), self.upstream.cpu()
+        watched1 = {name: ps.cpu() for name, ps in load.watch.items()}
         if proc.returncode != 0:
             raise BenchError(f"wrk failed ({proc.returncode}) for {load.key}: {proc.stderr.strip()}")
         r = parse_wrk(proc.stdout)
         n = max(r["requests"], 1)
         r["cpu_us_per_req"] = (cpu1 - cpu0) / n * 1e6
         r["upstream_cpu_us_per_req"] = (up1 - up0) / n * 1e6
+        for name in load.watch:
+            r[f"{name}_cpu_us_per_req"] = (watched1[name] - watched0[name]) / n * 1e6
         r["peak_rss_mb"] = peak.peak / 2 ** 20
         # wrk counts answers outside 2xx/3xx: errors when a success is expected, the good ones otherwise
         unexpected = r["non_2xx"] if load.expect < 400 else r["requests"] - r["non_2xx"]
