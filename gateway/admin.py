@@ -23,7 +23,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import compile_path
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from gateway import apikeys, observe
+from gateway import apikeys, observe, web
 from gateway.config import Settings
 from gateway.db import UNAVAILABLE
 from gateway.keyring import KeyRing
@@ -32,8 +32,9 @@ from gateway.shapes import (LEGACY_NAMES, USAGE_HOURS, ApiKeyResponse, CreateApi
                             key_json, legacy_json, project_json, usage_json)
 from gateway.store import NotFound, Store
 
-# Served without the admin token: the health check and the API's own description (no secrets).
-OPEN_PATHS = frozenset({"/health", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"})
+# Served without the admin token: the health check, the API's own description and the API Keys
+# page's files (no secrets; the page asks for the token).
+OPEN_PATHS = frozenset({"/health", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}) | web.PATHS
 UNAUTHORIZED = "Missing or invalid admin token"
 _SLASHES = re.compile(r"//+")
 
@@ -322,7 +323,9 @@ def create_admin_app(settings: Settings, store: Store, ring: KeyRing) -> FastAPI
     )
     app.include_router(ops)
     app.include_router(keys)
+    app.include_router(web.router)
     app.add_middleware(TokenGate)
+    app.add_middleware(web.SecurityHeaders)  # on every answer, 401s included
     app.add_middleware(MergeSlashes)  # outermost: the token gate sees the merged path
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
