@@ -152,7 +152,8 @@ function limitsText(limits) {
   const perKey = limits?.per_key;
   const perIp = limits?.per_ip;
   if (!perKey && !perIp) return "Configured defaults";
-  return [`${perKey || "default"} per key`, `${perIp || "default"} per IP`].join(", ");
+  if (perKey && perIp) return `${perKey} per key, ${perIp} per IP`;
+  return perKey ? `${perKey} per key (per IP: default)` : `${perIp} per IP (per key: default)`;
 }
 
 function focusKey(id, label) {
@@ -236,6 +237,7 @@ async function toggleUsage(key, panel, button) {
 
 const hourFormat = new Intl.DateTimeFormat(undefined, { weekday: "short", hour: "2-digit", minute: "2-digit" });
 const dayFormat = new Intl.DateTimeFormat(undefined, { weekday: "short" });
+const count = (n) => `${n.toLocaleString()} request${n === 1 ? "" : "s"}`;
 
 // Requests per hour over 7 days: one bar an hour (its exact count on hover), a label a day.
 function chart(usage) {
@@ -254,11 +256,11 @@ function chart(usage) {
     }
     const h = hour.requests ? Math.max(1, (hour.requests / max) * height) : 0;
     plot.append(svg("rect", { class: "bar", x: i * width, y: height - h, width: width - 1, height: h },
-                    svg("title", { text: `${hourFormat.format(start)}: ${hour.requests} request${hour.requests === 1 ? "" : "s"}` })));
+                    svg("title", { text: `${hourFormat.format(start)}: ${count(hour.requests)}` })));
   });
   plot.append(svg("line", { class: "axis", x1: 0, x2: hours.length * width, y1: height, y2: height }));
   const summary = usage.total
-    ? `${usage.total} request${usage.total === 1 ? "" : "s"} in the last 7 days; busiest hour ${hourFormat.format(new Date(busiest.start))} with ${busiest.requests}.`
+    ? `${count(usage.total)} in the last 7 days; busiest hour ${hourFormat.format(new Date(busiest.start))} with ${busiest.requests.toLocaleString()}.`
     : "No requests in the last 7 days.";
   return [el("p", { class: "usage-summary", text: summary }), plot,
           el("p", { class: "hint", text: "Counted by every worker and written every few seconds." })];
