@@ -13,6 +13,7 @@ import shutil
 import subprocess
 import tempfile
 import time
+from datetime import datetime
 from pathlib import Path
 
 import httpx
@@ -314,6 +315,59 @@ def test_keyboard_and_a_narrow_screen(gw, b):
     b("wait", selector="#key-dialog", state="hidden")
     assert b("eval", expression="document.activeElement.dataset.type") == "secret"  # focus came back
     b("viewport", width=1280, height=900)
+
+
+def test_expiry_and_restrictions(gw, b):
+    """Issue 11's fields, set and shown through the page (restrictions.js), once the admin API's key
+    answers carry them; skipped by an admin API without them."""
+    if not any("allowed_ips" in k for k in gw.admin("GET", "/api-keys").json()):
+        pytest.skip("this admin API has no key restrictions (issue 11)")
+    b("reload")
+    b("wait", selector=card("web_app"))
+    b("click", selector='button.new-key[data-type="secret"]')
+    b("fill", selector="#key-name", value="edge_worker")
+    b("fill", selector="#key-expires", value="2031-01-02T03:04")
+    b("fill", selector="#key-origins", value="https://app.example.com\nhttp://localhost:*")
+    b("fill", selector="#key-ips", value="not-an-address")
+    b("check", selector='#restriction-fields input[value="rest"]')
+    b("check", selector='#restriction-fields input[value="storage"]')
+    b("click", selector="#key-submit")
+    b("wait", selector='[data-field="allowed_ips"] .field-error')  # the API's refusal, beside the input
+    b.shot("restrictions-field-error")
+    b("fill", selector="#key-ips", value="10.0.0.0/8")
+    b("click", selector="#key-submit")
+    b("wait", selector="#created-dialog[open]")
+    key = b("value", selector="#created-key")
+    b("click", selector='#created-form button[type="submit"]')
+    b("wait", selector=card("edge_worker"))
+    facts = b.text(f"{card('edge_worker')} .facts")
+    assert "https://app.example.com, http://localhost:*" in facts and "10.0.0.0/8" in facts
+    assert "rest, storage" in facts
+    b.shot("restrictions")
+    [answer] = [k for k in gw.admin("GET", "/api-keys").json() if k["name"] == "edge_worker"]
+    assert answer["allowed_origins"] == ["https://app.example.com", "http://localhost:*"]
+    assert answer["allowed_ips"] == ["10.0.0.0/8"] and answer["allowed_services"] == ["rest", "storage"]
+    meant = b("eval", expression="new Date('2031-01-02T03:04').toISOString()")  # in the browser's time zone
+    assert datetime.fromisoformat(answer["expires_at"]) == datetime.fromisoformat(meant.replace("Z", "+00:00"))
+    r = httpx.get(gw.url + "/rest/v1/todos", headers={"apikey": key})  # from 127.0.0.1, outside 10.0.0.0/8
+    assert r.status_code == 403 and r.headers["sb-error-code"] == "FORBIDDEN_IP"
+    # Edit: any IP, an expiry in the past; then no expiry.
+    b("click", selector=f'{card("edge_worker")} button:has-text("Edit")')
+    assert b("value", selector="#key-ips") == "10.0.0.0/8"
+    b("fill", selector="#key-ips", value="")
+    b("fill", selector="#key-expires", value="2020-01-01T00:00")
+    b("click", selector="#key-submit")
+    b("waitText", selector=f"{card('edge_worker')} .badge", text="Expired")
+    answer = api_key(gw, answer["id"])
+    assert answer["expired"] is True and answer["allowed_ips"] == []
+    within(2, lambda: httpx.get(gw.url + "/rest/v1/todos", headers={"apikey": key}).status_code == 401)
+    b.shot("restrictions-expired")
+    b("click", selector=f'{card("edge_worker")} button:has-text("Edit")')
+    b("click", selector='#restriction-fields button:has-text("No expiry")')
+    b("click", selector="#key-submit")
+    b("wait", selector="#key-dialog", state="hidden")
+    within(5, lambda: api_key(gw, answer["id"])["expires_at"] is None)
+    within(2, lambda: httpx.get(gw.url + "/rest/v1/todos", headers={"apikey": key}).status_code == 200)
 
 
 def test_sign_out(gw, b):

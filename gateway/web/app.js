@@ -172,7 +172,7 @@ function card(key) {
   facts.push(fact("Last used", timeEl(key.last_used_at, "Never used")));
   if (key.type === "secret") facts.push(fact("JWT role", el("code", { text: key.secret_jwt_template?.role ?? "" })));
   if (!legacy) facts.push(fact("Rate limits", el("span", { text: limitsText(key.limits) })));
-  for (const [label, value] of restrictions.facts(key)) facts.push(fact(label, value));
+  if (!legacy) for (const [label, value] of restrictions.facts(key)) facts.push(fact(label, value));
 
   const usage = el("div", { class: "usage", hidden: true });
   const actions = [el("button", { type: "button", class: "small", text: "Usage", "aria-expanded": "false",
