@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import hmac
 import re
+import time
 from dataclasses import dataclass
 from typing import Annotated, Any
 from urllib.parse import urlsplit
 
-from fastapi import APIRouter, Depends, FastAPI, Query, Request, Security
+from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request, Security
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, Response
@@ -22,17 +23,18 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import compile_path
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from gateway import apikeys, observe
+from gateway import apikeys, observe, web
 from gateway.config import Settings
 from gateway.db import UNAVAILABLE
 from gateway.keyring import KeyRing
-from gateway.shapes import (LEGACY_NAMES, ApiKeyResponse, CreateApiKeyBody, ErrorBody, InvalidInput,
-                            LegacyApiKeysResponse, ProjectResponse, Text, UpdateApiKeyBody, first_error, key_json,
-                            legacy_json, project_json)
+from gateway.shapes import (LEGACY_NAMES, USAGE_HOURS, ApiKeyResponse, CreateApiKeyBody, ErrorBody, InvalidInput,
+                            LegacyApiKeysResponse, ProjectResponse, Text, UpdateApiKeyBody, UsageResponse, first_error,
+                            key_json, legacy_json, project_json, usage_json)
 from gateway.store import NotFound, Store
 
-# Served without the admin token: the health check and the API's own description (no secrets).
-OPEN_PATHS = frozenset({"/health", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"})
+# Served without the admin token: the health check, the API's own description and the API Keys
+# page's files (no secrets; the page asks for the token).
+OPEN_PATHS = frozenset({"/health", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}) | web.PATHS
 UNAUTHORIZED = "Missing or invalid admin token"
 _SLASHES = re.compile(r"//+")
 
@@ -204,6 +206,20 @@ async def get_key(key_id: str, state: State, reveal: bool = False) -> dict[str, 
     return key_json(await state.store.get_key(key_id))
 
 
+@keys.get("/api-keys/{key_id}/usage", response_model=UsageResponse)
+async def key_usage(key_id: Annotated[str, Path(examples=["anon"])], state: State) -> dict[str, Any]:
+    """Requests per hour over the last 7 days; legacy keys too, enabled or not, when configured."""
+    if key_id in LEGACY_NAMES:
+        if state.legacy_tokens[key_id] is None:
+            raise NotFound(key_id)
+        last_used = (await state.store.get_setting("legacy_last_used") or {}).get(key_id)
+    else:
+        row = await state.store.get_key(key_id)
+        key_id, last_used = str(row["id"]), key_json(row)["last_used_at"]
+    now_hour = int(time.time() // 3600)
+    return usage_json(key_id, await state.store.usage(key_id, now_hour - USAGE_HOURS + 1), now_hour, last_used)
+
+
 @keys.patch("/api-keys/{key_id}", response_model=ApiKeyResponse, responses=WITH_INPUT)
 async def update_key(key_id: str, body: UpdateApiKeyBody, state: State, who: Actor) -> dict[str, Any]:
     return key_json(await state.store.update_key(key_id, body, actor=who))
@@ -307,7 +323,9 @@ def create_admin_app(settings: Settings, store: Store, ring: KeyRing) -> FastAPI
     )
     app.include_router(ops)
     app.include_router(keys)
+    app.include_router(web.router)
     app.add_middleware(TokenGate)
+    app.add_middleware(web.SecurityHeaders)  # on every answer, 401s included
     app.add_middleware(MergeSlashes)  # outermost: the token gate sees the merged path
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app

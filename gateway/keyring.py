@@ -62,6 +62,7 @@ class KeyRing:
     _negative: dict[str, float] = field(default_factory=dict)
     _inflight: dict[str, asyncio.Future[KeyEntry | None]] = field(default_factory=dict)
     _used: dict[str, float] = field(default_factory=dict)
+    _counts: dict[tuple[str, int], int] = field(default_factory=dict)  # (key id, hour since the epoch) -> requests
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     _listener: asyncpg.Connection | None = None
     # Reads race with notifications: a read that began before a change was announced must not
@@ -122,7 +123,11 @@ class KeyRing:
             del self._inflight[key_hash]
 
     def mark_used(self, entry: KeyEntry) -> None:
-        self._used[entry.id] = time.time()
+        """Last use and requests per hour, in memory; ``flush`` writes them in one statement."""
+        now = time.time()
+        self._used[entry.id] = now
+        slot = (entry.id, int(now // 3600))
+        self._counts[slot] = self._counts.get(slot, 0) + 1
 
     # --- keeping in step -------------------------------------------------------------------
 
@@ -200,6 +205,7 @@ class KeyRing:
         if not self._used:
             return
         used, self._used = self._used, {}
+        counts, self._counts = self._counts, {}
         keys: dict[uuid.UUID, float] = {}
         legacy: dict[str, float] = {}
         for key_id, t in used.items():
@@ -208,11 +214,13 @@ class KeyRing:
             else:
                 keys[uuid.UUID(key_id)] = t
         try:
-            await self.store.touch(keys, legacy)
+            await self.store.touch(keys, legacy, counts)
         except Exception as e:
             log.warning("could not record last use of keys: %s", type(e).__name__)
             for key_id, t in used.items():  # try again next time
                 self._used.setdefault(key_id, t)
+            for slot, n in counts.items():
+                self._counts[slot] = self._counts.get(slot, 0) + n
 
     async def _every(self, seconds: float, fn: Callable[[], Any]) -> None:
         while True:

@@ -423,6 +423,31 @@ def legacy_json(name: str, token: str, *, reveal: bool, last_used: str | None) -
             "limits": limits_json(None), **restrictions_json({})}
 
 
+USAGE_HOURS = 7 * 24  # the usage chart: requests per hour over the last 7 days
+
+
+class UsageHour(BaseModel):
+    start: str = Field(json_schema_extra={"format": "date-time"})
+    requests: int
+
+
+class UsageResponse(BaseModel):
+    """``GET .../api-keys/{id}/usage``: requests per hour, oldest first, the current hour last; as
+    of the workers' last flush (every ``keys.last_used_flush_seconds``)."""
+
+    id: str
+    last_used_at: str | None = Field(json_schema_extra={"format": "date-time"})
+    total: int
+    hours: list[UsageHour]
+
+
+def usage_json(key_id: str, counts: dict[int, int], now_hour: int, last_used_at: str | None) -> dict[str, Any]:
+    """``counts``: requests per hour since the epoch; every one of the last ``USAGE_HOURS`` is listed."""
+    hours = [{"start": datetime.fromtimestamp(h * 3600, timezone.utc).isoformat(), "requests": counts.get(h, 0)}
+             for h in range(now_hour - USAGE_HOURS + 1, now_hour + 1)]
+    return {"id": key_id, "last_used_at": last_used_at, "total": sum(h["requests"] for h in hours), "hours": hours}
+
+
 class ProjectDatabase(BaseModel):
     host: str
     version: str

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
@@ -22,6 +23,24 @@ FINGERPRINT_SQL = "SELECT count(*), max(updated_at) FROM gateway.api_keys"
 KEY_COLUMNS = ("id, type, name, description, prefix, hash, secret_jwt_template, inserted_at, updated_at, last_used_at,"
                " publishable_key, limits, expires_at, allowed_origins, allowed_ips, allowed_services")
 BOOTSTRAP_LOCK = 7_221_530_002
+USAGE_KEEP_HOURS = 8 * 24  # the page shows 7 days
+# One statement for a whole flush: data-modifying CTEs run once each, read or not.
+TOUCH_SQL = """
+WITH keys AS (
+    UPDATE gateway.api_keys k SET last_used_at = greatest(k.last_used_at, to_timestamp(u.t))
+    FROM unnest($1::uuid[], $2::float8[]) AS u(id, t) WHERE k.id = u.id
+), legacy AS (
+    INSERT INTO gateway.settings (key, value) SELECT 'legacy_last_used', $3::jsonb WHERE $3::jsonb <> '{}'
+    ON CONFLICT (key) DO UPDATE SET value = gateway.settings.value || excluded.value, updated_at = now()
+), counted AS (
+    INSERT INTO gateway.key_usage (key_id, hour, n)
+    SELECT u.id, to_timestamp(u.h), u.n FROM unnest($4::text[], $5::float8[], $6::bigint[]) AS u(id, h, n)
+    ON CONFLICT (key_id, hour) DO UPDATE SET n = gateway.key_usage.n + excluded.n
+), pruned AS (
+    DELETE FROM gateway.key_usage WHERE hour < to_timestamp($7)
+)
+SELECT 1
+"""
 
 
 class NotFound(LookupError):
@@ -158,6 +177,7 @@ class Store:
             row = await conn.fetchrow(f"DELETE FROM gateway.api_keys WHERE id = $1 RETURNING {KEY_COLUMNS}", kid)
             if row is None:
                 raise NotFound(key_id)
+            await conn.execute("DELETE FROM gateway.key_usage WHERE key_id = $1", str(kid))
             await self._audit(
                 conn, actor, "api_key.delete", str(kid),
                 {"type": row["type"], "name": row["name"], "prefix": row["prefix"],
@@ -168,21 +188,24 @@ class Store:
     async def count_keys(self) -> int:
         return await self.pool.fetchval("SELECT count(*) FROM gateway.api_keys")
 
-    async def touch(self, used: dict[uuid.UUID, float], legacy_used: dict[str, float]) -> None:
-        """Record last use in one statement per batch (never one per request)."""
-        async with self.pool.acquire() as conn:
-            if used:
-                await conn.execute(
-                    "UPDATE gateway.api_keys k SET last_used_at = greatest(k.last_used_at, to_timestamp(u.t))"
-                    " FROM unnest($1::uuid[], $2::float8[]) AS u(id, t) WHERE k.id = u.id",
-                    list(used), list(used.values()),
-                )
-            if legacy_used:
-                await conn.execute(
-                    "INSERT INTO gateway.settings (key, value) VALUES ('legacy_last_used', $1::jsonb)"
-                    " ON CONFLICT (key) DO UPDATE SET value = gateway.settings.value || excluded.value, updated_at = now()",
-                    {name: datetime.fromtimestamp(t).astimezone().isoformat() for name, t in legacy_used.items()},
-                )
+    async def touch(self, used: dict[uuid.UUID, float], legacy_used: dict[str, float],
+                    counts: dict[tuple[str, int], int] | None = None) -> None:
+        """Record a batch of use in one statement (never one per request): last use of keys and
+        legacy keys, requests per key and hour (``counts``: (key id, hour since the epoch) -> n),
+        and the hours past ``USAGE_KEEP_HOURS`` pruned."""
+        counts = counts or {}
+        await self.pool.execute(TOUCH_SQL, list(used), list(used.values()),
+                                {name: datetime.fromtimestamp(t).astimezone().isoformat()
+                                 for name, t in legacy_used.items()},
+                                [k for k, _ in counts], [h * 3600.0 for _, h in counts], list(counts.values()),
+                                time.time() - USAGE_KEEP_HOURS * 3600)
+
+    async def usage(self, key_id: str, since_hour: int) -> dict[int, int]:
+        """Requests of a key (uuid or legacy name) per hour since the epoch, from ``since_hour`` on."""
+        rows = await self.pool.fetch(
+            "SELECT extract(epoch FROM hour)::bigint / 3600 AS h, n FROM gateway.key_usage"
+            " WHERE key_id = $1 AND hour >= to_timestamp($2)", key_id, since_hour * 3600.0)
+        return {r["h"]: r["n"] for r in rows}
 
     # --- settings -------------------------------------------------------------------------
 

@@ -219,3 +219,40 @@ def test_race_bookkeeping_stays_bounded():
     notify(ring, table="api_keys", op="DELETE", hash=uuid.uuid4().hex)
     assert not set(old) & ring._deleted and not set(old) & ring._announced.keys()
     assert len(ring._deleted) <= keyring.NEGATIVE_MAX + 11
+
+
+class TouchStore(HeldStore):
+    """Records each batch written; fails while ``down``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.batches: list[tuple] = []
+        self.down = False
+
+    async def touch(self, used, legacy, counts):
+        if self.down:
+            raise OSError("down")
+        self.batches.append((used, legacy, counts))
+
+
+async def test_use_is_counted_per_key_and_hour_in_memory_and_written_in_one_batch():
+    from gateway.entries import KeyEntry, entry_from_row
+
+    store = TouchStore()
+    ring = ring_with(store)
+    a, b = entry_from_row(row()), entry_from_row(row())
+    anon = KeyEntry("anon", "legacy", "abcde", "anon", {"role": "anon"})
+    for entry in [a] * 5 + [b] * 2 + [anon]:
+        ring.mark_used(entry)
+    assert store.batches == []  # nothing written per request
+    store.down = True
+    await ring.flush()  # the database is down: kept, and added to what comes next
+    ring.mark_used(a)
+    store.down = False
+    await ring.flush()
+    [(used, legacy, counts)] = store.batches
+    assert set(used) == {uuid.UUID(a.id), uuid.UUID(b.id)} and set(legacy) == {"anon"}
+    assert {k: n for (k, _h), n in counts.items()} == {a.id: 6, b.id: 2, "anon": 1}
+    assert {h for _k, h in counts} <= {int(datetime.now(timezone.utc).timestamp() // 3600) + d for d in (-1, 0)}
+    await ring.flush()
+    assert len(store.batches) == 1  # nothing new: nothing written

@@ -453,3 +453,44 @@ async def test_touch_records_last_use(store):
     assert used["updated_at"] == row["updated_at"]
     assert (await store.get_key(other["id"]))["last_used_at"] is None
     assert "service_role" in await store.get_setting("legacy_last_used")
+
+
+# --- usage per hour ------------------------------------------------------------------------------
+
+
+async def test_touch_is_one_statement_with_last_use_usage_and_pruning(dsn):
+    """A flush is one statement however much it carries: last use of keys and legacy keys, the
+    hours' counts (added to what other workers wrote), and old hours pruned."""
+    import time
+
+    from gateway.store import USAGE_KEEP_HOURS, _init_conn
+
+    await (await open_store(dsn)).close()  # migrated
+    statements: list[str] = []  # the store's (not the pool's reset on release)
+
+    async def init(conn):
+        await _init_conn(conn)
+        conn.add_query_logger(lambda record: "gateway." in record.query and statements.append(record.query))
+
+    pool = await asyncpg.create_pool(dsn, min_size=0, max_size=2, init=init)
+    store = Store(pool, dsn, REF)
+    try:
+        row, _ = await store.create_key(new("secret", "counted"), actor="t")
+        kid, hour = str(row["id"]), int(time.time() // 3600)
+        old = hour - USAGE_KEEP_HOURS - 1
+        await store.touch({}, {}, {(kid, old): 7})  # an hour past keeping: written, then pruned next time
+        statements.clear()
+        await store.touch({row["id"]: time.time()}, {"anon": time.time()},
+                          {(kid, hour): 3, (kid, hour - 1): 2, ("anon", hour): 5})
+        assert len(statements) == 1
+        await store.touch({}, {}, {(kid, hour): 4})  # another worker's flush adds to the hour
+        assert len(statements) == 2
+        assert await store.usage(kid, hour - 24) == {hour: 7, hour - 1: 2}
+        assert await store.usage(kid, old) == {hour: 7, hour - 1: 2}  # pruned
+        assert await store.usage("anon", hour - 24) == {hour: 5}
+        assert (await store.get_key(kid))["last_used_at"] is not None
+        assert "anon" in await store.get_setting("legacy_last_used")
+        await store.delete_key(kid, actor="t")
+        assert await store.usage(kid, old) == {}  # a deleted key's hours go with it
+    finally:
+        await pool.close()

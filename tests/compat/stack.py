@@ -79,7 +79,7 @@ def deno_binary() -> Path:
 def ensure_node_modules() -> None:
     """``npm ci`` from the committed lock file when the Node pieces are missing (CI does it first)."""
     if all((NODE_MODULES / package).is_dir() for package in ("@supabase/supabase-js", "supabase-management-js",
-                                                             "supabase")):
+                                                             "supabase", "playwright-core")):
         deno_binary()
         return
     npm = shutil.which("npm")
