@@ -243,8 +243,10 @@ class KeyRing:
                 self._listener = conn
                 conn.add_termination_listener(lambda _c: lost.set())
                 await conn.add_listener(CHANNEL, self._on_notify)
-                if not first:  # start() loaded everything just before
-                    await self.reload()
+                # Changes made after the last load but before LISTEN began were announced to no one:
+                # on the first connection, a cheap check (a full reload only if the table moved);
+                # after a loss, a full reload.
+                await (self.refresh() if first else self.reload())
                 if failing:
                     log.warning("listening for key changes again")
                 first = failing = False
