@@ -1,4 +1,4 @@
-"""The targets of issues 5 and 10 as data: the rows each reads, the value it takes from them, how
+"""The targets of issues 5, 10, 12 and 15 as data: the rows each reads, the value it takes from them, how
 that is shown, and the bar it must clear; ``check`` holds a run's rows against them, in this order."""
 
 from __future__ import annotations
@@ -87,6 +87,11 @@ def _limits_cost(store: str) -> Target:
                   lambda v, r: f"{100 * v:.1f} %; CPU {r[on].cpu_us:.1f} vs {r[off].cpu_us:.1f} µs/req", below=0.05)
 
 
+def _restrict_cost(r: Results) -> float | None:
+    """1 − restricted / plain publishable GET, paired by round."""
+    return 1 - (paired_ratio(r["restrict.c.on"], r["restrict.c.off"]) or 0.0) if r["restrict.c.off"].rps else None
+
+
 def _flood_shown(v: float, r: Results) -> str:
     e = r["limits.flood"].extra
     return (f"upstream served {e['upstream_served']:,}, the gateway admitted {e['admitted']:,}; "
@@ -138,6 +143,10 @@ TARGETS: list[Target] = [
     Target("WebSocket relay p99 < 5 ms (echo round trip through the gateway)", ("ws.c",), _extra("ws.c", "p99_ms"),
            "{:.2f} ms", below=5),
     *(_limits_cost(store) for store in ("postgres", "redis")),
+    Target("limits + restrictions on: cost < 5 % of throughput (per_key and per_ip limits that never refuse; "
+           "origins, IPs, services and expiry, all met)", ("restrict.c.on", "restrict.c.off"), _restrict_cost,
+           lambda v, r: f"{100 * v:.1f} %; CPU {r['restrict.c.on'].cpu_us:.1f} vs {r['restrict.c.off'].cpu_us:.1f} "
+                        "µs/req", below=0.05),
     Target("rate limits, flood far over a limit ({limit}, wrk at full speed): the upstream saw none of the refused "
            "requests (served − admitted)", ("limits.flood",),
            lambda r: r["limits.flood"].extra["upstream_served"] - r["limits.flood"].extra["admitted"], _flood_shown,
