@@ -92,6 +92,12 @@ def _restrict_cost(r: Results) -> float | None:
     return 1 - (paired_ratio(r["restrict.c.on"], r["restrict.c.off"]) or 0.0) if r["restrict.c.off"].rps else None
 
 
+def _replica_shown(v: float, r: Results) -> str:
+    on, off, e = r["replica.c.on"], r["replica.c.off"], r.by.get("replica.share")
+    share = f"; the replica served {100 * e.extra['replica_share']:.1f} %" if e else ""
+    return f"{v:.3f} ({on.rps:,.0f} vs {off.rps:,.0f} req/s){share}"
+
+
 def _flood_shown(v: float, r: Results) -> str:
     e = r["limits.flood"].extra
     return (f"upstream served {e['upstream_served']:,}, the gateway admitted {e['admitted']:,}; "
@@ -147,6 +153,9 @@ TARGETS: list[Target] = [
            "origins, IPs, services and expiry, all met)", ("restrict.c.on", "restrict.c.off"), _restrict_cost,
            lambda v, r: f"{100 * v:.1f} %; CPU {r['restrict.c.on'].cpu_us:.1f} vs {r['restrict.c.off'].cpu_us:.1f} "
                         "µs/req", below=0.05),
+    Target("reads with one replica: throughput not below the primary-only build (≥ 0.95 × the same GET without "
+           "a replica, paired by round)", ("replica.c.on", "replica.c.off"),
+           lambda r: paired_ratio(r["replica.c.on"], r["replica.c.off"]), _replica_shown, at_least=0.95),
     Target("rate limits, flood far over a limit ({limit}, wrk at full speed): the upstream saw none of the refused "
            "requests (served − admitted)", ("limits.flood",),
            lambda r: r["limits.flood"].extra["upstream_served"] - r["limits.flood"].extra["admitted"], _flood_shown,
