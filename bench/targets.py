@@ -148,6 +148,13 @@ TARGETS: list[Target] = [
            below=50),
     Target("WebSocket relay p99 < 5 ms (echo round trip through the gateway)", ("ws.c",), _extra("ws.c", "p99_ms"),
            "{:.2f} ms", below=5),
+    Target("{idle_held:,} idle keep-alive connections: < 100 MB extra RSS (all gateway processes)", ("idle.c.held",),
+           _extra("idle.c.held", "idle_extra_rss_mb"),
+           lambda v, r: f"{v:.1f} MB ({r['idle.c.held'].extra['idle_kb_each']:.1f} KB each; per worker "
+                        f"{r['idle.c.held'].extra['per_worker']})", below=100),
+    Target("load with {idle_held:,} idle connections open: throughput ≥ 0.9 × without (50-connection publishable GET, "
+           "paired by round)", ("idle.c.held", "idle.c.base"), _extra("idle.c.held", "vs_ratio"),
+           lambda v, r: f"{v:.3f} ({r['idle.c.held'].rps:,.0f} vs {r['idle.c.base'].rps:,.0f} req/s)", at_least=0.9),
     *(_limits_cost(store) for store in ("postgres", "redis")),
     Target("limits + restrictions on: cost < 5 % of throughput (per_key and per_ip limits that never refuse; "
            "origins, IPs, services and expiry, all met)", ("restrict.c.on", "restrict.c.off"), _restrict_cost,
