@@ -15,10 +15,11 @@ from bench.scenarios import GROUPS
 
 DESCRIPTION = """The gateway's benchmark (issue 5): one command, side by side, in one run.
 
-    python bench/run.py                    # full run (about 16 minutes on 2 cores)
+    python bench/run.py                    # full run (about 20 minutes on 2 cores)
     python bench/run.py --quick            # 3 s per scenario, one round: a smoke run
     python bench/run.py --only get,ws      # some groups only
     python bench/run.py --only limits      # the rate-limit scenarios (issue 10)
+    python bench/run.py --only restrict,replica,idle   # restrictions, a read replica, idle connections
 
 It starts an nginx upstream answering a small JSON body, an nginx ``proxy_pass`` with upstream
 keepalive in front of it, a WebSocket echo upstream, an embedded PostgreSQL and the gateway
@@ -73,6 +74,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--first-use-keys", type=int, default=20, help="keys for the first-use scenario (default 20)")
     p.add_argument("--ws-idle", type=int, default=1000, help="idle WebSocket connections (default 1000)")
     p.add_argument("--ws-active", type=int, default=10, help="WebSocket connections sending echoes (default 10)")
+    p.add_argument("--idle-connections", type=int, default=10_000, help="idle keep-alive HTTP connections held "
+                   "during a load in the 'idle' group (default 10000)")
     p.add_argument("--ws-duration", type=float, default=None, help="seconds of echo round trips (default: --duration)")
     p.add_argument("--accuracy-seconds", type=int, default=None, help="length of the rate-limit accuracy run and "
                    "of its limit's window (default 60; --quick 20)")
@@ -89,6 +92,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             setattr(args, name, quick if args.quick else full)
     if args.accuracy_seconds < 2:
         p.error("--accuracy-seconds must be at least 2")
+    if args.idle_connections < 1:
+        p.error("--idle-connections must be at least 1")
     if args.ws_duration is None:
         args.ws_duration = args.duration
     unknown = set(filter(None, args.only.split(","))) - set(GROUPS)

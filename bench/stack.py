@@ -1,6 +1,7 @@
 """What a run starts: the nginx upstream and proxy, the WebSocket echo, an embedded PostgreSQL,
-gateways on it (one, or N instances on one database), a redis-server; close() stops them all.
-It also counts what the upstream served under /counted/."""
+gateways on it (one, or N instances on one database), a redis-server, more nginx upstreams like
+the first (read replicas); close() stops them all. It also counts what an upstream served under
+/counted/."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import socket
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
@@ -24,6 +26,16 @@ from gateway.db import DatabaseError, EmbeddedPostgres
 from tests.helpers import ADMIN_TOKEN, JWT_SECRET, create_database, free_port, run_cli
 
 BIG_BYTES = 10 * 1024 * 1024  # /big.bin on the upstream
+
+
+@dataclass(frozen=True)
+class Upstream:
+    """One more nginx upstream like the first (``Stack.upstream``): its URL, its processes, its /counted/ log."""
+
+    name: str
+    url: str
+    ps: ProcSet
+    counted_log: Path
 
 
 class Stack:
@@ -41,6 +53,7 @@ class Stack:
         self.pg_ps: ProcSet | None = None  # the PostgreSQL server, backends included
         self.redis_ps: dict[str, ProcSet] = {}
         self._redis_urls: dict[str, str] = {}
+        self._upstreams: dict[str, Upstream] = {}
 
     def start(self) -> None:
         """The nginx upstream, the nginx proxy in front of it, the WebSocket echo and PostgreSQL."""
@@ -78,12 +91,25 @@ class Stack:
             self.pg_ps = ProcSet("postgres", pid, skip=())
         self.dsn = self.database()
 
-    def upstream_served(self, path: str) -> int:
-        """How many requests for ``path`` (under /counted/) the nginx upstream has answered."""
-        if not self.counted_log.exists():
+    def upstream_served(self, path: str, upstream: Upstream | None = None) -> int:
+        """How many requests for ``path`` (under /counted/) the nginx upstream (or ``upstream``) has answered."""
+        counted = upstream.counted_log if upstream is not None else self.counted_log
+        if not counted.exists():
             return 0
-        with open(self.counted_log, "rb") as f:
+        with open(counted, "rb") as f:
             return sum(line.rstrip(b"\n") == path.encode() for line in f)
+
+    def upstream(self, name: str) -> Upstream:
+        """Another nginx upstream like the first (the same small JSON on any path, its own
+        /counted/ log) on a free port: started on the first call for ``name``, after that the same."""
+        if name in self._upstreams:
+            return self._upstreams[name]
+        port, prefix = free_port(), self.tmp / name
+        (prefix / "www").mkdir(parents=True)
+        url = f"http://127.0.0.1:{port}"
+        p = start_nginx(self.procs, self.nginx, prefix, upstream_conf(prefix, port), url + "/ping", name)
+        self._upstreams[name] = Upstream(name, url, ProcSet(name, p.pid), prefix / COUNTED_LOG)
+        return self._upstreams[name]
 
     def database(self, migrated: bool = False) -> str:
         """A fresh database on the server; with ``migrated``, the gateway's tables in it."""

@@ -1,4 +1,4 @@
-"""The targets of issues 5 and 10 as data: the rows each reads, the value it takes from them, how
+"""The targets of issues 5, 10, 12 and 15 as data: the rows each reads, the value it takes from them, how
 that is shown, and the bar it must clear; ``check`` holds a run's rows against them, in this order."""
 
 from __future__ import annotations
@@ -87,6 +87,17 @@ def _limits_cost(store: str) -> Target:
                   lambda v, r: f"{100 * v:.1f} %; CPU {r[on].cpu_us:.1f} vs {r[off].cpu_us:.1f} µs/req", below=0.05)
 
 
+def _restrict_cost(r: Results) -> float | None:
+    """1 − restricted / plain publishable GET, paired by round."""
+    return 1 - (paired_ratio(r["restrict.c.on"], r["restrict.c.off"]) or 0.0) if r["restrict.c.off"].rps else None
+
+
+def _replica_shown(v: float, r: Results) -> str:
+    on, off, e = r["replica.c.on"], r["replica.c.off"], r.by.get("replica.share")
+    share = f"; the replica served {100 * e.extra['replica_share']:.1f} %" if e else ""
+    return f"{v:.3f} ({on.rps:,.0f} vs {off.rps:,.0f} req/s){share}"
+
+
 def _flood_shown(v: float, r: Results) -> str:
     e = r["limits.flood"].extra
     return (f"upstream served {e['upstream_served']:,}, the gateway admitted {e['admitted']:,}; "
@@ -137,7 +148,21 @@ TARGETS: list[Target] = [
            below=50),
     Target("WebSocket relay p99 < 5 ms (echo round trip through the gateway)", ("ws.c",), _extra("ws.c", "p99_ms"),
            "{:.2f} ms", below=5),
+    Target("{idle_held:,} idle keep-alive connections: < 100 MB extra RSS (all gateway processes)", ("idle.c.held",),
+           _extra("idle.c.held", "idle_extra_rss_mb"),
+           lambda v, r: f"{v:.1f} MB ({r['idle.c.held'].extra['idle_kb_each']:.1f} KB each; per worker "
+                        f"{r['idle.c.held'].extra['per_worker']})", below=100),
+    Target("load with {idle_held:,} idle connections open: throughput ≥ 0.9 × without (50-connection publishable GET, "
+           "paired by round)", ("idle.c.held", "idle.c.base"), _extra("idle.c.held", "vs_ratio"),
+           lambda v, r: f"{v:.3f} ({r['idle.c.held'].rps:,.0f} vs {r['idle.c.base'].rps:,.0f} req/s)", at_least=0.9),
     *(_limits_cost(store) for store in ("postgres", "redis")),
+    Target("limits + restrictions on: cost < 5 % of throughput (per_key and per_ip limits that never refuse; "
+           "origins, IPs, services and expiry, all met)", ("restrict.c.on", "restrict.c.off"), _restrict_cost,
+           lambda v, r: f"{100 * v:.1f} %; CPU {r['restrict.c.on'].cpu_us:.1f} vs {r['restrict.c.off'].cpu_us:.1f} "
+                        "µs/req", below=0.05),
+    Target("reads with one replica: throughput not below the primary-only build (≥ 0.95 × the same GET without "
+           "a replica, paired by round)", ("replica.c.on", "replica.c.off"),
+           lambda r: paired_ratio(r["replica.c.on"], r["replica.c.off"]), _replica_shown, at_least=0.95),
     Target("rate limits, flood far over a limit ({limit}, wrk at full speed): the upstream saw none of the refused "
            "requests (served − admitted)", ("limits.flood",),
            lambda r: r["limits.flood"].extra["upstream_served"] - r["limits.flood"].extra["admitted"], _flood_shown,
