@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from gateway import apikeys, errors
 from gateway.browser import is_browser
@@ -53,6 +54,16 @@ class Grant:
 NO_KEY = Grant(None, None, None, "none")  # never mutated
 
 
+class Need:
+    """What a decision from memory still needs: a key's row (by hash) or a user JWT verified."""
+
+    __slots__ = ("key_hash", "token")
+
+    def __init__(self, key_hash: str | None, token: str | None) -> None:
+        self.key_hash = key_hash
+        self.token = token
+
+
 @dataclass
 class Authenticator:
     ring: KeyRing
@@ -62,6 +73,23 @@ class Authenticator:
     checksum_ref: str
 
     async def check(self, policy: Policy, creds: Credentials) -> Grant:
+        """The decision, with the I/O it may need (a key not in memory, a user JWT not seen before)."""
+        resolved: dict[str, Any] = {}
+        while True:
+            decided = self.decide(policy, creds, resolved)
+            if not isinstance(decided, Need):
+                return decided
+            if decided.key_hash is not None:
+                resolved[decided.key_hash] = await self.ring.fetch(decided.key_hash)
+            else:
+                try:
+                    resolved[decided.token] = await self.verifier.verify(decided.token)  # type: ignore[arg-type]
+                except InvalidJwt as e:
+                    resolved[decided.token] = e  # type: ignore[index]
+
+    def decide(self, policy: Policy, creds: Credentials, resolved: dict[str, Any] | None = None) -> Grant | Need:
+        """The decision from memory: a Grant, a refusal raised, or the one lookup it still needs
+        (``resolved`` holds the answers of earlier ones). Nothing is recorded until a Grant."""
         if creds.authorizations > 1:
             raise errors.INVALID_AUTHORIZATION()  # which one would the upstream read? Not ours to guess.
         key = _the_key(creds.apikeys, creds.query_keys)
@@ -80,26 +108,33 @@ class Authenticator:
                 legacy = None if bearer is None else self._legacy_allowed(bearer)
                 if legacy is not None and legacy.is_secret and creds.browser:
                     raise errors.SECRET_KEY_IN_BROWSER()
-                if policy is Policy.KEY_OR_USER and legacy is None:
-                    return await self._user_only(bearer)
-                return NO_KEY
+                if policy is not Policy.KEY_OR_USER or legacy is not None:
+                    return NO_KEY
+                if bearer is None:  # a key or a user JWT is required: neither came
+                    raise errors.MISSING_API_KEY()
+                claims = self._user_claims(bearer, resolved)
+                if isinstance(claims, Need):
+                    return claims
+                return Grant(None, None, None, str(claims.get("role")), claims)
 
-        entry = await self._identify(key)
+        entry = self._identify(key, resolved)
+        if isinstance(entry, Need):
+            return entry
         if entry.expires_at is not None and time.time() >= entry.expires_at:
             raise errors.API_KEY_EXPIRED()
         if entry.is_secret and creds.browser:
             raise errors.SECRET_KEY_IN_BROWSER()
         if policy is Policy.SECRET and not entry.is_secret:
             raise errors.SECRET_KEY_REQUIRED()
-        token = self.minter.token_for(entry)
-        self.ring.mark_used(entry)
 
         if bearer is None:
             if other_scheme and not optional:
                 raise errors.INVALID_AUTHORIZATION()
             # No Authorization (or, for functions/storage, another scheme left to the service).
+            token = self._use(entry)
             return Grant(entry, token, None if other_scheme else "Bearer " + token, entry.role)
         if bearer == key:
+            token = self._use(entry)
             return Grant(entry, token, "Bearer " + token, entry.role)
         if apikeys.looks_like_key(bearer):
             raise errors.CONFLICTING_API_KEYS()
@@ -107,25 +142,30 @@ class Authenticator:
         if legacy is not None:
             if legacy.is_secret and creds.browser:
                 raise errors.SECRET_KEY_IN_BROWSER()
-            self.ring.mark_used(legacy)
-            return Grant(entry, token, "Bearer " + self.minter.token_for(legacy), legacy.role)
-        try:
-            claims = await self.verifier.verify(bearer)
-        except InvalidJwt as e:
-            raise errors.INVALID_JWT(message=str(e)) from None
-        return Grant(entry, token, None, str(claims.get("role")), claims)
+            token = self._use(entry)
+            return Grant(entry, token, "Bearer " + self._use(legacy), legacy.role)
+        claims = self._user_claims(bearer, resolved)
+        if isinstance(claims, Need):
+            return claims
+        return Grant(entry, self._use(entry), None, str(claims.get("role")), claims)
 
-    async def _user_only(self, bearer: str | None) -> Grant:
-        """No key, where a key or a user JWT is required: the bearer must be a user JWT that verifies."""
-        if bearer is None:
-            raise errors.MISSING_API_KEY()
-        try:
-            claims = await self.verifier.verify(bearer)
-        except InvalidJwt as e:
-            raise errors.INVALID_JWT(message=str(e)) from None
-        return Grant(None, None, None, str(claims.get("role")), claims)
+    def _use(self, entry: KeyEntry) -> str:
+        """The entry's minted JWT, its use recorded."""
+        self.ring.mark_used(entry)
+        return self.minter.token_for(entry)
 
-    async def _identify(self, key: str) -> KeyEntry:
+    def _user_claims(self, bearer: str, resolved: dict[str, Any] | None) -> dict[str, Any] | Need:
+        claims = self.verifier.known(bearer)
+        if claims is not None:
+            return claims
+        got = None if resolved is None else resolved.get(bearer)
+        if got is None:
+            return Need(None, bearer)
+        if isinstance(got, InvalidJwt):
+            raise errors.INVALID_JWT(message=str(got))
+        return got
+
+    def _identify(self, key: str, resolved: dict[str, Any] | None) -> KeyEntry | Need:
         if apikeys.looks_like_key(key):
             # A known key costs one SHA256 and a dict lookup. Only a key not in memory has its
             # checksum checked (malformed or bad checksum: no database lookup) and is fetched.
@@ -134,7 +174,9 @@ class Authenticator:
             if entry is None:
                 if apikeys.parse(key, self.checksum_ref) is None:
                     raise errors.INVALID_API_KEY()
-                entry = await self.ring.fetch(key_hash)
+                if resolved is None or key_hash not in resolved:
+                    return Need(key_hash, None)
+                entry = resolved[key_hash]
                 if entry is None:
                     raise errors.INVALID_API_KEY()
             return entry
