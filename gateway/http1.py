@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import enum
-from typing import TYPE_CHECKING, AsyncIterator, Union
+from typing import TYPE_CHECKING, Any, AsyncIterator, Union
 
 import httptools
 
@@ -101,9 +101,10 @@ class Connection(asyncio.Protocol):
         self.error: BaseException | None = None
         self.wakeup: asyncio.Future[None] | None = None
         self.timer: asyncio.TimerHandle | None = None
+        self.sink: Any = None  # set: the answer is pushed to it as it comes (gateway.fastpath), not queued
 
-    def begin(self, method: str) -> None:
-        """A new exchange: forget the last one."""
+    def begin(self, method: str, sink: Any = None) -> None:
+        """A new exchange: forget the last one. With ``sink``, the answer is pushed to it."""
         if self.head_only:  # the parser still expects the body a HEAD answer announced
             self.parser = httptools.HttpResponseParser(self)
         self.exchanges += 1
@@ -112,10 +113,11 @@ class Connection(asyncio.Protocol):
         self.status = 0
         self.headers = []
         self.until_close = self.keep_alive = False
-        self.headers_done = self.loop.create_future()
+        self.headers_done = None if sink is not None else self.loop.create_future()
         self.chunks.clear()
         self.buffered = 0
         self.error = None
+        self.sink = sink
 
     @property
     def reusable(self) -> bool:
@@ -132,6 +134,9 @@ class Connection(asyncio.Protocol):
         except httptools.HttpParserError:
             self._fail(UpstreamError("invalid response from upstream"))
             self.close()
+            return
+        if self.sink is not None and self.state is not State.DONE and self.state is not State.CLOSED:
+            self._arm(self.pool.read_timeout)  # the next bytes must come in time too
 
     def connection_lost(self, exc: Exception | None) -> None:
         was = self.lost_in = self.state
@@ -139,6 +144,8 @@ class Connection(asyncio.Protocol):
         if was is State.BODY and self.until_close:  # a body delimited by the end of the connection
             self.state = State.DONE
             self._wake()
+            if self.sink is not None:
+                self.sink.upstream_done(self)
         else:
             self.state = State.CLOSED
             if was is not State.DONE:
@@ -169,12 +176,17 @@ class Connection(asyncio.Protocol):
             self.until_close = (b"content-length" not in names and b"transfer-encoding" not in names
                                 and self.status not in NO_BODY_STATUS and not self.head_only)
             self.state = State.BODY
-            if self.headers_done is not None and not self.headers_done.done():
+            if self.sink is not None:
+                self.sink.upstream_head(self)
+            elif self.headers_done is not None and not self.headers_done.done():
                 self.headers_done.set_result(None)
         if self.head_only:
             self.on_message_complete()
 
     def on_body(self, body: bytes) -> None:
+        if self.sink is not None:
+            self.sink.upstream_body(body)
+            return
         self.chunks.append(body)
         self.buffered += len(body)
         if self.buffered >= HIGH_WATER and self.transport is not None:
@@ -185,7 +197,10 @@ class Connection(asyncio.Protocol):
         if self.state is State.BODY:
             self.keep_alive = self.parser.should_keep_alive()  # only meaningful in this callback
             self.state = State.DONE
-            self._wake()
+            if self.sink is not None:
+                self.sink.upstream_done(self)
+            else:
+                self._wake()
 
     # --- the exchange, as the pool and the response use it ---
     async def send(self, data: bytes) -> None:
@@ -258,6 +273,9 @@ class Connection(asyncio.Protocol):
 
     def _fail(self, exc: BaseException) -> None:
         self.error = exc
+        if self.sink is not None:
+            self.sink.upstream_failed(self, exc)
+            return
         done = self.headers_done
         if done is not None and not done.done():
             done.set_exception(exc)

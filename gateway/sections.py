@@ -22,6 +22,7 @@ class ServerSettings(_Section):
     keepalive_seconds: float = Field(75.0, gt=0)
     max_connections: int = Field(10_000, ge=1)
     trusted_proxies: list[str] = Field(default_factory=list)
+    fast_path: bool = True
 
     @field_validator("trusted_proxies")
     @classmethod

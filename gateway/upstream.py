@@ -84,6 +84,7 @@ class Pool:
     def release(self, conn: Connection) -> None:
         self.outstanding -= 1
         conn._disarm()
+        conn.sink = None
         if conn.reusable and len(self._idle) < self.max_idle:
             conn.state = State.IDLE
             self._idle.append(conn)
@@ -102,6 +103,17 @@ class Pool:
         except (OSError, ssl.SSLError):
             raise UpstreamConnectError("cannot connect to upstream") from None
         return conn
+
+    def take_idle(self) -> Connection | None:
+        """A kept-alive connection ready for an exchange, without waiting; None if there is none."""
+        while self._idle:
+            conn = self._idle.pop()
+            if conn.state is State.IDLE:
+                return conn
+        return None
+
+    async def connect(self) -> Connection:
+        return await self._connect()
 
     async def _acquire(self) -> Connection:
         while self._idle:

@@ -118,3 +118,10 @@ def redis_server() -> Iterator["RedisServer"]:
     server = RedisServer().start()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="module", params=["fast_path", "asgi"])
+def serving(request) -> dict[str, str]:
+    """Both ways the public listener serves a request (the same decisions): its own fast path for
+    bodiless requests, and the ASGI app for every request. Modules that take it run twice."""
+    return {"GATEWAY_SERVER__FAST_PATH": "true" if request.param == "fast_path" else "false"}

@@ -34,8 +34,8 @@ BAD_JWT = "UNAUTHORIZED_INVALID_JWT"
 
 
 @pytest.fixture(scope="module")
-def gw(gateways):
-    return gateways(GATEWAY_JWT__TTL_SECONDS=str(TTL), GATEWAY_PROJECT_REF=REF)
+def gw(gateways, serving):
+    return gateways(GATEWAY_JWT__TTL_SECONDS=str(TTL), GATEWAY_PROJECT_REF=REF, **serving)
 
 
 @pytest.fixture(scope="module")

@@ -11,6 +11,11 @@ from tests.helpers import assert_refused
 from tests.upstreams import echo_header, raw_request
 
 
+@pytest.fixture(scope="module")
+def gw(gateways, serving):
+    return gateways(**serving)
+
+
 def role_of(echo: dict, where: str = "authorization") -> str:
     return echo["verified"][where]["claims"]["role"]
 

@@ -18,7 +18,7 @@ MB = 1024 * 1024
 
 
 @pytest.fixture(scope="module")
-def gw(gateways, up):
+def gw(gateways, up, serving):
     """rest answers slowly past a 1 s timeout; storage and realtime point at a closed port;
     meta and auth are not configured."""
     closed = f"http://127.0.0.1:{up.closed_port}"
@@ -29,6 +29,7 @@ def gw(gateways, up):
         GATEWAY_UPSTREAMS__REALTIME=closed,
         GATEWAY_UPSTREAMS__META=None,
         GATEWAY_UPSTREAMS__AUTH=None,
+        **serving,
     )
 
 
