@@ -28,18 +28,14 @@ from gateway.upstream import UpstreamConnectError, UpstreamTimeout
 log = logging.getLogger("gateway")
 
 FAST_METHODS = frozenset({b"GET", b"HEAD", b"OPTIONS", b"DELETE"})
-_BODY_HEADERS = frozenset({b"content-length", b"transfer-encoding", b"expect"})
+# Headers that announce a body (a Content-Length of 0 does not): such a request is the ASGI app's.
+BODY_HEADERS = frozenset({b"content-length", b"transfer-encoding", b"expect"})
 _CLOSE = (b"connection", b"close")
 
 
-def eligible(method: bytes, url: bytes, headers: list[tuple[bytes, bytes]]) -> bool:
-    """A request the fast path serves: a bodiless one in origin form."""
-    if method not in FAST_METHODS or not url.startswith(b"/"):
-        return False
-    for name, value in headers:
-        if name in _BODY_HEADERS and not (name == b"content-length" and value.strip() == b"0"):
-            return False
-    return True
+def eligible(method: bytes, url: bytes) -> bool:
+    """A bodiless request the fast path serves: one of its methods, in origin form."""
+    return method in FAST_METHODS and url.startswith(b"/")
 
 
 class _Event:
@@ -201,16 +197,21 @@ class FastExchange:
             self.reads.failed(self.upstream)  # type: ignore[union-attr, arg-type]
             self._try(self.attempt + 1)
             return
-        headers = [(k, v) for k, v in conn.headers if k not in RESPONSE_DROP]
-        headers += self.gateway.extra(self.x)
-        headers += self.protocol.server_state.default_headers  # Date, as uvicorn sends it
-        bodiless = conn.head_only or status in NO_BODY_STATUS
-        if not bodiless and not any(k == b"content-length" for k, _ in conn.headers):
+        head = [STATUS_LINE.get(status) or b"HTTP/1.1 %d \r\n" % status]
+        length = False
+        for name, value in conn.headers:  # the upstream's, less hop-by-hop and CORS ones
+            if name in RESPONSE_DROP:
+                continue
+            if name == b"content-length":
+                length = True
+            head += (name, b": ", value, b"\r\n")
+        for name, value in self.gateway.extra(self.x) + self.protocol.server_state.default_headers:
+            head += (name, b": ", value, b"\r\n")  # CORS, RateLimit; Date, as uvicorn sends it
+        if not length and not (conn.head_only or status in NO_BODY_STATUS):
             self.chunked = True
-            headers.append((b"transfer-encoding", b"chunked"))
+            head.append(b"transfer-encoding: chunked\r\n")
         if not self.cycle.keep_alive:
-            headers.append(_CLOSE)
-        head = _head(status, headers)
+            head.append(b"connection: close\r\n")
         head.append(b"\r\n")
         self.x.status = status
         self.head_sent = True

@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING, Any, AsyncIterator, Union
 
 import httptools
 
+from gateway.clock import DEADLINES
+
 if TYPE_CHECKING:
     from gateway.upstream import Pool
 
@@ -96,11 +98,12 @@ class Connection(asyncio.Protocol):
         self.headers: Headers = []
         self.head_only = False
         self.until_close = False  # the body ends with the connection
+        self.framed = False  # the answer has Content-Length or Transfer-Encoding
         self.keep_alive = False
         self.headers_done: asyncio.Future[None] | None = None
         self.error: BaseException | None = None
         self.wakeup: asyncio.Future[None] | None = None
-        self.timer: asyncio.TimerHandle | None = None
+        self.deadline: float | None = None  # loop time by which the upstream must send (gateway.clock)
         self.sink: Any = None  # set: the answer is pushed to it as it comes (gateway.fastpath), not queued
 
     def begin(self, method: str, sink: Any = None) -> None:
@@ -112,7 +115,7 @@ class Connection(asyncio.Protocol):
         self.head_only = method == "HEAD"
         self.status = 0
         self.headers = []
-        self.until_close = self.keep_alive = False
+        self.until_close = self.keep_alive = self.framed = False
         self.headers_done = None if sink is not None else self.loop.create_future()
         self.chunks.clear()
         self.buffered = 0
@@ -126,6 +129,7 @@ class Connection(asyncio.Protocol):
     # --- asyncio.Protocol ---
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
+        DEADLINES.watch(self)
 
     def data_received(self, data: bytes) -> None:
         self._disarm()
@@ -139,6 +143,8 @@ class Connection(asyncio.Protocol):
             self._arm(self.pool.read_timeout)  # the next bytes must come in time too
 
     def connection_lost(self, exc: Exception | None) -> None:
+        DEADLINES.unwatch(self)
+        self.deadline = None
         was = self.lost_in = self.state
         self.pool._forget(self)
         if was is State.BODY and self.until_close:  # a body delimited by the end of the connection
@@ -164,17 +170,19 @@ class Connection(asyncio.Protocol):
             self.state = State.HEAD
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self.headers.append((name.lower(), value))
+        name = name.lower()
+        if name == b"content-length" or name == b"transfer-encoding":
+            self.framed = True
+        self.headers.append((name, value))
 
     def on_headers_complete(self) -> None:
         self.status = self.parser.get_status_code()
         if 100 <= self.status < 200:  # informational: wait for the final answer
             self.headers = []
+            self.framed = False
             return
         if self.state is State.HEAD:
-            names = {n for n, _ in self.headers}
-            self.until_close = (b"content-length" not in names and b"transfer-encoding" not in names
-                                and self.status not in NO_BODY_STATUS and not self.head_only)
+            self.until_close = not self.framed and self.status not in NO_BODY_STATUS and not self.head_only
             self.state = State.BODY
             if self.sink is not None:
                 self.sink.upstream_head(self)
@@ -282,16 +290,12 @@ class Connection(asyncio.Protocol):
             done.exception()  # mark retrieved: the caller may be gone already
         self._wake()
 
-    def _on_timeout(self) -> None:
-        self.timer = None
+    def deadline_passed(self) -> None:
         self._fail(UpstreamTimeout("upstream timed out"))
         self.close()
 
     def _arm(self, seconds: float) -> None:
-        self._disarm()
-        self.timer = self.loop.call_later(seconds, self._on_timeout)
+        self.deadline = self.loop.time() + seconds
 
     def _disarm(self) -> None:
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
+        self.deadline = None

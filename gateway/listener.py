@@ -15,9 +15,10 @@ from typing import Any
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from gateway import errors
+from gateway.clock import DEADLINES
 from gateway.coalesce import CoalescingTransport
 from gateway.decide import Gateway
-from gateway.fastpath import FastExchange, eligible
+from gateway.fastpath import BODY_HEADERS, FastExchange, eligible
 from gateway.responses import error_headers
 
 
@@ -40,35 +41,49 @@ class HttpProtocol(HttpToolsProtocol):
                                              "gateway": gateway})
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        self._head_timer: asyncio.TimerHandle | None = None
         self._head_started = False
         self._fast: FastExchange | None = None
+        self._bodyish = False  # the request coming has (or may have) a body
+        self.deadline: float | None = None  # of the request head, or of an idle kept-alive connection
         super().connection_made(CoalescingTransport(transport, self.loop))  # type: ignore[arg-type]
         if len(self.connections) > self.max_connections:
             transport.write(_close_with(errors.TOO_MANY_CONNECTIONS))
             transport.close()
             return
-        self._arm_head_timer()
+        self.deadline = self.loop.time() + self.header_timeout
+        DEADLINES.watch(self)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._cancel_head_timer()
+        DEADLINES.unwatch(self)
         fast, self._fast = self._fast, None
         super().connection_lost(exc)
         if fast is not None:
             fast.client_lost()
 
+    def on_header(self, name: bytes, value: bytes) -> None:  # uvicorn's, noting a body on the way
+        name = name.lower()
+        if name in BODY_HEADERS:
+            if name == b"expect" and value.lower() == b"100-continue":
+                self.expect_100_continue = True
+            if name != b"content-length" or value.strip() != b"0":
+                self._bodyish = True
+        self.headers.append((name, value))
+
     def on_message_begin(self) -> None:
         super().on_message_begin()
-        self._head_started = True
-        if self._head_timer is None:
-            self._arm_head_timer()
+        self._bodyish = False
+        if not self._head_started:  # a new request: its head must come in time (the first one's
+            self._head_started = True  # deadline runs from the connection's start)
+            if self.cycle is not None:
+                self.deadline = self.loop.time() + self.header_timeout
 
     def on_headers_complete(self) -> None:
-        self._cancel_head_timer()
+        self.deadline = None
         self._head_started = False
         gateway = self.gateway
         if (gateway is not None and (self.cycle is None or self.cycle.response_complete)
-                and not self.parser.should_upgrade() and eligible(self.parser.get_method(), self.url, self.headers)):
+                and not self._bodyish and not self.parser.should_upgrade()
+                and eligible(self.parser.get_method(), self.url)):
             self._start_fast(gateway)
         else:
             super().on_headers_complete()
@@ -84,31 +99,31 @@ class HttpProtocol(HttpToolsProtocol):
         fast.start()
 
     def fast_done(self, fast: FastExchange, keep_alive: bool) -> None:
-        """The fast path's answer is complete: keep the connection for the next request, or close it."""
+        """The fast path's answer is complete: keep the connection for the next request (the idle
+        deadline instead of uvicorn's keep-alive timer), or close it."""
         if self._fast is fast:
             self._fast = None
         if not keep_alive:
             self.transport.close()
             return
-        if not self.transport.is_closing():
-            self.on_response_complete()  # reading resumes, the keep-alive timer starts, a pipelined request runs
+        self.server_state.total_requests += 1
+        if self.transport.is_closing():
+            return
+        self.flow.resume_reading()
+        if self.pipeline:  # requests that came meanwhile went to uvicorn's queue: run the next
+            cycle, app = self.pipeline.pop()
+            self._start_asgi_task(cycle, app)
+        else:
+            self.deadline = self.loop.time() + self.timeout_keep_alive
 
     def resume_writing(self) -> None:
         super().resume_writing()
         if self._fast is not None:
             self._fast.client_can_write()
 
-    def _arm_head_timer(self) -> None:
-        self._head_timer = self.loop.call_later(self.header_timeout, self._head_timed_out)
-
-    def _cancel_head_timer(self) -> None:
-        if self._head_timer is not None:
-            self._head_timer.cancel()
-            self._head_timer = None
-
-    def _head_timed_out(self) -> None:
-        self._head_timer = None
-        if self.transport.is_closing():
+    def deadline_passed(self) -> None:
+        """A request head that did not come in time, or a kept-alive connection idle too long."""
+        if self.transport.is_closing() or (self.cycle is not None and not self.cycle.response_complete):
             return
         if self._head_started:  # part of a head came, too slowly
             self.transport.write(_close_with(errors.REQUEST_HEAD_TIMEOUT))

@@ -127,6 +127,12 @@ class Tallies:
 TALLIES = Tallies()
 
 
+_STATUS = {code: str(code) for code in range(100, 600)}
+_HEADS: dict[tuple[str, str], str] = {}  # (method, path) -> that part of an access line
+_TAILS: dict[tuple[Any, ...], str] = {}  # (service, role, key, upstream, limit) -> the line's end
+_PARTS_MAX = 4096
+
+
 def record(
     method: str, path: str, service: str | None, status: int, started: float,
     role: str = "none", key_id: str | None = None, prefix: str | None = None, log: bool = True,
@@ -134,18 +140,37 @@ def record(
 ) -> None:
     duration = time.perf_counter() - started
     svc = service or "gateway"
-    TALLIES.add((svc, str(status), role, upstream or "none"), duration, limited)
+    TALLIES.add((svc, _STATUS.get(status) or str(status), role, upstream or "none"), duration, limited)
     if log:
-        if "sb_" in path or "eyJ" in path:
-            path = redact(path)
-        # Every field but the path is a fixed or validated token (method, service, role name,
-        # uuid, base64url prefix); the path is JSON-escaped.
-        ACCESS.add(
-            f'{{"time":"{ACCESS.stamp(time.time())}","method":"{method}","path":{_json_str(path)},'
-            f'"status":{status},"duration_ms":{duration * 1000:.3f},"service":"{svc}","role":"{role}",'
-            f'"key_id":{_str(key_id)},"key_prefix":{_str(prefix)},"upstream":{_str(upstream)}'
-            + (f',"rate_limited":"{limited}"}}\n' if limited else "}\n")
-        )
+        # The parts that repeat from request to request are built once (bounded caches).
+        head = _HEADS.get((method, path))
+        if head is None:
+            head = _part(_HEADS, (method, path), _line_head(method, path))
+        tail_key = (svc, role, key_id, prefix, upstream, limited)
+        tail = _TAILS.get(tail_key)
+        if tail is None:
+            tail = _part(_TAILS, tail_key, _line_tail(*tail_key))
+        ACCESS.add(f'{{"time":"{ACCESS.stamp(time.time())}"{head}{status},"duration_ms":{duration * 1000:.3f}{tail}')
+
+
+def _part(cache: dict[Any, str], key: Any, value: str) -> str:
+    if len(cache) >= _PARTS_MAX:
+        cache.clear()
+    cache[key] = value
+    return value
+
+
+def _line_head(method: str, path: str) -> str:
+    if "sb_" in path or "eyJ" in path:
+        path = redact(path)
+    return f',"method":"{method}","path":{_json_str(path)},"status":'
+
+
+def _line_tail(svc: str, role: str, key_id: str | None, prefix: str | None, upstream: str | None,
+               limited: str | None) -> str:
+    # Every field is a fixed or validated token (service, role name, uuid, base64url prefix).
+    return (f',"service":"{svc}","role":"{role}","key_id":{_str(key_id)},"key_prefix":{_str(prefix)},'
+            f'"upstream":{_str(upstream)}' + (f',"rate_limited":"{limited}"}}\n' if limited else "}\n"))
 
 
 _SECRETS = re.compile(r"sb_[A-Za-z0-9]+_[A-Za-z0-9_-]+|eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*(?:\.[A-Za-z0-9_-]*)?")

@@ -1,0 +1,41 @@
+"""Deadlines checked by one sweep a worker, instead of a timer made and cancelled per request.
+
+An object with a ``deadline`` (``time.monotonic()`` seconds, or None) and a ``deadline_passed()``
+method is watched while it lives; every ``SWEEP_SECONDS`` the deadlines that have passed are
+acted on, so a timeout fires up to that much late.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+
+SWEEP_SECONDS = 0.25
+
+
+class Deadlines:
+    def __init__(self) -> None:
+        self.watched: set[Any] = set()
+        self._task: asyncio.Task[None] | None = None
+
+    def watch(self, obj: Any) -> None:
+        self.watched.add(obj)
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._sweep(), name="deadlines")
+
+    def unwatch(self, obj: Any) -> None:
+        self.watched.discard(obj)
+
+    async def _sweep(self) -> None:
+        loop = asyncio.get_running_loop()
+        while self.watched:
+            await asyncio.sleep(SWEEP_SECONDS)
+            now = loop.time()
+            for obj in [o for o in self.watched if o.deadline is not None and o.deadline <= now]:
+                obj.deadline = None
+                with contextlib.suppress(Exception):  # one object's failure never stops the sweep
+                    obj.deadline_passed()
+
+
+DEADLINES = Deadlines()
