@@ -56,9 +56,14 @@ def looks_like_key(value: str) -> bool:
     return value.startswith("sb_")
 
 
+def digest(key: str) -> bytes:
+    """SHA256 of the key: what the key ring is looked up by."""
+    return hashlib.sha256(key.encode()).digest()
+
+
 def hash_key(key: str) -> str:
     """SHA256 of the key as 43-char unpadded base64url, the Management API's ``hash``."""
-    return b64url(hashlib.sha256(key.encode()).digest())
+    return b64url(digest(key))
 
 
 def display_prefix(key: str) -> str:

@@ -167,13 +167,14 @@ class Authenticator:
 
     def _identify(self, key: str, resolved: dict[str, Any] | None) -> KeyEntry | Need:
         if apikeys.looks_like_key(key):
-            # A known key costs one SHA256 and a dict lookup. Only a key not in memory has its
+            # A known key costs one SHA256 and a lookup in memory. Only a key not in memory has its
             # checksum checked (malformed or bad checksum: no database lookup) and is fetched.
-            key_hash = apikeys.hash_key(key)
-            entry = self.ring.by_hash.get(key_hash)
+            digest = apikeys.digest(key)
+            entry = self.ring.by_hash.get_digest(digest)
             if entry is None:
                 if apikeys.parse(key, self.checksum_ref) is None:
                     raise errors.INVALID_API_KEY()
+                key_hash = apikeys.b64url(digest)
                 if resolved is None or key_hash not in resolved:
                     return Need(key_hash, None)
                 entry = resolved[key_hash]

@@ -1,7 +1,7 @@
 """Every valid key in memory, kept in step with Postgres through LISTEN/NOTIFY.
 
-The request path asks ``KeyRing.by_hash``: a dict lookup. A hash not in memory (a key just
-created on another instance whose notification has not arrived yet) costs one database round
+The request path asks ``KeyRing.by_hash``, a ``KeyTable``: a lookup in memory. A hash not in
+memory (a key just created on another instance whose notification has not arrived yet) costs one database round
 trip, shared by concurrent requests and remembered briefly when it finds nothing.
 """
 
@@ -20,6 +20,7 @@ import asyncpg
 
 from gateway.config import Settings
 from gateway.entries import KeyEntry, entry_from_row, legacy_entries
+from gateway.keytable import Builder, KeyTable
 from gateway.store import Legacy, Store
 
 log = logging.getLogger("gateway")
@@ -54,7 +55,7 @@ class TokenBucket:
 class KeyRing:
     store: Store
     settings: Settings
-    by_hash: dict[str, KeyEntry] = field(default_factory=dict)
+    by_hash: KeyTable = field(default_factory=KeyTable)
     legacy: Legacy = Legacy(True, None)
     admin_token_hash: str | None = None
     on_change: list[Callable[[], None]] = field(default_factory=list)
@@ -161,30 +162,31 @@ class KeyRing:
             await self._reload_settings()
 
     async def reload(self) -> None:
-        """Full reload, built in slices so that requests keep being served meanwhile."""
+        """Full reload into a new table, read in batches so that requests keep being served meanwhile."""
         started = time.monotonic()
-        fingerprint, rows = await self.store.ring_rows()
-        fresh: dict[str, KeyEntry] = {}
-        for i, row in enumerate(rows):
-            fresh[row["hash"]] = entry_from_row(row)
-            if i % 5000 == 4999:
-                await asyncio.sleep(0)
-        del rows
-        for key_hash in [h for h in fresh if h in self._deleted]:
-            del fresh[key_hash]  # deleted while we read
+        builder = Builder()
+        async with self.store.ring_rows() as (fingerprint, packed, rows):
+            async for records in packed:
+                builder.add_packed(records)
+            async for row in rows:
+                if not builder.add(row["hash"], entry_from_row(row)):
+                    log.warning("ignoring a key whose stored hash is not a SHA256")
+        fresh = builder.table()
+        for key_hash in self._deleted:
+            fresh.pop(key_hash)  # deleted while we read
         # Announced while we read: what the notification put in place is newer than our rows.
         for key_hash, at in self._announced.items():
             if at >= started:
                 current = self.by_hash.get(key_hash)
                 if current is None:
-                    fresh.pop(key_hash, None)
+                    fresh.pop(key_hash)
                 else:
                     fresh[key_hash] = current
-        # Keep existing entries (and their cached tokens) where nothing changed.
-        for key_hash, entry in fresh.items():
-            old = self.by_hash.get(key_hash)
-            if old is not None and old.same(entry):
-                fresh[key_hash] = old
+        # Keep the entries in use (and their cached tokens) where nothing changed.
+        for digest, old in list(self.by_hash.in_use()):
+            entry = fresh.get_digest(digest)
+            if entry is not None and entry is not old and old.same(entry):
+                fresh.keep(digest, old)
         self.by_hash = fresh
         self._fingerprint = fingerprint
         await self._reload_settings()

@@ -6,19 +6,35 @@ change writes its audit row in the same transaction.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import secrets
 import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, AsyncIterator
 
 import asyncpg
 
 from gateway import apikeys
 from gateway.shapes import CreateApiKeyBody, InvalidInput, UpdateApiKeyBody, audit_changes, check_import, check_text
 
+RING_BATCH = 5000  # rows a round trip in a full reload of the key ring
+# A key with nothing but the defaults, as the database can tell it (a key it does not call plain
+# is read whole and may still be packed by gateway.keytable); its packed record: the SHA256,
+# the id, 0 (publishable) or 1 (secret), the display prefix's 6 characters after the type's.
+_RING_PLAIN = ("hash !~ '[^-_0-9A-Za-z]' AND limits IS NULL AND expires_at IS NULL AND allowed_origins IS NULL"
+               " AND allowed_ips IS NULL AND allowed_services IS NULL AND right(prefix, 6) !~ '[^-_0-9A-Za-z]'"
+               " AND ((type = 'publishable' AND length(prefix) = 21 AND left(prefix, 15) = 'sb_publishable_')"
+               " OR (type = 'secret' AND length(prefix) = 16 AND left(prefix, 10) = 'sb_secret_' AND"
+               """ (secret_jwt_template IS NULL OR secret_jwt_template = '{"role": "service_role"}'::jsonb)))""")
+RING_PACKED_SQL = ("SELECT decode(translate(hash, '-_', '+/') || '=', 'base64') || uuid_send(id)"
+                   " || CASE WHEN type = 'publishable' THEN '\\x00'::bytea ELSE '\\x01'::bytea END"
+                   " || convert_to(right(prefix, 6), 'UTF8') AS packed"
+                   f" FROM gateway.api_keys WHERE {_RING_PLAIN} ORDER BY 1")
+RING_OTHERS_SQL = ("SELECT id, type, prefix, hash, secret_jwt_template, limits, expires_at, allowed_origins, allowed_ips,"
+                   f" allowed_services FROM gateway.api_keys WHERE NOT ({_RING_PLAIN})")
 FINGERPRINT_SQL = "SELECT count(*), max(updated_at) FROM gateway.api_keys"
 KEY_COLUMNS = ("id, type, name, description, prefix, hash, secret_jwt_template, inserted_at, updated_at, last_used_at,"
                " publishable_key, limits, expires_at, allowed_origins, allowed_ips, allowed_services")
@@ -106,13 +122,20 @@ class Store:
         row = await self.pool.fetchrow(FINGERPRINT_SQL)
         return row[0], row[1]
 
-    async def ring_rows(self) -> tuple[tuple[int, Any], list[asyncpg.Record]]:
-        """What the key ring needs of every key, with the fingerprint of the same snapshot."""
+    @contextlib.asynccontextmanager
+    async def ring_rows(self) -> AsyncIterator[tuple[tuple[int, Any], AsyncIterator[list[bytes]], AsyncIterator[asyncpg.Record]]]:
+        """What the key ring needs of every key, with the fingerprint of the same snapshot: keys
+        with nothing but the defaults as packed records of ``gateway.keytable``, in order (made
+        by the database), then the other keys' rows; both read in batches by a cursor."""
         async with self.pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
             row = await conn.fetchrow(FINGERPRINT_SQL)
-            rows = await conn.fetch("SELECT id, type, prefix, hash, secret_jwt_template, limits, expires_at,"
-                                    " allowed_origins, allowed_ips, allowed_services FROM gateway.api_keys")
-        return (row[0], row[1]), rows
+
+            async def packed() -> AsyncIterator[list[bytes]]:
+                cursor = await conn.cursor(RING_PACKED_SQL)
+                while batch := await cursor.fetch(RING_BATCH):
+                    yield [r[0] for r in batch]
+
+            yield (row[0], row[1]), packed(), conn.cursor(RING_OTHERS_SQL, prefetch=RING_BATCH)
 
     async def lookup_hash(self, key_hash: str) -> asyncpg.Record | None:
         return await self.pool.fetchrow(f"SELECT {KEY_COLUMNS} FROM gateway.api_keys WHERE hash = $1", key_hash)

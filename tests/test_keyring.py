@@ -6,6 +6,7 @@ we can hold open while notifications arrive."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import uuid
 from datetime import datetime, timezone
@@ -35,10 +36,20 @@ class HeldStore:
         if self.hold:
             await self.released.wait()
 
+    @contextlib.asynccontextmanager
     async def ring_rows(self):
         snapshot = list(self.rows.values())
         await self._held()
-        return (len(snapshot), None), snapshot
+
+        async def rows():
+            for r in snapshot:
+                yield r
+
+        async def packed():  # none: every row comes whole (and is packed by the key table)
+            for _ in ():
+                yield []
+
+        yield (len(snapshot), None), packed(), rows()
 
     async def key_fingerprint(self):
         return len(self.rows), None
@@ -180,10 +191,10 @@ async def test_periodic_refresh_reloads_only_when_the_table_changed():
     calls = 0
     original = store.ring_rows
 
-    async def counted():
+    def counted():
         nonlocal calls
         calls += 1
-        return await original()
+        return original()
 
     store.ring_rows = counted  # type: ignore[method-assign]
     await ring.refresh()
@@ -256,3 +267,55 @@ async def test_use_is_counted_per_key_and_hour_in_memory_and_written_in_one_batc
     assert {h for _k, h in counts} <= {int(datetime.now(timezone.utc).timestamp() // 3600) + d for d in (-1, 0)}
     await ring.flush()
     assert len(store.batches) == 1  # nothing new: nothing written
+
+
+async def test_a_full_reload_from_postgres_packs_plain_keys_and_keeps_the_rest_whole(dsn):
+    """The database packs the keys with nothing but the defaults; every other key (limits, a
+    template, an expiry, a row edited by hand) is read whole; each answers as its row says."""
+    from gateway import apikeys, shapes
+    from gateway.db import connect, migrate
+    from gateway.shapes import CreateApiKeyBody, UpdateApiKeyBody
+    from gateway.store import Store
+
+    conn = await connect(dsn)
+    await migrate(conn)
+    store = await Store.open(dsn, "supabase-self-hosted")
+    try:
+        async def create(key_type: str, template: dict | None = None, **changes) -> tuple[str, dict]:
+            row, key = await store.create_key(shapes.parse(CreateApiKeyBody, type=key_type, name=f"k{uuid.uuid4().hex[:8]}",
+                                                           secret_jwt_template=template), actor="test")
+            if changes:
+                row = await store.update_key(str(row["id"]), shapes.parse(UpdateApiKeyBody, **changes), actor="test")
+            return key, row
+
+        plain_pub, plain_sec = await create("publishable"), await create("secret")
+        custom = await create("secret", {"role": "authenticated", "app": 1})
+        limited = await create("publishable", limits={"per_key": "10/s"})
+        expiring = await create("secret", expires_at="2999-01-01T00:00:00Z")
+        empty_template = await create("secret")
+        await conn.execute("UPDATE gateway.api_keys SET secret_jwt_template = '{}' WHERE id = $1", empty_template[1]["id"])
+        broken = await create("publishable")
+        await conn.execute("UPDATE gateway.api_keys SET hash = repeat('*', 43) WHERE id = $1", broken[1]["id"])
+
+        ring = KeyRing(store, Settings(jwt={"secret": JWT_SECRET}))
+        await ring.reload()
+        table = ring.by_hash
+        assert len(table) == 6 and len(table._pinned) == 3  # custom, limited, expiring
+
+        def found(key: str):
+            return table.get_digest(apikeys.digest(key))
+
+        for (key, row), role in [(plain_pub, "anon"), (plain_sec, "service_role"), (custom, "authenticated"),
+                                 (limited, "anon"), (expiring, "service_role"), (empty_template, "service_role")]:
+            entry = found(key)
+            assert (entry.id, entry.type, entry.prefix, entry.role) == (str(row["id"]), row["type"], row["prefix"], role)
+        assert found(custom[0]).claims == {"role": "authenticated", "app": 1}
+        assert found(limited[0]).per_key is not None and found(plain_pub[0]).per_key is None
+        assert found(expiring[0]).expires_at is not None
+        assert found(broken[0]) is None
+        again = found(plain_pub[0])
+        await ring.reload()  # nothing changed: the entries in use (their minted JWTs) are kept
+        assert found(plain_pub[0]) is again
+    finally:
+        await store.close()
+        await conn.close()
