@@ -17,8 +17,8 @@ from bench.scenario import Context
 from bench.wrk import Load
 
 # Frames every sample has (process start, event loop): left out of the inclusive ranking.
-_BOOT = re.compile(r"\((?:multiprocessing/|asyncio/runners\.py|uvloop/__init__\.py|<string>)|"
-                   r"^(?:_run|_worker_main|run_worker) \(gateway/server\.py\)")
+_BOOT = re.compile(r"\((?:asyncio/runners\.py|uvloop/__init__\.py|<frozen runpy>|<string>)|"
+                   r"^(?:run|run_worker) \(gateway/server\.py\)|^(?:worker|main) \(gateway/child\.py\)")
 
 
 def profile(ctx: Context) -> dict[str, Any]:

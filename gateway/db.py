@@ -54,8 +54,9 @@ class EmbeddedPostgres:
             raise DatabaseError(f"embedded PostgreSQL failed to start (see {self.data_dir}/pgdata/log): {e}") from None
         return self._server.get_uri()  # type: ignore[attr-defined]
 
-    def stop(self) -> None:
-        """Stop the server unless another process (a CLI call, another serve) still uses it."""
+    def stop(self, gone: int | None = None) -> None:
+        """Stop the server unless another process (a CLI call, another serve) still uses it;
+        ``gone``: a process that used it and no longer does (it cannot say so itself)."""
         server = self._server
         if server is None:
             return
@@ -63,9 +64,17 @@ class EmbeddedPostgres:
         import psutil
 
         handles = server.global_process_id_list  # type: ignore[attr-defined]
-        with server._lock:  # type: ignore[attr-defined]
-            handles.put([pid for pid in handles.get() if psutil.pid_exists(pid)])  # drop crashed users
+        with server._lock:  # type: ignore[attr-defined]  # drop crashed users, and ``gone``
+            handles.put([pid for pid in handles.get() if pid != gone and psutil.pid_exists(pid)])
         server.cleanup()  # type: ignore[attr-defined]
+
+
+def release_embedded(data_dir: str, pid: int) -> None:
+    """``pid`` (a supervisor, which imports no database library) no longer uses the embedded
+    server under ``data_dir``: attach to it, and stop it unless someone else still does."""
+    embedded = EmbeddedPostgres(Path(data_dir))
+    embedded.start()
+    embedded.stop(gone=pid)
 
 
 def resolve_dsn(settings: Settings) -> tuple[str, EmbeddedPostgres | None]:

@@ -1,7 +1,9 @@
 """``gateway serve``: prepare the database, bind both listeners, run one worker per core.
 
-The parent process owns the embedded Postgres and the sockets; workers (spawned processes, or
-this process when there is one) each hold a key ring, upstream pools and two uvicorn servers.
+With one worker this process is it. With more, this process prepares, then becomes the lean
+supervisor of ``gateway.supervisor`` (same process, so the sockets and the embedded Postgres it
+started stay its own), which starts the workers; each holds a key ring, upstream pools and two
+servers (the public listener and the admin API).
 """
 
 from __future__ import annotations
@@ -11,20 +13,19 @@ import contextlib
 import gc
 import json
 import logging
-import multiprocessing
 import os
+import pickle
 import secrets
 import shutil
 import signal
 import socket
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 from gateway import apikeys
 from gateway.config import ConfigError, Settings
-from gateway.db import connect, migrate, resolve_dsn
+from gateway.db import EmbeddedPostgres, connect, migrate, resolve_dsn
 from gateway.shapes import InvalidInput, key_json
 from gateway.store import Store
 
@@ -36,7 +37,7 @@ log = logging.getLogger("gateway")
 GRACE_SECONDS = 30
 
 
-def _run(coro: Any) -> Any:
+def run(coro: Any) -> Any:
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop is a dependency on Linux/macOS
@@ -192,11 +193,6 @@ async def run_worker(settings: Settings, dsn: str, public: socket.socket, admin:
         await store.close()
 
 
-def _worker_main(settings: Settings, dsn: str, public: socket.socket, admin: socket.socket) -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent turns Ctrl-C into SIGTERM
-    _run(run_worker(settings, dsn, public, admin))
-
-
 # --- the parent ------------------------------------------------------------------------------
 
 
@@ -243,15 +239,14 @@ def serve(settings: Settings) -> int:
     admin = bind(settings.admin.host, settings.admin.port)
     dsn, embedded = resolve_dsn(settings)
     try:
-        _run(prepare(settings, dsn))
+        run(prepare(settings, dsn))
         workers = settings.server.workers or os.cpu_count() or 1
         log.info("listening on http://%s:%d (public) and http://%s:%d (admin), %d worker%s",
                  settings.server.host, public.getsockname()[1], settings.admin.host, admin.getsockname()[1],
                  workers, "" if workers == 1 else "s")
-        if workers == 1:
-            _run(run_worker(settings, dsn, public, admin))
-        else:
-            _supervise(settings, dsn, public, admin, workers)
+        if workers > 1:
+            _become_supervisor(settings, dsn, public, admin, workers, embedded)
+        run(run_worker(settings, dsn, public, admin))
         log.info("stopped")
         return 0
     finally:
@@ -259,39 +254,24 @@ def serve(settings: Settings) -> int:
             embedded.stop()
 
 
-def _supervise(settings: Settings, dsn: str, public: socket.socket, admin: socket.socket, count: int) -> None:
+def _become_supervisor(settings: Settings, dsn: str, public: socket.socket, admin: socket.socket, workers: int,
+                       embedded: EmbeddedPostgres | None) -> None:
+    """Replace this process by the supervisor (``os.execv`` does not return): what it passes
+    on are the two sockets, the settings in a memory file, and the metrics directory."""
+    from gateway import supervisor
+
     metrics_dir = settings.data_dir.resolve() / "metrics"
     shutil.rmtree(metrics_dir, ignore_errors=True)
     metrics_dir.mkdir(parents=True)
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
-    ctx = multiprocessing.get_context("spawn")
-
-    def start() -> multiprocessing.process.BaseProcess:
-        p = ctx.Process(target=_worker_main, args=(settings, dsn, public, admin), daemon=False)
-        p.start()
-        return p
-
-    procs = [start() for _ in range(count)]
-    stopping = False
-
-    def on_signal(*_: Any) -> None:
-        nonlocal stopping
-        stopping = True
-
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
-    while not stopping:
-        time.sleep(0.2)
-        for i, p in enumerate(procs):
-            if not p.is_alive() and not stopping:
-                log.warning("worker %d exited with %s; starting another", p.pid, p.exitcode)
-                procs[i] = start()
-    for p in procs:
-        if p.is_alive():
-            os.kill(p.pid, signal.SIGTERM)
-    deadline = time.monotonic() + GRACE_SECONDS + 5
-    for p in procs:
-        p.join(max(0.0, deadline - time.monotonic()))
-        if p.is_alive():
-            p.kill()
-            p.join()
+    settings_fd = os.memfd_create("gateway-settings", 0)
+    os.write(settings_fd, pickle.dumps((settings, dsn)))
+    os.set_inheritable(settings_fd, True)
+    plan = {"public_fd": public.fileno(), "admin_fd": admin.fileno(), "settings_fd": settings_fd,
+            "workers": workers, "grace_seconds": GRACE_SECONDS, "log_level": settings.log.level.upper(),
+            "embedded_data_dir": str(embedded.data_dir.resolve()) if embedded is not None else None}
+    for handler in logging.getLogger("gateway").handlers:
+        handler.flush()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(sys.executable, supervisor.command(plan))

