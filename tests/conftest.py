@@ -125,3 +125,38 @@ def serving(request) -> dict[str, str]:
     """Both ways the public listener serves a request (the same decisions): its own fast path for
     bodiless requests, and the ASGI app for every request. Modules that take it run twice."""
     return {"GATEWAY_SERVER__FAST_PATH": "true" if request.param == "fast_path" else "false"}
+
+
+@pytest.fixture
+async def memory_proxy(up):
+    """``(proxy, keys)``: the public ASGI app in this process, in front of the upstreams, its key
+    ring in memory with one publishable and one secret key (``keys[type]``), no database."""
+    from gateway import apikeys
+    from gateway.auth import Authenticator
+    from gateway.config import Settings
+    from gateway.entries import KeyEntry, legacy_entries
+    from gateway.keyring import KeyRing
+    from gateway.proxy import Proxy
+    from gateway.tokens import JwtVerifier, Minter
+    from tests.factories import LEGACY_SERVICE_ROLE
+    from tests.upstreams import JWT_SECRET
+
+    class NoStore:
+        async def lookup_hash(self, key_hash: str) -> None:
+            return None
+
+    ref = "supabase-self-hosted"
+    settings = Settings(jwt={"secret": JWT_SECRET}, legacy={"service_role_key": LEGACY_SERVICE_ROLE},
+                        key_checksum_ref=ref, upstreams=dict(up.urls))
+    ring = KeyRing(NoStore(), settings)  # type: ignore[arg-type]
+    ring._legacy_by_token = legacy_entries(settings)
+    keys = {}
+    for n, (key_type, role) in enumerate((("publishable", "anon"), ("secret", "service_role")), 1):
+        keys[key_type] = key = apikeys.generate(key_type, ref)  # type: ignore[arg-type]
+        ring.by_hash[apikeys.hash_key(key)] = KeyEntry(f"00000000-0000-0000-0000-00000000000{n}", key_type,
+                                                        apikeys.display_prefix(key), role, {"role": role})
+    auth = Authenticator(ring, Minter.from_settings(settings), JwtVerifier(settings, None), "default", ref)
+    proxy = Proxy(settings, auth)
+    await proxy.start()
+    yield proxy, keys
+    await proxy.close()

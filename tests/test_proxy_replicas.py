@@ -25,11 +25,11 @@ def servers():
 
 
 @pytest.fixture(scope="module")
-def gw(gateways, servers):
+def gw(gateways, servers, serving):
     primary, *replicas = servers
     return gateways(GATEWAY_UPSTREAMS__REST=primary.url,
                     GATEWAY_UPSTREAMS__REST_REPLICAS=json.dumps([r.url for r in replicas]),
-                    GATEWAY_UPSTREAMS__REPLICA_RETRY_SECONDS=str(RETRY))
+                    GATEWAY_UPSTREAMS__REPLICA_RETRY_SECONDS=str(RETRY), **serving)
 
 
 @pytest.fixture(autouse=True)

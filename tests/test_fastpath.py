@@ -1,0 +1,227 @@
+"""The public listener's fast path, byte by byte: requests fed to the protocol as bytes (the way
+uvicorn tests its httptools protocol), answers read from a mock transport; the upstreams are
+the real local servers, the key ring in memory. What the wire suites cannot see from outside:
+which path served a request, pipelining, a client lost mid-answer, memory under a flood."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import json
+import tracemalloc
+
+import pytest
+import uvicorn
+from uvicorn.server import ServerState
+
+from gateway.http1 import State
+from gateway.listener import protocol_for
+from gateway.proxy import Proxy
+
+
+class MockTransport:
+    def __init__(self) -> None:
+        self.buffer = b""
+        self.closed = False
+        self.reading = True
+
+    def get_extra_info(self, name: str, default=None):
+        return {"sockname": ("127.0.0.1", 8000), "peername": ("127.0.0.1", 50_000)}.get(name, default)
+
+    def write(self, data: bytes) -> None:
+        assert not self.closed, "a write after close"
+        self.buffer += data
+
+    def close(self) -> None:
+        self.closed = True
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+    def pause_reading(self) -> None:
+        self.reading = False
+
+    def resume_reading(self) -> None:
+        self.reading = True
+
+    def get_write_buffer_size(self) -> int:
+        return 0
+
+    def set_protocol(self, protocol) -> None:
+        pass
+
+
+class Client:
+    """One client connection to a protocol instance."""
+
+    def __init__(self, proxy: Proxy) -> None:
+        settings = proxy.settings
+        config = uvicorn.Config(proxy, lifespan="off", log_config=None, access_log=False, server_header=False,
+                                proxy_headers=False, http=protocol_for(settings, proxy.gateway))
+        config.load()
+        self.state = ServerState()
+        self.protocol = config.http_protocol_class(config=config, server_state=self.state, app_state={})
+        self.transport = MockTransport()
+        self.protocol.connection_made(self.transport)
+        self.asgi_calls = 0
+        real = proxy.http
+
+        async def counting(scope, receive, send):  # which requests reached the ASGI app
+            self.asgi_calls += 1
+            await real(scope, receive, send)
+
+        proxy.http = counting  # type: ignore[method-assign]
+
+    def send(self, data: bytes) -> None:
+        self.protocol.data_received(data)
+
+    async def responses(self, n: int, heads: tuple[int, ...] = (),
+                        timeout: float = 10) -> list[tuple[bytes, dict[bytes, bytes], bytes]]:
+        """The first ``n`` whole responses written to the client (Content-Length or chunked);
+        ``heads``: which of them answer a HEAD request (no body)."""
+
+        async def wait() -> list[tuple[bytes, dict[bytes, bytes], bytes]]:
+            while True:
+                parsed = parse(self.transport.buffer, heads)
+                if len(parsed) >= n:
+                    return parsed[:n]
+                await asyncio.sleep(0.005)
+
+        return await asyncio.wait_for(wait(), timeout)
+
+
+def parse(data: bytes, heads: tuple[int, ...] = ()) -> list[tuple[bytes, dict[bytes, bytes], bytes]]:
+    out: list[tuple[bytes, dict[bytes, bytes], bytes]] = []
+    while b"\r\n\r\n" in data:
+        head, _, rest = data.partition(b"\r\n\r\n")
+        status_line, *lines = head.split(b"\r\n")
+        headers = {k.lower(): v.strip() for k, _, v in (line.partition(b":") for line in lines)}
+        if b"content-length" in headers:
+            n = int(headers[b"content-length"])
+            if len(out) in heads or status_line.split()[1] in (b"204", b"304"):
+                n = 0
+            if len(rest) < n:
+                break
+            body, data = rest[:n], rest[n:]
+        elif headers.get(b"transfer-encoding") == b"chunked":
+            body = b""
+            while True:
+                size_line, sep, rest2 = rest.partition(b"\r\n")
+                if not sep:
+                    return out
+                size = int(size_line, 16)
+                if len(rest2) < size + 2:
+                    return out
+                body += rest2[:size]
+                rest = rest2[size + 2:]
+                if size == 0:
+                    break
+            data = rest
+        else:
+            body, data = rest, b""
+        out.append((status_line, headers, body))
+    return out
+
+
+@pytest.fixture
+def fast(memory_proxy):
+    return memory_proxy
+
+
+def get(path: str, *headers: str, method: str = "GET", version: str = "1.1") -> bytes:
+    lines = [f"{method} {path} HTTP/{version}", "Host: gateway", *headers]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+async def test_a_keyed_get_is_forwarded_on_the_fast_path_and_the_connection_kept(fast):
+    proxy, keys = fast
+    c = Client(proxy)
+    c.send(get("/rest/v1//todos?select=id", f"apikey: {keys['publishable']}"))
+    [(status, headers, body)] = await c.responses(1)
+    assert status == b"HTTP/1.1 200 OK"
+    echo = json.loads(body)
+    assert (echo["path"], echo["query"]) == ("/todos", "select=id")
+    assert echo["verified"]["authorization"]["claims"]["role"] == "anon"
+    assert b"connection" not in headers and not c.transport.closed
+    assert c.asgi_calls == 0
+    c.send(get("/rest/v1/again", f"apikey: {keys['publishable']}"))
+    (_, _, body) = (await c.responses(2))[1]
+    assert json.loads(body)["path"] == "/again" and c.asgi_calls == 0
+
+
+async def test_refusals_carry_their_length_and_a_head_request_no_body(fast):
+    proxy, _ = fast
+    c = Client(proxy)
+    c.send(get("/rest/v1/todos"))
+    c.send(get("/rest/v1/todos", method="HEAD"))
+    [(status, headers, body), (head_status, head_headers, head_body)] = await c.responses(2, heads=(1,))
+    assert status.startswith(b"HTTP/1.1 401") and int(headers[b"content-length"]) == len(body) > 0
+    assert json.loads(body)["message"]
+    assert head_status.startswith(b"HTTP/1.1 401") and head_headers[b"content-length"] == headers[b"content-length"]
+    assert head_body == b"" and c.transport.buffer.endswith(b"\r\n\r\n")  # the HEAD answer: its head only
+    assert c.asgi_calls == 0
+
+
+async def test_http_1_0_gets_its_answer_and_a_close(fast):
+    proxy, keys = fast
+    c = Client(proxy)
+    c.send(get("/rest/v1/todos", f"apikey: {keys['publishable']}", version="1.0"))
+    [(status, headers, _)] = await c.responses(1)
+    assert status.endswith(b"200 OK") and headers[b"connection"] == b"close"
+    await asyncio.sleep(0.05)
+    assert c.transport.closed
+
+
+async def test_requests_with_bodies_and_pipelined_ones_are_the_asgi_apps_in_order(fast):
+    proxy, keys = fast
+    c = Client(proxy)
+    key = f"apikey: {keys['secret']}"
+    post = (f"POST /rest/v1/posted HTTP/1.1\r\nHost: gateway\r\n{key}\r\nContent-Length: 5\r\n\r\nhello").encode()
+    c.send(get("/rest/v1/first", key) + post + get("/rest/v1/third", key))
+    answers = await c.responses(3)
+    assert [json.loads(body)["path"] for _, _, body in answers] == ["/first", "/posted", "/third"]
+    assert json.loads(answers[1][2])["body"] == "hello"
+    assert c.asgi_calls >= 1  # the POST at least; a request behind it waits in uvicorn's queue
+
+
+async def test_a_client_lost_mid_answer_leaves_no_upstream_connection_for_reuse(fast):
+    proxy, keys = fast
+    c = Client(proxy)
+    c.send(get("/rest/v1/stream?size=50000000&id=lost", f"apikey: {keys['publishable']}"))
+
+    async def streaming() -> None:
+        while b"\r\n\r\n" not in c.transport.buffer:
+            await asyncio.sleep(0.005)
+
+    await asyncio.wait_for(streaming(), 10)
+    pool = proxy.gateway.upstreams["rest"].pool
+    conn = c.protocol._fast.conn
+    c.protocol.connection_lost(None)
+    await asyncio.sleep(0.05)
+    assert c.protocol._fast is None and pool.outstanding == 0
+    assert conn not in pool._idle and conn.state is State.CLOSED  # half-read: closed, not pooled
+
+
+async def test_a_flood_of_refusals_on_the_fast_path_leaves_nothing_behind(fast):
+    proxy, _ = fast
+    c = Client(proxy)
+    bad = get("/rest/v1/todos", "apikey: sb_publishable_aaaaaaaaaaaaaaaaaaaaaa_bbbbbbbb")
+
+    async def burst(n: int) -> None:
+        for _ in range(n):
+            c.transport.buffer = b""
+            c.send(bad)
+            await asyncio.sleep(0)
+            assert c.transport.buffer.startswith(b"HTTP/1.1 401") or not c.transport.buffer
+
+    await burst(2_000)  # warm: caches, first allocations
+    gc.collect()
+    tracemalloc.start()
+    try:
+        start = tracemalloc.get_traced_memory()[0]
+        await burst(20_000)
+        gc.collect()
+        grown = tracemalloc.get_traced_memory()[0] - start
+    finally:
+        tracemalloc.stop()
+    assert grown < 200_000, f"{grown} bytes kept after 20,000 refusals"
