@@ -95,6 +95,19 @@ def admit(x: Exchange) -> None:
         x.route, x.upstream_path = found
 
 
+_PORTS: dict[int, bytes] = {}
+
+
+def listener_port(server: tuple[str, int | None] | None) -> bytes | None:
+    """The port a request came in on, for ``X-Forwarded-Port`` (ASGI's ``server``), as bytes."""
+    if not server or server[1] is None:
+        return None
+    port = _PORTS.get(server[1])
+    if port is None:
+        port = _PORTS[server[1]] = str(server[1]).encode()
+    return port
+
+
 class Gateway:
     def __init__(self, settings: Settings, auth: Authenticator, limiter: Limiter | None = None) -> None:
         self.settings = settings

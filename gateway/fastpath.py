@@ -31,6 +31,14 @@ FAST_METHODS = frozenset({b"GET", b"HEAD", b"OPTIONS", b"DELETE"})
 # Headers that announce a body (a Content-Length of 0 does not): such a request is the ASGI app's.
 BODY_HEADERS = frozenset({b"content-length", b"transfer-encoding", b"expect"})
 _CLOSE = (b"connection", b"close")
+_TASKS: set[asyncio.Task[None]] = set()  # the loop keeps only weak references to tasks
+
+
+def _spawn(coro: Any) -> None:
+    task = asyncio.get_running_loop().create_task(coro)
+    _TASKS.add(task)
+    task.add_done_callback(_TASKS.discard)
+STREAMING_CHUNK = 16 * 1024  # a body chunk this large is written at once, not coalesced
 
 
 def eligible(method: bytes, url: bytes) -> bool:
@@ -104,7 +112,7 @@ class FastExchange:
                 return
             grant = g.grant_now(x)
             if isinstance(grant, Need):  # a lookup first: the rest in a task
-                asyncio.get_running_loop().create_task(self._decide_later())
+                _spawn(self._decide_later())
                 return
             self._forward(g.plan(x, grant))
         except errors.Refusal as r:
@@ -127,6 +135,10 @@ class FastExchange:
 
     def _unexpected(self, e: BaseException) -> None:
         log_unexpected(e)
+        conn = self.conn
+        if conn is not None:  # in an unknown state: never reused, nothing more pushed to us
+            conn.close()
+            self._release()
         if self.head_sent:
             self.x.status = 500
             self.closing = True
@@ -148,7 +160,7 @@ class FastExchange:
         self.x.upstream = upstream.name
         conn = upstream.pool.take_idle()
         if conn is None:
-            asyncio.get_running_loop().create_task(self._connect(upstream))
+            _spawn(self._connect(upstream))
         else:
             self._send(conn)
 
@@ -163,7 +175,7 @@ class FastExchange:
             return
         if self.client_gone:
             conn.close()
-            self._finish()
+            self._abandon()
             return
         self._send(conn)
 
@@ -222,8 +234,13 @@ class FastExchange:
             return
         transport = self.protocol.transport
         transport.write(b"%x\r\n%s\r\n" % (len(chunk), chunk) if self.chunked else chunk)
-        if self.protocol.flow.write_paused and self.conn is not None and self.conn.transport is not None:
-            self.conn.transport.pause_reading()  # resumed by client_can_write
+        if len(chunk) >= STREAMING_CHUNK:
+            # A stream: to the socket now, not at the end of the loop step, so that the client
+            # transport's flow control sees it before the upstream is read again (the loop may
+            # read a socket many times in one step).
+            transport.flush()
+        if self.protocol.flow.write_paused and self.conn is not None:
+            self.conn.pause()  # resumed by client_can_write, or when the connection is released
 
     def upstream_done(self, conn: Connection) -> None:
         if self.chunked and not self.client_gone:
@@ -239,22 +256,24 @@ class FastExchange:
         if not self.head_sent and not self.raced and conn.exchanges > 1 and conn.lost_in is State.WAITING:
             self.raced = True  # a kept-alive connection the upstream had just closed: a fresh one
             self._release()
-            asyncio.get_running_loop().create_task(self._connect(self.upstream))  # type: ignore[arg-type]
+            _spawn(self._connect(self.upstream))  # type: ignore[arg-type]
             return
         self._release()
         self._upstream_error(exc, connecting=False)
 
     def _upstream_error(self, exc: BaseException, connecting: bool) -> None:
+        if self.head_sent:  # the answer had begun: all we can do is cut it short
+            if self.reads is not None:
+                self.reads.served(self.upstream)  # type: ignore[arg-type]  # it answered (as the ASGI path counts)
+            log.warning("upstream %s broke off a response", self.x.route.upstream)  # type: ignore[union-attr]
+            self.closing = True
+            self._finish()
+            return
         if self.reads is not None:
             self.reads.failed(self.upstream)  # type: ignore[arg-type]
             if connecting and self._retryable:
                 self._try(self.attempt + 1)
                 return
-        if self.head_sent:  # the answer had begun: all we can do is cut it short
-            log.warning("upstream %s broke off a response", self.x.route.upstream)  # type: ignore[union-attr]
-            self.closing = True
-            self._finish()
-            return
         service = self.x.route.upstream  # type: ignore[union-attr]
         if isinstance(exc, UpstreamTimeout):
             r = errors.UPSTREAM_TIMEOUT(f"The {service} service did not answer in time.")
@@ -282,8 +301,8 @@ class FastExchange:
         self._finish()
 
     def client_can_write(self) -> None:
-        if self.conn is not None and self.conn.transport is not None and self.conn.state is not State.CLOSED:
-            self.conn.transport.resume_reading()
+        if self.conn is not None:
+            self.conn.resume()
 
     def client_lost(self) -> None:
         self.client_gone = True
@@ -291,7 +310,13 @@ class FastExchange:
         if conn is not None:
             conn.close()  # half-read: never reused
             self._release()
-            self._finish()
+            self._abandon()
+
+    def _abandon(self) -> None:
+        """The client left before its answer was complete."""
+        if self.reads is not None and self.upstream is not None:
+            self.reads.abandoned(self.upstream)
+        self._finish()
 
     def _finish(self) -> None:
         if self.cycle.response_complete:

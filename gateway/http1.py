@@ -105,6 +105,7 @@ class Connection(asyncio.Protocol):
         self.wakeup: asyncio.Future[None] | None = None
         self.deadline: float | None = None  # loop time by which the upstream must send (gateway.clock)
         self.sink: Any = None  # set: the answer is pushed to it as it comes (gateway.fastpath), not queued
+        self.paused = False  # by the sink, whose reader cannot keep up
 
     def begin(self, method: str, sink: Any = None) -> None:
         """A new exchange: forget the last one. With ``sink``, the answer is pushed to it."""
@@ -139,8 +140,25 @@ class Connection(asyncio.Protocol):
             self._fail(UpstreamError("invalid response from upstream"))
             self.close()
             return
-        if self.sink is not None and self.state is not State.DONE and self.state is not State.CLOSED:
+        if self.sink is not None and not self.paused and self.state is not State.DONE \
+                and self.state is not State.CLOSED:
             self._arm(self.pool.read_timeout)  # the next bytes must come in time too
+
+    def pause(self) -> None:
+        """The sink's reader cannot keep up: stop reading, and the upstream's deadline with it
+        (a slow client is not a slow upstream)."""
+        if self.transport is not None and self.state is not State.CLOSED:
+            self.paused = True
+            self._disarm()
+            self.transport.pause_reading()
+
+    def resume(self) -> None:
+        if self.paused:
+            self.paused = False
+            if self.transport is not None and self.state is not State.CLOSED:
+                self.transport.resume_reading()
+                if self.state is not State.DONE:
+                    self._arm(self.pool.read_timeout)
 
     def connection_lost(self, exc: Exception | None) -> None:
         DEADLINES.unwatch(self)

@@ -17,7 +17,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from gateway import errors
 from gateway.clock import DEADLINES
 from gateway.coalesce import CoalescingTransport
-from gateway.decide import Gateway
+from gateway.decide import Gateway, listener_port
 from gateway.fastpath import BODY_HEADERS, FastExchange, eligible
 from gateway.responses import error_headers
 
@@ -89,11 +89,11 @@ class HttpProtocol(HttpToolsProtocol):
             super().on_headers_complete()
 
     def _start_fast(self, gateway: Gateway) -> None:
-        raw_path, _, query = self.url.partition(b"?")
+        raw_path, _, query = self.url.partition(b"#")[0].partition(b"?")  # as httptools' parse_url: no fragment
         keep_alive = self.parser.get_http_version() != "1.0" and self.parser.should_keep_alive()
         x = gateway.exchange(self.parser.get_method().decode("ascii"), raw_path.decode("latin-1"),
-                             query.partition(b"#")[0], self.headers, self.client[0] if self.client else "",
-                             self.scheme == "https", _port(self.server), 500)
+                             query, self.headers, self.client[0] if self.client else "",
+                             self.scheme == "https", listener_port(self.server), 500)
         fast = self._fast = FastExchange(self, gateway, x, keep_alive)
         self.cycle = fast.cycle  # type: ignore[assignment]  # uvicorn's bookkeeping: a request in flight
         fast.start()
@@ -128,18 +128,6 @@ class HttpProtocol(HttpToolsProtocol):
         if self._head_started:  # part of a head came, too slowly
             self.transport.write(_close_with(errors.REQUEST_HEAD_TIMEOUT))
         self.transport.close()
-
-
-_PORTS: dict[int, bytes] = {}
-
-
-def _port(server: tuple[str, int] | None) -> bytes | None:
-    if not server or server[1] is None:
-        return None
-    port = _PORTS.get(server[1])
-    if port is None:
-        port = _PORTS[server[1]] = str(server[1]).encode()
-    return port
 
 
 def protocol_for(settings: Any, gateway: Gateway | None = None) -> type[HttpProtocol]:

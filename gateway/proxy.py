@@ -9,25 +9,12 @@ from __future__ import annotations
 from gateway import errors, observe
 from gateway.auth import Authenticator
 from gateway.config import Settings
-from gateway.decide import Exchange, Gateway, Plan, log_unexpected
+from gateway.decide import Exchange, Gateway, Plan, listener_port, log_unexpected
 from gateway.forward import RETRY_STATUS, Retry, forward, read_body, replayable
 from gateway.limits import Limiter
 from gateway.realtime import frame_rewriter
 from gateway.relay import connect, deny, relay
 from gateway.responses import Receive, Scope, Send, send_refusal
-
-_PORTS: dict[int, bytes] = {}
-
-
-def _port(scope: Scope) -> bytes | None:
-    server = scope.get("server")
-    if not server or server[1] is None:
-        return None
-    port = _PORTS.get(server[1])
-    if port is None:
-        port = _PORTS[server[1]] = str(server[1]).encode()
-    return port
-
 
 class Proxy:
     def __init__(self, settings: Settings, auth: Authenticator, limiter: Limiter | None = None,
@@ -57,7 +44,7 @@ class Proxy:
         raw_path = (scope.get("raw_path") or scope["path"].encode()).decode("latin-1").partition("?")[0]
         return self.gateway.exchange(method, raw_path, scope.get("query_string", b""), scope["headers"],
                                      client[0] if client else "", scope.get("scheme") in ("https", "wss"),
-                                     _port(scope), status)
+                                     listener_port(scope.get("server")), status)
 
     async def _plan(self, x: Exchange, ws: bool) -> Plan:
         return self.gateway.plan(x, await self.gateway.grant(x), ws)

@@ -93,6 +93,11 @@ class Reads:
         upstream.down_until = time.monotonic() + self.retry_seconds
         upstream.probing = False
 
+    def abandoned(self, upstream: Upstream) -> None:
+        """A read that ended without an answer either way (its client left): if it was the
+        probe, the next read probes again."""
+        upstream.probing = False
+
 
 def read_targets(settings: Settings, primary: Upstream | None) -> Reads | None:
     """The replicas of ``upstreams.rest_replicas`` with the primary, or None without replicas."""

@@ -83,6 +83,7 @@ class Pool:
 
     def release(self, conn: Connection) -> None:
         self.outstanding -= 1
+        conn.resume()  # a connection kept idle must be read (an answer, or the upstream closing)
         conn._disarm()
         conn.sink = None
         if conn.reusable and len(self._idle) < self.max_idle:

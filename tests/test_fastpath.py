@@ -17,6 +17,7 @@ from uvicorn.server import ServerState
 from gateway.http1 import State
 from gateway.listener import protocol_for
 from gateway.proxy import Proxy
+from gateway.services import Reads, upstream_from
 
 
 class MockTransport:
@@ -225,3 +226,48 @@ async def test_a_flood_of_refusals_on_the_fast_path_leaves_nothing_behind(fast):
     finally:
         tracemalloc.stop()
     assert grown < 200_000, f"{grown} bytes kept after 20,000 refusals"
+
+
+async def test_a_slow_client_pauses_the_upstream_without_its_deadline_and_the_pool_gets_it_reading(fast):
+    proxy, keys = fast
+    pool = proxy.gateway.upstreams["rest"].pool
+    pool.read_timeout = 0.3  # an upstream silent this long is cut off; a client this slow is not
+    c = Client(proxy)
+    size = 4 * 1024 * 1024
+    c.send(get(f"/rest/v1/stream?size={size}&length=1", f"apikey: {keys['publishable']}"))
+
+    async def head_came() -> None:
+        while b"\r\n\r\n" not in c.transport.buffer:
+            await asyncio.sleep(0.005)
+
+    await asyncio.wait_for(head_came(), 10)
+    c.protocol.pause_writing()  # the client's socket is full
+    conn = c.protocol._fast.conn
+    await asyncio.sleep(0.05)
+    assert conn.paused and conn.deadline is None
+    await asyncio.sleep(1.0)  # far past the upstream's read timeout, sweeps included
+    c.protocol.resume_writing()
+    [(status, headers, body)] = await c.responses(1)
+    assert status == b"HTTP/1.1 200 OK" and len(body) == size  # not cut short
+    assert conn in pool._idle and not conn.paused  # back in the pool, reading again
+    c.send(get("/rest/v1/next", f"apikey: {keys['publishable']}"))  # which that connection serves
+    assert json.loads((await c.responses(2))[1][2])["path"] == "/next"
+
+
+async def test_a_probe_whose_client_leaves_lets_the_next_read_probe_again(fast):
+    proxy, keys = fast
+    g = proxy.gateway
+    primary = g.upstreams["rest"]
+    replica = upstream_from(proxy.settings, "rest_replica_1", primary.ws_origin.replace("ws://", "http://"), "rest")
+    g.reads = Reads([primary, replica], retry_seconds=0.01)
+    replica.down_until = 1.0  # fell once, long ago: the next read probes it
+    primary.pool.outstanding = 5  # and the probe goes to the replica
+    c = Client(proxy)
+    c.send(get("/rest/v1/slow?seconds=2", f"apikey: {keys['publishable']}"))
+    await asyncio.sleep(0.2)
+    assert replica.probing
+    c.protocol.connection_lost(None)
+    await asyncio.sleep(0.05)
+    assert not replica.probing
+    primary.pool.outstanding = 0
+    await replica.close()

@@ -282,6 +282,18 @@ def test_dot_segments_are_resolved_before_routing(gw, pub, sec):
     assert r.status == 401 and r.json()["message"] == "Secret API key required"
 
 
+def test_a_fragment_in_the_request_target_is_no_part_of_the_path(gw, pub):
+    """Clients never send one; sent raw, it is cut off before routing on both ways of serving (as
+    httptools' URL parser does), so ``/rest/v1/#x`` is the secret-only root, not a table."""
+    for target in ("/rest/v1/#x", "/rest/v1/#/todos", "/rest/v1/?#x"):
+        r = raw_request(gw.url, "GET", target, [("apikey", pub)])
+        assert r.status == 401 and r.json()["message"] == "Secret API key required", target
+    r = raw_request(gw.url, "GET", "/rest/v1/todos#frag", [("apikey", pub)])
+    assert r.status == 200 and (r.json()["path"], r.json()["query"]) == ("/todos", "")
+    r = raw_request(gw.url, "GET", "/rest/v1/todos?select=id#frag", [("apikey", pub)])
+    assert r.status == 200 and (r.json()["path"], r.json()["query"]) == ("/todos", "select=id")
+
+
 def test_runs_of_slashes_are_merged_before_routing(gw, pub, sec):
     """As Envoy's merge_slashes: a doubled slash cannot reach the OpenAPI root with a publishable
     key, nor a forbidden Realtime API; the upstream gets the merged path."""

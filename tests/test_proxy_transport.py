@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
+import time
 import uuid
 
 import httpx
@@ -148,6 +149,32 @@ def test_client_going_away_stops_the_upstream_stream(gw, pub, up):
                 if got > 4 * MB:
                     break
     within(10, lambda: stream_id in up.streams_cut)
+
+
+def test_clients_that_stop_reading_hold_the_upstream_back_not_the_gateways_memory(gw, pub):
+    """Endless answers to clients that read nothing: what the gateway holds for them is bounded
+    by flow control (the kernel's socket buffers aside), not by how fast the upstream sends."""
+    import socket
+
+    import psutil
+
+    worker = psutil.Process(gw.proc.pid)
+    before = worker.memory_info().rss
+    streams = []
+    try:
+        for _ in range(20):
+            s = socket.create_connection(("127.0.0.1", gw.port), timeout=10)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+            s.sendall(f"GET /functions/v1/stream?id={uuid.uuid4().hex} HTTP/1.1\r\nHost: x\r\n"
+                      f"apikey: {pub}\r\n\r\n".encode())
+            assert s.recv(1024).startswith(b"HTTP/1.1 200")
+            streams.append(s)
+        time.sleep(2)  # the upstreams send as fast as they are let
+        grown = (worker.memory_info().rss - before) / MB
+    finally:
+        for s in streams:
+            s.close()
+    assert grown < 45, f"the gateway grew {grown:.0f} MB for 20 streams nobody reads"
 
 
 def test_large_streamed_upload(client, pub):
