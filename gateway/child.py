@@ -1,8 +1,9 @@
 """The processes the supervisor starts (``python -m gateway.child KIND ...``).
 
-``worker PUBLIC_FD ADMIN_FD SETTINGS_FD``: one worker on the inherited sockets, with the
-settings ``gateway serve`` resolved (pickled in the memory file ``SETTINGS_FD``, read from its
-start: every worker, first or replacement, runs with the same settings).
+``worker PUBLIC_FD ADMIN_FD SETTINGS_FD LIFELINE_FD``: one worker on the inherited sockets, with
+the settings ``gateway serve`` resolved (pickled in the memory file ``SETTINGS_FD``, read from
+its start: every worker, first or replacement, runs with the same settings); it stops when
+``LIFELINE_FD``, a pipe from the supervisor, ends.
 
 ``release-embedded DATA_DIR PID``: the embedded Postgres under ``DATA_DIR`` is no longer used
 by the supervisor ``PID``: stopped unless another process still uses it.
@@ -24,12 +25,12 @@ def read_settings(fd: int) -> object:
     return pickle.loads(data)
 
 
-def worker(public_fd: int, admin_fd: int, settings_fd: int) -> None:
+def worker(public_fd: int, admin_fd: int, settings_fd: int, lifeline_fd: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor turns Ctrl-C into SIGTERM
     settings, dsn = read_settings(settings_fd)  # type: ignore[misc]
     from gateway.server import run, run_worker
 
-    run(run_worker(settings, dsn, socket.socket(fileno=public_fd), socket.socket(fileno=admin_fd)))
+    run(run_worker(settings, dsn, socket.socket(fileno=public_fd), socket.socket(fileno=admin_fd), lifeline_fd))
 
 
 def main(argv: list[str]) -> int:

@@ -130,7 +130,9 @@ def show_once(settings: Settings, keys: list[dict[str, Any]], admin_token: str |
 # --- a worker --------------------------------------------------------------------------------
 
 
-async def run_worker(settings: Settings, dsn: str, public: socket.socket, admin: socket.socket) -> None:
+async def run_worker(settings: Settings, dsn: str, public: socket.socket, admin: socket.socket,
+                     lifeline: int | None = None) -> None:
+    """One worker; ``lifeline``: a pipe from the supervisor, whose end stops the worker."""
     import uvicorn
 
     from gateway import observe
@@ -178,6 +180,15 @@ async def run_worker(settings: Settings, dsn: str, public: socket.socket, admin:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop)
+    if lifeline is not None:
+
+        def supervisor_gone() -> None:
+            if not os.read(lifeline, 64):  # the end: the supervisor is gone
+                loop.remove_reader(lifeline)
+                log.warning("the supervisor is gone: stopping")
+                stop()
+
+        loop.add_reader(lifeline, supervisor_gone)
     # What start-up built (modules, the key table) lives as long as the worker: keep it out of
     # the collector's way, and let the young generation grow before collections run.
     gc.freeze()
@@ -274,4 +285,5 @@ def _become_supervisor(settings: Settings, dsn: str, public: socket.socket, admi
         handler.flush()
     sys.stdout.flush()
     sys.stderr.flush()
+    signal.pthread_sigmask(signal.SIG_BLOCK, supervisor.STOP_SIGNALS)  # held until its handlers are set
     os.execv(sys.executable, supervisor.command(plan))

@@ -7,6 +7,9 @@ process that only waits costs a few megabytes instead of a copy of the web stack
 in a memory file that only they and this process hold). A worker that dies is replaced; SIGTERM
 or SIGINT stops them all, with ``grace`` seconds for requests in flight; then the embedded
 Postgres, if ``gateway serve`` started one, is released (stopped unless another process uses it).
+SIGTERM and SIGINT are blocked across the exec and until the handlers are in place; each worker
+holds the read end of a pipe from this process and stops when it reads the end of it, so
+workers never outlive their supervisor, however it ends.
 """
 
 from __future__ import annotations
@@ -27,39 +30,55 @@ POLL_SECONDS = 0.2
 
 def command(plan: dict[str, Any]) -> list[str]:
     """The argv that makes the current process this supervisor (``plan``: see ``main``)."""
-    return [sys.executable, "-m", "gateway.supervisor", json.dumps(plan)]
+    return [sys.executable, "-P", "-m", "gateway.supervisor", json.dumps(plan)]
+
+
+STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
 
 
 def _child(kind: str, *args: str, pass_fds: tuple[int, ...] = ()) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([sys.executable, "-m", "gateway.child", kind, *args], pass_fds=pass_fds)
+    # -P: the installed package, never a ``gateway`` folder in the working directory
+    return subprocess.Popen([sys.executable, "-P", "-m", "gateway.child", kind, *args], pass_fds=pass_fds)
+
+
+class Stop:
+    """Set by SIGTERM or SIGINT."""
+
+    requested = False
+
+    @classmethod
+    def on_signal(cls, *_: Any) -> None:
+        cls.requested = True
 
 
 def supervise(plan: dict[str, Any]) -> None:
-    fds = (plan["public_fd"], plan["admin_fd"], plan["settings_fd"])
+    lifeline, keep = os.pipe()  # workers get the read end; ``keep`` closes only with this process
+    fds = (plan["public_fd"], plan["admin_fd"], plan["settings_fd"], lifeline)
     args = [str(fd) for fd in fds]
+    procs: list[subprocess.Popen[bytes] | None] = [None] * plan["workers"]
+    try:
+        while not Stop.requested:
+            for i, p in enumerate(procs):
+                if Stop.requested or (p is not None and p.poll() is None):
+                    continue
+                if p is not None:
+                    log.warning("worker %d exited with %s; starting another", p.pid, p.returncode)
+                try:
+                    procs[i] = _child("worker", *args, pass_fds=fds)
+                except OSError as e:  # out of processes or memory: try again at the next poll
+                    log.error("cannot start a worker: %s", e)
+                    procs[i] = None
+            time.sleep(POLL_SECONDS)
+    finally:
+        _stop_all([p for p in procs if p is not None], plan["grace_seconds"] + 5)
+        os.close(keep)
 
-    def start() -> subprocess.Popen[bytes]:
-        return _child("worker", *args, pass_fds=fds)
 
-    procs = [start() for _ in range(plan["workers"])]
-    stopping = False
-
-    def on_signal(*_: Any) -> None:
-        nonlocal stopping
-        stopping = True
-
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
-    while not stopping:
-        time.sleep(POLL_SECONDS)
-        for i, p in enumerate(procs):
-            if p.poll() is not None and not stopping:
-                log.warning("worker %d exited with %s; starting another", p.pid, p.returncode)
-                procs[i] = start()
+def _stop_all(procs: list[subprocess.Popen[bytes]], grace: float) -> None:
     for p in procs:
         if p.poll() is None:
             p.terminate()
-    deadline = time.monotonic() + plan["grace_seconds"] + 5
+    deadline = time.monotonic() + grace
     for p in procs:
         try:
             p.wait(max(0.0, deadline - time.monotonic()))
@@ -69,6 +88,9 @@ def supervise(plan: dict[str, Any]) -> None:
 
 
 def main(argv: list[str]) -> int:
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, Stop.on_signal)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)  # blocked by serve across the exec
     plan = json.loads(argv[0])
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=plan["log_level"])
     try:

