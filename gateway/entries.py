@@ -34,7 +34,8 @@ class KeyEntry:
 
     def same(self, other: "KeyEntry") -> bool:
         """Nothing the request path reads differs (the cached token may be kept)."""
-        return (self.claims == other.claims and self.type == other.type and self.per_key == other.per_key
+        return (self.id == other.id and self.prefix == other.prefix and self.claims == other.claims
+                and self.type == other.type and self.per_key == other.per_key
                 and self.per_ip == other.per_ip and self.expires_at == other.expires_at
                 and self.restrictions is other.restrictions)
 

@@ -86,18 +86,20 @@ class KeyRing:
         """The legacy key entry if ``token`` is exactly one of the configured legacy keys."""
         return self._legacy_by_token.get(token)
 
-    async def fetch(self, key_hash: str) -> KeyEntry | None:
+    async def fetch(self, key_hash: str, budgeted: bool = True) -> KeyEntry | None:
         """A key not in memory: one shared round trip, negative answers kept for a second, and
         at most ``keys.miss_lookups_per_second`` such round trips per worker (a burst of as
         many): past that a miss is answered from memory, since changes arrive by notification
-        within milliseconds and a miss is almost always a key that does not exist."""
+        within milliseconds and a miss is almost always a key that does not exist. A fetch for
+        a notification (``budgeted=False``) is never refused: a flood of made-up keys must not
+        keep an edited key out of memory."""
         now = time.monotonic()
         if self._negative.get(key_hash, 0.0) > now:
             return None
         pending = self._inflight.get(key_hash)
         if pending is not None:
             return await asyncio.shield(pending)
-        if not self._lookup_budget.take(now):
+        if budgeted and not self._lookup_budget.take(now):
             return None
         fut: asyncio.Future[KeyEntry | None] = asyncio.get_running_loop().create_future()
         self._inflight[key_hash] = fut
@@ -172,9 +174,8 @@ class KeyRing:
                 if not builder.add(row["hash"], entry_from_row(row)):
                     log.warning("ignoring a key whose stored hash is not a SHA256")
         fresh = builder.table()
-        for key_hash in self._deleted:
-            fresh.pop(key_hash)  # deleted while we read
-        # Announced while we read: what the notification put in place is newer than our rows.
+        # Announced while we read (deletions too): what the notification put in place is newer
+        # than our rows.
         for key_hash, at in self._announced.items():
             if at >= started:
                 current = self.by_hash.get(key_hash)
@@ -189,6 +190,9 @@ class KeyRing:
                 fresh.keep(digest, old)
         self.by_hash = fresh
         self._fingerprint = fingerprint
+        # A deletion announced before this read began is in what it read (or undone since, by
+        # an import this worker may not have heard of): no longer a reason to refuse the key.
+        self._deleted = {h for h in self._deleted if self._announced.get(h, 0.0) >= started}
         await self._reload_settings()
         self._changed()
 
@@ -293,7 +297,7 @@ class KeyRing:
             with contextlib.suppress(Exception):
                 await asyncio.shield(pending)
         self.by_hash.pop(key_hash, None)  # changed: drop the old entry and its cached token
-        await self.fetch(key_hash)  # begins after the announcement: it may cache what it reads
+        await self.fetch(key_hash, budgeted=False)  # begins after the announcement: it may cache what it reads
         self._changed()
 
     async def _reload_settings_and_notify(self) -> None:

@@ -165,6 +165,37 @@ async def test_key_imported_again_after_delete():
     assert r["hash"] in ring.by_hash
 
 
+async def test_key_imported_again_while_no_notification_came_is_found_after_a_reload():
+    """The DELETE was heard, the import was not (LISTEN was down): the reload that follows the
+    reconnect finds the key, and so do later lookups."""
+    store = HeldStore()
+    r = row()
+    ring = ring_with(store)
+    notify(ring, table="api_keys", op="DELETE", hash=r["hash"])
+    store.rows[r["hash"]] = r  # imported again, unannounced
+    await asyncio.sleep(0.01)
+    await ring.reload()
+    assert r["hash"] in ring.by_hash
+    ring.by_hash.pop(r["hash"])
+    assert (await ring.fetch(r["hash"])) is not None
+
+
+async def test_a_notification_is_read_even_when_made_up_keys_spent_the_lookup_budget():
+    store = HeldStore()
+    r = row("service_role")
+    store.rows[r["hash"]] = r
+    ring = KeyRing(store, Settings(jwt={"secret": JWT_SECRET}, keys={"miss_lookups_per_second": 1}))  # type: ignore[arg-type]
+    await ring.reload()
+    for _ in range(5):  # a flood of well-formed keys that do not exist
+        await ring.fetch(row()["hash"])
+    assert (await ring.fetch(row()["hash"])) is None
+    store.rows[r["hash"]] = {**r, "secret_jwt_template": {"role": "authenticated"}}
+    notify(ring, table="api_keys", op="UPDATE", hash=r["hash"])
+    for _ in range(20):
+        await settle()
+    assert ring.by_hash[r["hash"]].role == "authenticated"
+
+
 async def test_an_older_settings_read_does_not_override_a_newer_one():
     store = HeldStore()
     ring = ring_with(store)
