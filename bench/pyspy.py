@@ -18,7 +18,7 @@ from bench.wrk import Load
 
 # Frames every sample has (process start, event loop): left out of the inclusive ranking.
 _BOOT = re.compile(r"\((?:asyncio/runners\.py|uvloop/__init__\.py|<frozen runpy>|<string>)|"
-                   r"^(?:run|run_worker) \(gateway/server\.py\)|^(?:worker|main) \(gateway/child\.py\)")
+                   r"^(?:run|run_worker) \(gateway/server\.py\)|^(?:<module>|worker|main) \(gateway/child\.py\)")
 
 
 def profile(ctx: Context) -> dict[str, Any]:

@@ -15,7 +15,7 @@ import hashlib
 import math
 import re
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from gateway import errors
 
@@ -31,10 +31,12 @@ class Limit:
     count: int
     window: float  # seconds
     text: str  # as written, e.g. "600/m"
+    bucket: float = field(init=False, compare=False, repr=False)  # seconds a bucket spans
+    policy: bytes = field(init=False, compare=False, repr=False)  # ``q=..;w=..`` of RateLimit-Policy
 
-    @property
-    def bucket(self) -> float:
-        return self.window / BUCKETS
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "bucket", self.window / BUCKETS)
+        object.__setattr__(self, "policy", b";q=%d;w=%d" % (self.count, int(self.window)))
 
 
 def parse_limit(text: object) -> Limit:
@@ -119,12 +121,15 @@ class Outcome:
                                       headers=[(b"retry-after", b"%d" % self.retry), *self.headers()])
 
 
+_QUOTED = {name: b'"%s"' % name.encode() for name in ("per_key", "per_ip", "per_user")}
+
+
 def rate_limit_headers(applied: list[tuple[str, Limit, int, float]]) -> list[tuple[bytes, bytes]]:
     """The IETF ``RateLimit-Policy`` and ``RateLimit`` fields (draft-ietf-httpapi-ratelimit-headers)."""
-    policy = ", ".join(f'"{name}";q={limit.count};w={int(limit.window)}' for name, limit, _, _ in applied)
-    state = ", ".join(f'"{name}";r={max(0, remaining)};t={math.ceil(reset)}'
-                      for name, _, remaining, reset in applied)
-    return [(b"ratelimit-policy", policy.encode()), (b"ratelimit", state.encode())]
+    policy = b", ".join([_QUOTED[name] + limit.policy for name, limit, _, _ in applied])
+    state = b", ".join([b"%s;r=%d;t=%d" % (_QUOTED[name], remaining if remaining > 0 else 0, math.ceil(reset))
+                        for name, _, remaining, reset in applied])
+    return [(b"ratelimit-policy", policy), (b"ratelimit", state)]
 
 
 class Limiter:
@@ -137,7 +142,7 @@ class Limiter:
 
     def counter(self, scope: str, limit: Limit, now: float) -> Counter:
         c = self.counters.get(scope)
-        if c is None or c.limit != limit:
+        if c is None or (c.limit is not limit and c.limit != limit):
             if c is None and len(self.counters) >= MAX_COUNTERS:
                 self.evict(now, everything_idle=True)
             c = self.counters[scope] = Counter(scope, limit)
@@ -160,11 +165,10 @@ class Limiter:
             if used >= allowed:
                 retry = max(1, math.ceil(c.seconds_until(used - allowed + 1, now, shared)))
                 return Outcome([(name, limit, 0, retry)], name, retry)
-            counters.append((name, c, allowed, used))
+            counters.append((name, c, allowed - used - 1))
         applied = []
-        for name, c, allowed, used in counters:
+        for name, c, remaining in counters:
             c.add()
-            remaining = allowed - used - 1
             # Reset: when there is room again, or when the oldest bucket leaves the window.
             reset = c.seconds_until(1, now, shared) if remaining <= 0 else (c.b + 1) * c.limit.bucket - now
             applied.append((name, c.limit, remaining, reset))

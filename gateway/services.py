@@ -76,8 +76,21 @@ class Reads:
     def pick(self) -> list[Upstream]:
         """The target to try, and the one to try if it fails before answering."""
         now = time.monotonic()
-        self.turn = (self.turn + 1) % len(self.targets)
-        order = self.targets[self.turn:] + self.targets[:self.turn]
+        targets = self.targets
+        self.turn = turn = (self.turn + 1) % len(targets)
+        best = second = None  # every target usable (the usual case): the two least busy, in one pass
+        for u in targets[turn:] + targets[:turn]:
+            if u.down_until > now or u.probing:
+                break
+            if best is None or u.pool.outstanding < best.pool.outstanding:
+                best, second = u, best
+            elif second is None or u.pool.outstanding < second.pool.outstanding:
+                second = u
+        else:
+            if best.down_until:  # type: ignore[union-attr]
+                best.probing = True  # type: ignore[union-attr]  # back after a fall: this read tries it
+            return [best, second] if second is not None else [best]  # type: ignore[list-item]
+        order = targets[turn:] + targets[:turn]
         usable = [u for u in order if u.down_until <= now and not u.probing] or order
         chosen = min(usable, key=lambda u: u.pool.outstanding)
         if chosen.down_until:
