@@ -314,6 +314,8 @@ def test_access_log_time_is_one_instant(monkeypatch, capsys):
     """In-process: the seconds and the milliseconds of ``time`` come from the same clock reading."""
     from gateway import observe
 
+    observe.ACCESS.flush()
+    capsys.readouterr()  # lines of earlier in-process tests
     monkeypatch.setattr(observe.time, "time", lambda: 1700000000.9995)
     observe.record("GET", "/rest/v1/x", "rest", 200, observe.time.perf_counter(), "anon", "id", "sb_publishable_abcdef")
     observe.ACCESS.flush()

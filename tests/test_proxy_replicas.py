@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import time
 
-import httpx
 import pytest
 
 from tests.upstreams import RecordingServer, within
