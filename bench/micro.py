@@ -1,0 +1,135 @@
+"""The Python cost of one fast-path request, without syscalls: the real listener protocol and
+upstream connection, fed bytes through fake transports, the key in memory.
+
+    .venv/bin/python bench/micro.py              # µs per request
+    .venv/bin/python bench/micro.py --steps      # and the inclusive time of each step
+    .venv/bin/python bench/micro.py --limits     # with per_key and per_ip limits that never refuse
+
+What the wire benchmark (bench/run.py) adds on top is the event loop and the four socket
+syscalls of a proxied request.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import uvicorn  # noqa: E402
+import uvloop  # noqa: E402
+from uvicorn.server import ServerState  # noqa: E402
+
+from gateway import apikeys, decide, fastpath, listener  # noqa: E402
+from gateway.auth import Authenticator  # noqa: E402
+from gateway.config import Settings  # noqa: E402
+from gateway.entries import KeyEntry  # noqa: E402
+from gateway.http1 import Connection  # noqa: E402
+from gateway.keyring import KeyRing  # noqa: E402
+from gateway.limits import parse_limit  # noqa: E402
+from gateway.tokens import JwtVerifier, Minter  # noqa: E402
+
+BODY = b'{"id":1,"name":"bench","items":[1,2,3],"ok":true}'
+ANSWER = (b"HTTP/1.1 200 OK\r\nServer: nginx\r\nDate: Tue, 01 Dec 2026 23:00:00 GMT\r\n"
+          b"Content-Type: application/json\r\nContent-Length: %d\r\nConnection: keep-alive\r\n\r\n%s" % (len(BODY), BODY))
+REF = "supabase-self-hosted"
+STEPS = [(listener.HttpProtocol, "_start_fast"), (decide.Gateway, "exchange"), (decide.Gateway, "route"),
+         (decide.Gateway, "grant_now"), (decide.Gateway, "plan"), (fastpath.FastExchange, "_send"),
+         (fastpath.FastExchange, "upstream_head"), (fastpath.FastExchange, "upstream_done"), (decide.Gateway, "record")]
+
+
+class Transport:
+    """Both ends: the client's (writes counted) and the upstream's (answers every request at once)."""
+
+    def __init__(self, upstream: Connection | None = None) -> None:
+        self.upstream = upstream
+
+    def write(self, data: bytes) -> None:
+        if self.upstream is not None:
+            self.upstream.data_received(ANSWER)
+
+    def writelines(self, data: object) -> None:
+        pass
+
+    def is_closing(self) -> bool:
+        return False
+
+    def close(self) -> None:
+        pass
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+    def get_extra_info(self, name: str, default: object = None) -> object:
+        return {"peername": ("127.0.0.1", 5555), "sockname": ("127.0.0.1", 8000)}.get(name, default)
+
+    def get_write_buffer_size(self) -> int:
+        return 0
+
+
+def timed(spent: dict[str, float], cls: type, name: str) -> None:
+    f = getattr(cls, name)
+
+    def wrapper(*a: object, **kw: object) -> object:
+        t = time.perf_counter()
+        try:
+            return f(*a, **kw)
+        finally:
+            spent[name] = spent.get(name, 0.0) + time.perf_counter() - t
+
+    setattr(cls, name, wrapper)
+
+
+async def main(n: int, steps: bool, limits: bool) -> None:
+    settings = Settings(jwt={"secret": "x" * 40}, upstreams={"rest": "http://127.0.0.1:9"}, log={"access": True})
+    ring = KeyRing(None, settings)  # type: ignore[arg-type]
+    key = apikeys.generate("publishable", REF)
+    never = parse_limit("1000000000/m") if limits else None
+    ring.by_hash[apikeys.hash_key(key)] = KeyEntry("00000000-0000-0000-0000-000000000001", "publishable",
+                                                    apikeys.display_prefix(key), "anon", {"role": "anon"},
+                                                    per_key=never, per_ip=never)
+    auth = Authenticator(ring, Minter.from_settings(settings), JwtVerifier(settings, None), "default", REF)
+    gateway = decide.Gateway(settings, auth)
+    await gateway.start()
+    pool = gateway.upstreams["rest"].pool
+    conn = Connection(pool)
+    conn.connection_made(Transport(conn))
+    pool._idle.append(conn)
+    config = uvicorn.Config(None, lifespan="off", log_config=None, access_log=False)  # type: ignore[arg-type]
+    config.load()
+    state = ServerState()
+    state.default_headers = [(b"date", b"Tue, 01 Dec 2026 23:00:00 GMT")]
+    protocol = listener.protocol_for(settings, gateway)(config=config, server_state=state, app_state={})
+    protocol.connection_made(Transport())  # type: ignore[arg-type]
+    request = b"GET /rest/v1/todos HTTP/1.1\r\nHost: 127.0.0.1:8000\r\napikey: " + key.encode() + b"\r\n\r\n"
+    stdout, sys.stdout = sys.stdout, open("/dev/null", "w")  # the access log
+    gc.freeze()
+    for _ in range(2000):
+        protocol.data_received(request)
+    spent: dict[str, float] = {}
+    if steps:
+        for cls, name in STEPS:
+            timed(spent, cls, name)
+    started = time.perf_counter()
+    for _ in range(n):
+        protocol.data_received(request)
+    took = time.perf_counter() - started
+    sys.stdout = stdout
+    print(f"{took / n * 1e6:.1f} µs per request (Python only{', steps timed' if steps else ''})")
+    for name, seconds in spent.items():
+        print(f"  {name:14s} {seconds / n * 1e6:6.2f} µs (inclusive)")
+
+
+if __name__ == "__main__":
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("-n", type=int, default=20_000)
+    p.add_argument("--steps", action="store_true")
+    p.add_argument("--limits", action="store_true")
+    args = p.parse_args()
+    uvloop.run(main(args.n, args.steps, args.limits))
