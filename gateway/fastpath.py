@@ -31,6 +31,7 @@ FAST_METHODS = frozenset({b"GET", b"HEAD", b"OPTIONS", b"DELETE"})
 # Headers that announce a body (a Content-Length of 0 does not): such a request is the ASGI app's.
 BODY_HEADERS = frozenset({b"content-length", b"transfer-encoding", b"expect"})
 _CLOSE = (b"connection", b"close")
+STREAMING_CHUNK = 16 * 1024  # a body chunk this large is written at once, not coalesced
 _TASKS: set[asyncio.Task[None]] = set()  # the loop keeps only weak references to tasks
 
 
@@ -38,7 +39,6 @@ def _spawn(coro: Any) -> None:
     task = asyncio.get_running_loop().create_task(coro)
     _TASKS.add(task)
     task.add_done_callback(_TASKS.discard)
-STREAMING_CHUNK = 16 * 1024  # a body chunk this large is written at once, not coalesced
 
 
 def eligible(method: bytes, url: bytes) -> bool:

@@ -1,8 +1,9 @@
 """Every valid key in memory, kept in step with Postgres through LISTEN/NOTIFY.
 
 The request path asks ``KeyRing.by_hash``, a ``KeyTable``: a lookup in memory. A hash not in
-memory (a key just created on another instance whose notification has not arrived yet) costs one database round
-trip, shared by concurrent requests and remembered briefly when it finds nothing.
+memory (a key just created on another instance whose notification has not arrived yet) costs
+one database round trip, shared by concurrent requests and remembered briefly when it finds
+nothing.
 """
 
 from __future__ import annotations
@@ -297,7 +298,7 @@ class KeyRing:
             with contextlib.suppress(Exception):
                 await asyncio.shield(pending)
         self.by_hash.pop(key_hash, None)  # changed: drop the old entry and its cached token
-        await self.fetch(key_hash, budgeted=False)  # begins after the announcement: it may cache what it reads
+        await self.fetch(key_hash, budgeted=False)  # begun after the announcement: may cache what it reads
         self._changed()
 
     async def _reload_settings_and_notify(self) -> None:
