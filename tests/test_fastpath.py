@@ -1,7 +1,9 @@
 """The public listener's fast path, byte by byte: requests fed to the protocol as bytes (the way
 uvicorn tests its httptools protocol), answers read from a mock transport; the upstreams are
 the real local servers, the key ring in memory. What the wire suites cannot see from outside:
-which path served a request, pipelining, a client lost mid-answer, memory under a flood."""
+which path served a request, pipelining, a client lost mid-answer, memory under a flood, a slow
+client; and hostile request heads fed to the listener with and without its fast path, which
+must answer alike and send the upstream the same request."""
 
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ import uvicorn
 from uvicorn.server import ServerState
 
 from gateway.http1 import State
-from gateway.listener import protocol_for
+from gateway.listener import HttpProtocol
 from gateway.proxy import Proxy
 from gateway.services import Reads, upstream_from
 
@@ -55,10 +57,13 @@ class MockTransport:
 class Client:
     """One client connection to a protocol instance."""
 
-    def __init__(self, proxy: Proxy) -> None:
-        settings = proxy.settings
+    def __init__(self, proxy: Proxy, fast: bool = True) -> None:
+        """``fast=False``: the same listener without its fast path (every request to the ASGI app)."""
+        server = proxy.settings.server
+        protocol = HttpProtocol.configured(server.header_timeout_seconds, server.max_connections,
+                                           proxy.gateway if fast else None)
         config = uvicorn.Config(proxy, lifespan="off", log_config=None, access_log=False, server_header=False,
-                                proxy_headers=False, http=protocol_for(settings, proxy.gateway))
+                                proxy_headers=False, http=protocol)
         config.load()
         self.state = ServerState()
         self.protocol = config.http_protocol_class(config=config, server_state=self.state, app_state={})
@@ -271,3 +276,74 @@ async def test_a_probe_whose_client_leaves_lets_the_next_read_probe_again(fast):
     assert not replica.probing
     primary.pool.outstanding = 0
     await replica.close()
+
+
+# --- the same bytes, both ways: the same answer and the same request upstream ------------------------
+
+PUB, SEC = "{pub}", "{sec}"
+BROWSER_UA = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/130.0 Safari/537.36"
+DIFFERENTIAL = [
+    ("GET", "/rest/v1/todos?select=id", [f"apikey: {PUB}"]),
+    ("GET", "/rest/v1//", [f"apikey: {PUB}"]),
+    ("GET", "/rest/v1//", [f"apikey: {SEC}"]),
+    ("GET", "/rest/v1/%74odos/./a/../b?x=%2F", [f"apikey: {PUB}"]),
+    ("GET", "/rest/v1/a%2Fb", [f"apikey: {PUB}"]),
+    ("GET", "/rest/v1/todos#x", [f"apikey: {PUB}"]),
+    ("GET", "/rest/v1/todos?apikey=" + PUB + "&a=1", []),
+    ("GET", "/rest/v1/todos?apikey=" + PUB, [f"apikey: {SEC}"]),
+    ("GET", "/rest/v1/todos", [f"apikey: {PUB}", f"apikey: {PUB}"]),
+    ("GET", "/rest/v1/todos", [f"apikey: {PUB}", "Connection: authorization, apikey, x-forwarded-for",
+                               "X-Forwarded-For: 203.0.113.9"]),
+    ("GET", "/rest/v1/todos", [f"apikey: {PUB}", f"Authorization: Bearer {SEC}"]),
+    ("GET", "/rest/v1/todos", [f"apikey: {SEC}", f"User-Agent: {BROWSER_UA}", "Sec-Fetch-Mode: cors"]),
+    ("GET", "/rest/v1/todos", [f"apikey: {PUB}", "Origin: https://app.example.com"]),
+    ("GET", "/rest/v1/todos", ["apikey: sb_publishable_nope"]),
+    ("GET", "/rest/v1/todos", ["apikey: "]),
+    ("GET", "/rest/v1/todos", [f"apikey: {PUB}", "Authorization: Basic dXNlcjpwYXNz"]),
+    ("GET", "/storage/v1/object/public/a.png", []),
+    ("GET", "/auth/v1/verify?token=x", []),
+    ("GET", "/functions/v1/hello", [f"apikey: {PUB}"]),
+    ("GET", "/graphql/v1", [f"apikey: {PUB}"]),
+    ("GET", "/pg/tables", [f"apikey: {PUB}"]),
+    ("GET", "/realtime/v1/api/tenants", [f"apikey: {SEC}"]),
+    ("GET", "/nowhere", []),
+    ("GET", "/health", []),
+    ("HEAD", "/rest/v1/todos", [f"apikey: {PUB}"]),
+    ("HEAD", "/rest/v1/todos", []),
+    ("DELETE", "/rest/v1/todos?id=eq.1", [f"apikey: {SEC}"]),
+    ("OPTIONS", "/rest/v1/todos", ["Origin: https://app.example.com", "Access-Control-Request-Method: GET",
+                                   "Access-Control-Request-Headers: apikey, authorization"]),
+    ("OPTIONS", "/pg/tables", ["Origin: http://localhost:3000.evil.com", "Access-Control-Request-Method: GET"]),
+    ("GET", "/rest/v1/todos", [f"apikey: {PUB}", "Content-Length: 0"]),
+    ("GET", "/rest/v1/todos", [f"apikey: {PUB}", "Upgrade: h2c", "Connection: Upgrade"]),
+    ("GET", "/rest/v1/todos", [f"apikey: {PUB}", "Host: evil.example", "X-Forwarded-Host: evil.example"]),
+]
+# What may differ between the two: the upstream's own Date, and how a body is framed.
+VOLATILE = {b"date", b"content-length", b"transfer-encoding"}
+
+
+async def _answer(proxy: Proxy, fast: bool, raw: bytes, head: bool) -> tuple[bytes, dict[bytes, bytes], object]:
+    c = Client(proxy, fast=fast)
+    c.send(raw)
+    [(status, headers, body)] = await c.responses(1, heads=(0,) if head else ())
+    c.protocol.connection_lost(None)
+    assert c.asgi_calls == (0 if fast and b"Upgrade:" not in raw else 1)  # the way we meant
+    try:
+        parsed: object = json.loads(body) if body else b""
+    except ValueError:
+        parsed = body
+    return status, {k: v for k, v in headers.items() if k not in VOLATILE}, parsed
+
+
+@pytest.mark.parametrize("method, target, headers", DIFFERENTIAL)
+async def test_both_ways_of_serving_answer_alike(fast, method, target, headers):
+    proxy, keys = fast
+    fill = {"pub": keys["publishable"], "sec": keys["secret"]}
+    target = target.format(**fill)
+    lines = [h.format(**fill) for h in headers]
+    if not any(h.lower().startswith("host:") for h in lines):
+        lines.insert(0, "Host: gateway")
+    raw = (f"{method} {target} HTTP/1.1\r\n" + "".join(h + "\r\n" for h in lines) + "\r\n").encode()
+    via_fast = await _answer(proxy, True, raw, method == "HEAD")
+    via_asgi = await _answer(proxy, False, raw, method == "HEAD")
+    assert via_fast == via_asgi
