@@ -70,7 +70,10 @@ def test_two_instances_of_two_workers_share_one_limit(gateways, pg_server, redis
     # Within the limit plus 5 % plus one sync interval of traffic (and a request of slack for
     # the clocks of four workers), never less than the limit.
     assert limit <= admitted <= limit * 1.05 + rate * SYNC_MS / 1000 + 1, admitted
-    assert 429 not in got[: limit - 1]  # nothing under the limit was refused
+    # Nothing under the limit was refused. ``got`` is in the order answers finished: a 429 (no
+    # upstream round trip) may finish before the 200s of up to three requests decided before it
+    # in the other threads, hence the slack of three.
+    assert 429 not in got[: limit - 1 - 3]
 
 
 def test_limits_go_on_per_worker_while_redis_is_away(gateways, tmp_path):
