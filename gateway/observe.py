@@ -145,7 +145,9 @@ def record(
         # The parts that repeat from request to request are built once (bounded caches).
         head = _HEADS.get((method, path))
         if head is None:
-            head = _part(_HEADS, (method, path), _line_head(method, path))
+            head = _line_head(method, path)
+            if "sb_" not in path and "eyJ" not in path:  # a path quoting a key is never kept
+                _part(_HEADS, (method, path), head)
         tail_key = (svc, role, key_id, prefix, upstream, limited)
         tail = _TAILS.get(tail_key)
         if tail is None:

@@ -92,7 +92,8 @@ class Pool:
         else:
             conn.close()
 
-    async def _connect(self) -> Connection:
+    async def connect(self) -> Connection:
+        """A new connection (UpstreamConnectError, UpstreamConnectTimeout)."""
         loop = asyncio.get_running_loop()
         try:
             _, conn = await asyncio.wait_for(
@@ -113,15 +114,8 @@ class Pool:
                 return conn
         return None
 
-    async def connect(self) -> Connection:
-        return await self._connect()
-
     async def _acquire(self) -> Connection:
-        while self._idle:
-            conn = self._idle.pop()
-            if conn.state is State.IDLE:
-                return conn
-        return await self._connect()
+        return self.take_idle() or await self.connect()
 
     async def request(self, method: str, target: str, headers: Headers, body: Body) -> Response:
         """Send a request; returns once the response head has arrived.
@@ -140,7 +134,7 @@ class Pool:
                 raced = conn.exchanges > 1 and conn.lost_in is State.WAITING  # closed while idle in the pool
                 if not (raced and not hasattr(body, "__aiter__")):
                     raise
-            return await self._exchange(await self._connect(), method, target, headers, body)
+            return await self._exchange(await self.connect(), method, target, headers, body)
         except BaseException:
             self.outstanding -= 1
             raise

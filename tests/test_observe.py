@@ -28,3 +28,14 @@ def test_an_access_line_is_one_json_object(capsys):
     line = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert line["path"] == '/rest/v1/"quoted"\\/[redacted]'
     assert (line["status"], line["service"], line["role"], line["key_id"]) == (200, "rest", "anon", "id-1")
+
+
+def test_a_path_quoting_a_key_is_not_kept_in_memory_after_its_line(capsys):
+    """The access line's parts are cached per path, except a path holding a key or a JWT."""
+    secret = "sb_secret_AbCdEfGhIjKlMnOpQrStUv_12345678"
+    observe.record("GET", f"/rest/v1/{secret}", "rest", 401, time.perf_counter())
+    observe.record("GET", "/rest/v1/todos", "rest", 200, time.perf_counter())
+    observe.ACCESS.flush()
+    capsys.readouterr()
+    cached = repr(list(observe._HEADS)) + repr(list(observe._HEADS.values()))
+    assert secret not in cached and "/rest/v1/todos" in cached
