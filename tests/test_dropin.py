@@ -42,7 +42,7 @@ UNUSED_SECRETS = ("ANON_KEY_ASYMMETRIC", "SERVICE_ROLE_KEY_ASYMMETRIC", "DASHBOA
 def test_files_cite_the_official_version_they_follow():
     for path in (OVERRIDE, FIXTURE / "docker-compose.yml"):
         assert OFFICIAL_COMMIT in path.read_text(), path
-    assert OFFICIAL_COMMIT in (REPO / "README.md").read_text()
+    assert OFFICIAL_COMMIT in (REPO / "docs" / "dropin.md").read_text()
 
 
 # --- the compose files ---------------------------------------------------------------------------
