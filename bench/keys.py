@@ -10,8 +10,8 @@ from typing import Any
 import asyncpg
 import jwt
 
-from gateway import apikeys
 from gateway.config import Settings
+from gateway.keys import apikeys
 from tests.helpers import JWT_SECRET
 
 CHECKSUM_REF = Settings.model_fields["key_checksum_ref"].default  # what the gateways run with

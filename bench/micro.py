@@ -23,14 +23,16 @@ import uvicorn  # noqa: E402
 import uvloop  # noqa: E402
 from uvicorn.server import ServerState  # noqa: E402
 
-from gateway import apikeys, decide, fastpath, listener  # noqa: E402
+from gateway import decide  # noqa: E402
 from gateway.auth import Authenticator  # noqa: E402
 from gateway.config import Settings  # noqa: E402
-from gateway.entries import KeyEntry  # noqa: E402
-from gateway.http1 import Connection  # noqa: E402
-from gateway.keyring import KeyRing  # noqa: E402
-from gateway.limits import parse_limit  # noqa: E402
-from gateway.tokens import JwtVerifier, Minter  # noqa: E402
+from gateway.keys import apikeys  # noqa: E402
+from gateway.keys.entries import KeyEntry  # noqa: E402
+from gateway.keys.ring import KeyRing  # noqa: E402
+from gateway.keys.tokens import JwtVerifier, Minter  # noqa: E402
+from gateway.rules.limits import parse_limit  # noqa: E402
+from gateway.serve import fastpath, listener  # noqa: E402
+from gateway.upstream.connection import Connection  # noqa: E402
 
 BODY = b'{"id":1,"name":"bench","items":[1,2,3],"ok":true}'
 ANSWER = (b"HTTP/1.1 200 OK\r\nServer: nginx\r\nDate: Tue, 01 Dec 2026 23:00:00 GMT\r\n"

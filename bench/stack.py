@@ -22,7 +22,7 @@ from bench.gateways import BenchGateway
 from bench.measure import ProcSet
 from bench.nginx import COUNTED_LOG, proxy_conf, start_nginx, upstream_conf
 from bench.process import Processes, find_tool, wait_http
-from gateway.db import DatabaseError, EmbeddedPostgres
+from gateway.keys.db import DatabaseError, EmbeddedPostgres
 from tests.helpers import ADMIN_TOKEN, JWT_SECRET, create_database, free_port, run_cli
 
 BIG_BYTES = 10 * 1024 * 1024  # /big.bin on the upstream

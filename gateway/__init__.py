@@ -1,7 +1,8 @@
 """A self-hostable API key gateway for Supabase.
 
-The request path reads top to bottom: ``routes`` finds the route, ``apikeys`` identifies the
-key, ``auth`` decides, ``tokens`` mints, ``proxy`` forwards.
+A request is admitted by ``serve`` (``request``, ``routes``), its key found and identified in
+``keys``, decided by ``decide`` (``auth`` and ``rules``), a JWT minted by ``keys.tokens``, and it
+is forwarded by ``upstream`` and recorded by ``observe``. See docs/layout.md.
 """
 
 __version__ = "0.1.0"

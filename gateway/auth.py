@@ -10,12 +10,13 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from gateway import apikeys, errors
-from gateway.browser import is_browser
-from gateway.entries import KeyEntry
-from gateway.keyring import KeyRing
+from gateway import errors
+from gateway.keys import apikeys
+from gateway.keys.entries import KeyEntry
+from gateway.keys.ring import KeyRing
+from gateway.keys.tokens import InvalidJwt, JwtVerifier, Minter
 from gateway.routes import Policy
-from gateway.tokens import InvalidJwt, JwtVerifier, Minter
+from gateway.rules.browser import is_browser
 
 
 class Credentials:

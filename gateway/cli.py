@@ -1,7 +1,7 @@
 """The ``gateway`` command: serve, migrate, keys, legacy.
 
 Every failure is one line on stderr and a non-zero exit status. Keys are built with the same
-request models as the admin API's (``gateway.shapes``), so the same rules hold.
+request models as the admin API's (``gateway.keys.shapes``), so the same rules hold.
 """
 
 from __future__ import annotations
@@ -16,11 +16,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any, Awaitable, Callable, NoReturn
 
-from gateway import shapes
 from gateway.config import ConfigError, Settings, load_settings
-from gateway.db import UNAVAILABLE, DatabaseError, connect, migrate, resolve_dsn, safe_reason
-from gateway.shapes import CreateApiKeyBody, InvalidInput, UpdateApiKeyBody, key_json
-from gateway.store import NotFound, Store
+from gateway.keys import shapes
+from gateway.keys.db import UNAVAILABLE, DatabaseError, connect, migrate, resolve_dsn, safe_reason
+from gateway.keys.shapes import CreateApiKeyBody, InvalidInput, UpdateApiKeyBody, key_json
+from gateway.keys.store import NotFound, Store
 
 PROG = "gateway"
 
@@ -156,7 +156,7 @@ def _fail(message: str) -> int:
 
 
 def _serve(settings: Settings, args: argparse.Namespace) -> int:
-    from gateway.server import serve
+    from gateway.process.server import serve
 
     updates: dict[str, Any] = {}
     server = settings.server.model_copy(update={k: v for k, v in (

@@ -1,5 +1,5 @@
 """Every decision of the public listener, in one place for both ways it is served: the ASGI app
-(gateway.proxy) and the fast path of the listener's own protocol (gateway.fastpath).
+(gateway.serve.asgi) and the fast path of the listener's own protocol (gateway.serve.fastpath).
 
 A request is an ``Exchange``. ``Gateway.route`` admits it (431, 400, 404, 403) and answers what
 the gateway answers itself (preflights, ``/health``); ``grant_now`` decides on its key from
@@ -18,15 +18,15 @@ from dataclasses import dataclass
 
 from gateway import errors, observe, routes
 from gateway.auth import NO_KEY, Authenticator, Grant, Need
-from gateway.clientip import ClientIp, limit_key, parse_networks
 from gateway.config import Settings
-from gateway.forward import upstream_headers
-from gateway.limits import Limiter, RateLimits
-from gateway.origins import OriginSet
+from gateway.headers import upstream_headers
 from gateway.request import MAX_HEADER_BYTES, MAX_HEADERS, RequestInfo, split_query
 from gateway.responses import JSON, Headers, cors_headers, error_headers, preflight_headers
 from gateway.routes import BadPath, Cors, Kind, Policy, QueryKey, Route, match, normalize
-from gateway.services import Reads, Upstream, configured_upstreams, read_targets
+from gateway.rules.clientip import ClientIp, limit_key, parse_networks
+from gateway.rules.limits import Limiter, RateLimits
+from gateway.rules.origins import OriginSet
+from gateway.upstream.services import Reads, Upstream, configured_upstreams, read_targets
 
 log = logging.getLogger("gateway")
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from urllib.parse import unquote_plus
 
 from gateway.auth import Credentials
-from gateway.browser import sec_fetch_signal
+from gateway.rules.browser import sec_fetch_signal
 
 MAX_HEADERS = 100
 MAX_HEADER_BYTES = 32 * 1024

@@ -6,8 +6,8 @@ import json
 from typing import Any, Awaitable, Callable
 
 from gateway.errors import Refusal
-from gateway.origins import OriginSet
 from gateway.routes import Cors
+from gateway.rules.origins import OriginSet
 
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 Receive = Callable[[], Awaitable[dict[str, Any]]]

@@ -48,7 +48,7 @@ class Route:
     extra_headers: tuple[tuple[bytes, bytes], ...] = ()  # set by the route
     query_key: QueryKey = QueryKey.DROP
     cors: Cors = Cors.ANY
-    channel_tokens: bool = False  # API keys in Realtime frames are swapped for JWTs (gateway.realtime)
+    channel_tokens: bool = False  # API keys in Realtime frames are swapped for JWTs (gateway.serve.realtime)
     replica_methods: frozenset[str] = frozenset()  # reads that may go to a read replica (SPEC section 12)
     owned_headers: frozenset[bytes] = field(init=False)  # set by the route: the client's are dropped
 

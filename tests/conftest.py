@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from gateway.db import EmbeddedPostgres
+from gateway.keys.db import EmbeddedPostgres
 from tests.helpers import ADMIN_TOKEN, JWT_SECRET, Gateway, RedisServer, create_database
 
 
@@ -129,13 +129,14 @@ def serving(request) -> dict[str, str]:
 async def memory_proxy(up):
     """``(proxy, keys)``: the public ASGI app in this process, in front of the upstreams, its key
     ring in memory with one publishable and one secret key (``keys[type]``), no database."""
-    from gateway import apikeys, observe
+    from gateway import observe
     from gateway.auth import Authenticator
     from gateway.config import Settings
-    from gateway.entries import KeyEntry, legacy_entries
-    from gateway.keyring import KeyRing
-    from gateway.proxy import Proxy
-    from gateway.tokens import JwtVerifier, Minter
+    from gateway.keys import apikeys
+    from gateway.keys.entries import KeyEntry, legacy_entries
+    from gateway.keys.ring import KeyRing
+    from gateway.keys.tokens import JwtVerifier, Minter
+    from gateway.serve.asgi import Proxy
     from tests.factories import LEGACY_SERVICE_ROLE
     from tests.upstreams import JWT_SECRET
 

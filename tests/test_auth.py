@@ -9,14 +9,14 @@ import hashlib
 
 import pytest
 
-from gateway import apikeys
 from gateway.auth import Authenticator, Credentials
 from gateway.config import Settings
 from gateway.errors import Refusal
-from gateway.entries import KeyEntry, legacy_entries
-from gateway.keyring import KeyRing
+from gateway.keys import apikeys
+from gateway.keys.entries import KeyEntry, legacy_entries
+from gateway.keys.ring import KeyRing
+from gateway.keys.tokens import JwtVerifier, Minter
 from gateway.routes import Policy
-from gateway.tokens import JwtVerifier, Minter
 from tests.factories import LEGACY_SERVICE_ROLE, hs256, user_claims
 from tests.upstreams import JWT_SECRET
 
@@ -141,7 +141,7 @@ async def test_unknown_key_looked_up_once_then_remembered(setup):
 async def test_unexpected_error_answers_500_and_logs_no_message(caplog):
     """A bug on the request path: a JSON 500, and a log line that names the error type and where
     it happened but not its message (which could quote a header or a URL with a JWT)."""
-    from gateway.proxy import Proxy
+    from gateway.serve.asgi import Proxy
 
     leaked = "sb_secret_" + "must_not_be_logged"
 
@@ -177,8 +177,8 @@ async def test_a_flood_of_made_up_keys_costs_a_bounded_number_of_lookups(dsn):
     import asyncio
     import time
 
-    from gateway.db import connect, migrate
-    from gateway.store import Store
+    from gateway.keys.db import connect, migrate
+    from gateway.keys.store import Store
 
     conn = await connect(dsn)
     await migrate(conn)
@@ -208,7 +208,7 @@ async def test_a_flood_of_made_up_keys_costs_a_bounded_number_of_lookups(dsn):
         assert refused == 500
         assert lookups <= 5 + 5 * elapsed + 1
         # A key that exists is still found once the budget has refilled.
-        from gateway.shapes import CreateApiKeyBody
+        from gateway.keys.shapes import CreateApiKeyBody
 
         row, key = await store.create_key(CreateApiKeyBody(type="publishable", name="after_flood"), actor="test")
         await asyncio.sleep(0.3)  # the budget refills at 5 a second

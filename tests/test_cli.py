@@ -16,7 +16,7 @@ import asyncpg
 import httpx
 import pytest
 
-from gateway import apikeys
+from gateway.keys import apikeys
 from tests.helpers import JWT_SECRET, Gateway, free_port, run_cli
 
 REF = "supabase-self-hosted"
@@ -238,7 +238,7 @@ def test_legacy_enable_disable_status(cli, dsn):
 
 
 def test_migrate(cli):
-    from gateway.db import migration_files
+    from gateway.keys.db import migration_files
 
     assert ok(cli("migrate")).strip() == "applied " + ", ".join(version for version, _ in migration_files())
     assert ok(cli("migrate")).strip() == "migrations are up to date"

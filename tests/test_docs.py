@@ -34,11 +34,11 @@ def test_config_example_names_every_option():
 
 def test_drop_in_override_sets_only_names_the_gateway_reads():
     """Every variable the override gives api-gw is a gateway option, one of its aliases, a key it
-    imports on first start, or one of Envoy's it blanks (tests/test_dropin.py runs docker-compose)."""
+    imports on first start, or one of Envoy's it blanks (tests/wire/test_dropin.py runs docker-compose)."""
     import re
 
     from gateway.config import ALIASES
-    from gateway.server import IMPORT_ENV
+    from gateway.process.server import IMPORT_ENV
 
     override = yaml.safe_load((REPO / "docker" / "docker-compose.gateway.yml").read_text())
     env = override["services"]["api-gw"]["environment"]

@@ -13,12 +13,13 @@ import textwrap
 
 import pytest
 
-from gateway import apikeys, errors
+from gateway import errors
 from gateway.auth import Authenticator, Credentials
 from gateway.config import Settings
-from gateway.keyring import KeyRing
+from gateway.keys import apikeys
+from gateway.keys.ring import KeyRing
+from gateway.keys.tokens import JwtVerifier, Minter
 from gateway.routes import Policy
-from gateway.tokens import JwtVerifier, Minter
 from tests.upstreams import JWT_SECRET
 
 
@@ -68,13 +69,13 @@ async def test_refusals_from_the_authenticator_do_not_grow():
 
 FLOOD = textwrap.dedent('''
     import asyncio, gc, json, os, sys
-    from gateway import apikeys
+    from gateway.keys import apikeys
     from gateway.auth import Authenticator
     from gateway.config import Settings
-    from gateway.entries import KeyEntry
-    from gateway.keyring import KeyRing
-    from gateway.proxy import Proxy
-    from gateway.tokens import JwtVerifier, Minter
+    from gateway.keys.entries import KeyEntry
+    from gateway.keys.ring import KeyRing
+    from gateway.serve.asgi import Proxy
+    from gateway.keys.tokens import JwtVerifier, Minter
 
     REF = "supabase-self-hosted"
     BROWSER = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0 Safari/537.36"

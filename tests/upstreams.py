@@ -38,7 +38,12 @@ import jwt
 from aiohttp import WSMsgType, web
 
 from tests.factories import (
-    AUTH_USER_JWK, GATEWAY_RSA_SIGNING_JWK, GATEWAY_SIGNING_JWK, LEGACY_ANON, LEGACY_SERVICE_ROLE, public_jwk,
+    AUTH_USER_JWK,
+    GATEWAY_RSA_SIGNING_JWK,
+    GATEWAY_SIGNING_JWK,
+    LEGACY_ANON,
+    LEGACY_SERVICE_ROLE,
+    public_jwk,
 )
 from tests.helpers import ADMIN_TOKEN, JWT_SECRET, Gateway, create_database, free_port, run_async
 

@@ -27,7 +27,7 @@ from bench.results import Row, paired_ratio, summarize
 from bench.runner import sanity
 from bench.scenario import Context, Scenario
 from bench.wrk import Load
-from gateway.sections import ServerSettings
+from gateway.config.sections import ServerSettings
 
 MAX_CONNECTIONS = ServerSettings.model_fields["max_connections"].default  # per worker; the bench leaves it
 KEEPALIVE_S = ServerSettings.model_fields["keepalive_seconds"].default  # idle connections close after this

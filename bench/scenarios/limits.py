@@ -18,7 +18,7 @@ from bench.paced import paced
 from bench.results import Row
 from bench.scenario import Context, Scenario
 from bench.wrk import Load
-from gateway.sections import LimitsSettings
+from gateway.config.sections import LimitsSettings
 
 STORES = ("postgres", "redis")
 NEVER = {"per_key": "1000000/m", "per_ip": "1000000/m"}  # far above what one machine can send

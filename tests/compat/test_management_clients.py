@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway import apikeys
+from gateway.keys import apikeys
 from tests.compat.node import node_command
 from tests.compat.stack import HERE, NODE_MODULES, ensure_node_modules
 from tests.helpers import JWT_SECRET, Gateway

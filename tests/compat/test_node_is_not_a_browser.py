@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.browser import sec_fetch_signal
+from gateway.rules.browser import sec_fetch_signal
 
 pytestmark = pytest.mark.compat
 

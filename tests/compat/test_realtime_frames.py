@@ -1,4 +1,4 @@
-"""gateway.realtime: which WebSocket frames get the minted JWT in place of an API key.
+"""gateway.serve.realtime: which WebSocket frames get the minted JWT in place of an API key.
 
 The frames are the ones realtime-js (serializer 2.0.0, JSON arrays) and realtime-py (1.0.0,
 JSON objects) send; the end-to-end proof with the real libraries is in test_supabase_js/py.
@@ -13,8 +13,8 @@ import pytest
 
 from gateway import routes
 from gateway.auth import Grant
-from gateway.apikeys import hash_key
-from gateway.realtime import frame_rewriter, rewrite_frame
+from gateway.keys.apikeys import hash_key
+from gateway.serve.realtime import frame_rewriter, rewrite_frame
 
 pytestmark = pytest.mark.compat
 

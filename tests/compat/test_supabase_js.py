@@ -17,7 +17,15 @@ import pytest
 from tests.compat.conftest import ApiKeys
 from tests.compat.node import run_js
 from tests.compat.stack import (
-    ALICE, ALICE_ROWS, ALL_ROWS, ANON_KEY, ANON_ROWS, BOB, SERVICE_ROLE_KEY, Stack, assert_function_saw,
+    ALICE,
+    ALICE_ROWS,
+    ALL_ROWS,
+    ANON_KEY,
+    ANON_ROWS,
+    BOB,
+    SERVICE_ROLE_KEY,
+    Stack,
+    assert_function_saw,
 )
 from tests.helpers import Gateway
 

@@ -1,0 +1,311 @@
+"""Every valid key in memory, kept in step with Postgres through LISTEN/NOTIFY.
+
+The request path asks ``KeyRing.by_hash``, a ``KeyTable``: a lookup in memory. A hash not in
+memory (a key just created on another instance whose notification has not arrived yet) costs
+one database round trip, shared by concurrent requests and remembered briefly when it finds
+nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import asyncpg
+
+from gateway.config import Settings
+from gateway.keys.entries import KeyEntry, entry_from_row, legacy_entries
+from gateway.keys.keytable import Builder, KeyTable
+from gateway.keys.store import Legacy, Store
+
+log = logging.getLogger("gateway")
+
+CHANNEL = "gateway_changes"
+NEGATIVE_TTL = 1.0
+NEGATIVE_MAX = 10_000
+LISTEN_RETRY_MAX = 0.5  # seconds between attempts to re-open a lost LISTEN connection, at most
+
+
+class TokenBucket:
+    """``rate`` tokens a second, at most ``burst`` saved up."""
+
+    __slots__ = ("rate", "burst", "tokens", "at")
+
+    def __init__(self, rate: float, burst: float) -> None:
+        self.rate = rate
+        self.burst = burst
+        self.tokens = burst
+        self.at = time.monotonic()
+
+    def take(self, now: float) -> bool:
+        self.tokens = min(self.burst, self.tokens + (now - self.at) * self.rate)
+        self.at = now
+        if self.tokens < 1:
+            return False
+        self.tokens -= 1
+        return True
+
+
+@dataclass
+class KeyRing:
+    store: Store
+    settings: Settings
+    by_hash: KeyTable = field(default_factory=KeyTable)
+    legacy: Legacy = Legacy(True, None)
+    admin_token_hash: str | None = None
+    on_change: list[Callable[[], None]] = field(default_factory=list)
+    _legacy_by_token: dict[str, KeyEntry] = field(default_factory=dict)
+    _negative: dict[str, float] = field(default_factory=dict)
+    _inflight: dict[str, asyncio.Future[KeyEntry | None]] = field(default_factory=dict)
+    _used: dict[str, float] = field(default_factory=dict)
+    _counts: dict[tuple[str, int], int] = field(default_factory=dict)  # (key id, hour since the epoch) -> requests
+    _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    _listener: asyncpg.Connection | None = None
+    # Reads race with notifications: a read that began before a change was announced must not
+    # bring back what the change removed. Hashes deleted (until re-inserted), and when each
+    # hash was last announced, let a finished read tell.
+    _deleted: set[str] = field(default_factory=set)
+    _announced: dict[str, float] = field(default_factory=dict)
+    _lookup_budget: "TokenBucket" = field(init=False)
+    _settings_reads: int = 0
+    _settings_applied: int = 0
+    _fingerprint: Any = None  # of the table as the last full reload saw it
+
+    def __post_init__(self) -> None:
+        rate = self.settings.keys.miss_lookups_per_second
+        self._lookup_budget = TokenBucket(rate, rate)
+
+    # --- the request path ------------------------------------------------------------------
+
+    def legacy_entry(self, token: str) -> KeyEntry | None:
+        """The legacy key entry if ``token`` is exactly one of the configured legacy keys."""
+        return self._legacy_by_token.get(token)
+
+    async def fetch(self, key_hash: str, budgeted: bool = True) -> KeyEntry | None:
+        """A key not in memory: one shared round trip, negative answers kept for a second, and
+        at most ``keys.miss_lookups_per_second`` such round trips per worker (a burst of as
+        many): past that a miss is answered from memory, since changes arrive by notification
+        within milliseconds and a miss is almost always a key that does not exist. A fetch for
+        a notification (``budgeted=False``) is never refused: a flood of made-up keys must not
+        keep an edited key out of memory."""
+        now = time.monotonic()
+        if self._negative.get(key_hash, 0.0) > now:
+            return None
+        pending = self._inflight.get(key_hash)
+        if pending is not None:
+            return await asyncio.shield(pending)
+        if budgeted and not self._lookup_budget.take(now):
+            return None
+        fut: asyncio.Future[KeyEntry | None] = asyncio.get_running_loop().create_future()
+        self._inflight[key_hash] = fut
+        try:
+            row = await self.store.lookup_hash(key_hash)
+            entry = None if row is None else entry_from_row(row)
+            if key_hash in self._deleted:
+                entry = None  # deleted while we read
+            elif self._announced.get(key_hash, -1.0) >= now:
+                pass  # changed while we read: answer, but let the notification's refetch cache it
+            elif entry is None:
+                if len(self._negative) >= NEGATIVE_MAX:
+                    self._negative.clear()
+                self._negative[key_hash] = now + NEGATIVE_TTL
+            else:
+                self.by_hash[key_hash] = entry
+            fut.set_result(entry)
+            return entry
+        except Exception as e:  # the database is down: refuse, never guess
+            fut.set_result(None)
+            log.warning("key lookup failed: %s", type(e).__name__)
+            return None
+        finally:
+            del self._inflight[key_hash]
+
+    def mark_used(self, entry: KeyEntry) -> None:
+        """Last use and requests per hour, in memory; ``flush`` writes them in one statement."""
+        now = time.time()
+        self._used[entry.id] = now
+        slot = (entry.id, int(now // 3600))
+        self._counts[slot] = self._counts.get(slot, 0) + 1
+
+    # --- keeping in step -------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._legacy_by_token = legacy_entries(self.settings)
+        await self.reload()
+        self._tasks = [
+            asyncio.create_task(self._listen_forever(), name="keyring-listen"),
+            asyncio.create_task(self._every(self.settings.keys.refresh_seconds, self.refresh), name="keyring-refresh"),
+            asyncio.create_task(self._every(self.settings.keys.last_used_flush_seconds, self.flush), name="keyring-flush"),
+        ]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        with contextlib.suppress(Exception):
+            await self.flush()
+        if self._listener is not None:
+            with contextlib.suppress(Exception):
+                await self._listener.close()
+
+    async def refresh(self) -> None:
+        """The periodic safety net: a full reload only if the table changed since the last one
+        (a missed notification always comes with such a change)."""
+        if await self.store.key_fingerprint() != self._fingerprint:
+            await self.reload()
+        else:
+            await self._reload_settings()
+
+    async def reload(self) -> None:
+        """Full reload into a new table, read in batches so that requests keep being served meanwhile."""
+        started = time.monotonic()
+        builder = Builder()
+        async with self.store.ring_rows() as (fingerprint, packed, rows):
+            async for records in packed:
+                builder.add_packed(records)
+            async for row in rows:
+                if not builder.add(row["hash"], entry_from_row(row)):
+                    log.warning("ignoring a key whose stored hash is not a SHA256")
+        fresh = builder.table()
+        # Announced while we read (deletions too): what the notification put in place is newer
+        # than our rows.
+        for key_hash, at in self._announced.items():
+            if at >= started:
+                current = self.by_hash.get(key_hash)
+                if current is None:
+                    fresh.pop(key_hash)
+                else:
+                    fresh[key_hash] = current
+        # Keep the entries in use (and their cached tokens) where nothing changed.
+        for digest, old in list(self.by_hash.in_use()):
+            entry = fresh.get_digest(digest)
+            if entry is not None and entry is not old and old.same(entry):
+                fresh.keep(digest, old)
+        self.by_hash = fresh
+        self._fingerprint = fingerprint
+        # A deletion announced before this read began is in what it read (or undone since, by
+        # an import this worker may not have heard of): no longer a reason to refuse the key.
+        self._deleted = {h for h in self._deleted if self._announced.get(h, 0.0) >= started}
+        await self._reload_settings()
+        self._changed()
+
+    async def _reload_settings(self) -> None:
+        """Read the legacy switch and admin token; a read overtaken by a later one is dropped."""
+        self._settings_reads += 1
+        seq = self._settings_reads
+        legacy = await self.store.legacy()
+        admin_token_hash = await self.store.admin_token_hash()
+        if seq > self._settings_applied:
+            self._settings_applied = seq
+            self.legacy = legacy
+            self.admin_token_hash = admin_token_hash
+
+    async def flush(self) -> None:
+        if not self._used:
+            return
+        used, self._used = self._used, {}
+        counts, self._counts = self._counts, {}
+        keys: dict[uuid.UUID, float] = {}
+        legacy: dict[str, float] = {}
+        for key_id, t in used.items():
+            if key_id in ("anon", "service_role"):
+                legacy[key_id] = t
+            else:
+                keys[uuid.UUID(key_id)] = t
+        try:
+            await self.store.touch(keys, legacy, counts)
+        except Exception as e:
+            log.warning("could not record last use of keys: %s", type(e).__name__)
+            for key_id, t in used.items():  # try again next time
+                self._used.setdefault(key_id, t)
+            for slot, n in counts.items():
+                self._counts[slot] = self._counts.get(slot, 0) + n
+
+    async def _every(self, seconds: float, fn: Callable[[], Any]) -> None:
+        while True:
+            await asyncio.sleep(seconds)
+            try:
+                await fn()
+            except Exception as e:
+                log.warning("%s failed: %s", getattr(fn, "__name__", "task"), type(e).__name__)
+
+    async def _listen_forever(self) -> None:
+        """Hold a LISTEN connection; on loss, reconnect and reload (missed events are not replayed).
+        Retries at least twice a second, so changes flow again within a second of the database's return."""
+        delay = 0.1
+        first = True
+        failing = False  # warn once per outage, not on every attempt
+        while True:
+            lost = asyncio.Event()
+            try:
+                conn = await asyncpg.connect(self.store.dsn, timeout=10)
+                self._listener = conn
+                conn.add_termination_listener(lambda _c: lost.set())
+                await conn.add_listener(CHANNEL, self._on_notify)
+                # Changes made after the last load but before LISTEN began were announced to no one:
+                # on the first connection, a cheap check (a full reload only if the table moved);
+                # after a loss, a full reload.
+                await (self.refresh() if first else self.reload())
+                if failing:
+                    log.warning("listening for key changes again")
+                first = failing = False
+                delay = 0.1
+                await lost.wait()
+                log.warning("lost the database notification connection; reconnecting")
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:
+                if not failing:
+                    log.warning("cannot listen for key changes: %s; retrying", type(e).__name__)
+                failing = True
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, LISTEN_RETRY_MAX)
+
+    def _on_notify(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
+        try:
+            event = json.loads(payload)
+        except ValueError:
+            return
+        if event.get("table") == "api_keys":
+            key_hash = event.get("hash", "")
+            if len(self._announced) >= NEGATIVE_MAX:
+                cutoff = time.monotonic() - 60
+                self._announced = {h: t for h, t in self._announced.items() if t >= cutoff}
+                self._deleted &= self._announced.keys()  # no read lasts a minute: older ones are moot
+            self._announced[key_hash] = time.monotonic()
+            if event.get("op") == "DELETE":
+                self._deleted.add(key_hash)
+                self.by_hash.pop(key_hash, None)
+                self._changed()
+            else:
+                self._deleted.discard(key_hash)  # imported again
+                self._negative.pop(key_hash, None)
+                asyncio.get_running_loop().create_task(self._refetch(key_hash))
+        elif event.get("key") != "legacy_last_used":
+            asyncio.get_running_loop().create_task(self._reload_settings_and_notify())
+
+    async def _refetch(self, key_hash: str) -> None:
+        pending = self._inflight.get(key_hash)
+        if pending is not None:  # a read begun before the change: let it end, then read again
+            with contextlib.suppress(Exception):
+                await asyncio.shield(pending)
+        self.by_hash.pop(key_hash, None)  # changed: drop the old entry and its cached token
+        await self.fetch(key_hash, budgeted=False)  # begun after the announcement: may cache what it reads
+        self._changed()
+
+    async def _reload_settings_and_notify(self) -> None:
+        with contextlib.suppress(Exception):
+            await self._reload_settings()
+        self._changed()
+
+    def _changed(self) -> None:
+        for fn in self.on_change:
+            fn()

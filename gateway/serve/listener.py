@@ -1,0 +1,136 @@
+"""The public listener's HTTP protocol: uvicorn's httptools protocol with coalesced writes, a
+deadline for each request head, and a cap on the connections a worker holds (SPEC section 9).
+
+Idle keep-alive connections are closed by uvicorn after ``server.keepalive_seconds``; a request
+head must arrive whole within ``server.header_timeout_seconds`` of its first byte (or of the
+connection, for the first one), else 408 and the connection is closed; past
+``server.max_connections`` a new connection is answered 503 and closed at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from gateway import errors
+from gateway.clock import DEADLINES
+from gateway.decide import Gateway, listener_port
+from gateway.responses import error_headers
+from gateway.serve.coalesce import CoalescingTransport
+from gateway.serve.fastpath import BODY_HEADERS, FastExchange, eligible
+
+
+def _close_with(spec: errors.ErrorSpec) -> bytes:
+    r = spec()
+    head = [b"HTTP/1.1 %d %s\r\n" % (r.status, b"Request Timeout" if r.status == 408 else b"Service Unavailable")]
+    head += [name + b": " + value + b"\r\n" for name, value in error_headers(r)]
+    return b"".join(head) + b"connection: close\r\n\r\n" + r.body
+
+
+class HttpProtocol(HttpToolsProtocol):
+    header_timeout = 10.0
+    max_connections = 10_000
+    gateway: Gateway | None = None  # set: bodiless requests take the fast path (gateway.serve.fastpath)
+
+    @classmethod
+    def configured(cls, header_timeout: float, max_connections: int,
+                   gateway: Gateway | None = None) -> type["HttpProtocol"]:
+        return type("HttpProtocol", (cls,), {"header_timeout": header_timeout, "max_connections": max_connections,
+                                             "gateway": gateway})
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        self._head_started = False
+        self._fast: FastExchange | None = None
+        self._bodyish = False  # the request coming has (or may have) a body
+        self.deadline: float | None = None  # of the request head, or of an idle kept-alive connection
+        super().connection_made(CoalescingTransport(transport, self.loop))  # type: ignore[arg-type]
+        if len(self.connections) > self.max_connections:
+            transport.write(_close_with(errors.TOO_MANY_CONNECTIONS))
+            transport.close()
+            return
+        self.deadline = self.loop.time() + self.header_timeout
+        DEADLINES.watch(self)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        DEADLINES.unwatch(self)
+        fast, self._fast = self._fast, None
+        super().connection_lost(exc)
+        if fast is not None:
+            fast.client_lost()
+
+    def on_header(self, name: bytes, value: bytes) -> None:  # uvicorn's, noting a body on the way
+        name = name.lower()
+        if name in BODY_HEADERS:
+            if name == b"expect" and value.lower() == b"100-continue":
+                self.expect_100_continue = True
+            if name != b"content-length" or value.strip() != b"0":
+                self._bodyish = True
+        self.headers.append((name, value))
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._bodyish = False
+        if not self._head_started:  # a new request: its head must come in time (the first one's
+            self._head_started = True  # deadline runs from the connection's start)
+            if self.cycle is not None:
+                self.deadline = self.loop.time() + self.header_timeout
+
+    def on_headers_complete(self) -> None:
+        self.deadline = None
+        self._head_started = False
+        gateway = self.gateway
+        if (gateway is not None and (self.cycle is None or self.cycle.response_complete)
+                and not self._bodyish and not self.parser.should_upgrade()
+                and eligible(self.parser.get_method(), self.url)):
+            self._start_fast(gateway)
+        else:
+            super().on_headers_complete()
+
+    def _start_fast(self, gateway: Gateway) -> None:
+        raw_path, _, query = self.url.partition(b"#")[0].partition(b"?")  # as httptools' parse_url: no fragment
+        keep_alive = self.parser.get_http_version() != "1.0" and self.parser.should_keep_alive()
+        x = gateway.exchange(self.parser.get_method().decode("ascii"), raw_path.decode("latin-1"),
+                             query, self.headers, self.client[0] if self.client else "",
+                             self.scheme == "https", listener_port(self.server), 500)
+        fast = self._fast = FastExchange(self, gateway, x, keep_alive)
+        self.cycle = fast.cycle  # type: ignore[assignment]  # uvicorn's bookkeeping: a request in flight
+        fast.start()
+
+    def fast_done(self, fast: FastExchange, keep_alive: bool) -> None:
+        """The fast path's answer is complete: keep the connection for the next request (the idle
+        deadline instead of uvicorn's keep-alive timer), or close it."""
+        if self._fast is fast:
+            self._fast = None
+        if not keep_alive:
+            self.transport.close()
+            return
+        self.server_state.total_requests += 1
+        if self.transport.is_closing():
+            return
+        self.flow.resume_reading()
+        if self.pipeline:  # requests that came meanwhile went to uvicorn's queue: run the next
+            cycle, app = self.pipeline.pop()
+            self._start_asgi_task(cycle, app)
+        else:
+            self.deadline = self.loop.time() + self.timeout_keep_alive
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        if self._fast is not None:
+            self._fast.client_can_write()
+
+    def deadline_passed(self) -> None:
+        """A request head that did not come in time, or a kept-alive connection idle too long."""
+        if self.transport.is_closing() or (self.cycle is not None and not self.cycle.response_complete):
+            return
+        if self._head_started:  # part of a head came, too slowly
+            self.transport.write(_close_with(errors.REQUEST_HEAD_TIMEOUT))
+        self.transport.close()
+
+
+def protocol_for(settings: Any, gateway: Gateway | None = None) -> type[HttpProtocol]:
+    server = settings.server
+    return HttpProtocol.configured(server.header_timeout_seconds, server.max_connections,
+                                   gateway if server.fast_path else None)

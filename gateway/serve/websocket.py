@@ -1,0 +1,117 @@
+"""The WebSocket relay: open the upstream socket, pass frames both ways until either side
+closes, carry the close code and reason across. aiohttp on the upstream side, ASGI on ours."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any, Callable
+
+import aiohttp
+from yarl import URL
+
+from gateway import errors
+from gateway.responses import Receive, Scope, Send, error_headers
+from gateway.upstream.services import Upstream
+
+# Close codes that may not be sent in a close frame (RFC 6455 7.4.1), and what we send instead.
+_UNSENDABLE = {1005: 1000, 1006: 1001, 1015: 1011}
+
+
+async def connect(upstream: Upstream, target: str, headers: list[tuple[bytes, bytes]], protocols: list[str],
+                  connect_timeout: float) -> aiohttp.ClientWebSocketResponse:
+    """The upstream WebSocket, or a refusal (502 refused or unreachable, 504 timed out)."""
+    url = URL(upstream.ws_origin + target, encoded=True)
+    plain = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in headers]
+    try:
+        return await upstream.ws_session(connect_timeout).ws_connect(
+            url, headers=plain, protocols=protocols, autoclose=False, autoping=True, max_msg_size=0, compress=0,
+            timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=10),
+        )
+    except aiohttp.WSServerHandshakeError as e:
+        raise errors.UPSTREAM_REFUSED_WEBSOCKET(f"The {upstream.name} service answered {e.status}.") from None
+    except asyncio.TimeoutError:
+        raise errors.UPSTREAM_TIMEOUT() from None
+    except (aiohttp.ClientError, OSError):
+        raise errors.UPSTREAM_UNAVAILABLE(f"The {upstream.name} service could not be reached.") from None
+
+
+async def deny(scope: Scope, send: Send, r: errors.Refusal) -> None:
+    """Refuse a WebSocket handshake with an HTTP answer where the server supports it."""
+    if "websocket.http.response" in scope.get("extensions", {}):
+        await send({"type": "websocket.http.response.start", "status": r.status, "headers": error_headers(r)})
+        await send({"type": "websocket.http.response.body", "body": r.body})
+    else:
+        await send({"type": "websocket.close", "code": 1008})
+
+
+async def _gateway_closes(closing: Callable[[], Any]) -> tuple[str, int, str]:
+    code, reason = await closing()
+    return "gateway", code, reason
+
+
+def sendable(code: int | None) -> int:
+    if not code:
+        return 1000
+    return _UNSENDABLE.get(code, code)
+
+
+async def relay(receive: Receive, send: Send, upstream: aiohttp.ClientWebSocketResponse,
+                rewrite: Callable[[str], str] | None = None) -> None:
+    """Frames both ways until either side closes; the close code and reason cross over.
+    ``rewrite`` filters the client's text frames (see gateway.serve.realtime)."""
+
+    async def client_to_upstream() -> tuple[str, int, str]:
+        while True:
+            msg = await receive()
+            if msg["type"] == "websocket.receive":
+                if msg.get("text") is not None:
+                    await upstream.send_str(rewrite(msg["text"]) if rewrite else msg["text"])
+                elif msg.get("bytes") is not None:
+                    await upstream.send_bytes(msg["bytes"])
+            elif msg["type"] == "websocket.disconnect":
+                return "client", msg.get("code") or 1000, msg.get("reason") or ""
+
+    async def upstream_to_client() -> tuple[str, int, str]:
+        # Not ``async for``: aiohttp ends that iteration on CLOSE and hides the reason.
+        while True:
+            msg = await upstream.receive()
+            if msg.type == aiohttp.WSMsgType.TEXT:
+                await send({"type": "websocket.send", "text": msg.data})
+            elif msg.type == aiohttp.WSMsgType.BINARY:
+                await send({"type": "websocket.send", "bytes": msg.data})
+            elif msg.type == aiohttp.WSMsgType.CLOSE:
+                return "upstream", msg.data, msg.extra or ""
+            elif msg.type in (aiohttp.WSMsgType.PING, aiohttp.WSMsgType.PONG):
+                continue
+            else:  # CLOSING, CLOSED, ERROR: the connection broke
+                return "upstream", upstream.close_code or 1011, ""
+
+    pumps = [asyncio.ensure_future(client_to_upstream()), asyncio.ensure_future(upstream_to_client())]
+    closing = getattr(rewrite, "closing", None)  # the gateway may end the connection itself
+    if closing is not None:
+        pumps.append(asyncio.ensure_future(_gateway_closes(closing)))
+    tasks = list(pumps)
+    # Realtime channels joined with the key get fresh JWTs pushed (see gateway.serve.realtime).
+    keep_fresh = getattr(rewrite, "keep_fresh", None)
+    if keep_fresh is not None:
+        tasks.append(asyncio.ensure_future(keep_fresh(upstream.send_str)))
+    side, code, reason = "error", 1011, ""
+    try:
+        done, _ = await asyncio.wait(pumps, return_when=asyncio.FIRST_COMPLETED)
+        finished = done.pop()
+        if not finished.cancelled() and finished.exception() is None:
+            side, code, reason = finished.result()
+    finally:
+        for t in tasks:
+            t.cancel()
+        for t in tasks:
+            with contextlib.suppress(BaseException):
+                await t
+        code = sendable(code)
+        if side != "client":
+            with contextlib.suppress(Exception):
+                await send({"type": "websocket.close", "code": code, "reason": reason})
+        if not upstream.closed:
+            with contextlib.suppress(Exception):
+                await upstream.close(code=code, message=reason.encode()[:123])

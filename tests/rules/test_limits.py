@@ -1,0 +1,142 @@
+"""gateway.rules.limits as pure tests: the notation, the sliding window's decisions on a clock we set,
+its two guarantees as properties (traffic under the limit is never refused; over any window at
+most a twentieth more is admitted), the share each worker takes alone, and the headers."""
+
+from __future__ import annotations
+
+import math
+import re
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from gateway.keys.entries import KeyEntry
+from gateway.rules.limits import BUCKETS, Limiter, RateLimits, parse_limit
+
+
+@pytest.mark.parametrize(("text", "count", "window"), [
+    ("10/s", 10, 1), ("600/m", 600, 60), ("100/5m", 100, 300), ("50000/d", 50000, 86400), ("1/h", 1, 3600),
+    ("3/2s", 3, 2), (" 5/m ", 5, 60), ("7/366d", 7, 366 * 86400),
+])
+def test_the_notation(text, count, window):
+    limit = parse_limit(text)
+    assert (limit.count, limit.window, limit.text) == (count, window, text.strip())
+
+
+@pytest.mark.parametrize("text", ["", "10", "10/", "/m", "0/m", "-1/m", "10/0m", "10/x", "10/ m", "1.5/m",
+                                  "10/m/s", "10/1000000d", "10/M", "abc", None, 10, "01/m", "10/05m"])
+def test_what_is_no_limit(text):
+    with pytest.raises(ValueError):
+        parse_limit(text)
+
+
+def admit(limiter: Limiter, now: float, limit: str = "10/10s", scope: str = "k:10:a"):
+    return limiter.admit([("per_key", scope, parse_limit(limit))], now)
+
+
+def test_a_limit_admits_its_count_and_refuses_the_rest():
+    limiter = Limiter()
+    outcomes = [admit(limiter, 1000.0 + i * 0.01) for i in range(25)]
+    assert sum(o.refused is None for o in outcomes) == 10
+    assert all(o.refused == "per_key" for o in outcomes[10:])
+    assert outcomes[10].retry >= 1
+
+
+def test_the_window_slides():
+    limiter = Limiter()
+    for i in range(10):
+        assert admit(limiter, 1000.0 + i).refused is None  # one a second: ten in ten seconds
+    assert admit(limiter, 1009.5).refused == "per_key"
+    assert admit(limiter, 1010.6).refused is None  # the first one has left the window
+
+
+def test_refused_requests_are_not_counted():
+    limiter = Limiter()
+    for _ in range(100):
+        admit(limiter, 1000.0)
+    assert admit(limiter, 1010.6).refused is None  # only the ten admitted ones counted, all gone
+
+
+def test_scopes_count_apart_and_every_scope_must_allow():
+    limiter = Limiter()
+    ip_a = [("per_key", "k:10:a", parse_limit("5/10s")), ("per_ip", "i:10:a:1.1.1.1", parse_limit("3/10s"))]
+    ip_b = [("per_key", "k:10:a", parse_limit("5/10s")), ("per_ip", "i:10:a:2.2.2.2", parse_limit("3/10s"))]
+    assert [limiter.admit(ip_a, 1000).refused for _ in range(4)] == [None, None, None, "per_ip"]
+    assert [limiter.admit(ip_b, 1000).refused for _ in range(3)] == [None, None, "per_key"]
+
+
+def test_alone_each_worker_takes_its_share():
+    limiter = Limiter(workers=4)
+    limiter.shared = False
+    assert sum(admit(limiter, 1000.0, "10/10s").refused is None for _ in range(10)) == 3  # ceil(10 / 4)
+    limiter = Limiter(workers=40)
+    limiter.shared = False
+    assert sum(admit(limiter, 1000.0, "10/10s").refused is None for _ in range(10)) == 1  # never none at all
+
+
+def test_headers_of_admitted_and_refused_requests():
+    limiter = Limiter()
+    first = admit(limiter, 1000.0, "3/m")
+    policy, state = dict(first.headers())[b"ratelimit-policy"], dict(first.headers())[b"ratelimit"]
+    assert policy == b'"per_key";q=3;w=60'
+    assert re.fullmatch(rb'"per_key";r=2;t=\d+', state)
+    admit(limiter, 1000.0, "3/m")
+    admit(limiter, 1000.0, "3/m")
+    refused = admit(limiter, 1001.0, "3/m")
+    r = refused.refusal()
+    assert (r.status, r.code, r.message) == (429, "OVER_REQUEST_RATE_LIMIT", "Too many requests")
+    headers = dict(r.headers)
+    g = 60 / BUCKETS
+    assert int(headers[b"retry-after"]) == math.ceil((int(1000 / g) + BUCKETS) * g - 1001)  # the burst's bucket leaves
+    assert headers[b"ratelimit"].startswith(b'"per_key";r=0;t=')
+    assert b"limit of 3/m" in r.body
+
+
+def test_which_limits_apply():
+    defaults = RateLimits(parse_limit("300/m"), parse_limit("6000/m"), parse_limit("60/m"))
+    pub = KeyEntry("p", "publishable", "sb_publishable_x", "anon", {"role": "anon"})
+    sec = KeyEntry("s", "secret", "sb_secret_x", "service_role", {"role": "service_role"})
+    own = KeyEntry("o", "publishable", "sb_publishable_y", "anon", {"role": "anon"}, parse_limit("10/s"),
+                   parse_limit("1/s"))
+    anon = KeyEntry("anon", "legacy", "", "anon", {"role": "anon"})
+    assert [(n, s) for n, s, _ in defaults.scopes(pub, None, "1.2.3.4")] == [("per_ip", "i:60:p:1.2.3.4")]
+    assert [(n, s) for n, s, _ in defaults.scopes(sec, None, "1.2.3.4")] == [("per_key", "k:60:s")]
+    assert [(n, s) for n, s, _ in defaults.scopes(own, None, "1.2.3.4")] == [("per_key", "k:1:o"),
+                                                                             ("per_ip", "i:1:o:1.2.3.4")]
+    assert [n for n, _, _ in defaults.scopes(anon, {"sub": "u1"}, "::1")] == ["per_ip", "per_user"]
+    assert defaults.scopes(pub, {"sub": "a\x00b"}, "1.2.3.4")[1][1].startswith("u:60:")  # hashed, never raw
+    assert "\x00" not in defaults.scopes(pub, {"sub": "a\x00b"}, "1.2.3.4")[1][1]
+    assert RateLimits().scopes(pub, {"sub": "u1"}, "1.2.3.4") == []
+
+
+# --- the two guarantees, for any arrival times ---------------------------------------------------------
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.floats(min_value=0, max_value=60, allow_nan=False), max_size=120), st.integers(1, 12))
+def test_traffic_under_the_limit_is_never_refused(times, count):
+    """Keep only arrivals that leave at most ``count`` in any window: none of them is refused."""
+    window = 10.0
+    kept: list[float] = []
+    for t in sorted(times):
+        if sum(1 for k in kept if k > t - window) < count:
+            kept.append(t)
+    limiter = Limiter()
+    limit = f"{count}/10s"
+    assert all(admit(limiter, 5000.0 + t, limit).refused is None for t in kept)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.floats(min_value=0, max_value=60, allow_nan=False), min_size=1, max_size=200))
+def test_over_any_window_at_most_one_bucket_more(times):
+    """A steady or bursty flood: over any window, the admitted ones are at most the limit plus
+    those admitted in the one bucket that was sliding out."""
+    window, count = 10.0, 20
+    limiter = Limiter()
+    admitted = [t for t in sorted(times) if admit(limiter, 5000.0 + t, f"{count}/10s").refused is None]
+    g = window / BUCKETS
+    for start in admitted:
+        inside = [t for t in admitted if start <= t < start + window]
+        sliding = [t for t in inside if t < start + g]  # the bucket-width at the window's start
+        assert len(inside) <= count + len(sliding)
