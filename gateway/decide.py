@@ -134,8 +134,7 @@ class Gateway:
     def exchange(self, method: str, raw_path: str, query: bytes, headers: Headers, peer: str, https: bool,
                  port: bytes | None, status: int) -> Exchange:
         x = Exchange(method, raw_path, query, headers, peer, https, port, status)
-        if x.info.xff is not None:
-            x.client_ip = self.client_ips.resolve(peer, x.info.xff)
+        x.client_ip = self.client_ips.resolve(peer, x.info.xff)
         return x
 
     # --- the steps, in order --------------------------------------------------------------------
