@@ -101,22 +101,9 @@ class Authenticator:
         if key is None:
             if not optional:
                 raise errors.MISSING_API_KEY()
-            if bearer is not None and apikeys.looks_like_key(bearer):
-                key = bearer  # functions/storage: the bearer is the key (never forwarded as is)
-            else:
-                # Passed to the service untouched; a legacy key as bearer still obeys the legacy
-                # switch and, for service_role, the browser rule.
-                legacy = None if bearer is None else self._legacy_allowed(bearer)
-                if legacy is not None and legacy.is_secret and creds.browser:
-                    raise errors.SECRET_KEY_IN_BROWSER()
-                if policy is not Policy.KEY_OR_USER or legacy is not None:
-                    return NO_KEY
-                if bearer is None:  # a key or a user JWT is required: neither came
-                    raise errors.MISSING_API_KEY()
-                claims = self._user_claims(bearer, resolved)
-                if isinstance(claims, Need):
-                    return claims
-                return Grant(None, None, None, str(claims.get("role")), claims)
+            if bearer is None or not apikeys.looks_like_key(bearer):
+                return self._without_key(policy, bearer, creds, resolved)
+            key = bearer  # functions/storage: the bearer is the key (never forwarded as is)
 
         entry = self._identify(key, resolved)
         if isinstance(entry, Need):
@@ -146,16 +133,40 @@ class Authenticator:
             token = self._use(entry)
             return Grant(entry, token, "Bearer " + self._use(legacy), legacy.role)
         claims = self._user_claims(bearer, resolved)
-        if isinstance(claims, Need):
-            return claims
+        if isinstance(claims, Need) or claims is None:  # None never comes while refusing
+            return claims  # type: ignore[return-value]
         return Grant(entry, self._use(entry), None, str(claims.get("role")), claims)
+
+    def _without_key(self, policy: Policy, bearer: str | None, creds: Credentials,
+                     resolved: dict[str, Any] | None) -> Grant | Need:
+        """No key, where a key is optional: the client's ``Authorization`` goes to the service
+        untouched, and the request counts as what its bearer is: a legacy key (which still obeys
+        the legacy switch and the browser rule) under that key's limits, a verified user JWT
+        under ``per_user``, anything else, or nothing, per client IP (``NO_KEY``)."""
+        if bearer is None:
+            if policy is Policy.KEY_OR_USER:  # a key or a user JWT is required: neither came
+                raise errors.MISSING_API_KEY()
+            return NO_KEY
+        legacy = self._legacy_allowed(bearer)
+        if legacy is not None:
+            if legacy.is_secret and creds.browser:
+                raise errors.SECRET_KEY_IN_BROWSER()
+            self.ring.mark_used(legacy)
+            return Grant(legacy, None, None, legacy.role)
+        claims = self._user_claims(bearer, resolved, refuse=policy is Policy.KEY_OR_USER)
+        if claims is None or isinstance(claims, Need):
+            return NO_KEY if claims is None else claims  # None: not a JWT we accept, the service judges it
+        return Grant(None, None, None, str(claims.get("role")), claims)
 
     def _use(self, entry: KeyEntry) -> str:
         """The entry's minted JWT, its use recorded."""
         self.ring.mark_used(entry)
         return self.minter.token_for(entry)
 
-    def _user_claims(self, bearer: str, resolved: dict[str, Any] | None) -> dict[str, Any] | Need:
+    def _user_claims(self, bearer: str, resolved: dict[str, Any] | None,
+                     refuse: bool = True) -> dict[str, Any] | Need | None:
+        """The claims of a verified user JWT, the verification it needs first, or for a JWT we do
+        not accept a 401 (``refuse``) or None."""
         claims = self.verifier.known(bearer)
         if claims is not None:
             return claims
@@ -163,6 +174,8 @@ class Authenticator:
         if got is None:
             return Need(None, bearer)
         if isinstance(got, InvalidJwt):
+            if not refuse:
+                return None
             raise errors.INVALID_JWT(message=str(got))
         return got
 

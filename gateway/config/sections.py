@@ -146,8 +146,9 @@ class LimitsSettings(_Section):
     publishable_per_ip: str | None = None
     secret_per_key: str | None = None
     per_user: str | None = None
+    keyless_per_ip: str | None = None
 
-    @field_validator("publishable_per_ip", "secret_per_key", "per_user")
+    @field_validator("publishable_per_ip", "secret_per_key", "per_user", "keyless_per_ip")
     @classmethod
     def _notation(cls, v: str | None) -> str | None:
         if v is not None:
