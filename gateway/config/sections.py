@@ -23,6 +23,7 @@ class ServerSettings(_Section):
     max_connections: int = Field(10_000, ge=1)
     trusted_proxies: list[str] = Field(default_factory=list)
     fast_path: bool = True
+    grace_seconds: float = Field(10.0, ge=0, le=3600)
 
     @field_validator("trusted_proxies")
     @classmethod
