@@ -1,0 +1,80 @@
+"""Requests with bodies fed to the listener as bytes, with and without its fast path: the same
+answer to the client, the same bytes at the upstream, and the same fate for the upstream
+connection (back in the pool after a complete exchange, closed after any other end). Bodies sent
+whole, in pieces, cut short, with the client gone mid-body, behind ``Expect: 100-continue``,
+chunked with trailers, and answered early by the upstream."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from tests.serve.harness import Client, parse
+
+LOSE = object()  # the client goes away here
+VOLATILE = {b"date", b"content-length", b"transfer-encoding"}
+
+
+def head(path: str, *headers: str) -> bytes:
+    lines = [f"POST {path} HTTP/1.1", "Host: gateway", "apikey: {sec}", "Content-Type: text/plain", *headers]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+CASES = {
+    "length, whole": [head("/rest/v1/bodies", "Content-Length: 11") + b"hello world"],
+    "length, in pieces": [head("/rest/v1/bodies", "Content-Length: 11"), b"hel", b"lo wo", b"rld"],
+    "length, cut short": [head("/rest/v1/bodies", "Content-Length: 100"), b"only part", LOSE],
+    "length, client gone before the body": [head("/rest/v1/bodies", "Content-Length: 100"), LOSE],
+    "expect 100-continue": [head("/rest/v1/bodies", "Content-Length: 5", "Expect: 100-continue"), b"hello"],
+    "chunked with trailers": [head("/rest/v1/bodies", "Transfer-Encoding: chunked"), b"5\r\nhello\r\n",
+                              b"6\r\n world\r\n", b"0\r\nX-Trailer: t\r\n\r\n"],
+    "chunked, cut short": [head("/rest/v1/bodies", "Transfer-Encoding: chunked"), b"5\r\nhello\r\n", LOSE],
+    "early answer, body in pieces": [head("/functions/v1/early", "Content-Length: 100"), b"a", b"b", b"c"],
+    "early answer, then gone": [head("/functions/v1/early", "Content-Length: 100"), b"a", b"b", LOSE],
+    "empty body": [head("/rest/v1/bodies", "Content-Length: 0")],
+}
+
+
+async def run(proxy, keys, up, pieces: list, fast: bool) -> dict[str, object]:
+    """What the client got, what reached the upstream, and whether its connection was kept."""
+    service = "functions" if b"/functions/" in pieces[0] else "rest"
+    pool = proxy.gateway.upstreams[service].pool
+    await pool.close()  # no idle connection: this exchange makes the only one
+    up.received.clear()
+    c = Client(proxy, fast=fast)
+    lost = False
+    for piece in pieces:
+        if piece is LOSE:
+            c.protocol.connection_lost(None)
+            lost = True
+            break
+        c.send(piece.replace(b"{sec}", keys["secret"].encode()))
+        await asyncio.sleep(0.05)  # each piece in its own read, the upstream meanwhile answering
+    if lost:
+        await asyncio.sleep(0.3)
+        answers = parse(c.transport.buffer.replace(b"HTTP/1.1 100 Continue\r\n\r\n", b""))
+    else:
+        await c.responses(1)
+        answers = parse(c.transport.buffer.replace(b"HTTP/1.1 100 Continue\r\n\r\n", b""))
+        c.protocol.connection_lost(None)
+    await asyncio.sleep(0.05)
+    return {
+        "answers": [(status, {k: v for k, v in h.items() if k not in VOLATILE}, body) for status, h, body in answers],
+        "upstream": [r.split(b"\n", 1)[0] + b" " + r.rpartition(b"\n")[2] for r in list(up.received)],
+        "kept": len([conn for conn in pool._idle if conn.reusable or conn.state.name == "IDLE"]),
+        "outstanding": pool.outstanding,
+    }
+
+
+@pytest.mark.parametrize("case", list(CASES))
+async def test_a_request_with_a_body_is_handled_alike_both_ways(memory_proxy, up, case):
+    proxy, keys = memory_proxy
+    via_fast = await run(proxy, keys, up, CASES[case], fast=True)
+    via_asgi = await run(proxy, keys, up, CASES[case], fast=False)
+    assert via_fast == via_asgi
+    assert via_fast["outstanding"] == 0
+    complete = LOSE not in CASES[case] and "early" not in case
+    assert via_fast["kept"] == (1 if complete else 0)  # reused only after a complete exchange
+    if complete:
+        assert via_fast["answers"][0][0] == b"HTTP/1.1 200 OK"
