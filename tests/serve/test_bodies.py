@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from tests.serve.harness import Client, parse
 
@@ -36,6 +38,13 @@ CASES = {
 }
 
 
+async def until(condition, timeout: float = 5.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not condition() and asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(0.01)
+    await asyncio.sleep(0.02)
+
+
 async def run(proxy, keys, up, pieces: list, fast: bool) -> dict[str, object]:
     """What the client got, what reached the upstream, and whether its connection was kept."""
     service = "functions" if b"/functions/" in pieces[0] else "rest"
@@ -51,6 +60,8 @@ async def run(proxy, keys, up, pieces: list, fast: bool) -> dict[str, object]:
             break
         c.send(piece.replace(b"{sec}", keys["secret"].encode()))
         await asyncio.sleep(0.05)  # each piece in its own read, the upstream meanwhile answering
+        if service == "functions":  # an early answer: sure to be in before the next piece goes
+            await until(lambda: any(b"/early" in r for r in list(up.received)))
     if lost:
         await asyncio.sleep(0.3)
         answers = parse(c.transport.buffer.replace(b"HTTP/1.1 100 Continue\r\n\r\n", b""))
@@ -78,3 +89,26 @@ async def test_a_request_with_a_body_is_handled_alike_both_ways(memory_proxy, up
     assert via_fast["kept"] == (1 if complete else 0)  # reused only after a complete exchange
     if complete:
         assert via_fast["answers"][0][0] == b"HTTP/1.1 200 OK"
+
+
+def framed(body: bytes, chunked: bool, splits: list[int]) -> list[bytes]:
+    """The body's bytes on the wire, cut at ``splits`` (offsets into the framed bytes)."""
+    if chunked:
+        wire = b"".join(b"%x\r\n%s\r\n" % (len(part), part) for part in (body[:7], body[7:]) if part) + b"0\r\n\r\n"
+    else:
+        wire = body
+    cuts = sorted({s % (len(wire) + 1) for s in splits} | {0, len(wire)})
+    return [wire[a:b] for a, b in zip(cuts, cuts[1:])]
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(body=st.binary(max_size=3000), chunked=st.booleans(), splits=st.lists(st.integers(0, 4000), max_size=3),
+       cut=st.none() | st.integers(0, 3), early=st.booleans())
+async def test_any_body_is_handled_alike_both_ways(memory_proxy, up, body, chunked, splits, cut, early):
+    proxy, keys = memory_proxy
+    framing = "Transfer-Encoding: chunked" if chunked else f"Content-Length: {len(body)}"
+    pieces: list = [head("/functions/v1/early" if early else "/rest/v1/bodies", framing),
+                    *framed(body, chunked, splits)]
+    if cut is not None and cut < len(pieces) - 1:
+        pieces = [*pieces[:cut + 1], LOSE]
+    assert await run(proxy, keys, up, pieces, fast=True) == await run(proxy, keys, up, pieces, fast=False)
