@@ -289,12 +289,12 @@ def test_disable_and_enable_legacy_keys(gw, b):
     b("waitText", selector="#legacy-toggle", text="Re-enable legacy API keys")
     b("waitText", selector=f"#legacy-list {card('anon')}", text="just now")  # their last use, while disabled
     assert "Disabled" in b.text("#legacy-state")
-    assert gw.admin("GET", "/api-keys/legacy").json() == {"enabled": False}
+    assert gw.admin("GET", "/api-keys/legacy").json() == {"enabled": False, "configured": ["anon", "service_role"]}
     within(2, lambda: httpx.get(gw.url + "/rest/v1/todos", headers={"apikey": LEGACY_ANON}).status_code == 401)
     b.shot("legacy-disabled")
     b("click", selector="#legacy-toggle")
     b("waitText", selector="#legacy-toggle", text="Disable legacy API keys")
-    assert gw.admin("GET", "/api-keys/legacy").json() == {"enabled": True}
+    assert gw.admin("GET", "/api-keys/legacy").json() == {"enabled": True, "configured": ["anon", "service_role"]}
     assert b("value", selector=f"#legacy-list {card('anon')} .copyable input") == LEGACY_ANON
     b.shot("legacy-enabled")
 
