@@ -288,6 +288,7 @@ def test_disable_and_enable_legacy_keys(gw, b):
     b("click", selector='#legacy-form button[type="submit"]')
     b("waitText", selector="#legacy-toggle", text="Re-enable legacy API keys")
     b("waitText", selector=f"#legacy-list {card('anon')}", text="just now")  # their last use, while disabled
+    assert b("count", selector="#legacy-list li.key.disabled") == 2 and "Never used" in b.text(card("service_role"))
     assert "Disabled" in b.text("#legacy-state")
     assert gw.admin("GET", "/api-keys/legacy").json() == {"enabled": False, "configured": ["anon", "service_role"]}
     within(2, lambda: httpx.get(gw.url + "/rest/v1/todos", headers={"apikey": LEGACY_ANON}).status_code == 401)
@@ -387,3 +388,39 @@ def test_the_page_kept_to_itself(gw, b):
         r"error: Failed to load resource: the server responded with a status of 40[01] \(.*\)", m)] == []
     assert {url.split("/", 3)[2] for url in events["requests"] if not url.startswith("data:")} == \
         {gw.admin_url.split("/")[2]}
+
+
+# --- a gateway without legacy keys ------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def bare(gateways):
+    """A gateway with no legacy.anon_key and no legacy.service_role_key."""
+    return gateways(GATEWAY_LEGACY__ANON_KEY=None, GATEWAY_LEGACY__SERVICE_ROLE_KEY=None)
+
+
+def test_without_legacy_keys_the_page_says_so(bare, b):
+    """No usage asked of anon or service_role (which would be two 404s), no "Disabled" and no
+    "Re-enable" for keys that do not exist, with the legacy switch on or off: one plain line."""
+    assert bare.admin("GET", "/api-keys/legacy").json() == {"enabled": True, "configured": []}
+    seen = {name: len(events) for name, events in b("events").items()}
+    b("goto", url=bare.admin_url + "/")
+    b("fill", selector="#token", value=ADMIN_TOKEN)
+    b("press", selector="#token", key="Enter")
+    b("wait", selector=card("default"))
+    for enabled in ("true", "false"):
+        if enabled == "false":
+            assert bare.admin("PUT", "/api-keys/legacy", params={"enabled": "false"}).status_code == 200
+            b("click", selector="#refresh")
+            b("waitText", selector="#status", text="Updated")
+        b("waitText", selector="#legacy-state", text="No legacy keys are configured.")
+        section = b.text("#legacy")
+        assert "Disabled" not in section and "Re-enable" not in section and "legacy.anon_key" in section
+        assert not b("visible", selector="#legacy-toggle")
+        assert b("count", selector="#legacy-list li") == 0
+        b.shot(f"no-legacy-keys-{'enabled' if enabled == 'true' else 'disabled'}")
+    events = {name: items[seen[name]:] for name, items in b("events").items()}
+    assert events["console"] == [] and events["errors"] == [] and events["dialogs"] == []
+    assert not [url for url in events["requests"] if "/anon" in url or "/service_role" in url]
+    assert {url.split("/", 3)[2] for url in events["requests"] if not url.startswith("data:")} == \
+        {bare.admin_url.split("/")[2]}

@@ -10,7 +10,7 @@ const REF = document.querySelector('meta[name="gateway-project-ref"]').content;
 const BASE = `v1/projects/${encodeURIComponent(REF)}/api-keys`;
 const $ = (id) => document.getElementById(id);
 
-const state = { keys: [], legacyEnabled: true, supported: new Set() };
+const state = { keys: [], legacyEnabled: true, legacyConfigured: [], supported: new Set() };
 
 // --- the admin API ------------------------------------------------------------------------------
 
@@ -122,26 +122,35 @@ async function load(message = "") {
   problem("");
   state.keys = keys;
   state.legacyEnabled = legacy.enabled;
+  state.legacyConfigured = legacy.configured; // the legacy keys set in legacy.*, enabled or not
   state.supported = restrictions.supported(keys);
   render();
   $("status").textContent = message || `Updated ${new Date().toLocaleTimeString()}.`;
-  if (!legacy.enabled) await showLegacyLastUse();
+  if (!legacy.enabled && legacy.configured.length) await showLegacyLastUse();
 }
 
 function render() {
   const ofType = (type) => state.keys.filter((k) => k.type === type);
   fill($("publishable-list"), ofType("publishable"), "No publishable keys.");
   fill($("secret-list"), ofType("secret"), "No secret keys.");
-  const legacy = ofType("legacy");
-  fill($("legacy-list"), legacy, state.legacyEnabled ? "No legacy keys are configured." : "");
+  const names = state.legacyConfigured;
+  const toggle = $("legacy-toggle");
+  toggle.hidden = names.length === 0;
+  if (names.length === 0) { // nothing to enable, disable or count, whatever the switch says
+    $("legacy-list").replaceChildren();
+    $("legacy-state").className = "";
+    $("legacy-state").replaceChildren("No legacy keys are configured. ", el("span", { class: "muted", text:
+      "To accept the anon and service_role JWTs of a Supabase stack, set legacy.anon_key and legacy.service_role_key " +
+      "(or ANON_KEY and SERVICE_ROLE_KEY) and restart the gateway." }));
+    return;
+  }
+  fill($("legacy-list"), ofType("legacy"), "");
   $("legacy-state").textContent = state.legacyEnabled
     ? "Enabled: requests with these JWTs are accepted."
-    : "Disabled: requests with the anon and service_role JWTs are refused.";
+    : `Disabled: requests with the ${names.join(" and ")} JWT${names.length === 1 ? "" : "s"} are refused.`;
   $("legacy-state").className = state.legacyEnabled ? "" : "badge-line";
-  const toggle = $("legacy-toggle");
   toggle.textContent = state.legacyEnabled ? "Disable legacy API keys" : "Re-enable legacy API keys";
   toggle.className = state.legacyEnabled ? "danger" : "primary";
-  toggle.hidden = state.legacyEnabled && legacy.length === 0;
 }
 
 function fill(list, keys, empty) {
@@ -484,15 +493,10 @@ $("delete-form").addEventListener("submit", async (event) => {
 
 // --- legacy keys --------------------------------------------------------------------------------
 
+// The last use of the configured legacy keys (the key list leaves them out while disabled).
 async function legacyLastUse() {
   const out = [];
-  for (const name of ["anon", "service_role"]) {
-    try {
-      out.push({ name, last_used_at: (await call("GET", `/${name}/usage`)).last_used_at });
-    } catch (e) {
-      if (e.status !== 404) throw e; // 404: not configured
-    }
-  }
+  for (const name of state.legacyConfigured) out.push({ name, last_used_at: (await call("GET", `/${name}/usage`)).last_used_at });
   return out;
 }
 
