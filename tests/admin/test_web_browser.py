@@ -213,11 +213,16 @@ def test_edit_a_description(gw, b, made):
 def test_an_invalid_field_is_named_next_to_it(gw, b, made):
     b("click", selector=f'{card("ci_worker")} button:has-text("Edit")')
     b("fill", selector="#limit-per-ip", value="lots")
+    asked = len(b("events")["requests"])
     b("click", selector="#key-submit")
     error = '[data-field="limits.per_ip"] .field-error'
     b("wait", selector=error)
-    assert b.text(error)  # the API's message, beside the input
+    # The page's own check (limits.js), before any request, in the API's words, beside the input.
+    assert len(b("events")["requests"]) == asked
+    refused = gw.admin("PATCH", f"/api-keys/{made['secret_id']}", json={"limits": {"per_ip": "lots"}}).json()
+    assert refused["field"] == "limits.per_ip" and refused["message"] == f"limits.per_ip: {b.text(error)}"
     assert b("attr", selector="#limit-per-ip", name="aria-invalid") == "true"
+    assert b("attr", selector="#limit-per-ip", name="aria-describedby") == "error-limits-per_ip"
     assert b("visible", selector="#key-dialog[open]")
     b.shot("field-error")
     b("press", key="Escape")

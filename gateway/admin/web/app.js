@@ -3,8 +3,8 @@
 // session.js (signing in and out), store.js (the page's state, in one place), cards.js (the key
 // cards), chart.js (the usage chart), keydialog.js (create and edit), deletedialog.js, legacy.js
 // (the legacy section), modal.js (what the dialogs share), dom.js (building elements, as text).
-// What needs no page is in modules without DOM access: time.js, limits.js, usage.js, forms.js,
-// legacyview.js and store.js.
+// What needs no page is in modules without DOM access, unit-tested with node --test (tests/admin/web):
+// time.js, limits.js, usage.js, forms.js, legacyview.js and store.js.
 
 import { createApi } from "./api.js";
 import { keyLists } from "./cards.js";

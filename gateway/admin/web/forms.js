@@ -1,6 +1,7 @@
-// What the dialogs send and where their errors go. Pure: no DOM; the dialogs read their inputs
-// into plain values and hand them here.
+// What the dialogs send and where their errors go. Pure: no DOM (tests/admin/web/forms.test.mjs);
+// the dialogs read their inputs into plain values and hand them here.
 
+import { LIMIT_FORMAT, parseLimit } from "./limits.js";
 import { ago, exactTime, fromLocalInput, toLocalInput, usedWithinADay } from "./time.js";
 
 // A problem with one field, found before asking the API; shown as the API's own errors are.
@@ -36,6 +37,7 @@ export function keyBody(values, editing) {
   for (const [member, typed] of [["per_key", values.perKey], ["per_ip", values.perIp]]) {
     const value = typed.trim();
     if (editing ? value === (editing.limits?.[member] ?? "") : !value) continue;
+    if (value && !parseLimit(value)) throw new FieldError(`limits.${member}`, LIMIT_FORMAT);
     limits[member] = value || null;
   }
   if (Object.keys(limits).length) body.limits = limits;

@@ -1,5 +1,6 @@
 // What the legacy section says, from the admin API's legacy answer ({enabled, configured}: the
-// legacy keys set in legacy.*). Pure: no DOM; legacy.js draws it.
+// legacy keys set in legacy.*). Pure: no DOM (tests/admin/web/legacyview.test.mjs); legacy.js
+// draws it.
 
 import { usedWithinADay } from "./time.js";
 

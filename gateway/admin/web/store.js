@@ -1,6 +1,6 @@
 // The page's state, in one place: what the admin API last answered and the two lines above the
 // keys. Components read it with get() and redraw from watch(); only set() changes it, in one
-// step, so a redraw never sees half an answer. Pure: no DOM.
+// step, so a redraw never sees half an answer. Pure: no DOM (tests/admin/web/store.test.mjs).
 //
 //   keys        the key list (GET .../api-keys), null while signed out
 //   legacy      the legacy answer {enabled, configured}, null while signed out

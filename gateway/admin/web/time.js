@@ -1,5 +1,5 @@
 // Times as the page shows them: "3 minutes ago", "Never used", the exact time on hover, the
-// dialog's datetime-local value. Pure: no DOM.
+// dialog's datetime-local value. Pure: no DOM (tests/admin/web/time.test.mjs).
 
 const relative = new Intl.RelativeTimeFormat("en", { numeric: "always" });
 const exact = new Intl.DateTimeFormat(undefined, { dateStyle: "full", timeStyle: "long" });
@@ -11,8 +11,8 @@ export function ago(iso, now = Date.now()) {
   const seconds = (Date.parse(iso) - now) / 1000;
   const size = Math.abs(seconds);
   if (size < 60) return seconds <= 0 ? "just now" : "in less than a minute";
-  for (const [unit, length] of UNITS) {
-    if (size >= length) return relative.format(Math.round(seconds / length), unit);
+  for (const [unit, length] of UNITS) { // rounded half away from now, past and future alike
+    if (size >= length) return relative.format(Math.sign(seconds) * Math.round(size / length), unit);
   }
   return "just now";
 }

@@ -1,5 +1,6 @@
 // The usage chart's numbers: requests per hour over 7 days (GET .../api-keys/{id}/usage) scaled
-// to bars, the day marks, the words around it. Pure: no DOM; chart.js draws it.
+// to bars, the day marks, the words around it. Pure: no DOM (tests/admin/web/usage.test.mjs);
+// chart.js draws it.
 
 export const BAR_WIDTH = 4; // viewBox units per hour (a bar and its gap)
 export const PLOT_HEIGHT = 60;
