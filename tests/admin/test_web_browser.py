@@ -64,9 +64,10 @@ class Browser:
             raise AssertionError(f"{op} {args}: {answer['error']}")
         return answer["value"]
 
-    def shot(self, name: str) -> Path:
+    def shot(self, name: str, full: bool = True) -> Path:
+        """The whole page, or (``full=False``) what the window shows: an open dialog as it is seen."""
         self.step += 1
-        return Path(self("screenshot", path=str(self.shots / f"{self.step:02d}-{name}.png")))
+        return Path(self("screenshot", path=str(self.shots / f"{self.step:02d}-{name}.png"), full=full))
 
     def text(self, selector: str) -> str:
         return self("text", selector=selector)
@@ -316,7 +317,7 @@ def test_keyboard_and_a_narrow_screen(gw, b):
     b("wait", selector="#key-dialog[open]")
     assert b("eval", expression="document.activeElement.id") == "key-name"
     assert b("eval", expression="document.querySelector('#key-dialog').scrollWidth") <= 360
-    b.shot("narrow-dialog")
+    b.shot("narrow-dialog", full=False)
     b("press", key="Escape")
     b("wait", selector="#key-dialog", state="hidden")
     assert b("eval", expression="document.activeElement.dataset.type") == "secret"  # focus came back
@@ -372,6 +373,26 @@ def test_expiry_and_restrictions(gw, b):
     b("wait", selector="#key-dialog", state="hidden")
     within(5, lambda: api_key(gw, answer["id"])["expires_at"] is None)
     within(2, lambda: httpx.get(gw.url + "/rest/v1/todos", headers={"apikey": key}).status_code == 200)
+
+
+def test_dark_and_narrow(gw, b):
+    """The same page in the dark color scheme, wide and 360 px, a chart and a dialog open."""
+    b("colorScheme", scheme="dark")
+    b("reload")
+    b("wait", selector=card("web_app"))
+    assert b("eval", expression="getComputedStyle(document.body).backgroundColor") == "rgb(18, 18, 18)"
+    b("click", selector=f'#legacy-list {card("anon")} button:has-text("Usage")')  # used by an earlier test
+    b("waitText", selector=f"#legacy-list {card('anon')} .usage-summary", text="1 request in the last 7 days")
+    b.shot("dark")
+    b("viewport", width=360, height=780)
+    assert b("eval", expression="document.documentElement.scrollWidth") <= 360
+    b.shot("dark-narrow")
+    b("click", selector=f'{card("edge_worker")} button:has-text("Edit")')
+    b("wait", selector="#key-dialog[open]")
+    b.shot("dark-narrow-dialog", full=False)
+    b("press", key="Escape")
+    b("viewport", width=1280, height=900)
+    b("colorScheme", scheme="light")
 
 
 def test_sign_out(gw, b):
