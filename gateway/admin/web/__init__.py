@@ -1,4 +1,4 @@
-"""The API Keys page (SPEC section 13): plain files served by the admin listener at ``/``.
+"""The API Keys page (docs/api-keys-page.md): plain files served by the admin listener at ``/``.
 
 They are open, as they hold nothing but code: the page signs in with the admin token (kept in
 the tab's ``sessionStorage``) and every call it makes goes through the token gate. Every answer

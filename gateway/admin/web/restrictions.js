@@ -1,4 +1,4 @@
-// Expiry and restrictions of a key (SPEC section 11), which every key answer of the admin API
+// Expiry and restrictions of a key (docs/protection.md), which every key answer of the admin API
 // carries (expires_at, expired, allowed_origins, allowed_ips, allowed_services): `facts` and
 // `badges` for a key's card, `render` for the dialog's inputs (each in a [data-field] wrapper that
 // API errors naming it land next to). What to send is forms.js's restrictionsBody.
