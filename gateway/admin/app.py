@@ -84,6 +84,10 @@ class AdminState:
     configured_hash: str | None  # hash of admin.token; None: the generated one's, in the key ring
     legacy_tokens: dict[str, SecretStr | None]
 
+    def legacy_answer(self, enabled: bool) -> LegacyApiKeysResponse:
+        return LegacyApiKeysResponse(enabled=enabled, configured=[
+            name for name in LEGACY_NAMES if self.legacy_tokens[name] is not None])
+
 
 class AdminError(Exception):
     def __init__(self, status: int, message: str) -> None:
@@ -203,14 +207,14 @@ async def create_key(body: CreateApiKeyBody, state: State, who: Actor) -> dict[s
 
 @keys.get("/api-keys/legacy")
 async def get_legacy(state: State) -> LegacyApiKeysResponse:
-    return LegacyApiKeysResponse(enabled=(await state.store.legacy()).enabled)
+    return state.legacy_answer((await state.store.legacy()).enabled)
 
 
 @keys.put("/api-keys/legacy", responses=WITH_INPUT)
 async def put_legacy(state: State, who: Actor, enabled: Annotated[bool, Query()]) -> LegacyApiKeysResponse:
     legacy = await state.store.set_legacy(enabled, actor=who)
     state.ring.legacy = legacy  # this instance at once; the others through NOTIFY
-    return LegacyApiKeysResponse(enabled=legacy.enabled)
+    return state.legacy_answer(legacy.enabled)
 
 
 @keys.get("/api-keys/{key_id}", response_model=ApiKeyResponse, responses=WITH_INPUT)
