@@ -55,6 +55,17 @@ class Grant:
 NO_KEY = Grant(None, None, None, "none")  # never mutated
 
 
+@dataclass(frozen=True, slots=True)
+class KeyHold:
+    """The key that admitted a long-lived connection (a relayed WebSocket), as ``key_now`` needs
+    it: the entry as granted and the SHA256 of an ``sb_`` key (None: a legacy key), never the
+    plaintext; and whether a legacy key came as the bearer too (the legacy switch refuses it)."""
+
+    entry: KeyEntry
+    digest: bytes | None
+    legacy_bearer: bool = False
+
+
 class Need:
     """What a decision from memory still needs: a key's row (by hash) or a user JWT verified."""
 
@@ -108,8 +119,7 @@ class Authenticator:
         entry = self._identify(key, resolved)
         if isinstance(entry, Need):
             return entry
-        if entry.expires_at is not None and time.time() >= entry.expires_at:
-            raise errors.API_KEY_EXPIRED()
+        unexpired(entry, time.time())
         if entry.is_secret and creds.browser:
             raise errors.SECRET_KEY_IN_BROWSER()
         if policy is Policy.SECRET and not entry.is_secret:
@@ -158,6 +168,40 @@ class Authenticator:
             return NO_KEY if claims is None else claims  # None: not a JWT we accept, the service judges it
         return Grant(None, None, None, str(claims.get("role")), claims)
 
+    # --- a long-lived connection judged again (SPEC 11): the rules above, from memory --------------
+
+    def hold(self, creds: Credentials, grant: Grant) -> KeyHold | None:
+        """What ``key_now`` needs of the key that ``grant`` was made for (None: no key)."""
+        entry = grant.entry
+        if entry is None:
+            return None
+        key = _the_key(creds.apikeys, creds.query_keys)
+        bearer, _ = _bearer(creds.authorization)
+        if key is None:
+            key = bearer  # functions/storage: the bearer was the key
+        digest = apikeys.digest(key) if key is not None and entry.type != "legacy" else None
+        legacy_bearer = bearer is not None and bearer != key and self.ring.legacy_entry(bearer) is not None
+        return KeyHold(entry, digest, legacy_bearer)
+
+    def key_now(self, hold: KeyHold, now: float) -> KeyEntry | None:
+        """The held key as ``decide`` would find it now, from memory: raises the refusal a request
+        with it would get (deleted, or its hash now another key's: invalid; expired; a legacy key
+        while legacy keys are disabled); None while its row is read again after a change (the
+        change's notification decides). Nothing is recorded as used, nothing is minted."""
+        if hold.digest is None:
+            self._legacy_on()
+            current = hold.entry
+        else:
+            current = self.ring.by_hash.get_digest(hold.digest)
+            if current is None and self.ring.refetching(hold.digest):
+                return None
+            if current is None or current.id != hold.entry.id:
+                raise errors.INVALID_API_KEY()
+        if hold.legacy_bearer:
+            self._legacy_on()
+        unexpired(current, now)
+        return current
+
     def _use(self, entry: KeyEntry) -> str:
         """The entry's minted JWT, its use recorded."""
         self.ring.mark_used(entry)
@@ -203,9 +247,14 @@ class Authenticator:
     def _legacy_allowed(self, token: str) -> KeyEntry | None:
         """The legacy entry if ``token`` is exactly a configured legacy key (refused while disabled)."""
         entry = self.ring.legacy_entry(token)
-        if entry is not None and not self.ring.legacy.enabled:
-            raise self.legacy_disabled()
+        if entry is not None:
+            self._legacy_on()
         return entry
+
+    def _legacy_on(self) -> None:
+        """The legacy switch: legacy keys are refused while it is off."""
+        if not self.ring.legacy.enabled:
+            raise self.legacy_disabled()
 
     def legacy_disabled(self) -> errors.Refusal:
         changed = self.ring.legacy.changed_at
@@ -215,6 +264,12 @@ class Authenticator:
             f"or re-enable them: `gateway legacy enable` or "
             f"PUT /v1/projects/{self.project_ref}/api-keys/legacy?enabled=true on the admin API."
         )
+
+
+def unexpired(entry: KeyEntry, now: float) -> None:
+    """The expiry rule: from its ``expires_at`` on, a key is refused."""
+    if entry.expires_at is not None and now >= entry.expires_at:
+        raise errors.API_KEY_EXPIRED()
 
 
 def _the_key(header_keys: list[str], query_keys: list[str]) -> str | None:

@@ -213,7 +213,7 @@ async def get_legacy(state: State) -> LegacyApiKeysResponse:
 @keys.put("/api-keys/legacy", responses=WITH_INPUT)
 async def put_legacy(state: State, who: Actor, enabled: Annotated[bool, Query()]) -> LegacyApiKeysResponse:
     legacy = await state.store.set_legacy(enabled, actor=who)
-    state.ring.legacy = legacy  # this instance at once; the others through NOTIFY
+    state.ring.set_legacy(legacy)  # this instance at once; the others through NOTIFY
     return state.legacy_answer(legacy.enabled)
 
 
@@ -243,14 +243,16 @@ async def key_usage(key_id: Annotated[str, Path(examples=["anon"])], state: Stat
 
 @keys.patch("/api-keys/{key_id}", response_model=ApiKeyResponse, responses=WITH_INPUT)
 async def update_key(key_id: str, body: UpdateApiKeyBody, state: State, who: Actor) -> dict[str, Any]:
-    return key_json(await state.store.update_key(key_id, body, actor=who))
+    row = await state.store.update_key(key_id, body, actor=who)
+    state.ring.announce(row["hash"], deleted=False)  # this instance at once; the others through NOTIFY
+    return key_json(row)
 
 
 @keys.delete("/api-keys/{key_id}", response_model=ApiKeyResponse, responses=WITH_INPUT)
 async def delete_key(key_id: str, state: State, who: Actor, was_compromised: bool = False,
                      reason: Annotated[Text | None, Query()] = None) -> dict[str, Any]:
     row = await state.store.delete_key(key_id, actor=who, was_compromised=was_compromised, reason=reason)
-    state.ring.by_hash.pop(row["hash"], None)  # this instance at once; the others through NOTIFY
+    state.ring.announce(row["hash"], deleted=True)  # this instance at once; the others through NOTIFY
     return key_json(row)
 
 
