@@ -38,9 +38,9 @@ BODY = b'{"id":1,"name":"bench","items":[1,2,3],"ok":true}'
 ANSWER = (b"HTTP/1.1 200 OK\r\nServer: nginx\r\nDate: Tue, 01 Dec 2026 23:00:00 GMT\r\n"
           b"Content-Type: application/json\r\nContent-Length: %d\r\nConnection: keep-alive\r\n\r\n%s" % (len(BODY), BODY))
 REF = "supabase-self-hosted"
-STEPS = [(listener.HttpProtocol, "_start_fast"), (decide.Gateway, "exchange"), (decide.Gateway, "route"),
-         (decide.Gateway, "grant_now"), (decide.Gateway, "plan"), (fastpath.FastExchange, "_send"),
-         (fastpath.FastExchange, "upstream_head"), (fastpath.FastExchange, "upstream_done"), (decide.Gateway, "record")]
+STEPS = [(listener.HttpProtocol, "_start_fast"), (decide.Decider, "request"), (decide.Decider, "route"),
+         (decide.Decider, "grant_now"), (decide.Decider, "plan"), (fastpath.FastRequest, "_send"),
+         (fastpath.FastRequest, "upstream_head"), (fastpath.FastRequest, "upstream_done"), (decide.Decider, "record")]
 
 
 class Transport:
@@ -97,17 +97,17 @@ async def main(n: int, steps: bool, limits: bool) -> None:
                                                     apikeys.display_prefix(key), "anon", {"role": "anon"},
                                                     per_key=never, per_ip=never)
     auth = Authenticator(ring, Minter.from_settings(settings), JwtVerifier(settings, None), "default", REF)
-    gateway = decide.Gateway(settings, auth)
-    await gateway.start()
-    pool = gateway.upstreams["rest"].pool
-    conn = Connection(pool)
+    decider = decide.Decider(settings, auth)
+    await decider.start()
+    pool = decider.upstreams["rest"].pool
+    conn = Connection(pool.read_timeout, pool._forget)
     conn.connection_made(Transport(conn))
     pool._idle.append(conn)
     config = uvicorn.Config(None, lifespan="off", log_config=None, access_log=False)  # type: ignore[arg-type]
     config.load()
     state = ServerState()
     state.default_headers = [(b"date", b"Tue, 01 Dec 2026 23:00:00 GMT")]
-    protocol = listener.protocol_for(settings, gateway)(config=config, server_state=state, app_state={})
+    protocol = listener.protocol_for(settings, decider)(config=config, server_state=state, app_state={})
     protocol.connection_made(Transport())  # type: ignore[arg-type]
     request = b"GET /rest/v1/todos HTTP/1.1\r\nHost: 127.0.0.1:8000\r\napikey: " + key.encode() + b"\r\n\r\n"
     stdout, sys.stdout = sys.stdout, open("/dev/null", "w")  # the access log

@@ -1,11 +1,12 @@
 """Every decision of the public listener, in one place for both ways it is served: the ASGI app
 (gateway.serve.asgi) and the fast path of the listener's own protocol (gateway.serve.fastpath).
 
-A request is an ``Exchange``. ``Gateway.route`` admits it (431, 400, 404, 403) and answers what
-the gateway answers itself (preflights, ``/health``); ``grant_now`` decides on its key from
-memory or says which lookup it needs (``grant`` does it); ``plan`` applies restrictions and rate
-limits and says where it goes, with which headers; ``record`` writes the access log line and
-the metrics, once.
+A ``Request`` is one request as the gateway handles it. ``Decider.route`` admits it (431, 400,
+404, 403) and answers what the gateway answers itself (preflights, ``/health``); ``grant_now``
+decides on its key from memory or says which lookup it needs (``grant`` does it); ``plan``
+applies restrictions and rate limits and says where it goes, with which headers; ``record``
+writes the access log line and the metrics, once. ``judge`` decides again, from memory, on the
+key of a long-lived connection.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from gateway.routes import BadPath, Cors, Kind, Policy, QueryKey, Route, match, 
 from gateway.rules.clientip import ClientIp, limit_key, parse_networks
 from gateway.rules.limits import Limiter, RateLimits
 from gateway.rules.origins import OriginSet
-from gateway.upstream.services import Reads, Upstream, configured_upstreams, read_targets
+from gateway.upstream.services import ReplicaSet, Upstream, configured_upstreams, replica_set
 
 log = logging.getLogger("gateway")
 
@@ -57,14 +58,14 @@ class Plan:
         return self.headers if other is self.upstream else [(b"host", other.host), *self.headers[1:]]
 
 
-class Exchange:
+class Request:
     """One request as the gateway handles it: what it is, what was decided, what it answered."""
 
     __slots__ = ("started", "method", "info", "path", "query", "headers_in", "https", "port", "route",
-                 "upstream_path", "grant", "status", "client_ip", "headers", "limited", "upstream")
+                 "upstream_path", "grant", "status", "client_ip", "rate_limit_headers", "limited", "upstream")
 
     def __init__(self, method: str, raw_path: str, query: bytes, headers: Headers, client_ip: str, https: bool,
-                 port: bytes | None, status: int) -> None:
+                 port: bytes | None, websocket: bool = False) -> None:
         self.started = time.perf_counter()
         self.method = method
         self.headers_in = headers
@@ -76,16 +77,34 @@ class Exchange:
         self.route: Route | None = None
         self.upstream_path = ""
         self.grant: Grant = NO_KEY
-        self.status = status
+        # What the access log shows until something is answered: a relayed WebSocket, else a failure.
+        self.status = 101 if websocket else 500
         self.client_ip = client_ip
-        self.headers: Headers = []  # the gateway adds these to the answer (RateLimit)
+        self.rate_limit_headers: Headers = []  # the gateway adds them to the answer
         self.limited: str | None = None  # the rate limit that refused it
         self.upstream: str | None = None  # the name of the upstream that served it
+
+    # What the access log and the metrics read (gateway.observe.record).
+    @property
+    def service(self) -> str:
+        return self.route.service if self.route is not None else "gateway"
+
+    @property
+    def role(self) -> str:
+        return self.grant.role
+
+    @property
+    def key_id(self) -> str | None:
+        return self.grant.entry.id if self.grant.entry is not None else None
+
+    @property
+    def key_prefix(self) -> str | None:
+        return self.grant.entry.prefix if self.grant.entry is not None else None
 
 
 @dataclass(frozen=True, slots=True)
 class Admission:
-    """What admitted a long-lived connection (a relayed WebSocket), for ``Gateway.judge``: its key
+    """What admitted a long-lived connection (a relayed WebSocket), for ``Decider.judge``: its key
     (never the plaintext) and where the connection came from."""
 
     key: KeyHold
@@ -101,17 +120,17 @@ def restrict(entry: KeyEntry, origin: bytes | None, referer: bytes | None, clien
         entry.restrictions.check(origin, referer, client_ip, service)
 
 
-def admit(x: Exchange) -> None:
+def admit(req: Request) -> None:
     """What holds before any key is looked at: header limits (431) and a safe path (400)."""
-    if x.info.too_large:
+    if req.info.too_large:
         raise errors.HEADERS_TOO_LARGE(HEADERS_HINT)
     try:
-        x.path = normalize(x.path)
+        req.path = normalize(req.path)
     except BadPath as e:
         raise errors.BAD_PATH(str(e)) from None
-    found = match(x.path)
+    found = match(req.path)
     if found is not None:
-        x.route, x.upstream_path = found
+        req.route, req.upstream_path = found
 
 
 _PORTS: dict[int, bytes] = {}
@@ -127,7 +146,9 @@ def listener_port(server: tuple[str, int | None] | None) -> bytes | None:
     return port
 
 
-class Gateway:
+class Decider:
+    """The decisions, made once at start where they can be (settings parsed, upstreams built)."""
+
     def __init__(self, settings: Settings, auth: Authenticator, limiter: Limiter | None = None) -> None:
         self.settings = settings
         self.auth = auth
@@ -136,91 +157,92 @@ class Gateway:
         self.client_ips = ClientIp(parse_networks(settings.server.trusted_proxies))
         self.meta_origins = OriginSet.parse(settings.cors.meta_origins)
         self.upstreams: dict[str, Upstream] = {}
-        self.reads: Reads | None = None  # PostgREST's read replicas with the primary
+        self.replicas: ReplicaSet | None = None  # PostgREST's read replicas with the primary
         self.functions_required = settings.functions.verify == "required"
+        self.functions_open = frozenset(settings.functions.open)
         self.log_access = settings.log.access
 
     async def start(self) -> None:
         self.upstreams = configured_upstreams(self.settings)
-        self.reads = read_targets(self.settings, self.upstreams.get("rest"))
+        self.replicas = replica_set(self.settings, self.upstreams.get("rest"))
 
     async def close(self) -> None:
         for upstream in self.upstreams.values():
             await upstream.close()
-        for upstream in self.reads.targets[1:] if self.reads else ():
+        for upstream in self.replicas.targets[1:] if self.replicas else ():
             await upstream.close()
 
-    def exchange(self, method: str, raw_path: str, query: bytes, headers: Headers, peer: str, https: bool,
-                 port: bytes | None, status: int) -> Exchange:
-        x = Exchange(method, raw_path, query, headers, peer, https, port, status)
-        x.client_ip = self.client_ips.resolve(peer, x.info.xff)
-        return x
+    def request(self, method: str, raw_path: str, query: bytes, headers: Headers, peer: str, https: bool,
+                port: bytes | None, websocket: bool = False) -> Request:
+        req = Request(method, raw_path, query, headers, peer, https, port, websocket)
+        req.client_ip = self.client_ips.resolve(peer, req.info.xff)
+        return req
 
     # --- the steps, in order --------------------------------------------------------------------
 
-    def route(self, x: Exchange, ws: bool = False) -> Answer | None:
+    def route(self, req: Request, ws: bool = False) -> Answer | None:
         """Admit the request and find its route; the gateway's own answer if it has one."""
-        admit(x)
-        if not ws and x.method == "OPTIONS" and x.info.preflight:
-            x.status = 200
-            cors = x.route.cors if x.route is not None else Cors.ANY
-            return Answer(200, preflight_headers(x.info.origin, x.info.acr_headers, cors, self.meta_origins), b"")  # type: ignore[arg-type]
-        if x.route is None:
+        admit(req)
+        if not ws and req.method == "OPTIONS" and req.info.preflight:
+            req.status = 200
+            cors = req.route.cors if req.route is not None else Cors.ANY
+            return Answer(200, preflight_headers(req.info.origin, req.info.acr_headers, cors, self.meta_origins), b"")  # type: ignore[arg-type]
+        if req.route is None:
             raise errors.NOT_FOUND()
-        if x.route.kind is Kind.FORBIDDEN:
+        if req.route.kind is Kind.FORBIDDEN:
             raise errors.FORBIDDEN_ROUTE()
-        if x.route is routes.HEALTH:
+        if req.route is routes.HEALTH:
             if ws:
                 raise errors.NOT_FOUND()
-            x.status = 200
+            req.status = 200
             return Answer(200, [(b"content-type", JSON), (b"content-length", b"%d" % len(HEALTH_BODY)),
-                                *self.extra(x)], HEALTH_BODY)
-        x.info.query_keys, x.query = split_query(x.query)  # read once: the key, and the target without it
+                                *self.answer_headers(req)], HEALTH_BODY)
+        req.info.query_keys, req.query = split_query(req.query)  # read once: the key, and the target without it
         return None
 
-    def grant_now(self, x: Exchange) -> Grant | Need:
+    def grant_now(self, req: Request) -> Grant | Need:
         """The decision on the request's key from memory, or the lookup it needs first."""
-        return self.auth.decide(self.policy(x.route, x.upstream_path), x.info)  # type: ignore[arg-type]
+        return self.auth.decide(self.policy(req.route, req.upstream_path), req.info)  # type: ignore[arg-type]
 
-    async def grant(self, x: Exchange) -> Grant:
+    async def grant(self, req: Request) -> Grant:
         """``grant_now`` with the lookups done (a key not in memory, a user JWT not seen yet)."""
-        return await self.auth.check(self.policy(x.route, x.upstream_path), x.info)  # type: ignore[arg-type]
+        return await self.auth.check(self.policy(req.route, req.upstream_path), req.info)  # type: ignore[arg-type]
 
     def policy(self, route: Route, upstream_path: str) -> Policy:
         """The route's policy; with functions.verify = "required", a function not named in
         functions.open needs a key or a user JWT (its name: the first segment, normalised)."""
         if route.service == "functions" and self.functions_required:
-            if upstream_path.split("/", 2)[1] not in self.settings.functions.open:
+            if upstream_path.split("/", 2)[1] not in self.functions_open:
                 return Policy.KEY_OR_USER
         return route.policy
 
-    def plan(self, x: Exchange, grant: Grant, ws: bool = False) -> Plan:
+    def plan(self, req: Request, grant: Grant, ws: bool = False) -> Plan:
         """Restrictions and rate limits on the granted request, then where it goes, with which headers."""
-        x.grant = grant
-        route: Route = x.route  # type: ignore[assignment]
+        req.grant = grant
+        route: Route = req.route  # type: ignore[assignment]
         entry = grant.entry
         if entry is not None:
-            restrict(entry, x.info.origin, x.info.referer, x.client_ip, route.service)
-        self._limit(x)
-        query = x.query
-        if route.query_key is QueryKey.REPLACE and x.info.query_keys and grant.token is not None:
+            restrict(entry, req.info.origin, req.info.referer, req.client_ip, route.service)
+        self._limit(req)
+        query = req.query
+        if route.query_key is QueryKey.REPLACE and req.info.query_keys and grant.token is not None:
             token = grant.token.encode()
             query = query + b"&apikey=" + token if query else b"apikey=" + token
         upstream = self.upstreams.get(route.upstream)
         if upstream is None:
             raise errors.UPSTREAM_NOT_CONFIGURED(f"Set upstreams.{route.upstream} to enable {route.prefix}.")
-        headers = upstream_headers(x.headers_in, x.info, route, grant, upstream.host, x.client_ip.encode(), x.https,
-                                   ws, x.port)
-        return Plan(upstream, x.upstream_path + ("?" + query.decode("latin-1") if query else ""), headers)
+        headers = upstream_headers(req.headers_in, req.info, route, grant, upstream.host, req.client_ip.encode(), req.https,
+                                   ws, req.port)
+        return Plan(upstream, req.upstream_path + ("?" + query.decode("latin-1") if query else ""), headers)
 
     # --- a long-lived connection, judged again while it lasts (SPEC 11) ------------------------------
 
-    def admission(self, x: Exchange) -> Admission | None:
+    def admission(self, req: Request) -> Admission | None:
         """What ``judge`` needs of a planned request that a key admitted (None: no key did)."""
-        hold = self.auth.hold(x.info, x.grant)
+        hold = self.auth.hold(req.info, req.grant)
         if hold is None:
             return None
-        return Admission(hold, x.info.origin, x.info.referer, x.client_ip, x.route.service)  # type: ignore[union-attr]
+        return Admission(hold, req.info.origin, req.info.referer, req.client_ip, req.route.service)  # type: ignore[union-attr]
 
     def judge(self, a: Admission, now: float | None = None) -> KeyEntry | None:
         """The connection's key as it is now, if a request with it from where the connection came
@@ -240,42 +262,40 @@ class Gateway:
             return r
         return None
 
-    def _limit(self, x: Exchange) -> None:
+    def _limit(self, req: Request) -> None:
         """Count the request against its rate limits (from memory), or refuse it with 429."""
-        scopes = self.rate_limits.scopes(x.grant.entry, x.grant.claims, limit_key(x.client_ip))
+        scopes = self.rate_limits.scopes(req.grant.entry, req.grant.claims, limit_key(req.client_ip))
         if not scopes:
             return
         outcome = self.limiter.admit(scopes)
         if outcome.refused is not None:
-            x.limited = outcome.refused
+            req.limited = outcome.refused
             raise outcome.refusal()
-        x.headers = outcome.headers()
+        req.rate_limit_headers = outcome.headers()
 
-    def reads_for(self, x: Exchange) -> Reads | None:
+    def replicas_for(self, req: Request) -> ReplicaSet | None:
         """The read targets a request may go to (primary and replicas), or None."""
-        if self.reads is None or x.method not in x.route.replica_methods:  # type: ignore[union-attr]
+        if self.replicas is None or req.method not in req.route.replica_methods:  # type: ignore[union-attr]
             return None
-        return self.reads
+        return self.replicas
 
     # --- answers and records --------------------------------------------------------------------
 
-    def extra(self, x: Exchange) -> Headers:
+    def answer_headers(self, req: Request) -> Headers:
         """What the gateway adds to any answer: CORS for a request with Origin, RateLimit."""
-        info = x.info
+        info = req.info
         if info.origin is None:
-            return x.headers
-        cors = cors_headers(info.origin, x.route.cors if x.route is not None else Cors.ANY, self.meta_origins)
-        return cors + x.headers if x.headers else cors
+            return req.rate_limit_headers
+        cors = cors_headers(info.origin, req.route.cors if req.route is not None else Cors.ANY, self.meta_origins)
+        return cors + req.rate_limit_headers if req.rate_limit_headers else cors
 
-    def refusal(self, x: Exchange, r: errors.Refusal) -> Answer:
-        x.status = r.status
-        return Answer(r.status, error_headers(r, self.extra(x)), r.body)
+    def refusal(self, req: Request, r: errors.Refusal) -> Answer:
+        req.status = r.status
+        return Answer(r.status, error_headers(r, self.answer_headers(req)), r.body)
 
-    def record(self, x: Exchange) -> None:
-        entry = x.grant.entry
-        observe.record(x.method, x.path, x.route.service if x.route is not None else "gateway", x.status, x.started,
-                       x.grant.role, entry.id if entry else None, entry.prefix if entry else None, self.log_access,
-                       x.limited, x.upstream)
+    def record(self, req: Request) -> None:
+        observe.record(req.method, req.path, req.service, req.status, req.started, req.role, req.key_id,
+                       req.key_prefix, self.log_access, req.limited, req.upstream)
 
 
 def log_unexpected(e: BaseException) -> None:

@@ -1,8 +1,10 @@
-"""The gateway's own answers over ASGI: JSON errors with ``sb-error-code``, and CORS headers."""
+"""The gateway's answers: JSON errors with ``sb-error-code``, CORS headers, and the bytes of an
+answer's head for the listener's own protocol (the ASGI app's heads are the server's)."""
 
 from __future__ import annotations
 
 import json
+from http import HTTPStatus
 from typing import Any, Awaitable, Callable
 
 from gateway.errors import Refusal
@@ -60,3 +62,15 @@ def preflight_headers(origin: bytes, requested: bytes | None, cors: Cors, meta_o
         (b"vary", b"Origin, Access-Control-Request-Headers"),
         (b"content-length", b"0"),
     ]
+
+
+_STATUS_LINES = {s.value: b"HTTP/1.1 %d %s\r\n" % (s.value, s.phrase.encode()) for s in HTTPStatus}
+
+
+def head_bytes(status: int, headers: Headers) -> bytes:
+    """An HTTP/1.1 answer's head: the status line, the headers, the blank line."""
+    out = [_STATUS_LINES.get(status) or b"HTTP/1.1 %d \r\n" % status]
+    for name, value in headers:
+        out += (name, b": ", value, b"\r\n")
+    out.append(b"\r\n")
+    return b"".join(out)

@@ -271,7 +271,8 @@ def test_bad_flags(workdir, argv):
 def test_unreachable_database(workdir, argv):
     port = free_port()  # nothing listens there
     env = {"GATEWAY_DATABASE_URL": f"postgresql://gw:hunter2-password@127.0.0.1:{port}/postgres",
-           "GATEWAY_DATA_DIR": str(workdir / "data"), "GATEWAY_JWT__SECRET": JWT_SECRET}
+           "GATEWAY_DATA_DIR": str(workdir / "data"), "GATEWAY_JWT__SECRET": JWT_SECRET,
+           "GATEWAY_SERVER__PORT": str(free_port()), "GATEWAY_ADMIN__PORT": str(free_port())}
     result = run_cli(*argv, cwd=workdir, env=env, timeout=30)
     line = one_line_failure(result)
     assert "database" in line and "hunter2-password" not in line

@@ -12,7 +12,7 @@ import pytest
 from gateway import routes
 from gateway.auth import Authenticator
 from gateway.config import Settings
-from gateway.decide import Admission, Gateway
+from gateway.decide import Admission, Decider
 from gateway.keys import apikeys
 from gateway.keys.entries import ANON_CLAIMS, KeyEntry, legacy_entries
 from gateway.keys.ring import KeyRing
@@ -36,54 +36,54 @@ class NoStore:
 
 
 @pytest.fixture
-def gw() -> Gateway:
+def gw() -> Decider:
     settings = Settings(jwt={"secret": JWT_SECRET}, key_checksum_ref=REF,
                         legacy={"anon_key": LEGACY_ANON, "service_role_key": LEGACY_SERVICE_ROLE})
     ring = KeyRing(NoStore(), settings)  # type: ignore[arg-type]
     ring._legacy_by_token = legacy_entries(settings)
-    return Gateway(settings, Authenticator(ring, Minter.from_settings(settings), JwtVerifier(settings, None),
+    return Decider(settings, Authenticator(ring, Minter.from_settings(settings), JwtVerifier(settings, None),
                                            "default", REF))
 
 
-def with_key(gw: Gateway, **fields) -> tuple[str, KeyEntry]:
+def with_key(gw: Decider, **fields) -> tuple[str, KeyEntry]:
     key = apikeys.generate("publishable", REF)
     entry = KeyEntry(ID, "publishable", apikeys.display_prefix(key), "anon", ANON_CLAIMS, **fields)
     gw.auth.ring.by_hash[apikeys.hash_key(key)] = entry
     return key, entry
 
 
-async def admitted(gw: Gateway, key: str, *extra: tuple[bytes, bytes], query: bool = False) -> Admission:
+async def admitted(gw: Decider, key: str, *extra: tuple[bytes, bytes], query: bool = False) -> Admission:
     """A Realtime handshake from 127.0.0.1 with ``Origin: ORIGIN`` admitted with ``key``."""
     headers = [(b"origin", ORIGIN.encode()), *extra] + ([] if query else [(b"apikey", key.encode())])
-    x = gw.exchange("WEBSOCKET", "/realtime/v1/websocket", b"apikey=" + key.encode() if query else b"vsn=2.0.0",
-                    headers, "127.0.0.1", False, None, 101)
-    assert gw.route(x, ws=True) is None and x.route is routes.REALTIME
-    x.grant = await gw.grant(x)
-    a = gw.admission(x)
+    req = gw.request("WEBSOCKET", "/realtime/v1/websocket", b"apikey=" + key.encode() if query else b"vsn=2.0.0",
+                     headers, "127.0.0.1", False, None, websocket=True)
+    assert gw.route(req, ws=True) is None and req.route is routes.REALTIME
+    req.grant = await gw.grant(req)
+    a = gw.admission(req)
     assert a is not None
     return a
 
 
 def edit(**fields):
     """The key's row edited: a new entry in the ring (as a refetch or a reload puts it)."""
-    def change(gw: Gateway, key: str, entry: KeyEntry) -> None:
+    def change(gw: Decider, key: str, entry: KeyEntry) -> None:
         gw.auth.ring.by_hash[apikeys.hash_key(key)] = replace(entry, **fields)
     return change
 
 
-def deleted(gw: Gateway, key: str, entry: KeyEntry) -> None:
+def deleted(gw: Decider, key: str, entry: KeyEntry) -> None:
     gw.auth.ring.by_hash.pop(apikeys.hash_key(key))
 
 
-def another_key(gw: Gateway, key: str, entry: KeyEntry) -> None:
+def another_key(gw: Decider, key: str, entry: KeyEntry) -> None:
     gw.auth.ring.by_hash[apikeys.hash_key(key)] = replace(entry, id="00000000-0000-0000-0000-00000000000b")
 
 
-def legacy_off(gw: Gateway, key: str, entry: KeyEntry) -> None:
+def legacy_off(gw: Decider, key: str, entry: KeyEntry) -> None:
     gw.auth.ring.legacy = Legacy(False, None)
 
 
-def nothing(gw: Gateway, key: str, entry: KeyEntry) -> None:
+def nothing(gw: Decider, key: str, entry: KeyEntry) -> None:
     pass
 
 
@@ -108,7 +108,7 @@ TABLE = [
 
 
 @pytest.mark.parametrize("name, change, refused", TABLE, ids=[t[0] for t in TABLE])
-async def test_an_sb_key_judged_again(gw: Gateway, name: str, change, refused: str | None) -> None:
+async def test_an_sb_key_judged_again(gw: Decider, name: str, change, refused: str | None) -> None:
     key, entry = with_key(gw)
     a = await admitted(gw, key)
     assert gw.refusal_now(a, NOW) is None
@@ -128,7 +128,7 @@ async def test_an_sb_key_judged_again(gw: Gateway, name: str, change, refused: s
      ((b"authorization", b"Bearer " + hs256(user_claims(sub="u-1")).encode()),), deleted, INVALID),
     ("sb_ key in the query, key deleted", "query", (), deleted, INVALID),
 ])
-async def test_legacy_keys_bearers_and_users_judged_again(gw: Gateway, name, token, extra, change, refused) -> None:
+async def test_legacy_keys_bearers_and_users_judged_again(gw: Decider, name, token, extra, change, refused) -> None:
     key, entry = with_key(gw)
     a = await admitted(gw, key if token in (None, "query") else token, *extra, query=token == "query")
     assert gw.refusal_now(a, NOW) is None
@@ -137,7 +137,7 @@ async def test_legacy_keys_bearers_and_users_judged_again(gw: Gateway, name, tok
     assert (r.code if r else None) == refused
 
 
-async def test_a_judgement_records_no_use_and_mints_nothing(gw: Gateway, monkeypatch) -> None:
+async def test_a_judgement_records_no_use_and_mints_nothing(gw: Decider, monkeypatch) -> None:
     key, entry = with_key(gw, expires_at=NOW + 60)
     a = await admitted(gw, key)
     gw.auth.ring._used.clear()
@@ -150,7 +150,7 @@ async def test_a_judgement_records_no_use_and_mints_nothing(gw: Gateway, monkeyp
     assert minted == [] and gw.auth.ring._used == {} and gw.auth.ring._counts == {}
 
 
-async def test_the_admission_holds_the_keys_digest_never_its_plaintext(gw: Gateway) -> None:
+async def test_the_admission_holds_the_keys_digest_never_its_plaintext(gw: Decider) -> None:
     key, _ = with_key(gw)
     a = await admitted(gw, key)
     assert a.key.digest == apikeys.digest(key) and a.key.legacy_bearer is False

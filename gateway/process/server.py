@@ -175,7 +175,7 @@ async def run_worker(settings: Settings, dsn: str, public: socket.socket, admin:
                   timeout_graceful_shutdown=settings.server.grace_seconds, ws=GoingAwayWebSocket,
                   ws_max_size=64 * 1024 * 1024, timeout_keep_alive=settings.server.keepalive_seconds)
     servers = [
-        _Server(uvicorn.Config(proxy, http=protocol_for(settings, proxy.gateway), **common)),
+        _Server(uvicorn.Config(proxy, http=protocol_for(settings, proxy.decider), **common)),
         _Server(uvicorn.Config(create_admin_app(settings, store, ring), **common)),
     ]
 

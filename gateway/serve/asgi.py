@@ -1,7 +1,7 @@
-"""The public listener as a plain ASGI app: the decisions of gateway.decide, then forwarding
-(gateway.headers) or the WebSocket relay (gateway.serve.websocket). It runs under any ASGI server;
-``gateway serve`` also answers bodiless requests on a fast path of its own (gateway.serve.fastpath)
-that shares every decision with it.
+"""The public listener as a plain ASGI app: the decisions of gateway.decide, then forwarding (the
+attempts and error map of gateway.upstream, bodies streamed both ways) or the WebSocket relay
+(gateway.serve.websocket). It runs under any ASGI server; ``gateway serve`` also answers bodiless
+requests on a fast path of its own (gateway.serve.fastpath) that shares all of this with it.
 """
 
 from __future__ import annotations
@@ -14,15 +14,16 @@ from typing import AsyncIterator
 from gateway import errors, observe
 from gateway.auth import Authenticator
 from gateway.config import Settings
-from gateway.decide import Exchange, Gateway, Plan, listener_port, log_unexpected
+from gateway.decide import Decider, Plan, Request, listener_port, log_unexpected
 from gateway.headers import response_headers
-from gateway.responses import Headers, Receive, Scope, Send, send_refusal
+from gateway.responses import Receive, Scope, Send, send_refusal
 from gateway.rules.limits import Limiter
 from gateway.serve.realtime import channel_guard
 from gateway.serve.sockets import OpenSockets
 from gateway.serve.websocket import connect, deny, relay
-from gateway.upstream.pool import Pool, Response, UpstreamConnectError, UpstreamError, UpstreamTimeout
-from gateway.upstream.services import RETRY_STATUS
+from gateway.upstream.attempts import Attempts
+from gateway.upstream.errors import UpstreamError, refusal_for
+from gateway.upstream.pool import Response
 
 log = logging.getLogger("gateway")
 
@@ -31,21 +32,21 @@ SMALL_BODY = 64 * 1024
 
 class Proxy:
     def __init__(self, settings: Settings, auth: Authenticator, limiter: Limiter | None = None,
-                 gateway: Gateway | None = None) -> None:
-        self.gateway = gateway or Gateway(settings, auth, limiter)
+                 decider: Decider | None = None) -> None:
+        self.decider = decider or Decider(settings, auth, limiter)
         self.settings = settings
         self.auth = auth
         self.sockets = OpenSockets()  # the relayed connections a key admitted, judged again on key changes
 
     async def start(self) -> None:
-        await self.gateway.start()
+        await self.decider.start()
         self.auth.ring.on_change.append(self.sockets.changed)
 
     async def close(self) -> None:
         with contextlib.suppress(ValueError):
             self.auth.ring.on_change.remove(self.sockets.changed)
         self.sockets.close()
-        await self.gateway.close()
+        await self.decider.close()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -57,160 +58,132 @@ class Proxy:
                 await send({"type": "lifespan.startup.complete"})
             await send({"type": "lifespan.shutdown.complete"})
 
-    def _exchange(self, scope: Scope, method: str, status: int) -> Exchange:
+    def _request(self, scope: Scope, method: str, websocket: bool = False) -> Request:
         client = scope.get("client")
         raw_path = (scope.get("raw_path") or scope["path"].encode()).decode("latin-1").partition("?")[0]
-        return self.gateway.exchange(method, raw_path, scope.get("query_string", b""), scope["headers"],
-                                     client[0] if client else "", scope.get("scheme") in ("https", "wss"),
-                                     listener_port(scope.get("server")), status)
+        return self.decider.request(method, raw_path, scope.get("query_string", b""), scope["headers"],
+                                    client[0] if client else "", scope.get("scheme") in ("https", "wss"),
+                                    listener_port(scope.get("server")), websocket)
 
-    async def _plan(self, x: Exchange, ws: bool) -> Plan:
-        return self.gateway.plan(x, await self.gateway.grant(x), ws)
+    async def _plan(self, req: Request, ws: bool) -> Plan:
+        return self.decider.plan(req, await self.decider.grant(req), ws)
 
     # --- HTTP ----------------------------------------------------------------------------------
 
     async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
-        g = self.gateway
-        x = self._exchange(scope, scope["method"], 500)
+        d = self.decider
+        req = self._request(scope, scope["method"])
         try:
-            answer = g.route(x)
+            answer = d.route(req)
             if answer is not None:
                 await send({"type": "http.response.start", "status": answer.status, "headers": answer.headers})
                 await send({"type": "http.response.body", "body": answer.body})
                 return
-            plan = await self._plan(x, ws=False)
-            x.status = await self._send(x, send, receive, plan)
+            plan = await self._plan(req, ws=False)
+            req.status = await self._forward(req, plan, receive, send)
         except errors.Refusal as r:
-            x.status = r.status
-            await send_refusal(send, r, g.extra(x))
+            req.status = r.status
+            await send_refusal(send, r, d.answer_headers(req))
         except Exception as e:
-            x.status = 500
+            req.status = 500
             log_unexpected(e)
             try:  # fails if the response had begun: the connection is cut
                 await send_refusal(send, errors.INTERNAL_ERROR())
             except Exception:
                 pass
         finally:
-            g.record(x)
+            d.record(req)
 
-    async def _send(self, x: Exchange, send: Send, receive: Receive, plan: Plan) -> int:
-        """Forward to the route's upstream, or for a read with replicas to the primary or a
-        replica, trying another when the first fails before answering."""
-        service = x.route.upstream  # type: ignore[union-attr]
+    async def _forward(self, req: Request, plan: Plan, receive: Receive, send: Send) -> int:
+        """Send the request to its upstream (gateway.upstream.attempts says which, and whether
+        again) and stream the answer back; returns the status sent."""
         body = await read_body(receive)
-        extra = self.gateway.extra(x)
-        reads = self.gateway.reads_for(x)
-        if reads is None:
-            x.upstream = plan.upstream.name
-            return await forward(send, receive, plan.upstream.pool, x.method, plan.upstream.base_path + plan.target,
-                                 plan.headers, extra, service, body)
-        attempts = reads.pick() if replayable(body) else reads.pick()[:1]
-        for i, upstream in enumerate(attempts):
-            x.upstream = upstream.name
-            last = i == len(attempts) - 1
+        attempts = Attempts(plan.upstream, self.decider.replicas_for(req), replayable(body))
+        data = body.data if isinstance(body, _BodyStream) else body
+        while True:
+            upstream = attempts.target
+            req.upstream = upstream.name
             try:
-                status = await forward(send, receive, upstream.pool, x.method, upstream.base_path + plan.target,
-                                       plan.for_upstream(upstream), extra, service, body, retryable=not last)
-            except Retry:
-                reads.failed(upstream)
+                resp = await upstream.pool.request(req.method, upstream.base_path + plan.target,
+                                                   plan.for_upstream(upstream), data, fresh=attempts.fresh)
+            except UpstreamError as e:
+                if attempts.again(e):
+                    continue
+                raise refusal_for(e, req.route.upstream) from None  # type: ignore[union-attr]
+            if attempts.again_after(resp.status):
+                resp.release()
                 continue
-            except errors.Refusal as r:
-                if r.status in (502, 504):
-                    reads.failed(upstream)
-                raise
-            if status in RETRY_STATUS:
-                reads.failed(upstream)
-            else:
-                reads.served(upstream)
-            return status
-        raise AssertionError("unreachable: the last attempt never raises Retry")
+            break
+        try:
+            await _answer(resp, send, receive, self.decider.answer_headers(req),
+                          watch=not isinstance(body, _BodyStream) or body.complete)
+            attempts.answered(resp.status)
+        except UpstreamError:  # the answer had begun: all we can do is cut it short
+            attempts.broke_off()
+            log.warning("upstream %s broke off a response", req.route.upstream)  # type: ignore[union-attr]
+        except BaseException:
+            attempts.abandoned()
+            raise
+        finally:
+            resp.release()
+        return resp.status
 
     # --- WebSocket -----------------------------------------------------------------------------
 
     async def websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
-        g = self.gateway
-        x = self._exchange(scope, "WEBSOCKET", 101)
+        d = self.decider
+        req = self._request(scope, "WEBSOCKET", websocket=True)
         try:
-            g.route(x, ws=True)
-            plan = await self._plan(x, ws=True)
+            d.route(req, ws=True)
+            plan = await self._plan(req, ws=True)
             upstream = plan.upstream
-            x.upstream = upstream.name
-            guard = channel_guard(x, g, self.auth, self.settings.realtime.max_key_only_seconds)
+            req.upstream = upstream.name
+            guard = channel_guard(req, d, self.auth, self.settings.realtime.max_key_only_seconds)
             with self.sockets.holding(guard):  # judged again from now on, on every key change
-                socket = await connect(upstream, upstream.base_path + plan.target, plan.headers,
-                                       x.info.ws_protocols, self.settings.upstreams.connect_timeout)
+                try:
+                    socket = await connect(upstream, upstream.base_path + plan.target, plan.headers,
+                                           req.info.ws_protocols, self.settings.upstreams.connect_timeout)
+                except UpstreamError as e:
+                    raise refusal_for(e, upstream.name) from None
                 observe.WEBSOCKETS.labels(upstream.name, "open").inc()
                 await send({"type": "websocket.accept", "subprotocol": socket.protocol})
                 await relay(receive, send, socket, guard)
         except errors.Refusal as r:
-            x.status = r.status
+            req.status = r.status
             await deny(scope, send, r)
         except Exception as e:
-            x.status = 500
+            req.status = 500
             log_unexpected(e)
             try:
                 await send({"type": "websocket.close", "code": 1011})
             except Exception:
                 pass
         finally:
-            g.record(x)
+            d.record(req)
 
 
-# --- forwarding over ASGI: request bodies passed on as they arrive, answers streamed back ---------
+# --- over ASGI: request bodies passed on as they arrive, answers streamed back -------------------
 
 
-class Retry(Exception):
-    """The target failed before a byte of the answer reached the client: another may serve it."""
-
-
-async def forward(send: Send, receive: Receive, pool: Pool, method: str, target: str, headers: Headers,
-                  extra: Headers, service: str, body: Body, retryable: bool = False) -> int:
-    """Send the request upstream and stream its answer back; returns the status sent. With
-    ``retryable``, a refused or timed-out connection and a 502/503 answer raise Retry instead."""
-    data = body.data if isinstance(body, _BodyStream) else body
-    try:
-        resp = await pool.request(method, target, headers, data)
-    except UpstreamConnectError as e:
-        if retryable:
-            raise Retry() from None
-        if not isinstance(e, UpstreamTimeout):
-            raise errors.UPSTREAM_UNAVAILABLE(f"The {service} service could not be reached.") from None
-        raise errors.UPSTREAM_TIMEOUT(f"The {service} service did not answer in time.") from None
-    except UpstreamTimeout:
-        raise errors.UPSTREAM_TIMEOUT(f"The {service} service did not answer in time.") from None
-    except UpstreamError:
-        raise errors.UPSTREAM_UNAVAILABLE(f"The {service} service could not be reached.") from None
-    if retryable and resp.status in RETRY_STATUS:
-        resp.release()
-        raise Retry()
-    try:
-        headers_out = response_headers(resp.headers, extra)
-        length = resp.content_length
-        if length is not None and length <= SMALL_BODY:
-            payload = await resp.read()
-            await send({"type": "http.response.start", "status": resp.status, "headers": headers_out})
-            await send({"type": "http.response.body", "body": payload})
-            return resp.status
-        await send({"type": "http.response.start", "status": resp.status, "headers": headers_out})
-        await _stream(send, receive, resp, watch=not isinstance(body, _BodyStream) or body.complete)
-        return resp.status
-    except UpstreamError:
-        # The response had begun: all we can do is cut the connection short.
-        log.warning("upstream %s broke off a response", service)
-        return resp.status
-    finally:
-        resp.release()
-
-
-async def _stream(send: Send, receive: Receive, resp: Response, watch: bool) -> None:
+async def _answer(resp: Response, send: Send, receive: Receive, extra: list[tuple[bytes, bytes]],
+                  watch: bool) -> None:
+    """The upstream's answer to the client: a small one in one piece, else streamed."""
+    headers = response_headers(resp.headers, extra)
+    length = resp.content_length
+    if length is not None and length <= SMALL_BODY:
+        payload = await resp.read()
+        await send({"type": "http.response.start", "status": resp.status, "headers": headers})
+        await send({"type": "http.response.body", "body": payload})
+        return
+    await send({"type": "http.response.start", "status": resp.status, "headers": headers})
     # The server drops what we send once the client has gone, without telling us: watch for
     # the disconnect (possible once the request body is all read) and stop pulling from upstream.
     gone = asyncio.ensure_future(_disconnected(receive)) if watch else None
     try:
-        async for chunk in resp.stream():
+        async for piece in resp.stream():
             if gone is not None and gone.done():
                 return  # release() closes the half-read connection
-            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            await send({"type": "http.response.body", "body": piece, "more_body": True})
     finally:
         if gone is not None:
             gone.cancel()
@@ -235,9 +208,9 @@ class _BodyStream:
             m = await self.receive()
             if m["type"] == "http.disconnect":
                 raise errors.CLIENT_CLOSED_REQUEST()
-            chunk = m.get("body", b"")
-            if chunk:
-                yield chunk
+            piece = m.get("body", b"")
+            if piece:
+                yield piece
             if not m.get("more_body", False):
                 self.complete = True
                 return

@@ -1,29 +1,32 @@
 """The fast path of the public listener: a bodiless request (a GET, a HEAD, a preflight)
-answered without the ASGI machinery, with the same decisions (gateway.decide) and the same
-header rules (gateway.headers) as the ASGI app.
+answered without the ASGI machinery, with the same decisions (gateway.decide), the same header
+rules (gateway.headers) and the same forwarding rules (gateway.upstream.attempts and errors) as
+the ASGI app.
 
 The decision runs synchronously from memory; only a key not in memory or a user JWT not seen
 before takes a task. The request head goes to a kept-alive upstream connection in one write and
 the answer is pushed to the client as it arrives, its head and a small body in one write;
 reading from the upstream pauses while the client cannot keep up. Everything else (bodies,
-WebSockets, pipelined requests) is uvicorn's and the ASGI app's, as before.
+WebSockets, pipelined requests) is uvicorn's and the ASGI app's.
 """
 
 from __future__ import annotations
 
 import asyncio
+import enum
 import logging
 from typing import Any
 
-from uvicorn.protocols.http.httptools_impl import STATUS_LINE
-
 from gateway import errors
 from gateway.auth import Need
-from gateway.decide import Answer, Exchange, Gateway, Plan, log_unexpected
-from gateway.headers import RESPONSE_DROP
-from gateway.upstream.connection import NO_BODY_STATUS, Connection, State, request_head
-from gateway.upstream.pool import UpstreamConnectError, UpstreamTimeout
-from gateway.upstream.services import RETRY_STATUS, Reads, Upstream
+from gateway.decide import Answer, Decider, Plan, Request, log_unexpected
+from gateway.headers import response_headers
+from gateway.responses import head_bytes
+from gateway.upstream import messages
+from gateway.upstream.attempts import Attempts
+from gateway.upstream.connection import Connection
+from gateway.upstream.errors import UpstreamError, refusal_for
+from gateway.upstream.services import Upstream
 
 log = logging.getLogger("gateway")
 
@@ -31,6 +34,7 @@ FAST_METHODS = frozenset({b"GET", b"HEAD", b"OPTIONS", b"DELETE"})
 # Headers that announce a body (a Content-Length of 0 does not): such a request is the ASGI app's.
 BODY_HEADERS = frozenset({b"content-length", b"transfer-encoding", b"expect"})
 _CLOSE = (b"connection", b"close")
+_CHUNKED = (b"transfer-encoding", b"chunked")
 STREAMING_CHUNK = 16 * 1024  # a body chunk this large is written at once, not coalesced
 _TASKS: set[asyncio.Task[None]] = set()  # the loop keeps only weak references to tasks
 
@@ -70,95 +74,90 @@ class FastCycle:
         self.body = b""
 
 
-def _head(status: int, headers: list[tuple[bytes, bytes]]) -> list[bytes]:
-    line = STATUS_LINE.get(status) or b"HTTP/1.1 %d \r\n" % status
-    out = [line]
-    for name, value in headers:
-        out += (name, b": ", value, b"\r\n")
-    return out
+class Phase(enum.Enum):
+    DECIDING = "deciding"  # the decision, maybe waiting on a lookup
+    FORWARDING = "forwarding"  # on its way upstream; nothing answered yet
+    ANSWERING = "answering"  # the answer's head went to the client; its body follows
+    DONE = "done"  # answered whole: the client connection may serve its next request
+    CUT = "cut"  # an answer cut short: the client connection is closed
+    GONE = "gone"  # the client left
 
 
-class FastExchange:
-    """One request on the fast path, from its decision to the last byte of its answer."""
+class FastRequest:
+    """One request on the fast path, from its decision to the last byte of its answer: the sink
+    of its upstream connection (``upstream_head`` ... ``upstream_done``)."""
 
-    __slots__ = ("protocol", "gateway", "x", "cycle", "plan", "reads", "attempts", "attempt", "conn", "upstream",
-                 "head_sent", "chunked", "raced", "closing", "client_gone")
+    __slots__ = ("protocol", "decider", "req", "cycle", "plan", "attempts", "upstream", "conn", "chunked", "phase")
 
-    def __init__(self, protocol: Any, gateway: Gateway, x: Exchange, keep_alive: bool) -> None:
+    def __init__(self, protocol: Any, decider: Decider, req: Request, keep_alive: bool) -> None:
         self.protocol = protocol
-        self.gateway = gateway
-        self.x = x
+        self.decider = decider
+        self.req = req
         self.cycle = FastCycle(keep_alive)
         self.plan: Plan | None = None
-        self.reads: Reads | None = None
-        self.attempts: list[Upstream] = []
-        self.attempt = 0
+        self.attempts: Attempts | None = None
+        self.upstream: Upstream | None = None  # of the connection in use
         self.conn: Connection | None = None
-        self.upstream: Upstream | None = None
-        self.head_sent = False
-        self.chunked = False
-        self.raced = False
-        self.closing = False
-        self.client_gone = False
+        self.chunked = False  # the answer's body goes to the client chunked
+        self.phase = Phase.DECIDING
 
-    # --- the decision -----------------------------------------------------------------------------
+    # --- the decision -------------------------------------------------------------------------------
 
     def start(self) -> None:
-        g, x = self.gateway, self.x
+        d, req = self.decider, self.req
         try:
-            answer = g.route(x)
+            answer = d.route(req)
             if answer is not None:
                 self._answer(answer)
                 return
-            grant = g.grant_now(x)
+            grant = d.grant_now(req)
             if isinstance(grant, Need):  # a lookup first: the rest in a task
                 _spawn(self._decide_later())
                 return
-            self._forward(g.plan(x, grant))
+            self._forward(d.plan(req, grant))
         except errors.Refusal as r:
-            self._answer(g.refusal(x, r))
+            self._answer(d.refusal(req, r))
         except Exception as e:
             self._unexpected(e)
 
     async def _decide_later(self) -> None:
-        g, x = self.gateway, self.x
+        d, req = self.decider, self.req
         try:
-            grant = await g.grant(x)
-            if self.client_gone:
+            grant = await d.grant(req)
+            if self.phase is Phase.GONE:
                 self._finish()
                 return
-            self._forward(g.plan(x, grant))
+            self._forward(d.plan(req, grant))
         except errors.Refusal as r:
-            self._answer(g.refusal(x, r))
+            self._answer(d.refusal(req, r))
         except Exception as e:
             self._unexpected(e)
 
     def _unexpected(self, e: BaseException) -> None:
         log_unexpected(e)
-        conn = self.conn
-        if conn is not None:  # in an unknown state: never reused, nothing more pushed to us
-            conn.close()
+        if self.conn is not None:  # in an unknown state: never reused, nothing more pushed to us
+            self.conn.close()
             self._release()
-        if self.head_sent:
-            self.x.status = 500
-            self.closing = True
+        if self.phase is Phase.ANSWERING:
+            self.req.status = 500
+            self.phase = Phase.CUT
             self._finish()
         else:
-            self._answer(self.gateway.refusal(self.x, errors.INTERNAL_ERROR()))
+            self._answer(self.decider.refusal(self.req, errors.INTERNAL_ERROR()))
 
-    # --- forwarding ---------------------------------------------------------------------------------
+    # --- forwarding (gateway.upstream.attempts decides where, and whether again) --------------------
 
     def _forward(self, plan: Plan) -> None:
         self.plan = plan
-        self.reads = self.gateway.reads_for(self.x)
-        self.attempts = self.reads.pick() if self.reads is not None else [plan.upstream]
-        self._try(0)
+        self.phase = Phase.FORWARDING
+        self.attempts = Attempts(plan.upstream, self.decider.replicas_for(self.req))
+        self._try()
 
-    def _try(self, attempt: int) -> None:
-        self.attempt = attempt
-        upstream = self.upstream = self.attempts[attempt]
-        self.x.upstream = upstream.name
-        conn = upstream.pool.take_idle()
+    def _try(self) -> None:
+        attempts = self.attempts
+        upstream = self.upstream = attempts.target  # type: ignore[union-attr]
+        self.req.upstream = upstream.name
+        conn = None if attempts.fresh else upstream.pool.take_idle()  # type: ignore[union-attr]
         if conn is None:
             _spawn(self._connect(upstream))
         else:
@@ -167,75 +166,67 @@ class FastExchange:
     async def _connect(self, upstream: Upstream) -> None:
         try:
             conn = await upstream.pool.connect()
-        except UpstreamConnectError as e:
-            self._upstream_error(e, connecting=True)
+        except UpstreamError as e:
+            self._upstream_error(e)
             return
         except Exception as e:
             self._unexpected(e)
             return
-        if self.client_gone:
-            conn.close()
-            self._abandon()
+        if self.phase is Phase.GONE:
+            upstream.pool.release(conn)  # never used: closed
+            self.attempts.abandoned()  # type: ignore[union-attr]
+            self._finish()
             return
         self._send(conn)
 
     def _send(self, conn: Connection) -> None:
-        upstream, plan = self.upstream, self.plan
+        upstream, plan, method = self.upstream, self.plan, self.req.method
         self.conn = conn
-        upstream.pool.outstanding += 1  # type: ignore[union-attr]
-        conn.begin(self.x.method, self)
-        head, _ = request_head(self.x.method, upstream.base_path + plan.target,  # type: ignore[union-attr]
-                               plan.for_upstream(upstream), None)  # type: ignore[union-attr, arg-type]
-        if not conn.send_now(head):
-            conn.transport.write(head)  # type: ignore[union-attr]  # a few hundred bytes: never worth waiting
-        conn.request_done()  # bodiless: the head is the whole request
-        conn._arm(upstream.pool.read_timeout)  # type: ignore[union-attr]
-
-    @property
-    def _retryable(self) -> bool:
-        return self.reads is not None and self.attempt < len(self.attempts) - 1
+        head, _ = messages.request_head(method, upstream.base_path + plan.target,  # type: ignore[union-attr]
+                                        plan.for_upstream(upstream), None)  # type: ignore[union-attr, arg-type]
+        conn.start(method, head, self)
 
     def _release(self) -> None:
         conn, self.conn = self.conn, None
         if conn is not None:
             self.upstream.pool.release(conn)  # type: ignore[union-attr]
 
-    # --- the upstream's answer (Connection's sink) ---------------------------------------------------
+    def _upstream_error(self, e: UpstreamError) -> None:
+        if self.phase is Phase.ANSWERING:  # the answer had begun: all we can do is cut it short
+            self.attempts.broke_off()  # type: ignore[union-attr]
+            log.warning("upstream %s broke off a response", self.req.route.upstream)  # type: ignore[union-attr]
+            self.phase = Phase.CUT
+            self._finish()
+        elif self.attempts.again(e):  # type: ignore[union-attr]
+            self._try()
+        else:
+            self._answer(self.decider.refusal(self.req, refusal_for(e, self.req.route.upstream)))  # type: ignore
+
+    # --- the upstream's answer (Connection's sink) -----------------------------------------------------
 
     def upstream_head(self, conn: Connection) -> None:
         status = conn.status
-        if self._retryable and status in RETRY_STATUS:
-            conn.close()
+        if self.attempts.again_after(status):  # type: ignore[union-attr]
             self._release()
-            self.reads.failed(self.upstream)  # type: ignore[union-attr, arg-type]
-            self._try(self.attempt + 1)
+            self._try()
             return
-        head = [STATUS_LINE.get(status) or b"HTTP/1.1 %d \r\n" % status]
-        length = False
-        for name, value in conn.headers:  # the upstream's, less hop-by-hop and CORS ones
-            if name in RESPONSE_DROP:
-                continue
-            if name == b"content-length":
-                length = True
-            head += (name, b": ", value, b"\r\n")
-        for name, value in self.gateway.extra(self.x) + self.protocol.server_state.default_headers:
-            head += (name, b": ", value, b"\r\n")  # CORS, RateLimit; Date, as uvicorn sends it
-        if not length and not (conn.head_only or status in NO_BODY_STATUS):
+        headers = response_headers(conn.headers, self.decider.answer_headers(self.req))
+        headers += self.protocol.server_state.default_headers  # Date, as uvicorn sends it
+        if not (conn.head_only or status in messages.NO_BODY_STATUS or any(n == b"content-length" for n, _ in headers)):
             self.chunked = True
-            head.append(b"transfer-encoding: chunked\r\n")
+            headers.append(_CHUNKED)
         if not self.cycle.keep_alive:
-            head.append(b"connection: close\r\n")
-        head.append(b"\r\n")
-        self.x.status = status
-        self.head_sent = True
-        self.protocol.transport.write(b"".join(head))
+            headers.append(_CLOSE)
+        self.req.status = status
+        self.phase = Phase.ANSWERING
+        self.protocol.transport.write(head_bytes(status, headers))
 
-    def upstream_body(self, chunk: bytes) -> None:
-        if not chunk or self.client_gone:
+    def upstream_body(self, piece: bytes) -> None:
+        if not piece or self.phase is Phase.GONE:
             return
         transport = self.protocol.transport
-        transport.write(b"%x\r\n%s\r\n" % (len(chunk), chunk) if self.chunked else chunk)
-        if len(chunk) >= STREAMING_CHUNK:
+        transport.write(messages.chunk(piece) if self.chunked else piece)
+        if len(piece) >= STREAMING_CHUNK:
             # A stream: to the socket now, not at the end of the loop step, so that the client
             # transport's flow control sees it before the upstream is read again (the loop may
             # read a socket many times in one step).
@@ -244,49 +235,25 @@ class FastExchange:
             self.conn.pause()  # resumed by client_can_write, or when the connection is released
 
     def upstream_done(self, conn: Connection) -> None:
-        if self.chunked and not self.client_gone:
-            self.protocol.transport.write(b"0\r\n\r\n")
-        if self.reads is not None:
-            (self.reads.failed if conn.status in RETRY_STATUS else self.reads.served)(self.upstream)  # type: ignore
+        if self.chunked and self.phase is not Phase.GONE:
+            self.protocol.transport.write(messages.LAST_CHUNK)
+        self.attempts.answered(conn.status)  # type: ignore[union-attr]
         self._release()
+        if self.phase is Phase.ANSWERING:
+            self.phase = Phase.DONE
         self._finish()
 
-    def upstream_failed(self, conn: Connection, exc: BaseException) -> None:
+    def upstream_failed(self, conn: Connection, e: BaseException) -> None:
         if self.conn is not conn:
             return
-        if not self.head_sent and not self.raced and conn.exchanges > 1 and conn.lost_in is State.WAITING:
-            self.raced = True  # a kept-alive connection the upstream had just closed: a fresh one
-            self._release()
-            _spawn(self._connect(self.upstream))  # type: ignore[arg-type]
-            return
         self._release()
-        self._upstream_error(exc, connecting=False)
+        self._upstream_error(e)  # type: ignore[arg-type]
 
-    def _upstream_error(self, exc: BaseException, connecting: bool) -> None:
-        if self.head_sent:  # the answer had begun: all we can do is cut it short
-            if self.reads is not None:
-                self.reads.served(self.upstream)  # type: ignore[arg-type]  # it answered (as the ASGI path counts)
-            log.warning("upstream %s broke off a response", self.x.route.upstream)  # type: ignore[union-attr]
-            self.closing = True
-            self._finish()
-            return
-        if self.reads is not None:
-            self.reads.failed(self.upstream)  # type: ignore[arg-type]
-            if connecting and self._retryable:
-                self._try(self.attempt + 1)
-                return
-        service = self.x.route.upstream  # type: ignore[union-attr]
-        if isinstance(exc, UpstreamTimeout):
-            r = errors.UPSTREAM_TIMEOUT(f"The {service} service did not answer in time.")
-        else:
-            r = errors.UPSTREAM_UNAVAILABLE(f"The {service} service could not be reached.")
-        self._answer(self.gateway.refusal(self.x, r))
-
-    # --- the client ------------------------------------------------------------------------------
+    # --- the client ------------------------------------------------------------------------------------
 
     def _answer(self, answer: Answer) -> None:
         """The gateway's own answer, head and body in one write."""
-        if self.client_gone:
+        if self.phase is Phase.GONE:
             self._finish()
             return
         headers = answer.headers + self.protocol.server_state.default_headers
@@ -294,11 +261,10 @@ class FastExchange:
             headers.append((b"content-length", b"%d" % len(answer.body)))
         if not self.cycle.keep_alive:
             headers.append(_CLOSE)
-        head = _head(answer.status, headers)
-        head += (b"\r\n", b"" if self.x.method == "HEAD" else answer.body)
-        self.x.status = answer.status
-        self.head_sent = True
-        self.protocol.transport.write(b"".join(head))
+        self.req.status = answer.status
+        self.phase = Phase.DONE
+        body = b"" if self.req.method == "HEAD" else answer.body
+        self.protocol.transport.write(head_bytes(answer.status, headers) + body)
         self._finish()
 
     def client_can_write(self) -> None:
@@ -306,24 +272,17 @@ class FastExchange:
             self.conn.resume()
 
     def client_lost(self) -> None:
-        self.client_gone = True
-        conn = self.conn
-        if conn is not None:
-            conn.close()  # half-read: never reused
-            self._release()
-            self._abandon()
-
-    def _abandon(self) -> None:
-        """The client left before its answer was complete."""
-        if self.reads is not None and self.upstream is not None:
-            self.reads.abandoned(self.upstream)
-        self._finish()
+        self.phase = Phase.GONE
+        if self.conn is not None:
+            self._release()  # half-read: closed, never reused
+            self.attempts.abandoned()  # type: ignore[union-attr]
+            self._finish()
 
     def _finish(self) -> None:
         if self.cycle.response_complete:
             return
         self.cycle.response_complete = True
         try:
-            self.gateway.record(self.x)
+            self.decider.record(self.req)
         finally:
-            self.protocol.fast_done(self, self.cycle.keep_alive and not self.closing and not self.client_gone)
+            self.protocol.fast_done(self, self.cycle.keep_alive and self.phase is Phase.DONE)

@@ -17,33 +17,31 @@ from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIO
 
 from gateway import errors
 from gateway.clock import DEADLINES
-from gateway.decide import Gateway, listener_port
-from gateway.responses import error_headers
+from gateway.decide import Decider, listener_port
+from gateway.responses import error_headers, head_bytes
 from gateway.serve.coalesce import CoalescingTransport
-from gateway.serve.fastpath import BODY_HEADERS, FastExchange, eligible
+from gateway.serve.fastpath import BODY_HEADERS, FastRequest, eligible
 
 
 def _close_with(spec: errors.ErrorSpec) -> bytes:
     r = spec()
-    head = [b"HTTP/1.1 %d %s\r\n" % (r.status, b"Request Timeout" if r.status == 408 else b"Service Unavailable")]
-    head += [name + b": " + value + b"\r\n" for name, value in error_headers(r)]
-    return b"".join(head) + b"connection: close\r\n\r\n" + r.body
+    return head_bytes(r.status, [*error_headers(r), (b"connection", b"close")]) + r.body
 
 
 class HttpProtocol(HttpToolsProtocol):
     header_timeout = 10.0
     max_connections = 10_000
-    gateway: Gateway | None = None  # set: bodiless requests take the fast path (gateway.serve.fastpath)
+    decider: Decider | None = None  # set: bodiless requests take the fast path (gateway.serve.fastpath)
 
     @classmethod
     def configured(cls, header_timeout: float, max_connections: int,
-                   gateway: Gateway | None = None) -> type["HttpProtocol"]:
+                   decider: Decider | None = None) -> type["HttpProtocol"]:
         return type("HttpProtocol", (cls,), {"header_timeout": header_timeout, "max_connections": max_connections,
-                                             "gateway": gateway})
+                                             "decider": decider})
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         self._head_started = False
-        self._fast: FastExchange | None = None
+        self._fast: FastRequest | None = None
         self._bodyish = False  # the request coming has (or may have) a body
         self.deadline: float | None = None  # of the request head, or of an idle kept-alive connection
         super().connection_made(CoalescingTransport(transport, self.loop))  # type: ignore[arg-type]
@@ -81,25 +79,25 @@ class HttpProtocol(HttpToolsProtocol):
     def on_headers_complete(self) -> None:
         self.deadline = None
         self._head_started = False
-        gateway = self.gateway
-        if (gateway is not None and (self.cycle is None or self.cycle.response_complete)
+        decider = self.decider
+        if (decider is not None and (self.cycle is None or self.cycle.response_complete)
                 and not self._bodyish and not self.parser.should_upgrade()
                 and eligible(self.parser.get_method(), self.url)):
-            self._start_fast(gateway)
+            self._start_fast(decider)
         else:
             super().on_headers_complete()
 
-    def _start_fast(self, gateway: Gateway) -> None:
+    def _start_fast(self, decider: Decider) -> None:
         raw_path, _, query = self.url.partition(b"#")[0].partition(b"?")  # as httptools' parse_url: no fragment
         keep_alive = self.parser.get_http_version() != "1.0" and self.parser.should_keep_alive()
-        x = gateway.exchange(self.parser.get_method().decode("ascii"), raw_path.decode("latin-1"),
-                             query, self.headers, self.client[0] if self.client else "",
-                             self.scheme == "https", listener_port(self.server), 500)
-        fast = self._fast = FastExchange(self, gateway, x, keep_alive)
+        req = decider.request(self.parser.get_method().decode("ascii"), raw_path.decode("latin-1"),
+                              query, self.headers, self.client[0] if self.client else "",
+                              self.scheme == "https", listener_port(self.server))
+        fast = self._fast = FastRequest(self, decider, req, keep_alive)
         self.cycle = fast.cycle  # type: ignore[assignment]  # uvicorn's bookkeeping: a request in flight
         fast.start()
 
-    def fast_done(self, fast: FastExchange, keep_alive: bool) -> None:
+    def fast_done(self, fast: FastRequest, keep_alive: bool) -> None:
         """The fast path's answer is complete: keep the connection for the next request (the idle
         deadline instead of uvicorn's keep-alive timer), or close it."""
         if self._fast is fast:
@@ -131,10 +129,10 @@ class HttpProtocol(HttpToolsProtocol):
         self.transport.close()
 
 
-def protocol_for(settings: Any, gateway: Gateway | None = None) -> type[HttpProtocol]:
+def protocol_for(settings: Any, decider: Decider | None = None) -> type[HttpProtocol]:
     server = settings.server
     return HttpProtocol.configured(server.header_timeout_seconds, server.max_connections,
-                                   gateway if server.fast_path else None)
+                                   decider if server.fast_path else None)
 
 
 class GoingAwayWebSocket(WebSocketsSansIOProtocol):

@@ -210,13 +210,13 @@ class ChannelTokens:
                 await send(token_push(topic, join_ref, array_format, token))
 
 
-def channel_guard(x: Any, gateway: Any, auth: Any, key_only_seconds: float | None = None) -> ChannelTokens | None:
-    """The guard of a relayed connection (``x``, an Exchange planned by ``gateway``), or None: other
+def channel_guard(req: Any, decider: Any, auth: Any, key_only_seconds: float | None = None) -> ChannelTokens | None:
+    """The guard of a relayed connection (``req``, a Request planned by ``decider``), or None: other
     routes, no key. ``auth`` is the gateway's Authenticator (its key ring, minter and JWT verifier)."""
-    if not x.route.channel_tokens:
+    if not req.route.channel_tokens:
         return None
-    admission = gateway.admission(x)
+    admission = decider.admission(req)
     if admission is None:
         return None
-    user = bool(x.grant.claims and x.grant.claims.get("sub"))  # the handshake carried a user JWT
-    return ChannelTokens(admission, gateway.judge, auth, key_only_seconds, user)
+    user = bool(req.grant.claims and req.grant.claims.get("sub"))  # the handshake carried a user JWT
+    return ChannelTokens(admission, decider.judge, auth, key_only_seconds, user)

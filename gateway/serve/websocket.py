@@ -13,6 +13,7 @@ from yarl import URL
 
 from gateway import errors
 from gateway.responses import Receive, Scope, Send, error_headers
+from gateway.upstream.errors import UpstreamConnectError, UpstreamRefused, UpstreamTimeout
 from gateway.upstream.services import Upstream
 
 # Close codes that may not be sent in a close frame (RFC 6455 7.4.1), and what we send instead.
@@ -21,7 +22,8 @@ _UNSENDABLE = {1005: 1000, 1006: 1001, 1015: 1011}
 
 async def connect(upstream: Upstream, target: str, headers: list[tuple[bytes, bytes]], protocols: list[str],
                   connect_timeout: float) -> aiohttp.ClientWebSocketResponse:
-    """The upstream WebSocket, or a refusal (502 refused or unreachable, 504 timed out)."""
+    """The upstream WebSocket, or an UpstreamError (refused with a status, unreachable, timed out),
+    which gateway.upstream.errors turns into the client's answer as for any request."""
     url = URL(upstream.ws_origin + target, encoded=True)
     plain = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in headers]
     try:
@@ -30,11 +32,11 @@ async def connect(upstream: Upstream, target: str, headers: list[tuple[bytes, by
             timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=10),
         )
     except aiohttp.WSServerHandshakeError as e:
-        raise errors.UPSTREAM_REFUSED_WEBSOCKET(f"The {upstream.name} service answered {e.status}.") from None
+        raise UpstreamRefused(e.status) from None
     except asyncio.TimeoutError:
-        raise errors.UPSTREAM_TIMEOUT() from None
+        raise UpstreamTimeout("timed out opening the upstream WebSocket") from None
     except (aiohttp.ClientError, OSError):
-        raise errors.UPSTREAM_UNAVAILABLE(f"The {upstream.name} service could not be reached.") from None
+        raise UpstreamConnectError("cannot reach the upstream WebSocket") from None
 
 
 async def deny(scope: Scope, send: Send, r: errors.Refusal) -> None:

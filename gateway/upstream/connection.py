@@ -1,41 +1,22 @@
-"""One keep-alive HTTP/1.1 connection to an upstream, as an asyncio protocol: the request head
-built by a pure function, the answer parsed by httptools, the exchange's progress a ``State``."""
+"""One keep-alive HTTP/1.1 connection to an upstream, as an asyncio protocol: one exchange at a
+time, its progress a ``State`` that only the connection changes; the answer parsed by httptools,
+queued for a reader or pushed to a sink as it comes. Whether it may serve another exchange is
+its own rule (``reusable``): only after a complete one."""
 
 from __future__ import annotations
 
 import asyncio
 import collections
 import enum
-from typing import TYPE_CHECKING, Any, AsyncIterator, Union
+from typing import Any, Callable
 
 import httptools
 
 from gateway.clock import DEADLINES
-
-if TYPE_CHECKING:
-    from gateway.upstream.pool import Pool
-
-Headers = list[tuple[bytes, bytes]]
-Body = Union[bytes, AsyncIterator[bytes], None]
+from gateway.upstream.errors import UpstreamClosedIdle, UpstreamError, UpstreamTimeout
+from gateway.upstream.messages import LAST_CHUNK, NO_BODY_STATUS, Body, Framing, Headers, chunk
 
 HIGH_WATER = 256 * 1024
-NO_BODY_STATUS = frozenset({204, 304})
-
-
-class UpstreamError(Exception):
-    """The upstream could not be reached or broke the exchange (no detail that could hold data)."""
-
-
-class UpstreamTimeout(UpstreamError):
-    pass
-
-
-class UpstreamConnectError(UpstreamError):
-    """No connection could be made: nothing of the request was sent (safe to try elsewhere)."""
-
-
-class UpstreamConnectTimeout(UpstreamConnectError, UpstreamTimeout):
-    pass
 
 
 class _Unsolicited(Exception):
@@ -44,55 +25,27 @@ class _Unsolicited(Exception):
 
 class State(enum.Enum):
     IDLE = "idle"  # open, between exchanges
-    WAITING = "waiting"  # a request went out; not a byte of the answer yet
+    WAITING = "waiting"  # a request is going or went out; not a byte of the answer yet
     HEAD = "head"  # the answer's head is arriving
     BODY = "body"  # the head is in, the body is arriving
     DONE = "done"  # the answer is complete
     CLOSED = "closed"
 
 
-class Framing(enum.Enum):
-    NONE = "none"  # no body
-    LENGTH = "length"  # a body in one piece, its length known
-    STREAM = "stream"  # a body streamed with the client's Content-Length
-    CHUNKED = "chunked"  # a body streamed without a length
-
-
-def request_head(method: str, target: str, headers: Headers, body: Body) -> tuple[bytes, Framing]:
-    """The request line and headers to send, and how the body follows them. ``Content-Length``
-    is ours for a body in one piece and the client's for a streamed one (else chunked)."""
-    streaming = body is not None and not isinstance(body, bytes)
-    head = [f"{method} {target} HTTP/1.1\r\n".encode("latin-1")]
-    has_length = False
-    for name, value in headers:
-        if name == b"content-length":
-            if not streaming:
-                continue
-            has_length = True
-        head += (name, b": ", value, b"\r\n")
-    if isinstance(body, bytes):
-        head.append(b"content-length: %d\r\n\r\n" % len(body))
-        return b"".join(head), Framing.LENGTH
-    if not streaming:
-        head.append(b"\r\n")
-        return b"".join(head), Framing.NONE
-    if has_length:
-        head.append(b"\r\n")
-        return b"".join(head), Framing.STREAM
-    head.append(b"transfer-encoding: chunked\r\n\r\n")
-    return b"".join(head), Framing.CHUNKED
-
-
 class Connection(asyncio.Protocol):
-    """One keep-alive connection; one exchange at a time, its progress in ``state``."""
+    """One keep-alive connection to an upstream. An exchange is ``start`` (a bodiless request, its
+    answer pushed to a sink) or ``send`` (a request with any body, its answer queued for
+    ``take_body``/``next_chunk``), and ends with ``finish``, which keeps the connection for the
+    next exchange only if this one was complete."""
 
-    def __init__(self, pool: "Pool") -> None:
-        self.pool = pool
+    def __init__(self, read_timeout: float, on_lost: Callable[["Connection"], None]) -> None:
+        self.read_timeout = read_timeout  # seconds the upstream may stay silent while it owes bytes
+        self.on_lost = on_lost
         self.loop = asyncio.get_running_loop()
         self.transport: asyncio.Transport | None = None
         self.state = State.IDLE
         self.lost_in: State | None = None  # the state the connection was lost in
-        self.exchanges = 0  # begun on this connection; more than one: it came from the pool
+        self.uses = 0  # exchanges begun on it; more than one: it came from the pool
         self._can_write = asyncio.Event()
         self._can_write.set()
         self.parser = httptools.HttpResponseParser(self)
@@ -112,26 +65,59 @@ class Connection(asyncio.Protocol):
         self.paused = False  # by the sink, whose reader cannot keep up
         self.request_sent = False  # the whole request, body included, went out (else: never reused)
 
-    def begin(self, method: str, sink: Any = None) -> None:
-        """A new exchange: forget the last one. With ``sink``, the answer is pushed to it."""
-        if self.head_only:  # the parser still expects the body a HEAD answer announced
-            self.parser = httptools.HttpResponseParser(self)
-        self.exchanges += 1
-        self.state = State.WAITING
-        self.head_only = method == "HEAD"
-        self.status = 0
-        self.headers = []
-        self.until_close = self.keep_alive = self.framed = False
-        self.headers_done = None if sink is not None else self.loop.create_future()
-        self.chunks.clear()
-        self.buffered = 0
-        self.error = None
-        self.sink = sink
-        self.request_sent = False
+    # --- an exchange ---------------------------------------------------------------------------
 
-    def request_done(self) -> None:
-        """The whole request, body included, was written (queued on the transport in order)."""
+    def start(self, method: str, head: bytes, sink: Any) -> None:
+        """A bodiless request (``head`` is all of it); the answer is pushed to ``sink``
+        (``upstream_head``, ``upstream_body``, ``upstream_done``, ``upstream_failed``)."""
+        self._begin(method, sink)
+        if self.transport is None or self.state is State.CLOSED:
+            self._fail(UpstreamError("upstream closed the connection"))
+            return
+        self.transport.write(head)  # a few hundred bytes: never worth waiting for
         self.request_sent = True
+        self._arm()
+
+    async def send(self, method: str, head: bytes, framing: Framing, body: Body) -> None:
+        """Send a request and its body (streamed as it comes); returns once the answer's head is
+        in. An answer before the whole body went out stops the sending: such an exchange is
+        never complete, and the connection is closed when it finishes."""
+        self._begin(method, None)
+        try:
+            if framing is Framing.NONE or framing is Framing.LENGTH:
+                await self._write(head if body is None else head + body)  # type: ignore[operator]
+                self.request_sent = True
+            else:
+                await self._write(head)
+                async for piece in body:  # type: ignore[union-attr]
+                    if self.state is not State.WAITING:
+                        break  # the upstream answered early (or went): stop sending
+                    if piece:
+                        await self._write(piece if framing is Framing.STREAM else chunk(piece))
+                else:
+                    if framing is Framing.CHUNKED:
+                        await self._write(LAST_CHUNK)
+                    self.request_sent = True
+            self._arm()
+            await self.headers_done  # type: ignore[misc]
+        except BaseException:
+            self.close()
+            raise
+        finally:
+            self._disarm()
+
+    def finish(self) -> bool:
+        """The exchange is over for its reader: ready for the next one (True) if it was complete,
+        else closed (False)."""
+        self.sink = None
+        self._disarm()
+        if self.paused:
+            self.resume()  # a kept connection must be read (an answer, or the upstream closing)
+        if self.reusable:
+            self.state = State.IDLE
+            return True
+        self.close()
+        return False
 
     @property
     def reusable(self) -> bool:
@@ -141,28 +127,58 @@ class Connection(asyncio.Protocol):
         return (self.request_sent and self.state is State.DONE and self.keep_alive and not self.chunks
                 and not self.until_close)
 
-    # --- asyncio.Protocol ---
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-        DEADLINES.watch(self)
+    def _begin(self, method: str, sink: Any) -> None:
+        if self.head_only:  # the parser still expects the body a HEAD answer announced
+            self.parser = httptools.HttpResponseParser(self)
+        self.uses += 1
+        self.state = State.WAITING
+        self.head_only = method == "HEAD"
+        self.status = 0
+        self.headers = []
+        self.until_close = self.keep_alive = self.framed = self.request_sent = False
+        self.headers_done = None if sink is not None else self.loop.create_future()
+        self.chunks.clear()
+        self.buffered = 0
+        self.error = None
+        self.sink = sink
 
-    def data_received(self, data: bytes) -> None:
-        self._disarm()
-        if self.state is State.IDLE:  # bytes nobody asked for: they would pass for the next answer
-            self.close()
-            return
-        try:
-            self.parser.feed_data(data)
-        except httptools.HttpParserError:
-            if self.state is State.DONE:  # the answer is whole; the reader releases (and closes) it
-                return
-            if self.state is not State.IDLE:  # IDLE: already released by the sink, nothing to fail
-                self._fail(UpstreamError("invalid response from upstream"))
-            self.close()
-            return
-        if self.sink is not None and not self.paused and self.state is not State.DONE \
-                and self.state is not State.CLOSED:
-            self._arm(self.pool.read_timeout)  # the next bytes must come in time too
+    async def _write(self, data: bytes) -> None:
+        if self.state is State.CLOSED or self.transport is None:
+            raise self.error or UpstreamError("upstream closed the connection")
+        self.transport.write(data)
+        if not self._can_write.is_set():
+            await self._can_write.wait()
+
+    # --- reading the answer --------------------------------------------------------------------
+
+    def take_body(self) -> bytes | None:
+        """The whole body if it has all arrived, else None."""
+        if not self._ended:
+            return None
+        data = b"".join(self.chunks)
+        self.chunks.clear()
+        self.buffered = 0
+        return data
+
+    async def next_chunk(self) -> bytes | None:
+        """The next piece of the body; None at its end."""
+        while True:
+            if self.chunks:
+                piece = self.chunks.popleft()
+                self.buffered -= len(piece)
+                if self.buffered < HIGH_WATER // 2 and self.transport is not None and self.state is not State.CLOSED:
+                    self.transport.resume_reading()
+                return piece
+            if self._ended:
+                return None
+            if self.error is not None:
+                raise self.error
+            self.wakeup = self.loop.create_future()
+            self._arm()
+            try:
+                await self.wakeup
+            finally:
+                self.wakeup = None
 
     def pause(self) -> None:
         """The sink's reader cannot keep up: stop reading, and the upstream's deadline with it
@@ -177,14 +193,44 @@ class Connection(asyncio.Protocol):
             self.paused = False
             if self.transport is not None and self.state is not State.CLOSED:
                 self.transport.resume_reading()
-                if self.state is not State.DONE:
-                    self._arm(self.pool.read_timeout)
+                if self.state is not State.DONE and self.state is not State.IDLE:
+                    self._arm()
+
+    def close(self) -> None:
+        self._disarm()
+        if self.transport is not None and self.state is not State.CLOSED:
+            self.transport.close()
+        self.state = State.CLOSED
+
+    # --- asyncio.Protocol ------------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        DEADLINES.watch(self)
+
+    def data_received(self, data: bytes) -> None:
+        self._disarm()
+        if self.state is State.IDLE:  # bytes nobody asked for: they would pass for the next answer
+            self.close()
+            return
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError:
+            if self.state is State.DONE:  # the answer is whole; its reader finishes (and closes) it
+                return
+            if self.state is not State.IDLE:  # IDLE: already finished by the sink, nothing to fail
+                self._fail(UpstreamError("invalid response from upstream"))
+            self.close()
+            return
+        if self.sink is not None and not self.paused and self.state is not State.DONE \
+                and self.state is not State.CLOSED and self.state is not State.IDLE:
+            self._arm()  # the next bytes must come in time too
 
     def connection_lost(self, exc: Exception | None) -> None:
         DEADLINES.unwatch(self)
         self.deadline = None
         was = self.lost_in = self.state
-        self.pool._forget(self)
+        self.on_lost(self)
         if was is State.BODY and self.until_close:  # a body delimited by the end of the connection
             self.state = State.DONE
             self._wake()
@@ -192,7 +238,9 @@ class Connection(asyncio.Protocol):
                 self.sink.upstream_done(self)
         else:
             self.state = State.CLOSED
-            if was is not State.DONE:
+            if was is State.WAITING and self.uses > 1:
+                self._fail(UpstreamClosedIdle("upstream closed a kept-alive connection"))
+            elif was is not State.DONE and was is not State.IDLE:
                 self._fail(UpstreamError("upstream closed the connection"))
         self._can_write.set()
 
@@ -202,7 +250,8 @@ class Connection(asyncio.Protocol):
     def resume_writing(self) -> None:
         self._can_write.set()
 
-    # --- httptools callbacks ---
+    # --- httptools callbacks ---------------------------------------------------------------------
+
     def on_message_begin(self) -> None:
         if self.state is State.WAITING:
             self.state = State.HEAD
@@ -255,65 +304,8 @@ class Connection(asyncio.Protocol):
             else:
                 self._wake()
 
-    # --- the exchange, as the pool and the response use it ---
-    async def send(self, data: bytes) -> None:
-        if self.state is State.CLOSED or self.transport is None:
-            raise UpstreamError("upstream closed the connection")
-        self.transport.write(data)
-        if not self._can_write.is_set():
-            await self._can_write.wait()
+    # --- helpers ---------------------------------------------------------------------------------
 
-    def send_now(self, data: bytes) -> bool:
-        """Write without waiting, when nothing holds writes back (the usual bodiless request)."""
-        if self.state is State.CLOSED or self.transport is None or not self._can_write.is_set():
-            return False
-        self.transport.write(data)
-        return True
-
-    async def answer_head(self, timeout: float) -> None:
-        assert self.headers_done is not None
-        self._arm(timeout)
-        try:
-            await self.headers_done
-        finally:
-            self._disarm()
-
-    def take_body(self) -> bytes | None:
-        """The whole body if it has all arrived, else None."""
-        if not self._ended:
-            return None
-        data = b"".join(self.chunks)
-        self.chunks.clear()
-        self.buffered = 0
-        return data
-
-    async def next_chunk(self, timeout: float) -> bytes | None:
-        """The next piece of the body; None at its end."""
-        while True:
-            if self.chunks:
-                chunk = self.chunks.popleft()
-                self.buffered -= len(chunk)
-                if self.buffered < HIGH_WATER // 2 and self.transport is not None and self.state is not State.CLOSED:
-                    self.transport.resume_reading()
-                return chunk
-            if self._ended:
-                return None
-            if self.error is not None:
-                raise self.error
-            self.wakeup = self.loop.create_future()
-            self._arm(timeout)
-            try:
-                await self.wakeup
-            finally:
-                self.wakeup = None
-
-    def close(self) -> None:
-        self._disarm()
-        if self.transport is not None and self.state is not State.CLOSED:
-            self.transport.close()
-        self.state = State.CLOSED
-
-    # --- helpers ---
     @property
     def _ended(self) -> bool:
         """The whole answer is in (the connection may have gone since)."""
@@ -339,8 +331,8 @@ class Connection(asyncio.Protocol):
         self._fail(UpstreamTimeout("upstream timed out"))
         self.close()
 
-    def _arm(self, seconds: float) -> None:
-        self.deadline = self.loop.time() + seconds
+    def _arm(self) -> None:
+        self.deadline = self.loop.time() + self.read_timeout
 
     def _disarm(self) -> None:
         self.deadline = None

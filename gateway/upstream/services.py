@@ -64,7 +64,7 @@ def configured_upstreams(settings: Settings) -> dict[str, Upstream]:
     return out
 
 
-class Reads:
+class ReplicaSet:
     """Where a read goes: the primary or a replica, the one with the fewest outstanding
     requests (ties taken in turn); a target that failed is skipped for ``retry_seconds``, then one
     read probes it again."""
@@ -113,11 +113,11 @@ class Reads:
         upstream.probing = False
 
 
-def read_targets(settings: Settings, primary: Upstream | None) -> Reads | None:
+def replica_set(settings: Settings, primary: Upstream | None) -> ReplicaSet | None:
     """The replicas of ``upstreams.rest_replicas`` with the primary, or None without replicas."""
     replicas = settings.upstreams.rest_replicas
     if primary is None or not replicas:
         return None
     targets = [primary] + [upstream_from(settings, f"rest_replica_{i}", str(url).rstrip("/"), "rest")
                            for i, url in enumerate(replicas, start=1)]
-    return Reads(targets, settings.upstreams.replica_retry_seconds)
+    return ReplicaSet(targets, settings.upstreams.replica_retry_seconds)

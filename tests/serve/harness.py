@@ -52,7 +52,7 @@ class Client:
         """``fast=False``: the same listener without its fast path (every request to the ASGI app)."""
         server = proxy.settings.server
         protocol = HttpProtocol.configured(server.header_timeout_seconds, server.max_connections,
-                                           proxy.gateway if fast else None)
+                                           proxy.decider if fast else None)
         config = uvicorn.Config(proxy, lifespan="off", log_config=None, access_log=False, server_header=False,
                                 proxy_headers=False, http=protocol)
         config.load()

@@ -48,7 +48,7 @@ async def until(condition, timeout: float = 2.0) -> None:
 async def run(proxy, keys, up, pieces: list, fast: bool) -> dict[str, object]:
     """What the client got, what reached the upstream, and whether its connection was kept."""
     service = "functions" if b"/functions/" in pieces[0] else "rest"
-    pool = proxy.gateway.upstreams[service].pool
+    pool = proxy.decider.upstreams[service].pool
     await pool.close()  # no idle connection: this exchange makes the only one
     up.received.clear()
     c = Client(proxy, fast=fast)

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from gateway.serve.asgi import Proxy
 from gateway.upstream.connection import State
-from gateway.upstream.services import Reads, upstream_from
+from gateway.upstream.services import ReplicaSet, upstream_from
 from tests.serve.harness import Client, get
 
 
@@ -88,7 +88,7 @@ async def test_a_client_lost_mid_answer_leaves_no_upstream_connection_for_reuse(
             await asyncio.sleep(0.005)
 
     await asyncio.wait_for(streaming(), 10)
-    pool = proxy.gateway.upstreams["rest"].pool
+    pool = proxy.decider.upstreams["rest"].pool
     conn = c.protocol._fast.conn
     c.protocol.connection_lost(None)
     await asyncio.sleep(0.05)
@@ -123,7 +123,7 @@ async def test_a_flood_of_refusals_on_the_fast_path_leaves_nothing_behind(fast):
 
 async def test_a_slow_client_pauses_the_upstream_without_its_deadline_and_the_pool_gets_it_reading(fast):
     proxy, keys = fast
-    pool = proxy.gateway.upstreams["rest"].pool
+    pool = proxy.decider.upstreams["rest"].pool
     pool.read_timeout = 0.3  # an upstream silent this long is cut off; a client this slow is not
     c = Client(proxy)
     size = 4 * 1024 * 1024
@@ -149,10 +149,10 @@ async def test_a_slow_client_pauses_the_upstream_without_its_deadline_and_the_po
 
 async def test_a_probe_whose_client_leaves_lets_the_next_read_probe_again(fast):
     proxy, keys = fast
-    g = proxy.gateway
+    g = proxy.decider
     primary = g.upstreams["rest"]
     replica = upstream_from(proxy.settings, "rest_replica_1", primary.ws_origin.replace("ws://", "http://"), "rest")
-    g.reads = Reads([primary, replica], retry_seconds=0.01)
+    g.replicas = ReplicaSet([primary, replica], retry_seconds=0.01)
     replica.down_until = 1.0  # fell once, long ago: the next read probes it
     primary.pool.outstanding = 5  # and the probe goes to the replica
     c = Client(proxy)

@@ -1,4 +1,4 @@
-"""Where a read goes (gateway.upstream.services.Reads.pick): the same choice as the plain definition
+"""Where a read goes (gateway.upstream.services.ReplicaSet.pick): the same choice as the plain definition
 (the least busy usable target in turn, then the least busy other one), for any state."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from gateway.config import Settings
-from gateway.upstream.services import Reads, Upstream, upstream_from
+from gateway.upstream.services import ReplicaSet, Upstream, upstream_from
 
 SETTINGS = Settings(jwt={"secret": "x" * 40})
 
@@ -35,7 +35,7 @@ def test_pick_is_the_plain_definition(states, turn):
         u.down_until = {"up": 0.0, "recovered": now - 100, "down": now + 100}[health]
         u.probing = probing
         targets.append(u)
-    reads = Reads(targets, 5)
+    reads = ReplicaSet(targets, 5)
     reads.turn = turn % len(targets)
     expected, chosen = reference_pick(targets, (reads.turn + 1) % len(targets), now)
     will_probe = bool(chosen.down_until)
