@@ -1,6 +1,6 @@
 """The decision: from the credentials a request carries to a refusal or to what we forward.
 
-SPEC section 6, steps 1 to 5, in order: find the key, identify it, apply the browser rule and
+The steps of docs/requests.md, in order: find the key, identify it, apply the browser rule and
 the route's policy, then settle ``Authorization`` (mint, pass a verified user JWT, or refuse).
 """
 
@@ -168,7 +168,7 @@ class Authenticator:
             return NO_KEY if claims is None else claims  # None: not a JWT we accept, the service judges it
         return Grant(None, None, None, str(claims.get("role")), claims)
 
-    # --- a long-lived connection judged again (SPEC 11): the rules above, from memory --------------
+    # --- a long-lived connection judged again: the rules above, from memory ------------------------
 
     def hold(self, creds: Credentials, grant: Grant) -> KeyHold | None:
         """What ``key_now`` needs of the key that ``grant`` was made for (None: no key)."""

@@ -115,7 +115,7 @@ class Admission:
 
 
 def restrict(entry: KeyEntry, origin: bytes | None, referer: bytes | None, client_ip: str, service: str) -> None:
-    """The key's restrictions (SPEC 11): the refusal of the first one not met, raised."""
+    """The key's restrictions: the refusal of the first one not met, raised."""
     if entry.restrictions is not None:
         entry.restrictions.check(origin, referer, client_ip, service)
 
@@ -235,7 +235,7 @@ class Decider:
                                    ws, req.port)
         return Plan(upstream, req.upstream_path + ("?" + query.decode("latin-1") if query else ""), headers)
 
-    # --- a long-lived connection, judged again while it lasts (SPEC 11) ------------------------------
+    # --- a long-lived connection, judged again while it lasts -----------------------------------------
 
     def admission(self, req: Request) -> Admission | None:
         """What ``judge`` needs of a planned request that a key admitted (None: no key did)."""

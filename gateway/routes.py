@@ -1,4 +1,4 @@
-"""Which route a path takes: pure functions over the SPEC's route table (section 6).
+"""Which route a path takes: pure functions over the route table (docs/requests.md).
 
 ``normalize`` turns the raw request path into a safe one (or refuses it); ``match`` maps it
 onto a route, one frozen object per entry of the table declaring everything the rest of the
@@ -49,7 +49,7 @@ class Route:
     query_key: QueryKey = QueryKey.DROP
     cors: Cors = Cors.ANY
     channel_tokens: bool = False  # API keys in Realtime frames are swapped for JWTs (gateway.serve.realtime)
-    replica_methods: frozenset[str] = frozenset()  # reads that may go to a read replica (SPEC section 12)
+    replica_methods: frozenset[str] = frozenset()  # reads that may go to a read replica
     owned_headers: frozenset[bytes] = field(init=False)  # set by the route: the client's are dropped
 
     def __post_init__(self) -> None:

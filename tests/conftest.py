@@ -95,13 +95,21 @@ def gw(gateways) -> Gateway:
 
 
 @pytest.fixture(scope="module")
-def pub(gw) -> str:
-    return gw.create_key("publishable")["api_key"]
+def created() -> dict[str, str]:
+    """Plaintexts of the keys the module made with ``pub``, ``sec`` (and its own), for leak checks."""
+    return {}
 
 
 @pytest.fixture(scope="module")
-def sec(gw) -> str:
-    return gw.create_key("secret")["api_key"]
+def pub(gw, created) -> str:
+    created["pub"] = key = gw.create_key("publishable")["api_key"]
+    return key
+
+
+@pytest.fixture(scope="module")
+def sec(gw, created) -> str:
+    created["sec"] = key = gw.create_key("secret")["api_key"]
+    return key
 
 
 @pytest.fixture(scope="module")

@@ -116,3 +116,13 @@ NON_BROWSERS = {
     "postgrest-js": "postgrest-js/1.17.7",
     "googlebot": "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)",
 }
+
+
+def nested_template(levels: int, role: str = "x") -> dict[str, Any]:
+    """A secret key's JWT template whose objects nest ``levels`` deep (the template is level 1)."""
+    template: dict[str, Any] = {"role": role}
+    node = template
+    for _ in range(levels - 1):
+        node["n"] = {}
+        node = node["n"]
+    return template

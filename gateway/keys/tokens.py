@@ -28,6 +28,12 @@ JWKS_MIN_INTERVAL = 10.0  # an unknown kid fetches the JWKS again at most this o
 JWKS_MAX_AGE = 300.0  # a JWKS older than this is fetched again (keys removed by auth stop verifying)
 
 
+def oct_secret(jwk: dict[str, Any]) -> bytes:
+    """The secret of an ``oct`` JWK (base64url, padding optional)."""
+    k = jwk["k"]
+    return base64.urlsafe_b64decode(k + "=" * (-len(k) % 4))
+
+
 class InvalidJwt(Exception):
     """A user JWT we refuse. The message is safe to return (it never holds the token)."""
 
@@ -59,8 +65,7 @@ class Minter:
         if jwt_settings.signing_keys:
             jwk = jwt_settings.signing_keys[0]
             if jwk["kty"] == "oct":
-                secret = base64.urlsafe_b64decode(jwk["k"] + "=" * (-len(jwk["k"]) % 4))
-                return cls(key=secret, alg="HS256", kid=jwk.get("kid"), **common)
+                return cls(key=oct_secret(jwk), alg="HS256", kid=jwk.get("kid"), **common)
             alg = jwk.get("alg") or ("ES256" if jwk["kty"] == "EC" else "RS256")
             return cls(key=jwt.PyJWK(jwk, algorithm=alg).key, alg=alg, kid=jwk.get("kid"), **common)
         if jwt_settings.secret is None:
@@ -107,7 +112,7 @@ class JwtVerifier:
             self._hs_keys.append(jwt_settings.secret.get_secret_value().encode())
         for jwk in jwt_settings.signing_keys:
             if jwk["kty"] == "oct":
-                self._hs_keys.append(base64.urlsafe_b64decode(jwk["k"] + "=" * (-len(jwk["k"]) % 4)))
+                self._hs_keys.append(oct_secret(jwk))
             elif jwk.get("kid"):
                 public = {k: v for k, v in jwk.items() if k not in ("d", "p", "q", "dp", "dq", "qi")}
                 _add_public(self._own, public)

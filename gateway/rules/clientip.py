@@ -1,4 +1,4 @@
-"""The client's IP address (SPEC section 10): the socket's peer, or, when the peer is one of
+"""The client's IP address: the socket's peer, or, when the peer is one of
 ``server.trusted_proxies``, the rightmost ``X-Forwarded-For`` address that is not trusted.
 
 A spoofed ``X-Forwarded-For`` from an untrusted peer changes nothing: it is not read at all.

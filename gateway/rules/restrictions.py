@@ -1,4 +1,4 @@
-"""Key restrictions (SPEC section 11): where a key may be used from, and for what.
+"""Key restrictions (docs/protection.md): where a key may be used from, and for what.
 
 ``allowed_origins`` (the ``Origin`` header, else the origin of ``Referer``; neither: allowed),
 ``allowed_ips`` (the client IP as gateway.rules.clientip finds it) and ``allowed_services`` (the

@@ -1,5 +1,5 @@
 """The public listener's HTTP protocol: uvicorn's httptools protocol with coalesced writes, a
-deadline for each request head, and a cap on the connections a worker holds (SPEC section 9).
+deadline for each request head, and a cap on the connections a worker holds (docs/requests.md).
 
 Idle keep-alive connections are closed by uvicorn after ``server.keepalive_seconds``; a request
 head must arrive whole within ``server.header_timeout_seconds`` of its first byte (or of the

@@ -6,7 +6,7 @@ relay swaps it for a JWT of the connection's own key while that key is admitted 
 it), and pushes channels joined that way a fresh JWT every half lifetime. Frames other than
 ``phx_join``/``access_token`` with an ``sb_`` token pass byte for byte. A connection ends (1008,
 with the reason) when its key is refused: deleted, expired, the legacy switch off, restrictions
-no longer met (SPEC section 11; gateway.serve.sockets judges it again after every key change),
+no longer met (gateway.serve.sockets judges it again after every key change),
 and one that never carried a user JWT after ``realtime.max_key_only_seconds`` (section 12).
 See docs/decisions.md, "Realtime channel tokens".
 """

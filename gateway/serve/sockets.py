@@ -1,5 +1,5 @@
 """The open relayed connections of one worker that a key admitted, judged again after every
-change of the key ring (SPEC 11): a key deleted, edited (its expiry, its restrictions), the table
+change of the key ring: a key deleted, edited (its expiry, its restrictions), the table
 reloaded, the legacy switch turned. Each connection's guard judges itself from memory (a few
 dict lookups) and, if its key is refused now, closes the connection.
 

@@ -1,5 +1,5 @@
 """One object per upstream: its keep-alive pool, Host, base path, WebSocket origin; and the read
-replicas of PostgREST (SPEC section 12), chosen by outstanding requests, skipped while down."""
+replicas of PostgREST (docs/routing.md), chosen by outstanding requests, skipped while down."""
 
 from __future__ import annotations
 

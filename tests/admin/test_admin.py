@@ -10,6 +10,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from datetime import datetime
+from functools import partial
 
 import asyncpg
 import httpx
@@ -17,6 +18,7 @@ import jwt
 import pytest
 
 from gateway.keys import apikeys
+from tests.factories import nested_template
 from tests.helpers import ADMIN_TOKEN, JWT_SECRET, Gateway, create_database
 
 REF = "supabase-self-hosted"
@@ -514,14 +516,7 @@ def test_last_used_at_is_shown_for_keys_and_legacy_keys(gw):
 # --- hostile bodies: validated before anything is written, 400 naming the field -----------------
 
 
-def nested(depth: int) -> dict:
-    """A template whose objects nest ``depth`` levels (the template itself is level 1)."""
-    template: dict = {"role": "service_role"}
-    node = template
-    for _ in range(depth - 1):
-        node["n"] = {}
-        node = node["n"]
-    return template
+nested = partial(nested_template, role="service_role")
 
 
 def names(gw: Gateway) -> set[str]:

@@ -21,15 +21,7 @@ from gateway.keys.shapes import (
     legacy_json,
     project_json,
 )
-
-
-def deep(levels: int) -> dict:
-    template: dict = {"role": "x"}
-    node = template
-    for _ in range(levels - 1):
-        node["n"] = {}
-        node = node["n"]
-    return template
+from tests.factories import nested_template
 
 
 def refused(model, **values) -> InvalidInput:
@@ -79,7 +71,7 @@ BAD_TEMPLATES = [
     {"role": "anon", "exp": 1}, {"role": "anon", "iss": "x"}, {"role": "anon", "ref": "x"},
     {"role": "anon", "iat": 1}, {"role": "anon", "nbf": 1}, {"role": "anon", "blob": "x" * 5000},
     # what Postgres jsonb cannot hold, or an answer cannot serialize
-    deep(17), deep(254), {"role": "x", "a": [[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]},
+    nested_template(17), nested_template(254), {"role": "x", "a": [[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]},
     {"role": "x", "c": "a\x00b"}, {"role": "x", "a\x00": 1}, {"role": "x\x00"},
     {"role": "x", "c": "\ud800"}, {"role": "x", "\udfff": 1},
     {"role": "x", "n": float("nan")}, {"role": "x", "n": float("inf")}, {"role": "x", "n": [float("-inf")]},
@@ -95,7 +87,7 @@ def test_template_rules_on_create_and_update(template):
 
 
 def test_the_deepest_and_largest_templates_allowed():
-    assert shapes.check_template(deep(16)) == deep(16)
+    assert shapes.check_template(nested_template(16)) == nested_template(16)
     big = {"role": "x", "blob": "x" * (shapes.MAX_TEMPLATE_BYTES - 40)}
     assert shapes.check_template(big) == big
     assert shapes.check_template({"role": "x", "unicode": "\U0001f600", "n": 1.5, "i": 10**30, "b": None})

@@ -16,18 +16,9 @@ from gateway.keys import apikeys, shapes
 from gateway.keys.db import connect, migrate
 from gateway.keys.shapes import DEFAULT_TEMPLATE, CreateApiKeyBody, InvalidInput, UpdateApiKeyBody
 from gateway.keys.store import NotFound, Store
+from tests.factories import nested_template
 
 REF = "supabase-self-hosted"
-
-
-def deep(levels: int) -> dict:
-    """A template whose objects nest ``levels`` deep (the template itself is level 1)."""
-    template: dict = {"role": "x"}
-    node = template
-    for _ in range(levels - 1):
-        node["n"] = {}
-        node = node["n"]
-    return template
 
 
 def new(key_type: str, name: str, description: str | None = None, template: dict | None = None) -> CreateApiKeyBody:
@@ -130,8 +121,8 @@ async def test_unknown_or_malformed_id(store, bad_id):
 
 
 async def test_the_deepest_template_allowed_is_stored(store):
-    row, _ = await store.create_key(new("secret", "abcd", template=deep(16)), actor="t")
-    assert (await store.get_key(row["id"]))["secret_jwt_template"] == deep(16)
+    row, _ = await store.create_key(new("secret", "abcd", template=nested_template(16)), actor="t")
+    assert (await store.get_key(row["id"]))["secret_jwt_template"] == nested_template(16)
 
 
 @pytest.mark.parametrize("text", ["a\x00b", "\ud800", "x\udcff", "x" * 1025])

@@ -48,26 +48,10 @@ def gw(gateways, serving):
     return gateways(GATEWAY_JWT__TTL_SECONDS=str(TTL), GATEWAY_PROJECT_REF=REF, **serving)
 
 
-@pytest.fixture(scope="module")
-def created(gw) -> dict[str, str]:
-    """Plaintexts of every key this module made (for the leak check at its end)."""
-    return {}
-
-
 def make_key(gw, created, key_type: str, name: str, **body) -> str:
     key = gw.create_key(key_type, name=name, **body)["api_key"]
     created[name] = key
     return key
-
-
-@pytest.fixture(scope="module")
-def pub(gw, created) -> str:
-    return make_key(gw, created, "publishable", "auth_pub")
-
-
-@pytest.fixture(scope="module")
-def sec(gw, created) -> str:
-    return make_key(gw, created, "secret", "auth_sec")
 
 
 def minted(echo: dict, where: str = "authorization") -> dict:
