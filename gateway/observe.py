@@ -14,6 +14,7 @@ import sys
 import time
 from bisect import bisect_left
 from typing import Any
+from urllib.parse import unquote
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
 
@@ -145,8 +146,9 @@ def record(
         # The parts that repeat from request to request are built once (bounded caches).
         head = _HEADS.get((method, path))
         if head is None:
-            head = _line_head(method, path)
-            if "sb_" not in path and "eyJ" not in path:  # a path quoting a key is never kept
+            shown = redact(path)
+            head = _line_head(method, shown)
+            if shown is path:  # a path quoting a key (in any spelling) is never kept
                 _part(_HEADS, (method, path), head)
         tail_key = (svc, role, key_id, prefix, upstream, limited)
         tail = _TAILS.get(tail_key)
@@ -163,8 +165,6 @@ def _part(cache: dict[Any, str], key: Any, value: str) -> str:
 
 
 def _line_head(method: str, path: str) -> str:
-    if "sb_" in path or "eyJ" in path:
-        path = redact(path)
     return f',"method":"{method}","path":{_json_str(path)},"status":'
 
 
@@ -178,8 +178,25 @@ def _line_tail(svc: str, role: str, key_id: str | None, prefix: str | None, upst
 _SECRETS = re.compile(r"sb_[A-Za-z0-9]+_[A-Za-z0-9_-]+|eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*(?:\.[A-Za-z0-9_-]*)?")
 
 
+_DECODINGS = 8  # rounds of percent-decoding looked through (``%2573`` is ``%73`` is ``s``)
+
+
 def redact(path: str) -> str:
-    """A path with anything shaped like an API key or a JWT taken out (a client may put one there)."""
+    """A path (or a query) with anything shaped like an API key or a JWT taken out: a client may
+    put one there, in any spelling the path parser accepts. Percent-encoding is looked through; a
+    path whose secret shows only once decoded is given decoded, with the secret taken out. The
+    same object comes back when there is nothing to take out."""
+    if "%" in path:
+        decoded = path
+        for _ in range(_DECODINGS):
+            more = unquote(decoded, errors="replace")
+            if more == decoded:
+                break
+            decoded = more
+        if decoded is not path and _SECRETS.search(decoded):
+            return _SECRETS.sub("[redacted]", decoded)
+    if "sb_" not in path and "eyJ" not in path:
+        return path
     return _SECRETS.sub("[redacted]", path)
 
 

@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from gateway.keys.db import EmbeddedPostgres
-from tests.helpers import ADMIN_TOKEN, JWT_SECRET, Gateway, RedisServer, create_database
+from tests.helpers import ADMIN_TOKEN, JWT_SECRET, Gateway, NodeUpstream, RedisServer, create_database
 
 
 @pytest.fixture(scope="session")
@@ -160,3 +160,12 @@ async def memory_proxy(up):
     yield proxy, keys
     await proxy.close()
     observe.ACCESS.flush()  # as a worker does when it stops: nothing left for a later test to read
+
+
+@pytest.fixture(scope="session")
+def node_upstream() -> Iterator[NodeUpstream]:
+    """A Node ``http`` server as an upstream (tests/node_upstream.mjs): Node and Python servers
+    differ on the wire, and a proxy must hold against both."""
+    server = NodeUpstream().start()
+    yield server
+    server.stop()

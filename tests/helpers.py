@@ -247,3 +247,37 @@ class RedisServer:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.terminate()
             self.proc.wait(10)
+
+
+@dataclass
+class NodeUpstream:
+    """tests/node_upstream.mjs: a Node ``http`` server as an upstream, with its record of requests
+    and of the connections it saw close."""
+
+    proc: subprocess.Popen[str] | None = None
+    port: int = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> "NodeUpstream":
+        import shutil
+
+        node = shutil.which("node")
+        if node is None:
+            raise RuntimeError("Node.js is required for the Node upstream of the wire tests")
+        self.proc = subprocess.Popen([node, str(REPO / "tests" / "node_upstream.mjs")], stdout=subprocess.PIPE,
+                                     text=True)
+        assert self.proc.stdout is not None
+        self.port = int(self.proc.stdout.readline())
+        return self
+
+    def record(self, clear: bool = False) -> dict[str, Any]:
+        """``{"requests": [{method, url, socket, headers, bodyLength}], "closed": [socket ids]}``."""
+        return httpx.request("DELETE" if clear else "GET", self.url + "/__requests", timeout=5).json()
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(10)

@@ -16,9 +16,9 @@ with its own event loop, shared by the whole test session (``get_upstreams()``).
 Special paths (below each service's root, i.e. after the gateway stripped its prefix):
 ``/stream?size=N[&length=1]`` a large chunked (or Content-Length) body of a known pattern;
 ``/slow?seconds=S``; ``/headers-out`` a response with hop-by-hop, CORS and gzip headers;
-``/redirect``; and on realtime ``/socket/websocket`` a WebSocket that checks the minted JWT,
-echoes text and binary frames, answers ``info`` with what its handshake carried and closes
-with ``close:<code>``. The auth service publishes ``/.well-known/jwks.json``.
+``/redirect``; ``/early`` answered before the request body is read; and on realtime
+``/socket/websocket`` a WebSocket that checks the minted JWT, echoes text and binary frames,
+answers ``info`` with what its handshake carried and closes with ``close:<code>``. The auth service publishes ``/.well-known/jwks.json``.
 """
 
 from __future__ import annotations
@@ -196,6 +196,9 @@ class Upstreams:
 
         if path == "/stream-hold":
             return await self._stream_hold(request)
+        if path == "/early":  # answered before its body was read (as many servers do: a 413, a 401)
+            self._record(request)
+            return web.json_response({"early": True, "path": path})
         # Stream the body in, hashing it, keeping only the start.
         upload_id = request.query.get("id") if path == "/upload-hold" else None
         digest = hashlib.sha256()

@@ -188,6 +188,7 @@ class FastExchange:
                                plan.for_upstream(upstream), None)  # type: ignore[union-attr, arg-type]
         if not conn.send_now(head):
             conn.transport.write(head)  # type: ignore[union-attr]  # a few hundred bytes: never worth waiting
+        conn.request_done()  # bodiless: the head is the whole request
         conn._arm(upstream.pool.read_timeout)  # type: ignore[union-attr]
 
     @property

@@ -38,6 +38,10 @@ class UpstreamConnectTimeout(UpstreamConnectError, UpstreamTimeout):
     pass
 
 
+class _Unsolicited(Exception):
+    """Stops the parser at an answer nobody asked for."""
+
+
 class State(enum.Enum):
     IDLE = "idle"  # open, between exchanges
     WAITING = "waiting"  # a request went out; not a byte of the answer yet
@@ -104,8 +108,9 @@ class Connection(asyncio.Protocol):
         self.error: BaseException | None = None
         self.wakeup: asyncio.Future[None] | None = None
         self.deadline: float | None = None  # loop time by which the upstream must send (gateway.clock)
-        self.sink: Any = None  # set: the answer is pushed to it as it comes (gateway.serve.fastpath), not queued
+        self.sink: Any = None  # set: the answer is pushed to it as it comes (serve.fastpath), not queued
         self.paused = False  # by the sink, whose reader cannot keep up
+        self.request_sent = False  # the whole request, body included, went out (else: never reused)
 
     def begin(self, method: str, sink: Any = None) -> None:
         """A new exchange: forget the last one. With ``sink``, the answer is pushed to it."""
@@ -122,10 +127,19 @@ class Connection(asyncio.Protocol):
         self.buffered = 0
         self.error = None
         self.sink = sink
+        self.request_sent = False
+
+    def request_done(self) -> None:
+        """The whole request, body included, was written (queued on the transport in order)."""
+        self.request_sent = True
 
     @property
     def reusable(self) -> bool:
-        return self.state is State.DONE and self.keep_alive and not self.chunks and not self.until_close
+        """A complete exchange: the request sent in full, its answer read in full, allowing
+        keep-alive. Anything less (an early answer to a body not sent whole, a client gone
+        mid-body) would leave the upstream expecting bytes that the next request would supply."""
+        return (self.request_sent and self.state is State.DONE and self.keep_alive and not self.chunks
+                and not self.until_close)
 
     # --- asyncio.Protocol ---
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -134,10 +148,16 @@ class Connection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self._disarm()
+        if self.state is State.IDLE:  # bytes nobody asked for: they would pass for the next answer
+            self.close()
+            return
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserError:
-            self._fail(UpstreamError("invalid response from upstream"))
+            if self.state is State.DONE:  # the answer is whole; the reader releases (and closes) it
+                return
+            if self.state is not State.IDLE:  # IDLE: already released by the sink, nothing to fail
+                self._fail(UpstreamError("invalid response from upstream"))
             self.close()
             return
         if self.sink is not None and not self.paused and self.state is not State.DONE \
@@ -186,6 +206,11 @@ class Connection(asyncio.Protocol):
     def on_message_begin(self) -> None:
         if self.state is State.WAITING:
             self.state = State.HEAD
+            return
+        # A second answer to one request (bytes beyond the first one's end): never read as the
+        # answer to anything, and the connection never trusted with another request.
+        self.keep_alive = False
+        raise _Unsolicited()
 
     def on_header(self, name: bytes, value: bytes) -> None:
         name = name.lower()
@@ -198,6 +223,8 @@ class Connection(asyncio.Protocol):
         if 100 <= self.status < 200:  # informational: wait for the final answer
             self.headers = []
             self.framed = False
+            if self.state is State.HEAD:
+                self.state = State.WAITING  # the body may still be sent
             return
         if self.state is State.HEAD:
             self.until_close = not self.framed and self.status not in NO_BODY_STATUS and not self.head_only

@@ -167,11 +167,15 @@ class Pool:
                 await conn.send(head)
                 async for chunk in body:  # type: ignore[union-attr]
                     if conn.state is not State.WAITING:
-                        break  # the upstream answered early (or went): stop sending
+                        break  # the upstream answered early (or went): stop sending; never reused
                     if chunk:
                         await conn.send(chunk if framing is Framing.STREAM else b"%x\r\n%s\r\n" % (len(chunk), chunk))
-                if framing is Framing.CHUNKED and conn.state is not State.CLOSED:
-                    await conn.send(b"0\r\n\r\n")
+                else:
+                    if framing is Framing.CHUNKED:
+                        await conn.send(b"0\r\n\r\n")
+                    conn.request_done()
+            if framing is Framing.NONE or framing is Framing.LENGTH:
+                conn.request_done()
             await conn.answer_head(self.read_timeout)
         except BaseException:
             conn.close()

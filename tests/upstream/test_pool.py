@@ -40,12 +40,16 @@ async def server():
     async def empty(req: web.Request) -> web.Response:
         return web.Response(status=204)
 
+    async def early(req: web.Request) -> web.Response:
+        return web.Response(text="early")  # the body left unread
+
     app = web.Application(client_max_size=64 * 1024 * 1024)
     app.router.add_get("/small", small)
     app.router.add_get("/big", big)
     app.router.add_post("/echo", echo)
     app.router.add_get("/slow", slow)
     app.router.add_get("/empty", empty)
+    app.router.add_post("/early", early)
     runner = web.AppRunner(app, keepalive_timeout=0.3)
     await runner.setup()
     port = free_port()
@@ -211,6 +215,7 @@ async def test_states_of_an_exchange_fed_byte_by_byte():
     assert conn.state is State.IDLE
     conn.begin("GET")
     assert conn.state is State.WAITING
+    conn.request_done()
     answer = b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nhello"
     states = []
     for i in range(len(answer)):
@@ -223,8 +228,74 @@ async def test_states_of_an_exchange_fed_byte_by_byte():
 async def test_an_informational_answer_is_skipped():
     conn, _ = fed_connection()
     conn.begin("POST")
-    conn.data_received(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 201 Created\r\ncontent-length: 0\r\n\r\n")
+    conn.data_received(b"HTTP/1.1 100 Continue\r\n\r\n")
+    assert conn.state is State.WAITING  # the body may still go out
+    conn.data_received(b"HTTP/1.1 201 Created\r\ncontent-length: 0\r\n\r\n")
     assert (conn.status, conn.state) == (201, State.DONE)
+
+
+async def test_a_complete_answer_to_a_request_not_sent_whole_is_never_reused():
+    """The rule against request smuggling: the upstream may still expect body bytes, which the next
+    request on the connection would supply."""
+    conn, _ = fed_connection()
+    conn.begin("POST")  # the head and part of a body went out; the rest never will
+    conn.data_received(b"HTTP/1.1 413 Payload Too Large\r\ncontent-length: 0\r\n\r\n")
+    assert conn.state is State.DONE and conn.keep_alive and not conn.reusable
+    conn.request_done()
+    assert conn.reusable
+
+
+async def test_bytes_beyond_the_answer_make_the_connection_unusable():
+    """An upstream that answers more than it was asked (a body longer than its Content-Length, a
+    second response) never gets to answer the next request with it."""
+    conn, transport = fed_connection()
+    conn.begin("GET")
+    conn.request_done()
+    conn.data_received(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"
+                       b"HTTP/1.1 200 OK\r\ncontent-length: 6\r\n\r\nforged")
+    assert conn.take_body() == b"ok" and not conn.reusable
+    conn, transport = fed_connection()  # and on an idle connection
+    conn.data_received(b"HTTP/1.1 200 OK\r\ncontent-length: 6\r\n\r\nforged")
+    assert transport.closed and conn.state is State.CLOSED
+
+
+async def test_bytes_beyond_the_answer_close_a_connection_its_sink_already_released():
+    """The fast path's way: the answer is pushed to a sink, which releases the connection as soon as
+    it is complete, before the parser has seen what follows."""
+    conn, transport = fed_connection()
+
+    class Sink:
+        def upstream_head(self, conn): pass
+        def upstream_body(self, chunk): pass
+        def upstream_failed(self, conn, exc): raise AssertionError("the answer was good")
+        def upstream_done(self, conn): conn.pool.release(conn)
+
+    conn.pool.outstanding += 1
+    conn.begin("GET", Sink())
+    conn.request_done()
+    conn.data_received(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"
+                       b"HTTP/1.1 200 OK\r\ncontent-length: 6\r\n\r\nforged")
+    assert transport.closed and conn.state is State.CLOSED and conn.pool.take_idle() is None
+
+
+async def test_an_early_answer_closes_the_connection_instead_of_pooling_it(server):
+    """A streamed body the upstream answers before reading: sending stops, the connection is closed."""
+    p = pool(server)
+    answered = asyncio.Event()
+
+    async def body():
+        yield b"first"
+        await answered.wait()
+        yield b"second"
+        yield b"third"
+
+    task = asyncio.ensure_future(p.request("POST", "/early", HOST + [(b"content-length", b"1000")], body()))
+    await asyncio.sleep(0.3)  # the upstream has answered meanwhile
+    answered.set()
+    r = await task
+    assert r.status == 200 and await r.read() == b"early"
+    r.release()
+    assert p._idle == []  # closed, not pooled
 
 
 async def test_a_body_until_close_ends_with_the_connection():
