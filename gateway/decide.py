@@ -17,7 +17,7 @@ import traceback
 from dataclasses import dataclass
 
 from gateway import errors, observe, routes
-from gateway.auth import NO_KEY, Authenticator, Grant, Need
+from gateway.auth import NO_KEY, Authenticator, DashboardLogin, Grant, Need
 from gateway.config import Settings
 from gateway.headers import upstream_headers
 from gateway.request import MAX_HEADER_BYTES, MAX_HEADERS, RequestInfo, split_query
@@ -59,17 +59,20 @@ class Plan:
 class Exchange:
     """One request as the gateway handles it: what it is, what was decided, what it answered."""
 
-    __slots__ = ("started", "method", "info", "path", "query", "headers_in", "https", "port", "route",
-                 "upstream_path", "grant", "status", "client_ip", "headers", "limited", "upstream")
+    __slots__ = ("started", "method", "info", "path", "query", "sent_query", "headers_in", "https", "port", "route",
+                 "upstream_path", "grant", "status", "client_ip", "headers", "limited", "upstream", "protocol", "sent")
 
     def __init__(self, method: str, raw_path: str, query: bytes, headers: Headers, client_ip: str, https: bool,
-                 port: bytes | None, status: int) -> None:
+                 port: bytes | None, status: int, protocol: str = "HTTP/1.1") -> None:
         self.started = time.perf_counter()
         self.method = method
         self.headers_in = headers
         self.info = RequestInfo(headers)
         self.path = raw_path  # normalised once admitted: what the access log shows
-        self.query = query
+        self.query = query  # without the apikey parameter once routed
+        self.sent_query = query  # as the client sent it (the combined log line shows it, redacted)
+        self.protocol = protocol  # HTTP/1.1 or HTTP/1.0, for the combined log line
+        self.sent = 0  # response body bytes sent to the client
         self.https = https
         self.port = port  # the listener's, for X-Forwarded-Port
         self.route: Route | None = None
@@ -120,6 +123,10 @@ class Gateway:
         self.reads: Reads | None = None  # PostgREST's read replicas with the primary
         self.functions_required = settings.functions.verify == "required"
         self.log_access = settings.log.access
+        self.log_combined = settings.log.format == "combined"
+        dash = settings.dashboard
+        self.dashboard = None if settings.upstreams.studio is None else DashboardLogin(
+            dash.username, None if dash.password is None else dash.password.get_secret_value())
 
     async def start(self) -> None:
         self.upstreams = configured_upstreams(self.settings)
@@ -132,8 +139,8 @@ class Gateway:
             await upstream.close()
 
     def exchange(self, method: str, raw_path: str, query: bytes, headers: Headers, peer: str, https: bool,
-                 port: bytes | None, status: int) -> Exchange:
-        x = Exchange(method, raw_path, query, headers, peer, https, port, status)
+                 port: bytes | None, status: int, protocol: str = "HTTP/1.1") -> Exchange:
+        x = Exchange(method, raw_path, query, headers, peer, https, port, status, protocol)
         if x.info.xff is not None:
             x.client_ip = self.client_ips.resolve(peer, x.info.xff)
         return x
@@ -149,6 +156,9 @@ class Gateway:
             return Answer(200, preflight_headers(x.info.origin, x.info.acr_headers, cors, self.meta_origins), b"")  # type: ignore[arg-type]
         if x.route is None:
             raise errors.NOT_FOUND()
+        if x.route is routes.DASHBOARD and (self.dashboard is None or ws):
+            x.route = None  # no dashboard here (upstreams.studio unset), nor WebSockets to it
+            raise errors.NOT_FOUND()
         if x.route.kind is Kind.FORBIDDEN:
             raise errors.FORBIDDEN_ROUTE()
         if x.route is routes.HEALTH:
@@ -162,10 +172,14 @@ class Gateway:
 
     def grant_now(self, x: Exchange) -> Grant | Need:
         """The decision on the request's key from memory, or the lookup it needs first."""
+        if x.route is routes.DASHBOARD:
+            return self.dashboard.check(x.info)  # type: ignore[union-attr]  # basic auth, not a key
         return self.auth.decide(self.policy(x.route, x.upstream_path), x.info)  # type: ignore[arg-type]
 
     async def grant(self, x: Exchange) -> Grant:
         """``grant_now`` with the lookups done (a key not in memory, a user JWT not seen yet)."""
+        if x.route is routes.DASHBOARD:
+            return self.dashboard.check(x.info)  # type: ignore[union-attr]
         return await self.auth.check(self.policy(x.route, x.upstream_path), x.info)  # type: ignore[arg-type]
 
     def policy(self, route: Route, upstream_path: str) -> Policy:
@@ -228,9 +242,16 @@ class Gateway:
 
     def record(self, x: Exchange) -> None:
         entry = x.grant.entry
+        key_id = entry.id if entry else None
         observe.record(x.method, x.path, x.route.service if x.route is not None else "gateway", x.status, x.started,
-                       x.grant.role, entry.id if entry else None, entry.prefix if entry else None, self.log_access,
-                       x.limited, x.upstream)
+                       x.grant.role, key_id, entry.prefix if entry else None,
+                       self.log_access and not self.log_combined, x.limited, x.upstream)
+        if self.log_access and self.log_combined:
+            info = x.info
+            observe.ACCESS.add(observe.combined_line(
+                x.client_ip, time.time(), x.method, x.path, x.sent_query.decode("latin-1"), x.protocol, x.status,
+                x.sent, info.referer.decode("latin-1") if info.referer else None, info.user_agent, key_id,
+                x.grant.role, x.upstream))
 
 
 def log_unexpected(e: BaseException) -> None:

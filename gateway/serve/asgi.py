@@ -55,7 +55,8 @@ class Proxy:
         raw_path = (scope.get("raw_path") or scope["path"].encode()).decode("latin-1").partition("?")[0]
         return self.gateway.exchange(method, raw_path, scope.get("query_string", b""), scope["headers"],
                                      client[0] if client else "", scope.get("scheme") in ("https", "wss"),
-                                     listener_port(scope.get("server")), status)
+                                     listener_port(scope.get("server")), status,
+                                     "HTTP/" + scope.get("http_version", "1.1"))
 
     async def _plan(self, x: Exchange, ws: bool) -> Plan:
         return self.gateway.plan(x, await self.gateway.grant(x), ws)
@@ -65,6 +66,7 @@ class Proxy:
     async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
         g = self.gateway
         x = self._exchange(scope, scope["method"], 500)
+        send = counting(send, x)
         try:
             answer = g.route(x)
             if answer is not None:
@@ -146,6 +148,18 @@ class Proxy:
                 pass
         finally:
             g.record(x)
+
+
+def counting(send: Send, x: Exchange) -> Send:
+    """``send``, adding the body bytes of the answer to ``x.sent`` (the access line's bytes; none
+    for HEAD, whose body the server never sends)."""
+
+    async def counted(message: dict) -> None:
+        if message["type"] == "http.response.body" and x.method != "HEAD":
+            x.sent += len(message.get("body", b""))
+        await send(message)
+
+    return counted
 
 
 # --- forwarding over ASGI: request bodies passed on as they arrive, answers streamed back ---------

@@ -233,6 +233,7 @@ class FastExchange:
     def upstream_body(self, chunk: bytes) -> None:
         if not chunk or self.client_gone:
             return
+        self.x.sent += len(chunk)
         transport = self.protocol.transport
         transport.write(b"%x\r\n%s\r\n" % (len(chunk), chunk) if self.chunked else chunk)
         if len(chunk) >= STREAMING_CHUNK:
@@ -295,8 +296,10 @@ class FastExchange:
         if not self.cycle.keep_alive:
             headers.append(_CLOSE)
         head = _head(answer.status, headers)
-        head += (b"\r\n", b"" if self.x.method == "HEAD" else answer.body)
+        body = b"" if self.x.method == "HEAD" else answer.body
+        head += (b"\r\n", body)
         self.x.status = answer.status
+        self.x.sent = len(body)
         self.head_sent = True
         self.protocol.transport.write(b"".join(head))
         self._finish()
