@@ -98,6 +98,17 @@ def basic_credentials(authorization: str | None) -> bytes | None:
         return None
 
 
+@dataclass(frozen=True, slots=True)
+class KeyHold:
+    """The key that admitted a long-lived connection (a relayed WebSocket), as ``key_now`` needs
+    it: the entry as granted and the SHA256 of an ``sb_`` key (None: a legacy key), never the
+    plaintext; and whether a legacy key came as the bearer too (the legacy switch refuses it)."""
+
+    entry: KeyEntry
+    digest: bytes | None
+    legacy_bearer: bool = False
+
+
 class Need:
     """What a decision from memory still needs: a key's row (by hash) or a user JWT verified."""
 
@@ -144,28 +155,14 @@ class Authenticator:
         if key is None:
             if not optional:
                 raise errors.MISSING_API_KEY()
-            if bearer is not None and apikeys.looks_like_key(bearer):
-                key = bearer  # functions/storage: the bearer is the key (never forwarded as is)
-            else:
-                # Passed to the service untouched; a legacy key as bearer still obeys the legacy
-                # switch and, for service_role, the browser rule.
-                legacy = None if bearer is None else self._legacy_allowed(bearer)
-                if legacy is not None and legacy.is_secret and creds.browser:
-                    raise errors.SECRET_KEY_IN_BROWSER()
-                if policy is not Policy.KEY_OR_USER or legacy is not None:
-                    return NO_KEY
-                if bearer is None:  # a key or a user JWT is required: neither came
-                    raise errors.MISSING_API_KEY()
-                claims = self._user_claims(bearer, resolved)
-                if isinstance(claims, Need):
-                    return claims
-                return Grant(None, None, None, str(claims.get("role")), claims)
+            if bearer is None or not apikeys.looks_like_key(bearer):
+                return self._without_key(policy, bearer, creds, resolved)
+            key = bearer  # functions/storage: the bearer is the key (never forwarded as is)
 
         entry = self._identify(key, resolved)
         if isinstance(entry, Need):
             return entry
-        if entry.expires_at is not None and time.time() >= entry.expires_at:
-            raise errors.API_KEY_EXPIRED()
+        unexpired(entry, time.time())
         if entry.is_secret and creds.browser:
             raise errors.SECRET_KEY_IN_BROWSER()
         if policy is Policy.SECRET and not entry.is_secret:
@@ -189,16 +186,74 @@ class Authenticator:
             token = self._use(entry)
             return Grant(entry, token, "Bearer " + self._use(legacy), legacy.role)
         claims = self._user_claims(bearer, resolved)
-        if isinstance(claims, Need):
-            return claims
+        if isinstance(claims, Need) or claims is None:  # None never comes while refusing
+            return claims  # type: ignore[return-value]
         return Grant(entry, self._use(entry), None, str(claims.get("role")), claims)
+
+    def _without_key(self, policy: Policy, bearer: str | None, creds: Credentials,
+                     resolved: dict[str, Any] | None) -> Grant | Need:
+        """No key, where a key is optional: the client's ``Authorization`` goes to the service
+        untouched, and the request counts as what its bearer is: a legacy key (which still obeys
+        the legacy switch and the browser rule) under that key's limits, a verified user JWT
+        under ``per_user``, anything else, or nothing, per client IP (``NO_KEY``)."""
+        if bearer is None:
+            if policy is Policy.KEY_OR_USER:  # a key or a user JWT is required: neither came
+                raise errors.MISSING_API_KEY()
+            return NO_KEY
+        legacy = self._legacy_allowed(bearer)
+        if legacy is not None:
+            if legacy.is_secret and creds.browser:
+                raise errors.SECRET_KEY_IN_BROWSER()
+            self.ring.mark_used(legacy)
+            return Grant(legacy, None, None, legacy.role)
+        claims = self._user_claims(bearer, resolved, refuse=policy is Policy.KEY_OR_USER)
+        if claims is None or isinstance(claims, Need):
+            return NO_KEY if claims is None else claims  # None: not a JWT we accept, the service judges it
+        return Grant(None, None, None, str(claims.get("role")), claims)
+
+    # --- a long-lived connection judged again (SPEC 11): the rules above, from memory --------------
+
+    def hold(self, creds: Credentials, grant: Grant) -> KeyHold | None:
+        """What ``key_now`` needs of the key that ``grant`` was made for (None: no key)."""
+        entry = grant.entry
+        if entry is None:
+            return None
+        key = _the_key(creds.apikeys, creds.query_keys)
+        bearer, _ = _bearer(creds.authorization)
+        if key is None:
+            key = bearer  # functions/storage: the bearer was the key
+        digest = apikeys.digest(key) if key is not None and entry.type != "legacy" else None
+        legacy_bearer = bearer is not None and bearer != key and self.ring.legacy_entry(bearer) is not None
+        return KeyHold(entry, digest, legacy_bearer)
+
+    def key_now(self, hold: KeyHold, now: float) -> KeyEntry | None:
+        """The held key as ``decide`` would find it now, from memory: raises the refusal a request
+        with it would get (deleted, or its hash now another key's: invalid; expired; a legacy key
+        while legacy keys are disabled); None while its row is read again after a change (the
+        change's notification decides). Nothing is recorded as used, nothing is minted."""
+        if hold.digest is None:
+            self._legacy_on()
+            current = hold.entry
+        else:
+            current = self.ring.by_hash.get_digest(hold.digest)
+            if current is None and self.ring.refetching(hold.digest):
+                return None
+            if current is None or current.id != hold.entry.id:
+                raise errors.INVALID_API_KEY()
+        if hold.legacy_bearer:
+            self._legacy_on()
+        unexpired(current, now)
+        return current
 
     def _use(self, entry: KeyEntry) -> str:
         """The entry's minted JWT, its use recorded."""
         self.ring.mark_used(entry)
         return self.minter.token_for(entry)
 
-    def _user_claims(self, bearer: str, resolved: dict[str, Any] | None) -> dict[str, Any] | Need:
+    def _user_claims(self, bearer: str, resolved: dict[str, Any] | None,
+                     refuse: bool = True) -> dict[str, Any] | Need | None:
+        """The claims of a verified user JWT, the verification it needs first, or for a JWT we do
+        not accept a 401 (``refuse``) or None."""
         claims = self.verifier.known(bearer)
         if claims is not None:
             return claims
@@ -206,6 +261,8 @@ class Authenticator:
         if got is None:
             return Need(None, bearer)
         if isinstance(got, InvalidJwt):
+            if not refuse:
+                return None
             raise errors.INVALID_JWT(message=str(got))
         return got
 
@@ -233,9 +290,14 @@ class Authenticator:
     def _legacy_allowed(self, token: str) -> KeyEntry | None:
         """The legacy entry if ``token`` is exactly a configured legacy key (refused while disabled)."""
         entry = self.ring.legacy_entry(token)
-        if entry is not None and not self.ring.legacy.enabled:
-            raise self.legacy_disabled()
+        if entry is not None:
+            self._legacy_on()
         return entry
+
+    def _legacy_on(self) -> None:
+        """The legacy switch: legacy keys are refused while it is off."""
+        if not self.ring.legacy.enabled:
+            raise self.legacy_disabled()
 
     def legacy_disabled(self) -> errors.Refusal:
         changed = self.ring.legacy.changed_at
@@ -245,6 +307,12 @@ class Authenticator:
             f"or re-enable them: `gateway legacy enable` or "
             f"PUT /v1/projects/{self.project_ref}/api-keys/legacy?enabled=true on the admin API."
         )
+
+
+def unexpired(entry: KeyEntry, now: float) -> None:
+    """The expiry rule: from its ``expires_at`` on, a key is refused."""
+    if entry.expires_at is not None and now >= entry.expires_at:
+        raise errors.API_KEY_EXPIRED()
 
 
 def _the_key(header_keys: list[str], query_keys: list[str]) -> str | None:

@@ -17,9 +17,10 @@ import traceback
 from dataclasses import dataclass
 
 from gateway import errors, observe, routes
-from gateway.auth import NO_KEY, Authenticator, DashboardLogin, Grant, Need
+from gateway.auth import NO_KEY, Authenticator, DashboardLogin, Grant, KeyHold, Need
 from gateway.config import Settings
 from gateway.headers import upstream_headers
+from gateway.keys.entries import KeyEntry
 from gateway.request import MAX_HEADER_BYTES, MAX_HEADERS, RequestInfo, split_query
 from gateway.responses import JSON, Headers, cors_headers, error_headers, preflight_headers
 from gateway.routes import BadPath, Cors, Kind, Policy, QueryKey, Route, match, normalize
@@ -85,6 +86,24 @@ class Exchange:
         self.upstream: str | None = None  # the name of the upstream that served it
 
 
+@dataclass(frozen=True, slots=True)
+class Admission:
+    """What admitted a long-lived connection (a relayed WebSocket), for ``Gateway.judge``: its key
+    (never the plaintext) and where the connection came from."""
+
+    key: KeyHold
+    origin: bytes | None
+    referer: bytes | None
+    client_ip: str
+    service: str
+
+
+def restrict(entry: KeyEntry, origin: bytes | None, referer: bytes | None, client_ip: str, service: str) -> None:
+    """The key's restrictions (SPEC 11): the refusal of the first one not met, raised."""
+    if entry.restrictions is not None:
+        entry.restrictions.check(origin, referer, client_ip, service)
+
+
 def admit(x: Exchange) -> None:
     """What holds before any key is looked at: header limits (431) and a safe path (400)."""
     if x.info.too_large:
@@ -141,8 +160,7 @@ class Gateway:
     def exchange(self, method: str, raw_path: str, query: bytes, headers: Headers, peer: str, https: bool,
                  port: bytes | None, status: int, protocol: str = "HTTP/1.1") -> Exchange:
         x = Exchange(method, raw_path, query, headers, peer, https, port, status, protocol)
-        if x.info.xff is not None:
-            x.client_ip = self.client_ips.resolve(peer, x.info.xff)
+        x.client_ip = self.client_ips.resolve(peer, x.info.xff)
         return x
 
     # --- the steps, in order --------------------------------------------------------------------
@@ -195,8 +213,8 @@ class Gateway:
         x.grant = grant
         route: Route = x.route  # type: ignore[assignment]
         entry = grant.entry
-        if entry is not None and entry.restrictions is not None:
-            entry.restrictions.check(x.info.origin, x.info.referer, x.client_ip, route.service)
+        if entry is not None:
+            restrict(entry, x.info.origin, x.info.referer, x.client_ip, route.service)
         self._limit(x)
         query = x.query
         if route.query_key is QueryKey.REPLACE and x.info.query_keys and grant.token is not None:
@@ -208,6 +226,33 @@ class Gateway:
         headers = upstream_headers(x.headers_in, x.info, route, grant, upstream.host, x.client_ip.encode(), x.https,
                                    ws, x.port)
         return Plan(upstream, x.upstream_path + ("?" + query.decode("latin-1") if query else ""), headers)
+
+    # --- a long-lived connection, judged again while it lasts (SPEC 11) ------------------------------
+
+    def admission(self, x: Exchange) -> Admission | None:
+        """What ``judge`` needs of a planned request that a key admitted (None: no key did)."""
+        hold = self.auth.hold(x.info, x.grant)
+        if hold is None:
+            return None
+        return Admission(hold, x.info.origin, x.info.referer, x.client_ip, x.route.service)  # type: ignore[union-attr]
+
+    def judge(self, a: Admission, now: float | None = None) -> KeyEntry | None:
+        """The connection's key as it is now, if a request with it from where the connection came
+        would still get through the key's checks and restrictions; else that request's refusal,
+        raised. None while the key's row is read again after a change. From memory: nothing is
+        recorded, minted or counted against a rate limit."""
+        entry = self.auth.key_now(a.key, time.time() if now is None else now)
+        if entry is not None:
+            restrict(entry, a.origin, a.referer, a.client_ip, a.service)
+        return entry
+
+    def refusal_now(self, a: Admission, now: float | None = None) -> errors.Refusal | None:
+        """``judge``'s refusal, or None (still admitted, or undecided)."""
+        try:
+            self.judge(a, now)
+        except errors.Refusal as r:
+            return r
+        return None
 
     def _limit(self, x: Exchange) -> None:
         """Count the request against its rate limits (from memory), or refuse it with 429."""

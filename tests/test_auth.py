@@ -215,3 +215,37 @@ async def test_a_flood_of_made_up_keys_costs_a_bounded_number_of_lookups(dsn):
         assert (await check(auth, key)).entry.id == str(row["id"])
     finally:
         await store.close()
+
+
+@pytest.mark.parametrize("policy", [Policy.OPTIONAL, Policy.OPEN])
+async def test_without_a_key_a_bearer_counts_as_what_it_is(setup, policy):
+    """Where a key is optional, the client's Authorization goes on untouched; the grant says what
+    it is, for the limits: a legacy key (its entry), a verified user JWT (its claims), or nothing."""
+    from tests.factories import LEGACY_ANON
+
+    auth, ring, store, counters = setup
+    settings = Settings(jwt={"secret": JWT_SECRET}, legacy={"anon_key": LEGACY_ANON,
+                                                             "service_role_key": LEGACY_SERVICE_ROLE})
+    ring._legacy_by_token = legacy_entries(settings)
+    user = hs256(user_claims(sub="user-1"))
+    grant = await check(auth, None, f"Bearer {user}", policy)
+    assert (grant.entry, grant.token, grant.authorization, grant.role) == (None, None, None, "authenticated")
+    assert grant.claims["sub"] == "user-1"
+    grant = await check(auth, None, f"Bearer {LEGACY_ANON}", policy)
+    assert (grant.entry.id, grant.token, grant.authorization, grant.role) == ("anon", None, None, "anon")
+    for other in (hs256(user_claims(ttl=-5)), "not-a-jwt-webhook-secret", hs256(user_claims(role="service_role"))):
+        grant = await check(auth, None, f"Bearer {other}", policy)  # the service judges it; counted by address
+        assert (grant.entry, grant.claims, grant.authorization) == (None, None, None)
+    assert (await check(auth, None, None, policy)).entry is None
+    assert counters.signatures == 0 and store.lookups == 0
+
+
+async def test_without_a_key_where_one_or_a_user_is_required(setup):
+    auth, ring, store, counters = setup
+    with pytest.raises(Refusal) as e:
+        await check(auth, None, None, Policy.KEY_OR_USER)
+    assert e.value.code == "UNAUTHORIZED_MISSING_API_KEY"
+    with pytest.raises(Refusal) as e:
+        await check(auth, None, f"Bearer {hs256(user_claims(ttl=-5))}", Policy.KEY_OR_USER)
+    assert e.value.code == "UNAUTHORIZED_INVALID_JWT"
+    assert (await check(auth, None, f"Bearer {hs256(user_claims())}", Policy.KEY_OR_USER)).role == "authenticated"

@@ -17,8 +17,10 @@ Special paths (below each service's root, i.e. after the gateway stripped its pr
 ``/stream?size=N[&length=1]`` a large chunked (or Content-Length) body of a known pattern;
 ``/slow?seconds=S``; ``/headers-out`` a response with hop-by-hop, CORS and gzip headers;
 ``/redirect``; ``/early`` answered before the request body is read; and on realtime
-``/socket/websocket`` a WebSocket that checks the minted JWT, echoes text and binary frames,
-answers ``info`` with what its handshake carried and closes with ``close:<code>``. The auth service publishes ``/.well-known/jwks.json``.
+``/socket/websocket`` a WebSocket that checks the minted JWT, echoes text and binary frames
+(keeping the text ones, by the ``conn`` query parameter, in ``ws_frames``), answers ``info`` with
+what its handshake carried and closes with ``close:<code>``. The auth service publishes
+``/.well-known/jwks.json``.
 """
 
 from __future__ import annotations
@@ -75,6 +77,7 @@ class Upstreams:
     closed_port: int = 0
     received: list[bytes] = field(default_factory=list)  # every request's bytes, for leak checks
     ws_closes: dict[str, tuple[int, str] | None] = field(default_factory=dict)  # connection id -> client's close
+    ws_frames: dict[str, list[str]] = field(default_factory=dict)  # connection id -> text frames received
     jwks_fetches: int = 0
     auth_jwks: list[dict[str, Any]] = field(default_factory=lambda: [public_jwk(AUTH_USER_JWK)])  # what auth publishes
     streams_cut: set[str] = field(default_factory=set)  # endless /stream?id=... whose reader went away
@@ -310,6 +313,7 @@ class Upstreams:
         await ws.prepare(request)
         conn_id = request.query.get("conn", uuid.uuid4().hex)
         self.ws_closes.setdefault(conn_id, None)
+        frames = self.ws_frames.setdefault(conn_id, [])
         info = {
             "path": request.raw_path.partition("?")[0],
             "query": request.raw_path.partition("?")[2],
@@ -320,6 +324,7 @@ class Upstreams:
         while True:  # not ``async for``: it ends on CLOSE before we could see the code
             msg = await ws.receive()
             if msg.type == WSMsgType.TEXT:
+                frames.append(msg.data)
                 if msg.data == "info":
                     await ws.send_str(json.dumps(info))
                 elif msg.data == "drop":  # vanish without a close frame

@@ -84,6 +84,10 @@ class AdminState:
     configured_hash: str | None  # hash of admin.token; None: the generated one's, in the key ring
     legacy_tokens: dict[str, SecretStr | None]
 
+    def legacy_answer(self, enabled: bool) -> LegacyApiKeysResponse:
+        return LegacyApiKeysResponse(enabled=enabled, configured=[
+            name for name in LEGACY_NAMES if self.legacy_tokens[name] is not None])
+
 
 class AdminError(Exception):
     def __init__(self, status: int, message: str) -> None:
@@ -203,14 +207,14 @@ async def create_key(body: CreateApiKeyBody, state: State, who: Actor) -> dict[s
 
 @keys.get("/api-keys/legacy")
 async def get_legacy(state: State) -> LegacyApiKeysResponse:
-    return LegacyApiKeysResponse(enabled=(await state.store.legacy()).enabled)
+    return state.legacy_answer((await state.store.legacy()).enabled)
 
 
 @keys.put("/api-keys/legacy", responses=WITH_INPUT)
 async def put_legacy(state: State, who: Actor, enabled: Annotated[bool, Query()]) -> LegacyApiKeysResponse:
     legacy = await state.store.set_legacy(enabled, actor=who)
-    state.ring.legacy = legacy  # this instance at once; the others through NOTIFY
-    return LegacyApiKeysResponse(enabled=legacy.enabled)
+    state.ring.set_legacy(legacy)  # this instance at once; the others through NOTIFY
+    return state.legacy_answer(legacy.enabled)
 
 
 @keys.get("/api-keys/{key_id}", response_model=ApiKeyResponse, responses=WITH_INPUT)
@@ -239,14 +243,16 @@ async def key_usage(key_id: Annotated[str, Path(examples=["anon"])], state: Stat
 
 @keys.patch("/api-keys/{key_id}", response_model=ApiKeyResponse, responses=WITH_INPUT)
 async def update_key(key_id: str, body: UpdateApiKeyBody, state: State, who: Actor) -> dict[str, Any]:
-    return key_json(await state.store.update_key(key_id, body, actor=who))
+    row = await state.store.update_key(key_id, body, actor=who)
+    state.ring.announce(row["hash"], deleted=False)  # this instance at once; the others through NOTIFY
+    return key_json(row)
 
 
 @keys.delete("/api-keys/{key_id}", response_model=ApiKeyResponse, responses=WITH_INPUT)
 async def delete_key(key_id: str, state: State, who: Actor, was_compromised: bool = False,
                      reason: Annotated[Text | None, Query()] = None) -> dict[str, Any]:
     row = await state.store.delete_key(key_id, actor=who, was_compromised=was_compromised, reason=reason)
-    state.ring.by_hash.pop(row["hash"], None)  # this instance at once; the others through NOTIFY
+    state.ring.announce(row["hash"], deleted=True)  # this instance at once; the others through NOTIFY
     return key_json(row)
 
 

@@ -23,6 +23,7 @@ class ServerSettings(_Section):
     max_connections: int = Field(10_000, ge=1)
     trusted_proxies: list[str] = Field(default_factory=list)
     fast_path: bool = True
+    grace_seconds: float = Field(10.0, ge=0, le=3600)
 
     @field_validator("trusted_proxies")
     @classmethod
@@ -147,8 +148,9 @@ class LimitsSettings(_Section):
     publishable_per_ip: str | None = None
     secret_per_key: str | None = None
     per_user: str | None = None
+    keyless_per_ip: str | None = None
 
-    @field_validator("publishable_per_ip", "secret_per_key", "per_user")
+    @field_validator("publishable_per_ip", "secret_per_key", "per_user", "keyless_per_ip")
     @classmethod
     def _notation(cls, v: str | None) -> str | None:
         if v is not None:

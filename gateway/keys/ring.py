@@ -20,6 +20,7 @@ from typing import Any, Callable
 import asyncpg
 
 from gateway.config import Settings
+from gateway.keys.apikeys import b64url
 from gateway.keys.entries import KeyEntry, entry_from_row, legacy_entries
 from gateway.keys.keytable import Builder, KeyTable
 from gateway.keys.store import Legacy, Store
@@ -66,12 +67,14 @@ class KeyRing:
     _used: dict[str, float] = field(default_factory=dict)
     _counts: dict[tuple[str, int], int] = field(default_factory=dict)  # (key id, hour since the epoch) -> requests
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    _pending: set[asyncio.Task[None]] = field(default_factory=set)  # refetches and settings reads under way
     _listener: asyncpg.Connection | None = None
     # Reads race with notifications: a read that began before a change was announced must not
     # bring back what the change removed. Hashes deleted (until re-inserted), and when each
     # hash was last announced, let a finished read tell.
     _deleted: set[str] = field(default_factory=set)
     _announced: dict[str, float] = field(default_factory=dict)
+    _refetching: dict[str, int] = field(default_factory=dict)  # hash -> refetches under way (out of memory meanwhile)
     _lookup_budget: "TokenBucket" = field(init=False)
     _settings_reads: int = 0
     _settings_applied: int = 0
@@ -126,6 +129,10 @@ class KeyRing:
         finally:
             del self._inflight[key_hash]
 
+    def refetching(self, digest: bytes) -> bool:
+        """Is this key out of memory only while its row is read again after a change?"""
+        return bool(self._refetching) and b64url(digest) in self._refetching
+
     def mark_used(self, entry: KeyEntry) -> None:
         """Last use and requests per hour, in memory; ``flush`` writes them in one statement."""
         now = time.time()
@@ -145,9 +152,10 @@ class KeyRing:
         ]
 
     async def stop(self) -> None:
-        for task in self._tasks:
+        tasks = [*self._tasks, *self._pending]
+        for task in tasks:
             task.cancel()
-        for task in self._tasks:
+        for task in tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         with contextlib.suppress(Exception):
@@ -275,30 +283,51 @@ class KeyRing:
         except ValueError:
             return
         if event.get("table") == "api_keys":
-            key_hash = event.get("hash", "")
-            if len(self._announced) >= NEGATIVE_MAX:
-                cutoff = time.monotonic() - 60
-                self._announced = {h: t for h, t in self._announced.items() if t >= cutoff}
-                self._deleted &= self._announced.keys()  # no read lasts a minute: older ones are moot
-            self._announced[key_hash] = time.monotonic()
-            if event.get("op") == "DELETE":
-                self._deleted.add(key_hash)
-                self.by_hash.pop(key_hash, None)
-                self._changed()
-            else:
-                self._deleted.discard(key_hash)  # imported again
-                self._negative.pop(key_hash, None)
-                asyncio.get_running_loop().create_task(self._refetch(key_hash))
+            self.announce(event.get("hash", ""), deleted=event.get("op") == "DELETE")
         elif event.get("key") != "legacy_last_used":
-            asyncio.get_running_loop().create_task(self._reload_settings_and_notify())
+            self._spawn(self._reload_settings_and_notify())
+
+    def announce(self, key_hash: str, deleted: bool) -> None:
+        """A key was changed or deleted: every notification comes here, and the admin API calls it
+        too, so that the instance that made a change acts on it before it answers."""
+        if len(self._announced) >= NEGATIVE_MAX:
+            cutoff = time.monotonic() - 60
+            self._announced = {h: t for h, t in self._announced.items() if t >= cutoff}
+            self._deleted &= self._announced.keys()  # no read lasts a minute: older ones are moot
+        self._announced[key_hash] = time.monotonic()
+        if deleted:
+            self._deleted.add(key_hash)
+            self.by_hash.pop(key_hash, None)
+            self._changed()
+        else:
+            self._deleted.discard(key_hash)  # imported again
+            self._negative.pop(key_hash, None)
+            self._spawn(self._refetch(key_hash))
+
+    def set_legacy(self, legacy: Legacy) -> None:
+        """The legacy switch as the admin API just wrote it (the others hear of it through NOTIFY)."""
+        self.legacy = legacy
+        self._changed()
+
+    def _spawn(self, coro: Any) -> None:
+        """A task held until it ends (the loop keeps only a weak reference)."""
+        task = asyncio.get_running_loop().create_task(coro)
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
 
     async def _refetch(self, key_hash: str) -> None:
-        pending = self._inflight.get(key_hash)
-        if pending is not None:  # a read begun before the change: let it end, then read again
-            with contextlib.suppress(Exception):
-                await asyncio.shield(pending)
-        self.by_hash.pop(key_hash, None)  # changed: drop the old entry and its cached token
-        await self.fetch(key_hash, budgeted=False)  # begun after the announcement: may cache what it reads
+        self._refetching[key_hash] = self._refetching.get(key_hash, 0) + 1
+        try:
+            pending = self._inflight.get(key_hash)
+            if pending is not None:  # a read begun before the change: let it end, then read again
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(pending)
+            self.by_hash.pop(key_hash, None)  # changed: drop the old entry and its cached token
+            await self.fetch(key_hash, budgeted=False)  # begun after the announcement: may cache what it reads
+        finally:
+            left = self._refetching.pop(key_hash) - 1
+            if left:
+                self._refetching[key_hash] = left
         self._changed()
 
     async def _reload_settings_and_notify(self) -> None:

@@ -355,8 +355,17 @@ class ApiKeyResponse(BaseModel):
     allowed_services: list[str]
 
 
+LegacyName = Literal["anon", "service_role"]
+LEGACY_NAMES: tuple[LegacyName, ...] = ("anon", "service_role")
+
+
 class LegacyApiKeysResponse(BaseModel):
+    """The legacy switch as the Management API answers it, plus ``configured`` (this gateway's own
+    field; clients that do not know it ignore it): the legacy keys set in ``legacy.*``, whether
+    enabled or not. Empty: there are none to enable, disable or count."""
+
     enabled: bool
+    configured: list[LegacyName]
 
 
 class ErrorBody(BaseModel):
@@ -416,9 +425,6 @@ def audit_changes(row: Any, sets: dict[str, Any]) -> dict[str, Any]:
         return _iso(value) if isinstance(value, datetime) else value
 
     return {field: {"from": plain(row[field]), "to": plain(sets[field])} for field in AUDITED if field in sets}
-
-
-LEGACY_NAMES = ("anon", "service_role")
 
 
 def legacy_json(name: str, token: str, *, reveal: bool, last_used: str | None) -> dict[str, Any]:

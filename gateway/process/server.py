@@ -34,7 +34,7 @@ from gateway.keys.store import Store
 
 log = logging.getLogger("gateway")
 
-GRACE_SECONDS = 30
+CLEANUP_SECONDS = 0.5  # each step after the servers stopped (flushing last use, closing pools)
 
 
 def run(coro: Any) -> Any:
@@ -143,14 +143,20 @@ async def run_worker(settings: Settings, dsn: str, public: socket.socket, admin:
     from gateway.rules.limits import Limiter
     from gateway.rules.limitstore import Exchanger, counter_store
     from gateway.serve.asgi import Proxy
-    from gateway.serve.listener import protocol_for
+    from gateway.serve.listener import GoingAwayWebSocket, protocol_for
 
     class _Server(uvicorn.Server):
-        """uvicorn without its own signal handling: the worker stops both servers together."""
+        """uvicorn without its own signal handling (the worker stops both servers together), and
+        with nothing left open once its grace for requests in flight is over."""
 
         @contextlib.contextmanager
         def capture_signals(self):  # type: ignore[override]
             yield
+
+        async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+            await super().shutdown(sockets)
+            for connection in list(self.server_state.connections):  # still busy after the grace
+                connection.transport.abort()
 
     setup_logging(settings.log.level)
     store = await Store.open(dsn, settings.key_checksum_ref)
@@ -166,8 +172,8 @@ async def run_worker(settings: Settings, dsn: str, public: socket.socket, admin:
     proxy = Proxy(settings, auth, limiter)
     await proxy.start()
     common = dict(lifespan="off", log_config=None, access_log=False, server_header=False, proxy_headers=False,
-                  timeout_graceful_shutdown=GRACE_SECONDS, ws="websockets-sansio", ws_max_size=64 * 1024 * 1024,
-                  timeout_keep_alive=settings.server.keepalive_seconds)
+                  timeout_graceful_shutdown=settings.server.grace_seconds, ws=GoingAwayWebSocket,
+                  ws_max_size=64 * 1024 * 1024, timeout_keep_alive=settings.server.keepalive_seconds)
     servers = [
         _Server(uvicorn.Config(proxy, http=protocol_for(settings, proxy.gateway), **common)),
         _Server(uvicorn.Config(create_admin_app(settings, store, ring), **common)),
@@ -198,10 +204,12 @@ async def run_worker(settings: Settings, dsn: str, public: socket.socket, admin:
     finally:
         observe.ACCESS.flush()
         observe.TALLIES.flush()
-        await proxy.close()
-        await exchanger.stop()
-        await ring.stop()
-        await store.close()
+        # Each step bounded: a database or upstream that went away never holds the stop up.
+        for step in (proxy.close, exchanger.stop, ring.stop, store.close):
+            try:
+                await asyncio.wait_for(step(), CLEANUP_SECONDS)
+            except (asyncio.TimeoutError, Exception) as e:
+                log.warning("stopping: %s did not finish (%s)", step.__qualname__, type(e).__name__)
 
 
 # --- the parent ------------------------------------------------------------------------------
@@ -279,7 +287,8 @@ def _become_supervisor(settings: Settings, dsn: str, public: socket.socket, admi
     os.write(settings_fd, pickle.dumps((settings, dsn)))
     os.set_inheritable(settings_fd, True)
     plan = {"public_fd": public.fileno(), "admin_fd": admin.fileno(), "settings_fd": settings_fd,
-            "workers": workers, "grace_seconds": GRACE_SECONDS, "log_level": settings.log.level.upper(),
+            "workers": workers, "grace_seconds": settings.server.grace_seconds,
+            "log_level": settings.log.level.upper(),
             "embedded_data_dir": str(embedded.data_dir.resolve()) if embedded is not None else None}
     for handler in logging.getLogger("gateway").handlers:
         handler.flush()

@@ -26,6 +26,8 @@ from typing import Any
 log = logging.getLogger("gateway")
 
 POLL_SECONDS = 0.2
+# A worker gets its grace for requests in flight plus this to wind down before it is killed.
+STOP_MARGIN_SECONDS = 1.5
 
 
 def command(plan: dict[str, Any]) -> list[str]:
@@ -70,7 +72,7 @@ def supervise(plan: dict[str, Any]) -> None:
                     procs[i] = None
             time.sleep(POLL_SECONDS)
     finally:
-        _stop_all([p for p in procs if p is not None], plan["grace_seconds"] + 5)
+        _stop_all([p for p in procs if p is not None], plan["grace_seconds"] + STOP_MARGIN_SECONDS)
         os.close(keep)
 
 

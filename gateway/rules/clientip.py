@@ -18,10 +18,26 @@ def parse_networks(texts: list[str]) -> tuple[Network, ...]:
     out = []
     for i, text in enumerate(texts):
         try:
-            out.append(ipaddress.ip_network(text.strip(), strict=False))
+            out.append(_as_ipv4(ipaddress.ip_network(text.strip(), strict=False)))
         except (ValueError, AttributeError):
             raise ValueError(f"entry {i} is not an IP address or CIDR") from None
     return tuple(out)
+
+
+def _as_ipv4(network: Network) -> Network:
+    """``::ffff:192.0.2.0/120`` is ``192.0.2.0/24``: IPv4-mapped addresses are IPv4 everywhere."""
+    mapped = network.network_address.ipv4_mapped if isinstance(network, ipaddress.IPv6Network) else None
+    if mapped is None or network.prefixlen < 96:
+        return network
+    return ipaddress.IPv4Network(f"{mapped}/{network.prefixlen - 96}")
+
+
+def canonical(peer: str) -> str:
+    """The address as the rest of the gateway knows it: an IPv4-mapped IPv6 address
+    (``::ffff:a.b.c.d``, how a dual-stack listener sees IPv4 clients) is the IPv4 address."""
+    if peer.startswith("::ffff:") and "." in peer:
+        return peer[7:]
+    return peer
 
 
 def _address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
@@ -62,6 +78,7 @@ class ClientIp:
         return known
 
     def resolve(self, peer: str, xff: bytes | None) -> str:
+        peer = canonical(peer)
         if not self.trusted or not xff or not self._peer_trusted(peer):
             return peer
         hops = xff.decode("latin-1").split(",")

@@ -121,7 +121,7 @@ class Outcome:
                                       headers=[(b"retry-after", b"%d" % self.retry), *self.headers()])
 
 
-_QUOTED = {name: b'"%s"' % name.encode() for name in ("per_key", "per_ip", "per_user")}
+_QUOTED = {name: b'"%s"' % name.encode() for name in ("per_key", "per_ip", "per_user", "keyless_per_ip")}
 
 
 def rate_limit_headers(applied: list[tuple[str, Limit, int, float]]) -> list[tuple[bytes, bytes]]:
@@ -187,13 +187,15 @@ class Limiter:
 class RateLimits:
     """Which limits a request counts against: the key's own, else the configured defaults
     (``limits.publishable_per_ip`` for publishable and legacy anon keys, ``limits.secret_per_key``
-    for secret ones), and ``limits.per_user`` for a verified user JWT, by ``sub``."""
+    for secret ones), ``limits.per_user`` for a verified user JWT, by ``sub``, and for a request
+    with neither key nor user JWT (where a key is optional) ``limits.keyless_per_ip``."""
 
     def __init__(self, publishable_per_ip: Limit | None = None, secret_per_key: Limit | None = None,
-                 per_user: Limit | None = None) -> None:
+                 per_user: Limit | None = None, keyless_per_ip: Limit | None = None) -> None:
         self.publishable_per_ip = publishable_per_ip
         self.secret_per_key = secret_per_key
         self.per_user = per_user
+        self.keyless_per_ip = keyless_per_ip
 
     @classmethod
     def from_settings(cls, settings) -> "RateLimits":  # type: ignore[no-untyped-def]
@@ -202,7 +204,8 @@ class RateLimits:
         def limit(text: str | None) -> Limit | None:
             return None if text is None else parse_limit(text)
 
-        return cls(limit(limits.publishable_per_ip), limit(limits.secret_per_key), limit(limits.per_user))
+        return cls(limit(limits.publishable_per_ip), limit(limits.secret_per_key), limit(limits.per_user),
+                   limit(limits.keyless_per_ip))
 
     def scopes(self, entry, claims: dict | None, ip_key: str) -> list[tuple[str, str, Limit]]:  # type: ignore[no-untyped-def]
         out: list[tuple[str, str, Limit]] = []
@@ -214,10 +217,12 @@ class RateLimits:
             per_ip = entry.per_ip or (None if secret else self.publishable_per_ip)
             if per_ip is not None:
                 out.append(("per_ip", f"i:{int(per_ip.window)}:{entry.id}:{ip_key}", per_ip))
-        if self.per_user is not None and claims is not None:
+        if claims is not None:
             sub = claims.get("sub")
-            if isinstance(sub, str) and sub:
+            if self.per_user is not None and isinstance(sub, str) and sub:
                 if _PLAIN_SUB.fullmatch(sub) is None:  # the scope is a key in the store: plain text only
                     sub = hashlib.sha256(sub.encode("utf-8", "replace")).hexdigest()
                 out.append(("per_user", f"u:{int(self.per_user.window)}:{sub}", self.per_user))
+        elif entry is None and self.keyless_per_ip is not None:  # neither key nor user: by address
+            out.append(("keyless_per_ip", f"n:{int(self.keyless_per_ip.window)}:{ip_key}", self.keyless_per_ip))
         return out

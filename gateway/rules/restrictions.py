@@ -13,6 +13,7 @@ import ipaddress
 from typing import Any
 
 from gateway import errors
+from gateway.rules.clientip import canonical, parse_networks
 from gateway.rules.origins import OriginSet, referer_origin
 
 _CACHE_MAX = 1024
@@ -24,7 +25,7 @@ class Restrictions:
     def __init__(self, origins: list[str], ips: list[str], services: list[str]) -> None:
         self.source = (tuple(origins), tuple(ips), tuple(services))
         self.origins = OriginSet.parse(origins) if origins else None
-        self.networks = tuple(ipaddress.ip_network(ip, strict=False) for ip in ips) or None
+        self.networks = parse_networks(ips) or None
         self.services = frozenset(services) or None
         self._referers: dict[bytes, bool] = {}
         self._ips: dict[str, bool] = {}
@@ -53,12 +54,10 @@ class Restrictions:
         seen = self._ips.get(client_ip)
         if seen is None:
             try:
-                address = ipaddress.ip_address(client_ip)
+                address = ipaddress.ip_address(canonical(client_ip))
             except ValueError:
                 seen = False
             else:
-                if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-                    address = address.ipv4_mapped
                 seen = any(address in network for network in self.networks)  # type: ignore[union-attr]
             _remember(self._ips, client_ip, seen)
         return seen

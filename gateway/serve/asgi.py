@@ -7,6 +7,7 @@ that shares every decision with it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from typing import AsyncIterator
 
@@ -17,7 +18,8 @@ from gateway.decide import Exchange, Gateway, Plan, listener_port, log_unexpecte
 from gateway.headers import response_headers
 from gateway.responses import Headers, Receive, Scope, Send, send_refusal
 from gateway.rules.limits import Limiter
-from gateway.serve.realtime import frame_rewriter
+from gateway.serve.realtime import channel_guard
+from gateway.serve.sockets import OpenSockets
 from gateway.serve.websocket import connect, deny, relay
 from gateway.upstream.pool import Pool, Response, UpstreamConnectError, UpstreamError, UpstreamTimeout
 from gateway.upstream.services import RETRY_STATUS
@@ -33,11 +35,16 @@ class Proxy:
         self.gateway = gateway or Gateway(settings, auth, limiter)
         self.settings = settings
         self.auth = auth
+        self.sockets = OpenSockets()  # the relayed connections a key admitted, judged again on key changes
 
     async def start(self) -> None:
         await self.gateway.start()
+        self.auth.ring.on_change.append(self.sockets.changed)
 
     async def close(self) -> None:
+        with contextlib.suppress(ValueError):
+            self.auth.ring.on_change.remove(self.sockets.changed)
+        self.sockets.close()
         await self.gateway.close()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -130,12 +137,13 @@ class Proxy:
             plan = await self._plan(x, ws=True)
             upstream = plan.upstream
             x.upstream = upstream.name
-            socket = await connect(upstream, upstream.base_path + plan.target, plan.headers, x.info.ws_protocols,
-                                   self.settings.upstreams.connect_timeout)
-            observe.WEBSOCKETS.labels(upstream.name, "open").inc()
-            await send({"type": "websocket.accept", "subprotocol": socket.protocol})
-            await relay(receive, send, socket, frame_rewriter(x.route, x.grant, self.auth,
-                                                              self.settings.realtime.max_key_only_seconds))
+            guard = channel_guard(x, g, self.auth, self.settings.realtime.max_key_only_seconds)
+            with self.sockets.holding(guard):  # judged again from now on, on every key change
+                socket = await connect(upstream, upstream.base_path + plan.target, plan.headers,
+                                       x.info.ws_protocols, self.settings.upstreams.connect_timeout)
+                observe.WEBSOCKETS.labels(upstream.name, "open").inc()
+                await send({"type": "websocket.accept", "subprotocol": socket.protocol})
+                await relay(receive, send, socket, guard)
         except errors.Refusal as r:
             x.status = r.status
             await deny(scope, send, r)

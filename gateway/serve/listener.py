@@ -13,6 +13,7 @@ import asyncio
 from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
 from gateway import errors
 from gateway.clock import DEADLINES
@@ -135,3 +136,18 @@ def protocol_for(settings: Any, gateway: Gateway | None = None) -> type[HttpProt
     server = settings.server
     return HttpProtocol.configured(server.header_timeout_seconds, server.max_connections,
                                    gateway if server.fast_path else None)
+
+
+class GoingAwayWebSocket(WebSocketsSansIOProtocol):
+    """uvicorn's WebSocket protocol, except that a server stopping closes an open socket with 1001
+    (going away: the client may reconnect at once, to another instance) where uvicorn sends 1012."""
+
+    def shutdown(self) -> None:
+        if self.close_sent or not self.handshake_complete or self.initial_response is not None:
+            super().shutdown()
+            return
+        self.stop_keepalive()
+        self.queue.put_nowait({"type": "websocket.disconnect", "code": 1001})
+        self.conn.send_close(1001, "Server shutting down")
+        self.transport.write(b"".join(self.conn.data_to_send()))
+        self.transport.close()

@@ -1,11 +1,14 @@
-"""Realtime frames: the minted JWT in place of an API key sent as a channel's ``access_token``.
+"""Realtime frames: the minted JWT in place of an API key sent as a channel's ``access_token``,
+and the guard of a relayed connection while it lasts.
 
 The official clients send their API key as the channel token when no user is signed in; the
-relay swaps it for a JWT of the connection's own key while that key is valid (else removes it),
-and pushes channels joined that way a fresh JWT every half lifetime. Frames other than
-``phx_join``/``access_token`` with an ``sb_`` token pass byte for byte. A connection ends when
-its key expires, and one that never carried a user JWT after ``realtime.max_key_only_seconds``
-(SPEC section 12). See the README's "Realtime channel tokens".
+relay swaps it for a JWT of the connection's own key while that key is admitted (else removes
+it), and pushes channels joined that way a fresh JWT every half lifetime. Frames other than
+``phx_join``/``access_token`` with an ``sb_`` token pass byte for byte. A connection ends (1008,
+with the reason) when its key is refused: deleted, expired, the legacy switch off, restrictions
+no longer met (SPEC section 11; gateway.serve.sockets judges it again after every key change),
+and one that never carried a user JWT after ``realtime.max_key_only_seconds`` (section 12).
+See docs/decisions.md, "Realtime channel tokens".
 """
 
 from __future__ import annotations
@@ -16,7 +19,8 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from gateway.keys.apikeys import hash_key
+from gateway.errors import Refusal
+from gateway.keys.apikeys import digest
 
 KEY_PREFIX = "sb_"
 EVENTS = ("phx_join", "access_token")
@@ -77,45 +81,73 @@ def token_push(topic: str, join_ref: Any, array_format: bool, token: str) -> str
                        "join_ref": join_ref}, separators=(",", ":"))
 
 
-KEY_EXPIRED = (1008, "API key expired")
-
-
 def key_only_limit(seconds: float) -> tuple[int, str]:
     return 1008, f"Public connection limit of {seconds:g} s reached: join with a user access token to stay"
 
 
-class ChannelTokens:
-    """The client-to-Realtime filter of one relayed connection, the refresher of the channels it
-    joined with a replaced key, and the clock of its lifetime."""
+def refused_close(r: Refusal) -> tuple[int, str]:
+    """The close of a connection whose key is refused: 1008 and the refusal's fixed message."""
+    return 1008, r.spec.message.encode()[:123].decode("utf-8", "ignore")
 
-    def __init__(self, entry: Any, auth: Any, key_only_seconds: float | None = None, user: bool = False) -> None:
-        self.entry = entry
+
+class ChannelTokens:
+    """The guard of one relayed Realtime connection (gateway.serve.websocket.Guard): the filter of
+    the client's text frames, the refresher of the channels joined with the key, and the clock of
+    the connection's life. ``judge`` (``Gateway.judge``) gives the connection's key as it is now,
+    raises the refusal an HTTP request with it would get, or gives None while undecided."""
+
+    def __init__(self, admission: Any, judge: Callable[[Any], Any], auth: Any, key_only_seconds: float | None = None,
+                 user: bool = False) -> None:
+        self.admission = admission
+        self.judge = judge
         self.auth = auth
-        self.key_hash: str | None = None  # of the connection's key, once a frame carried it
         self.channels: dict[str, tuple[Any, bool]] = {}  # topic -> (join_ref, array format)
         self.key_only_seconds = key_only_seconds
         self.user = user or key_only_seconds is None  # a user JWT lifts the cap on public connections
         self.opened = time.monotonic()
-        self._checking: set[str] = set()
+        self.refused: tuple[int, str] | None = None  # the close, once the key is refused
+        self._expires_at: float | None = admission.key.entry.expires_at  # as last judged
+        self._checks: dict[str, asyncio.Task[None]] = {}  # user JWT checks under way, by token
         self._wake = asyncio.Event()
 
-    def _current(self, key_hash: str | None) -> Any:
-        """The connection's key as it is now (deleted: None; template changed: the new entry)."""
-        current = None if key_hash is None else self.auth.ring.by_hash.get(key_hash)
-        return current if current is not None and current.id == self.entry.id else None
+    # --- the key, judged again ----------------------------------------------------------------
+
+    def _current(self) -> Any:
+        """The key as it is now; None when it is refused (the connection then closes) or undecided."""
+        if self.refused is not None:
+            return None
+        try:
+            return self.judge(self.admission)
+        except Refusal as r:
+            self.refused = refused_close(r)
+            self._wake.set()
+            return None
+
+    def rejudge(self) -> None:
+        """After a key-ring change: close if the key is refused now, re-arm the clock if its expiry moved."""
+        current = self._current()
+        if current is not None and current.expires_at != self._expires_at:
+            self._wake.set()
+
+    def close(self) -> None:
+        """The connection ended: the user JWT checks still running are cancelled."""
+        for task in list(self._checks.values()):
+            task.cancel()
+
+    # --- the client's frames --------------------------------------------------------------------
 
     def _token(self, key: str) -> str | None:
-        key_hash = hash_key(key)
-        current = self._current(key_hash)
-        if current is None:
-            return None
-        self.key_hash = key_hash
-        return self.auth.minter.token_for(current)  # minted when needed: a late join gets a fresh JWT
+        if self.admission.key.digest is None or digest(key) != self.admission.key.digest:
+            return None  # not the connection's own key: no JWT for it (that would bypass the handshake's checks)
+        current = self._current()
+        return None if current is None else self.auth.minter.token_for(current)  # a late join gets a fresh JWT
 
     def _joined(self, topic: str, join_ref: Any, array_format: bool) -> None:
         self.channels[topic] = (join_ref, array_format)
 
-    def __call__(self, text: str) -> str:
+    def client_text(self, text: str) -> str | None:
+        if self.refused is not None:
+            return None  # closing: nothing more reaches Realtime
         if self.channels and '"phx_leave"' in text:
             parsed = _parse(text)
             if parsed is not None and parsed[3] == "phx_leave":
@@ -124,38 +156,40 @@ class ChannelTokens:
 
     def _other(self, token: str) -> None:
         """A JWT sent as a channel token: if it is a user's, the cap on public connections goes."""
-        if token not in self._checking and len(self._checking) < 4:
-            self._checking.add(token)
-            asyncio.get_running_loop().create_task(self._check_user(token))
+        if token not in self._checks and len(self._checks) < 4:
+            task = self._checks[token] = asyncio.get_running_loop().create_task(self._check_user(token))
+            task.add_done_callback(lambda _t: self._checks.pop(token, None))
 
     async def _check_user(self, token: str) -> None:
         try:
             claims = await self.auth.verifier.verify(token)
         except Exception:  # not a JWT we accept: Realtime will refuse its channel too
             return
-        finally:
-            self._checking.discard(token)
         if claims.get("sub") and self.auth.ring.legacy_entry(token) is None:  # not the legacy anon key
             self.user = True
             self._wake.set()
 
+    # --- the connection's life --------------------------------------------------------------------
+
     async def closing(self) -> tuple[int, str]:
-        """Returns (close code, reason) when the gateway ends the connection: its key expired, or
-        the cap on connections without a user JWT was reached."""
+        """Returns (close code, reason) when the gateway ends the connection: its key is refused
+        (expired included: the clock wakes the judge then), or the cap on connections without a
+        user JWT was reached."""
         while True:
+            self._wake.clear()
+            current = self._current()
+            if self.refused is not None:
+                return self.refused
+            if current is not None:
+                self._expires_at = current.expires_at
             waits = []
-            entry = self._current(self.key_hash) or self.entry
-            if entry.expires_at is not None:
-                left = entry.expires_at - time.time()
-                if left <= 0:
-                    return KEY_EXPIRED
-                waits.append(left)
+            if self._expires_at is not None:  # the judge says when it has passed; wake just after
+                waits.append(max(self._expires_at - time.time(), 0.0) + 0.001)
             if not self.user:
                 left = self.opened + self.key_only_seconds - time.monotonic()  # type: ignore[operator]
                 if left <= 0:
                     return key_only_limit(self.key_only_seconds)  # type: ignore[arg-type]
                 waits.append(left)
-            self._wake.clear()
             try:
                 await asyncio.wait_for(self._wake.wait(), min(waits) if waits else None)
             except asyncio.TimeoutError:
@@ -163,21 +197,26 @@ class ChannelTokens:
 
     async def keep_fresh(self, send: Callable[[str], Awaitable[None]]) -> None:
         """Every half token lifetime, a fresh JWT for each channel joined with the key, while the
-        key is valid (a deleted key's channels are left to expire)."""
+        key is admitted: never for a refused one."""
         while True:
             await asyncio.sleep(self.auth.minter.ttl / 2)
-            current = self._current(self.key_hash)
-            if current is None or not self.channels:
+            if not self.channels:
+                continue
+            current = self._current()
+            if current is None:
                 continue
             token = self.auth.minter.token_for(current)
             for topic, (join_ref, array_format) in list(self.channels.items()):
                 await send(token_push(topic, join_ref, array_format, token))
 
 
-def frame_rewriter(route: Any, grant: Any, auth: Any, key_only_seconds: float | None = None) -> ChannelTokens | None:
-    """The client-to-Realtime text frame filter of a relayed connection, or None (other routes,
-    no key). ``auth`` is the gateway's Authenticator (its key ring, minter and JWT verifier)."""
-    if not route.channel_tokens or grant.entry is None:
+def channel_guard(x: Any, gateway: Any, auth: Any, key_only_seconds: float | None = None) -> ChannelTokens | None:
+    """The guard of a relayed connection (``x``, an Exchange planned by ``gateway``), or None: other
+    routes, no key. ``auth`` is the gateway's Authenticator (its key ring, minter and JWT verifier)."""
+    if not x.route.channel_tokens:
         return None
-    user = bool(grant.claims and grant.claims.get("sub"))  # the handshake carried a user JWT
-    return ChannelTokens(grant.entry, auth, key_only_seconds, user)
+    admission = gateway.admission(x)
+    if admission is None:
+        return None
+    user = bool(x.grant.claims and x.grant.claims.get("sub"))  # the handshake carried a user JWT
+    return ChannelTokens(admission, gateway.judge, auth, key_only_seconds, user)

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import Any, Callable
+from collections.abc import Awaitable, Callable
+from typing import Protocol
 
 import aiohttp
 from yarl import URL
@@ -45,8 +46,21 @@ async def deny(scope: Scope, send: Send, r: errors.Refusal) -> None:
         await send({"type": "websocket.close", "code": 1008})
 
 
-async def _gateway_closes(closing: Callable[[], Any]) -> tuple[str, int, str]:
-    code, reason = await closing()
+class Guard(Protocol):
+    """What the gateway adds to a relayed connection (gateway.serve.realtime.ChannelTokens)."""
+
+    def client_text(self, text: str) -> str | None:
+        """A text frame of the client as the upstream gets it; None: not relayed."""
+
+    async def closing(self) -> tuple[int, str]:
+        """Returns the close code and reason once the gateway ends the connection."""
+
+    async def keep_fresh(self, send: Callable[[str], Awaitable[None]]) -> None:
+        """Runs as long as the connection, sending the upstream what it needs (fresh tokens)."""
+
+
+async def _gateway_closes(guard: Guard) -> tuple[str, int, str]:
+    code, reason = await guard.closing()
     return "gateway", code, reason
 
 
@@ -57,16 +71,18 @@ def sendable(code: int | None) -> int:
 
 
 async def relay(receive: Receive, send: Send, upstream: aiohttp.ClientWebSocketResponse,
-                rewrite: Callable[[str], str] | None = None) -> None:
-    """Frames both ways until either side closes; the close code and reason cross over.
-    ``rewrite`` filters the client's text frames (see gateway.serve.realtime)."""
+                guard: Guard | None = None) -> None:
+    """Frames both ways until either side, or the ``guard``, closes; the close code and reason
+    cross over (to both sides when the gateway closes)."""
 
     async def client_to_upstream() -> tuple[str, int, str]:
         while True:
             msg = await receive()
             if msg["type"] == "websocket.receive":
                 if msg.get("text") is not None:
-                    await upstream.send_str(rewrite(msg["text"]) if rewrite else msg["text"])
+                    text = guard.client_text(msg["text"]) if guard is not None else msg["text"]
+                    if text is not None:
+                        await upstream.send_str(text)
                 elif msg.get("bytes") is not None:
                     await upstream.send_bytes(msg["bytes"])
             elif msg["type"] == "websocket.disconnect":
@@ -88,14 +104,10 @@ async def relay(receive: Receive, send: Send, upstream: aiohttp.ClientWebSocketR
                 return "upstream", upstream.close_code or 1011, ""
 
     pumps = [asyncio.ensure_future(client_to_upstream()), asyncio.ensure_future(upstream_to_client())]
-    closing = getattr(rewrite, "closing", None)  # the gateway may end the connection itself
-    if closing is not None:
-        pumps.append(asyncio.ensure_future(_gateway_closes(closing)))
     tasks = list(pumps)
-    # Realtime channels joined with the key get fresh JWTs pushed (see gateway.serve.realtime).
-    keep_fresh = getattr(rewrite, "keep_fresh", None)
-    if keep_fresh is not None:
-        tasks.append(asyncio.ensure_future(keep_fresh(upstream.send_str)))
+    if guard is not None:
+        pumps.append(asyncio.ensure_future(_gateway_closes(guard)))  # the gateway may end the connection
+        tasks += [pumps[-1], asyncio.ensure_future(guard.keep_fresh(upstream.send_str))]
     side, code, reason = "error", 1011, ""
     try:
         done, _ = await asyncio.wait(pumps, return_when=asyncio.FIRST_COMPLETED)

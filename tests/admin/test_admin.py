@@ -303,7 +303,7 @@ def test_create_with_template(gw):
 
 
 def test_legacy_keys_listed_while_enabled(gw, legacy_enabled):
-    assert gw.admin("GET", "/api-keys/legacy").json() == {"enabled": True}
+    assert gw.admin("GET", "/api-keys/legacy").json() == {"enabled": True, "configured": ["anon", "service_role"]}
     listing = gw.admin("GET", "/api-keys").json()
     legacy = {k["id"]: k for k in listing if k["type"] == "legacy"}
     assert set(legacy) == {"anon", "service_role"}
@@ -314,8 +314,8 @@ def test_legacy_keys_listed_while_enabled(gw, legacy_enabled):
     assert public_status(gw, ANON) in (502, 503)
 
     r = gw.admin("PUT", "/api-keys/legacy", params={"enabled": "false"})
-    assert r.status_code == 200 and r.json() == {"enabled": False}
-    assert gw.admin("GET", "/api-keys/legacy").json() == {"enabled": False}
+    assert r.status_code == 200 and r.json() == {"enabled": False, "configured": ["anon", "service_role"]}
+    assert gw.admin("GET", "/api-keys/legacy").json() == {"enabled": False, "configured": ["anon", "service_role"]}
     listing = gw.admin("GET", "/api-keys", params={"reveal": "true"}).json()
     assert [k for k in listing if k["type"] == "legacy"] == []
     assert gw.admin("GET", "/api-keys/anon").status_code == 404
@@ -323,7 +323,7 @@ def test_legacy_keys_listed_while_enabled(gw, legacy_enabled):
     assert public_status(gw, SERVICE_ROLE) == 401
 
     r = gw.admin("PUT", "/api-keys/legacy", params={"enabled": "true"})
-    assert r.json() == {"enabled": True}
+    assert r.json() == {"enabled": True, "configured": ["anon", "service_role"]}
     assert {k["id"] for k in gw.admin("GET", "/api-keys").json() if k["type"] == "legacy"} == {"anon", "service_role"}
     assert public_status(gw, ANON) in (502, 503)
 
@@ -336,7 +336,23 @@ def test_legacy_put_needs_a_boolean(gw, query):
     r = gw.admin("PUT", "/api-keys/legacy", params=query)
     assert r.status_code in (400, 422)
     assert r.json()["field"] == "enabled" and "enabled" in r.json()["message"]
-    assert gw.admin("GET", "/api-keys/legacy").json() == {"enabled": True}
+    assert gw.admin("GET", "/api-keys/legacy").json() == {"enabled": True, "configured": ["anon", "service_role"]}
+
+
+@pytest.mark.parametrize("configured", [["anon"], []])
+def test_the_legacy_answer_names_the_configured_keys(pg_server, configured):
+    """``configured``, this gateway's addition to the Management API's answer: the legacy keys set,
+    enabled or not (the API Keys page asks for the last use of those only)."""
+    env = {"GATEWAY_DATABASE_URL": create_database(pg_server), "GATEWAY_JWT__SECRET": JWT_SECRET,
+           "GATEWAY_ADMIN__TOKEN": ADMIN_TOKEN, **({"GATEWAY_LEGACY__ANON_KEY": ANON} if configured else {})}
+    with Gateway(env) as g:
+        assert g.admin("GET", "/api-keys/legacy").json() == {"enabled": True, "configured": configured}
+        assert [k["id"] for k in g.admin("GET", "/api-keys").json() if k["type"] == "legacy"] == configured
+        assert g.admin("GET", "/api-keys/service_role/usage").status_code == 404
+        r = g.admin("PUT", "/api-keys/legacy", params={"enabled": "false"})
+        assert r.json() == {"enabled": False, "configured": configured}
+        assert g.admin("GET", "/api-keys/legacy").json() == {"enabled": False, "configured": configured}
+        assert (g.admin("GET", "/api-keys/anon/usage").status_code == 200) is bool(configured)
 
 
 # --- update -----------------------------------------------------------------------------------

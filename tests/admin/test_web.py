@@ -28,10 +28,9 @@ def files() -> dict[str, str]:
     return {name: resources.files("gateway.admin.web").joinpath(name).read_text() for name in ("index.html", *web.FILES)}
 
 
-@pytest.mark.parametrize("path,media_type", [("/", "text/html"), ("/web/app.js", "text/javascript"),
-                                             ("/web/dom.js", "text/javascript"),
-                                             ("/web/restrictions.js", "text/javascript"),
-                                             ("/web/app.css", "text/css")])
+@pytest.mark.parametrize("path,media_type", [("/", "text/html"), ("/web/app.css", "text/css"),
+                                             *((f"/web/{name}", "text/javascript") for name in web.FILES
+                                               if name.endswith(".js"))])
 def test_the_page_is_open_under_a_strict_policy(gw, path, media_type):
     r = httpx.get(gw.admin_url + path)  # no token: the files hold no data
     assert r.status_code == 200
@@ -103,6 +102,29 @@ def test_no_html_is_built_from_strings():
             for pattern in (r"\.innerHTML", r"\.outerHTML", r"insertAdjacentHTML", r"document\.write", r"\beval\(",
                             r"new Function", r"localStorage\.", r"document\.cookie", r"\.style\.", r"setAttribute\(\"style"):
                 assert not re.search(pattern, text), (name, pattern)
+
+
+def test_the_modules_are_served_and_used():
+    """index.html loads app.js as an ES module; every module any of them imports is served (one
+    missing would answer 401 and stop the page), and every one served is imported."""
+    text = files()
+    assert '<script type="module" src="web/app.js"></script>' in text["index.html"]
+    served = {name for name in web.FILES if name.endswith(".js")}
+    reached, todo = set(), ["app.js"]
+    while todo:
+        name = todo.pop()
+        reached.add(name)
+        for imported in re.findall(r'^import[^;]*? from "\./([a-z]+\.js)";', text[name], re.M | re.S):
+            assert imported in served, f"{name} imports {imported}, which web.FILES does not serve"
+            if imported not in reached:
+                todo.append(imported)
+    assert reached == served
+
+
+def test_every_file_is_short():
+    """One concern a file, as the Python next to it (the page was one 555-line script)."""
+    for name, text in files().items():
+        assert len(text.splitlines()) < 350, name
 
 
 def test_the_files_ship_in_the_package():

@@ -64,9 +64,10 @@ class Browser:
             raise AssertionError(f"{op} {args}: {answer['error']}")
         return answer["value"]
 
-    def shot(self, name: str) -> Path:
+    def shot(self, name: str, full: bool = True) -> Path:
+        """The whole page, or (``full=False``) what the window shows: an open dialog as it is seen."""
         self.step += 1
-        return Path(self("screenshot", path=str(self.shots / f"{self.step:02d}-{name}.png")))
+        return Path(self("screenshot", path=str(self.shots / f"{self.step:02d}-{name}.png"), full=full))
 
     def text(self, selector: str) -> str:
         return self("text", selector=selector)
@@ -213,11 +214,16 @@ def test_edit_a_description(gw, b, made):
 def test_an_invalid_field_is_named_next_to_it(gw, b, made):
     b("click", selector=f'{card("ci_worker")} button:has-text("Edit")')
     b("fill", selector="#limit-per-ip", value="lots")
+    asked = len(b("events")["requests"])
     b("click", selector="#key-submit")
     error = '[data-field="limits.per_ip"] .field-error'
     b("wait", selector=error)
-    assert b.text(error)  # the API's message, beside the input
+    # The page's own check (limits.js), before any request, in the API's words, beside the input.
+    assert len(b("events")["requests"]) == asked
+    refused = gw.admin("PATCH", f"/api-keys/{made['secret_id']}", json={"limits": {"per_ip": "lots"}}).json()
+    assert refused["field"] == "limits.per_ip" and refused["message"] == f"limits.per_ip: {b.text(error)}"
     assert b("attr", selector="#limit-per-ip", name="aria-invalid") == "true"
+    assert b("attr", selector="#limit-per-ip", name="aria-describedby") == "error-limits-per_ip"
     assert b("visible", selector="#key-dialog[open]")
     b.shot("field-error")
     b("press", key="Escape")
@@ -288,13 +294,14 @@ def test_disable_and_enable_legacy_keys(gw, b):
     b("click", selector='#legacy-form button[type="submit"]')
     b("waitText", selector="#legacy-toggle", text="Re-enable legacy API keys")
     b("waitText", selector=f"#legacy-list {card('anon')}", text="just now")  # their last use, while disabled
+    assert b("count", selector="#legacy-list li.key.disabled") == 2 and "Never used" in b.text(card("service_role"))
     assert "Disabled" in b.text("#legacy-state")
-    assert gw.admin("GET", "/api-keys/legacy").json() == {"enabled": False}
+    assert gw.admin("GET", "/api-keys/legacy").json() == {"enabled": False, "configured": ["anon", "service_role"]}
     within(2, lambda: httpx.get(gw.url + "/rest/v1/todos", headers={"apikey": LEGACY_ANON}).status_code == 401)
     b.shot("legacy-disabled")
     b("click", selector="#legacy-toggle")
     b("waitText", selector="#legacy-toggle", text="Disable legacy API keys")
-    assert gw.admin("GET", "/api-keys/legacy").json() == {"enabled": True}
+    assert gw.admin("GET", "/api-keys/legacy").json() == {"enabled": True, "configured": ["anon", "service_role"]}
     assert b("value", selector=f"#legacy-list {card('anon')} .copyable input") == LEGACY_ANON
     b.shot("legacy-enabled")
 
@@ -310,7 +317,7 @@ def test_keyboard_and_a_narrow_screen(gw, b):
     b("wait", selector="#key-dialog[open]")
     assert b("eval", expression="document.activeElement.id") == "key-name"
     assert b("eval", expression="document.querySelector('#key-dialog').scrollWidth") <= 360
-    b.shot("narrow-dialog")
+    b.shot("narrow-dialog", full=False)
     b("press", key="Escape")
     b("wait", selector="#key-dialog", state="hidden")
     assert b("eval", expression="document.activeElement.dataset.type") == "secret"  # focus came back
@@ -368,6 +375,26 @@ def test_expiry_and_restrictions(gw, b):
     within(2, lambda: httpx.get(gw.url + "/rest/v1/todos", headers={"apikey": key}).status_code == 200)
 
 
+def test_dark_and_narrow(gw, b):
+    """The same page in the dark color scheme, wide and 360 px, a chart and a dialog open."""
+    b("colorScheme", scheme="dark")
+    b("reload")
+    b("wait", selector=card("web_app"))
+    assert b("eval", expression="getComputedStyle(document.body).backgroundColor") == "rgb(18, 18, 18)"
+    b("click", selector=f'#legacy-list {card("anon")} button:has-text("Usage")')  # used by an earlier test
+    b("waitText", selector=f"#legacy-list {card('anon')} .usage-summary", text="1 request in the last 7 days")
+    b.shot("dark")
+    b("viewport", width=360, height=780)
+    assert b("eval", expression="document.documentElement.scrollWidth") <= 360
+    b.shot("dark-narrow")
+    b("click", selector=f'{card("edge_worker")} button:has-text("Edit")')
+    b("wait", selector="#key-dialog[open]")
+    b.shot("dark-narrow-dialog", full=False)
+    b("press", key="Escape")
+    b("viewport", width=1280, height=900)
+    b("colorScheme", scheme="light")
+
+
 def test_sign_out(gw, b):
     b("click", selector="#sign-out")
     b("wait", selector="#sign-in")
@@ -387,3 +414,39 @@ def test_the_page_kept_to_itself(gw, b):
         r"error: Failed to load resource: the server responded with a status of 40[01] \(.*\)", m)] == []
     assert {url.split("/", 3)[2] for url in events["requests"] if not url.startswith("data:")} == \
         {gw.admin_url.split("/")[2]}
+
+
+# --- a gateway without legacy keys ------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def bare(gateways):
+    """A gateway with no legacy.anon_key and no legacy.service_role_key."""
+    return gateways(GATEWAY_LEGACY__ANON_KEY=None, GATEWAY_LEGACY__SERVICE_ROLE_KEY=None)
+
+
+def test_without_legacy_keys_the_page_says_so(bare, b):
+    """No usage asked of anon or service_role (which would be two 404s), no "Disabled" and no
+    "Re-enable" for keys that do not exist, with the legacy switch on or off: one plain line."""
+    assert bare.admin("GET", "/api-keys/legacy").json() == {"enabled": True, "configured": []}
+    seen = {name: len(events) for name, events in b("events").items()}
+    b("goto", url=bare.admin_url + "/")
+    b("fill", selector="#token", value=ADMIN_TOKEN)
+    b("press", selector="#token", key="Enter")
+    b("wait", selector=card("default"))
+    for enabled in ("true", "false"):
+        if enabled == "false":
+            assert bare.admin("PUT", "/api-keys/legacy", params={"enabled": "false"}).status_code == 200
+            b("click", selector="#refresh")
+            b("waitText", selector="#status", text="Updated")
+        b("waitText", selector="#legacy-state", text="No legacy keys are configured.")
+        section = b.text("#legacy")
+        assert "Disabled" not in section and "Re-enable" not in section and "legacy.anon_key" in section
+        assert not b("visible", selector="#legacy-toggle")
+        assert b("count", selector="#legacy-list li") == 0
+        b.shot(f"no-legacy-keys-{'enabled' if enabled == 'true' else 'disabled'}")
+    events = {name: items[seen[name]:] for name, items in b("events").items()}
+    assert events["console"] == [] and events["errors"] == [] and events["dialogs"] == []
+    assert not [url for url in events["requests"] if "/anon" in url or "/service_role" in url]
+    assert {url.split("/", 3)[2] for url in events["requests"] if not url.startswith("data:")} == \
+        {bare.admin_url.split("/")[2]}

@@ -58,8 +58,9 @@ const OPS = {
   // Until an element matching `selector` holds `text` (the page may redraw meanwhile).
   waitText: ({ selector, text }) => page.locator(selector, { hasText: text }).first().waitFor(),
   eval: ({ expression }) => page.evaluate(expression),
-  screenshot: ({ path }) => page.screenshot({ path, fullPage: true }).then(() => path),
+  screenshot: ({ path, full = true }) => page.screenshot({ path, fullPage: full }).then(() => path),
   viewport: ({ width, height }) => page.setViewportSize({ width, height }),
+  colorScheme: ({ scheme }) => page.emulateMedia({ colorScheme: scheme }), // "light" or "dark"
   events: () => events,
 };
 

@@ -155,7 +155,8 @@ const scenarios = {
     return { select: await rows(sb) };
   },
 
-  // A channel joined and held for wait_ms: how the socket ended, as realtime-js's logger saw it.
+  // A channel joined and held for wait_ms: how the socket ended (when, in epoch ms), as
+  // realtime-js's logger saw it.
   async held() {
     const closes = [];
     const sb = createClient(args.url, args.key, {
@@ -163,7 +164,8 @@ const scenarios = {
       realtime: {
         heartbeatIntervalMs: 300,
         logger: (kind, msg, data) => {
-          if (kind === "transport" && msg === "close") closes.push({ code: data?.code ?? null, reason: data?.reason ?? null });
+          if (kind === "transport" && msg === "close")
+            closes.push({ code: data?.code ?? null, reason: data?.reason ?? null, at: Date.now() });
         },
       },
     });

@@ -99,10 +99,10 @@ def test_supabase_management_js(admin_gw, trailing_slash):
     updated = ok(r["update"])
     assert (updated["name"], updated["description"], updated["id"]) == ("mgmt_backend_two", None, secret["id"])
 
-    assert ok(r["legacy"]) == {"enabled": True}
-    assert ok(r["legacyOff"]) == {"enabled": False}
+    assert ok(r["legacy"]) == {"enabled": True, "configured": ["anon", "service_role"]}
+    assert ok(r["legacyOff"]) == {"enabled": False, "configured": ["anon", "service_role"]}
     assert [k for k in ok(r["listWithoutLegacy"]) if k["type"] == "legacy"] == []
-    assert ok(r["legacyOn"]) == {"enabled": True}
+    assert ok(r["legacyOn"]) == {"enabled": True, "configured": ["anon", "service_role"]}
 
     assert ok(r["delete"])["id"] == secret["id"]
     assert ok(r["deletePublishable"])["id"] == pub["id"]

@@ -1,20 +1,24 @@
-"""gateway.serve.realtime: which WebSocket frames get the minted JWT in place of an API key.
+"""gateway.serve.realtime: which WebSocket frames get the minted JWT in place of an API key, and
+the guard of a connection whose key is refused while it is open (closed, nothing minted).
 
 The frames are the ones realtime-js (serializer 2.0.0, JSON arrays) and realtime-py (1.0.0,
 JSON objects) send; the end-to-end proof with the real libraries is in test_supabase_js/py.
+The judge itself (``Gateway.judge``) is tested in tests/test_judge.py; here it is a stand-in.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 from types import SimpleNamespace
 
 import pytest
 
 from gateway import routes
-from gateway.auth import Grant
-from gateway.keys.apikeys import hash_key
-from gateway.serve.realtime import frame_rewriter, rewrite_frame
+from gateway import errors
+from gateway.auth import Grant, KeyHold
+from gateway.keys.apikeys import digest
+from gateway.serve.realtime import ChannelTokens, channel_guard, rewrite_frame
 
 pytestmark = pytest.mark.compat
 
@@ -80,55 +84,112 @@ def test_no_token_removes_the_key() -> None:
     assert json.loads(rewrite_frame(push, lambda key: None))["payload"] == {}
 
 
-def _auth(*entries: tuple[str, object]) -> SimpleNamespace:
-    ring = SimpleNamespace(by_hash={hash_key(key): entry for key, entry in entries})
-    return SimpleNamespace(ring=ring, minter=SimpleNamespace(token_for=lambda e: f"jwt-of-{e.id}"))
+class Key:
+    """The connection's key as the judge finds it: an entry, a refusal (an ErrorSpec), or None
+    (undecided: its row is being read again)."""
+
+    def __init__(self, state: object) -> None:
+        self.state = state
+        self.judged = 0
+
+    def judge(self, admission: object) -> object:
+        self.judged += 1
+        if isinstance(self.state, errors.ErrorSpec):
+            raise self.state()
+        return self.state
 
 
-def _join(key: str) -> str:
-    return json.dumps(["1", "1", "realtime:r", "phx_join", {"access_token": key}])
+def guarded(key: str = PUB, entry: object = None, user: bool = False, cap: float | None = None):
+    """A guard of a connection opened with ``key`` (its entry ``k1``), the judge's stand-in, the sends."""
+    entry = entry or SimpleNamespace(id="k1", expires_at=None)
+    state = Key(entry)
+    admission = SimpleNamespace(key=KeyHold(entry, digest(key)))  # type: ignore[arg-type]
+    auth = SimpleNamespace(minter=SimpleNamespace(token_for=lambda e: f"jwt-of-{e.id}", ttl=0.1),
+                           ring=SimpleNamespace(legacy_entry=lambda token: None))
+    return ChannelTokens(admission, state.judge, auth, cap, user), state
 
 
-def test_rewriter_only_for_realtime_routes_with_a_key() -> None:
-    entry = SimpleNamespace(id="k1")
-    auth = _auth((PUB, entry))
-    realtime = routes.REALTIME
-    assert frame_rewriter(routes.REST, Grant(entry, None, None, "anon"), auth) is None
-    assert frame_rewriter(realtime, Grant(None, None, None, "anon"), auth) is None
-    rewrite = frame_rewriter(realtime, Grant(entry, None, None, "anon"), auth)
-    assert rewrite is not None
-    assert json.loads(rewrite(_join(PUB)))[4] == {"access_token": "jwt-of-k1"}
+def _join(key: str, ref: str = "1") -> str:
+    return json.dumps([ref, ref, "realtime:r", "phx_join", {"access_token": key}])
 
 
-def test_rewriter_mints_only_for_the_connections_key_while_it_is_valid() -> None:
-    entry = SimpleNamespace(id="k1")
-    auth = _auth((PUB, entry), (SECRET, SimpleNamespace(id="k2")))
-    rewrite = frame_rewriter(routes.REALTIME, Grant(entry, None, None, "anon"), auth)
-    assert rewrite is not None
+def test_a_guard_only_for_realtime_routes_with_a_key() -> None:
+    entry = SimpleNamespace(id="k1", expires_at=None)
+    held = SimpleNamespace(key=KeyHold(entry, digest(PUB)))  # type: ignore[arg-type]
+    gateway = SimpleNamespace(admission=lambda x: None if x.grant.entry is None else held, judge=lambda a: entry)
+    auth = SimpleNamespace(minter=SimpleNamespace(token_for=lambda e: f"jwt-of-{e.id}"))
+    with_key = Grant(entry, None, None, "anon")  # type: ignore[arg-type]
+    assert channel_guard(SimpleNamespace(route=routes.REST, grant=with_key), gateway, auth) is None
+    assert channel_guard(SimpleNamespace(route=routes.REALTIME, grant=Grant(None, None, None, "anon")), gateway,
+                         auth) is None
+    guard = channel_guard(SimpleNamespace(route=routes.REALTIME, grant=with_key), gateway, auth)
+    assert guard is not None
+    assert json.loads(guard.client_text(_join(PUB)))[4] == {"access_token": "jwt-of-k1"}
+
+
+def test_only_the_connections_own_key_while_admitted_gets_a_jwt() -> None:
+    guard, key = guarded()
     # another valid key in a frame: no JWT of its own (that would bypass the handshake's checks)
-    assert json.loads(rewrite(_join(SECRET)))[4] == {}
+    assert json.loads(guard.client_text(_join(SECRET)))[4] == {}
     # the key's template changed: a new entry, same id, minted anew
-    auth.ring.by_hash[hash_key(PUB)] = SimpleNamespace(id="k1", changed=True)
-    assert json.loads(rewrite(_join(PUB)))[4] == {"access_token": "jwt-of-k1"}
-    # deleted while the socket is open: nothing fresh is minted for it any more
-    del auth.ring.by_hash[hash_key(PUB)]
-    assert json.loads(rewrite(_join(PUB)))[4] == {}
+    key.state = SimpleNamespace(id="k1", expires_at=None, changed=True)
+    assert json.loads(guard.client_text(_join(PUB)))[4] == {"access_token": "jwt-of-k1"}
+    # its row being read again after a change: nothing minted, the connection stays
+    key.state = None
+    assert json.loads(guard.client_text(_join(PUB)))[4] == {}
+    assert guard.refused is None
+
+
+@pytest.mark.parametrize("refusal", [errors.INVALID_API_KEY, errors.API_KEY_EXPIRED, errors.LEGACY_KEYS_DISABLED,
+                                     errors.FORBIDDEN_ORIGIN, errors.FORBIDDEN_IP, errors.FORBIDDEN_SERVICE])
+async def test_a_refused_key_gets_nothing_minted_and_its_connection_closes(refusal: errors.ErrorSpec) -> None:
+    guard, key = guarded(cap=3600)
+    closing = asyncio.ensure_future(guard.closing())
+    await asyncio.sleep(0.01)
+    assert not closing.done()
+    key.state = refusal
+    # a join that arrives before the change reached the registry: judged as it is handled
+    assert json.loads(guard.client_text(_join(PUB)))[4] == {}
+    assert guard.refused == (1008, refusal.message)
+    assert guard.client_text(_join(PUB, "2")) is None  # closing: nothing more is relayed
+    assert await asyncio.wait_for(closing, 1) == (1008, refusal.message)
+    assert PUB not in refusal.message and len(refusal.message.encode()) <= 123
+
+
+async def test_a_key_change_wakes_the_clock_and_closes_at_the_new_expiry() -> None:
+    import time
+
+    guard, key = guarded()
+    closing = asyncio.ensure_future(guard.closing())
+    await asyncio.sleep(0.01)
+    key.state = SimpleNamespace(id="k1", expires_at=time.time() + 0.2)  # PATCHed: expires soon
+    guard.rejudge()  # the registry, after the key-ring change
+    await asyncio.sleep(0.1)
+    assert not closing.done()
+    key.state = errors.API_KEY_EXPIRED  # the judge, once the time has passed
+    assert await asyncio.wait_for(closing, 1) == (1008, "API key expired")
+
+
+async def test_the_registry_judging_a_refused_key_closes_the_connection() -> None:
+    guard, key = guarded()
+    closing = asyncio.ensure_future(guard.closing())
+    await asyncio.sleep(0.01)
+    guard.rejudge()
+    await asyncio.sleep(0.01)
+    assert not closing.done()  # still admitted: stays open
+    key.state = errors.FORBIDDEN_SERVICE
+    guard.rejudge()
+    assert await asyncio.wait_for(closing, 1) == (1008, "Service not allowed for this API key")
 
 
 async def test_channels_joined_with_the_key_get_fresh_tokens_pushed() -> None:
     """Realtime closes a channel whose token expired; a client whose token is its key never
-    sends a newer one, so the relay does, in the client's serializer, until the key is gone."""
-    import asyncio
-
-    entry = SimpleNamespace(id="k1")
-    auth = _auth((PUB, entry))
-    auth.minter.ttl = 0.1  # pushes every 0.05 s
-    tokens = frame_rewriter(routes.REALTIME, Grant(entry, None, None, "anon"), auth)
-    assert tokens is not None
-    tokens(json.dumps(["4", "4", "realtime:v2", "phx_join", {"access_token": PUB}]))
-    tokens(json.dumps({"topic": "realtime:v1", "event": "phx_join", "ref": "7", "join_ref": "7",
-                       "payload": {"access_token": PUB}}))
-    tokens(json.dumps(["9", "9", "realtime:user", "phx_join", {"access_token": JWT}]))  # a user's own JWT
+    sends a newer one, so the relay does, in the client's serializer, while the key is admitted."""
+    tokens, key = guarded()  # pushes every 0.05 s
+    tokens.client_text(json.dumps(["4", "4", "realtime:v2", "phx_join", {"access_token": PUB}]))
+    tokens.client_text(json.dumps({"topic": "realtime:v1", "event": "phx_join", "ref": "7", "join_ref": "7",
+                                   "payload": {"access_token": PUB}}))
+    tokens.client_text(json.dumps(["9", "9", "realtime:user", "phx_join", {"access_token": JWT}]))  # a user's own JWT
     sent: list[str] = []
 
     async def send(text: str) -> None:
@@ -141,14 +202,44 @@ async def test_channels_joined_with_the_key_get_fresh_tokens_pushed() -> None:
     assert {"topic": "realtime:v1", "event": "access_token", "payload": {"access_token": "jwt-of-k1"},
             "ref": None, "join_ref": "7"} in pushed
     assert not any("realtime:user" in s for s in sent)  # not joined with the key: not ours to refresh
-    # left channels are no longer refreshed; a deleted key's channels are left to expire
-    tokens(json.dumps(["4", "5", "realtime:v2", "phx_leave", {}]))
+    # left channels are no longer refreshed
+    tokens.client_text(json.dumps(["4", "5", "realtime:v2", "phx_leave", {}]))
     sent.clear()
     await asyncio.sleep(0.08)
     assert sent and not any("realtime:v2" in s for s in sent)
-    del auth.ring.by_hash[hash_key(PUB)]
+    # undecided (the key's row read again): nothing pushed meanwhile, then pushes again
+    key.state = None
+    await asyncio.sleep(0.06)
+    sent.clear()
+    await asyncio.sleep(0.12)
+    assert sent == []
+    key.state = SimpleNamespace(id="k1", expires_at=None)
+    await asyncio.sleep(0.12)
+    assert sent
+    # refused: never another push
+    key.state = errors.API_KEY_EXPIRED
     await asyncio.sleep(0.06)
     sent.clear()
     await asyncio.sleep(0.12)
     task.cancel()
     assert sent == []
+
+
+async def test_user_jwt_checks_end_with_the_connection() -> None:
+    guard, _ = guarded(cap=3600)
+    started = asyncio.Event()
+
+    async def verify(token: str) -> dict:
+        started.set()
+        await asyncio.sleep(3600)
+        return {}
+
+    guard.auth.verifier = SimpleNamespace(verify=verify)
+    guard.client_text(_join(JWT))
+    await asyncio.wait_for(started.wait(), 1)
+    (task,) = guard._checks.values()
+    guard.close()
+    await asyncio.sleep(0)
+    assert task.cancelled() or task.done()
+    await asyncio.sleep(0)
+    assert guard._checks == {}

@@ -1,5 +1,5 @@
 """supabase-js (run by Node) through the gateway: keys, a signed-in user, rpc, the Deno Edge
-Function, Realtime broadcast (realtime-js), legacy keys, a deleted key.
+Function, Realtime broadcast (realtime-js), legacy keys, a deleted key (and its open channel).
 
 Each scenario is one run of ``client.mjs`` that uses the library as an application does; the
 row sets come from Postgres under Row Level Security, so a wrong role minted by the gateway
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
@@ -28,6 +29,7 @@ from tests.compat.stack import (
     assert_function_saw,
 )
 from tests.helpers import Gateway
+from tests.upstreams import within
 
 pytestmark = pytest.mark.compat
 
@@ -190,6 +192,24 @@ def test_deleted_key_fails_with_the_gateways_401(gateway: Gateway, stack: Stack)
     assert out["invoke"]["status"] == 401 and out["invoke"]["message"] == "Invalid API key"
     assert out["realtime"]["status"] == "CHANNEL_ERROR"
     assert not stack.log and stack.realtime.joins == []  # nothing reached a service
+
+
+def test_a_deleted_keys_realtime_channel_is_closed(gateway: Gateway, stack: Stack) -> None:
+    """realtime-js holding a channel joined with a key: deleting the key closes its socket within a
+    second, with 1008 and the reason realtime-js's logger shows (SPEC 11)."""
+    created = gateway.create_key("publishable", "compat_doomed_socket")
+    room = topic()
+    with ThreadPoolExecutor(1) as pool:
+        held = pool.submit(run_js, gateway.url, "held", created["api_key"], topic=room, wait_ms=5000)
+        within(30, lambda: any(j.topic == f"realtime:{room}" for j in stack.realtime.joins) or held.done())
+        deleted_at = time.time()
+        assert gateway.admin("DELETE", f"/api-keys/{created['id']}").status_code == 200
+        out = held.result(timeout=60)
+    assert out["joined"]["status"] == "SUBSCRIBED"
+    assert out["closes"], out
+    first = out["closes"][0]
+    assert (first["code"], first["reason"]) == (1008, "Invalid API key")
+    assert first["at"] / 1000 - deleted_at < 1.0
 
 
 def _wait_refused(gateway: Gateway, key: str, within: float = 3.0) -> None:

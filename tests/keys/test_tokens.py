@@ -35,6 +35,19 @@ async def refused(verifier: JwtVerifier, token: str) -> str:
     return str(e.value)
 
 
+@pytest.mark.parametrize("ttl", [10, 300, 3600])
+def test_a_minted_jwt_lives_exactly_its_ttl(ttl):
+    import jwt
+
+    from gateway.keys.tokens import Minter
+
+    settings = Settings(jwt={"secret": JWT_SECRET, "ttl_seconds": ttl, "issuer": "my-issuer"}, project_ref="abc")
+    token = Minter.from_settings(settings).mint({"role": "anon"}, now=1_800_000_000)
+    claims = jwt.decode(token, JWT_SECRET, algorithms=["HS256"], options={"verify_exp": False, "verify_iat": False})
+    assert claims == {"role": "anon", "iss": "my-issuer", "ref": "abc", "iat": 1_800_000_000,
+                      "exp": 1_800_000_000 + ttl}
+
+
 async def test_jwks_fetched_once_and_cached(verifier, up, monkeypatch):
     monkeypatch.setattr(tokens, "JWKS_MIN_INTERVAL", 10.0)
     before = up.jwks_fetches

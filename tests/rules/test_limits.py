@@ -110,6 +110,22 @@ def test_which_limits_apply():
     assert RateLimits().scopes(pub, {"sub": "u1"}, "1.2.3.4") == []
 
 
+@pytest.mark.parametrize(("entry", "claims", "scopes"), [
+    (None, None, [("keyless_per_ip", "n:60:1.2.3.4")]),  # neither key nor user JWT: by address
+    (None, {"sub": "u1", "role": "authenticated"}, [("per_user", "u:60:u1")]),  # a user JWT alone
+    (None, {"role": "authenticated"}, []),  # a user JWT without a sub: nothing to count it by
+    (KeyEntry("anon", "legacy", "", "anon", {"role": "anon"}), None, [("per_ip", "i:60:anon:1.2.3.4")]),
+    (KeyEntry("service_role", "legacy", "", "service_role", {"role": "service_role"}), None,
+     [("per_key", "k:60:service_role")]),
+])
+def test_which_limits_apply_without_a_key(entry, claims, scopes):
+    """SPEC 10: a verified user JWT counts under per_user on every route, with or without an apikey;
+    a legacy key sent only as a bearer counts under its own limits; requests with neither count
+    per client IP under keyless_per_ip."""
+    defaults = RateLimits(parse_limit("300/m"), parse_limit("6000/m"), parse_limit("60/m"), parse_limit("100/m"))
+    assert [(n, s) for n, s, _ in defaults.scopes(entry, claims, "1.2.3.4")] == scopes
+
+
 # --- the two guarantees, for any arrival times ---------------------------------------------------------
 
 

@@ -195,7 +195,8 @@ def test_forged_legacy_keys(client):
 
 
 def test_legacy_disabled_then_enabled(gw, client, pub):
-    assert gw.admin("PUT", "/api-keys/legacy", params={"enabled": "false"}).json() == {"enabled": False}
+    switched = gw.admin("PUT", "/api-keys/legacy", params={"enabled": "false"}).json()
+    assert switched == {"enabled": False, "configured": ["anon", "service_role"]}
     try:
         for headers in ({"apikey": LEGACY_ANON}, {"apikey": LEGACY_SERVICE_ROLE},
                         {"apikey": pub, "Authorization": f"Bearer {LEGACY_SERVICE_ROLE}"},
@@ -212,7 +213,8 @@ def test_legacy_disabled_then_enabled(gw, client, pub):
                 "Legacy API keys are disabled")
         assert client.get("/rest/v1/todos", headers={"apikey": pub}).status_code == 200
     finally:
-        assert gw.admin("PUT", "/api-keys/legacy", params={"enabled": "true"}).json() == {"enabled": True}
+        switched = gw.admin("PUT", "/api-keys/legacy", params={"enabled": "true"}).json()
+        assert switched == {"enabled": True, "configured": ["anon", "service_role"]}
     r = client.get("/rest/v1/todos", headers={"apikey": LEGACY_ANON})
     assert r.status_code == 200 and minted(r.json())["role"] == "anon"
 

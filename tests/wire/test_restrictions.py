@@ -19,16 +19,23 @@ EXPIRED = ("UNAUTHORIZED_API_KEY_EXPIRED", "API key expired")
 
 
 @pytest.fixture(scope="module")
-def gw(gateways):
-    return gateways(GATEWAY_SERVER__TRUSTED_PROXIES='["127.0.0.1/32"]')
+def gw(gateways, serving):
+    return gateways(GATEWAY_SERVER__TRUSTED_PROXIES='["127.0.0.1/32"]', **serving)
+
+
+# A body makes a request the ASGI app's even with the fast path on: every restriction is checked
+# with and without one.
+METHODS = ["GET", "POST", "DELETE"]
 
 
 def soon(seconds: float) -> str:
     return (datetime.now(timezone.utc) + timedelta(seconds=seconds)).isoformat()
 
 
-def get(client: httpx.Client, key: str, path: str = "/rest/v1/todos", **headers: str) -> httpx.Response:
-    return client.get(path, headers={"apikey": key, **headers})
+def get(client: httpx.Client, key: str, path: str = "/rest/v1/todos", method: str = "GET",
+        **headers: str) -> httpx.Response:
+    return client.request(method, path, headers={"apikey": key, **headers},
+                          content=b'{"a": 1}' if method == "POST" else None)
 
 
 def test_a_key_that_expires_works_then_is_refused_on_every_instance(gateways, pg_server):
@@ -87,9 +94,10 @@ def origin_key(gw) -> str:
     ({"Referer": "https://evil.example/https://app.example.com/"}, 403),
     ({"Origin": "https://evil.example", "Referer": "https://app.example.com/"}, 403),  # Origin wins
 ])
-def test_allowed_origins(origin_key, client, origin, status):
+@pytest.mark.parametrize("method", METHODS)
+def test_allowed_origins(origin_key, client, origin, status, method):
     key = origin_key
-    r = get(client, key, **origin)
+    r = get(client, key, method=method, **origin)
     if status == 403:
         assert_refused(r, 403, "FORBIDDEN_ORIGIN", "Origin not allowed for this API key")
         assert "example" not in r.text and key not in r.text  # the list is never echoed
@@ -107,8 +115,9 @@ def ip_key(gw) -> str:
     ("203.0.113.1, 10.1.2.3", 200),  # the rightmost untrusted address is the client
     ("10.1.2.3, 192.168.0.9", 403),  # what a client writes to the left changes nothing
 ])
-def test_allowed_ips_behind_a_trusted_proxy(ip_key, client, xff, status):
-    r = get(client, ip_key, **{"X-Forwarded-For": xff})
+@pytest.mark.parametrize("method", METHODS)
+def test_allowed_ips_behind_a_trusted_proxy(ip_key, client, xff, status, method):
+    r = get(client, ip_key, method=method, **{"X-Forwarded-For": xff})
     if status == 403:
         assert_refused(r, 403, "FORBIDDEN_IP", "Client IP not allowed for this API key")
         assert xff.split(",")[-1].strip() not in r.text  # the client's address is never echoed
@@ -125,11 +134,13 @@ def test_a_spoofed_forwarded_for_from_an_untrusted_peer_changes_nothing(gateways
         assert get(c, loopback, **{"X-Forwarded-For": "10.1.2.3"}).status_code == 200
 
 
-def test_allowed_services(gw, client):
+@pytest.mark.parametrize("method", METHODS)
+def test_allowed_services(gw, client, method):
     key = gw.create_key("secret", allowed_services=["storage"])["api_key"]
-    assert get(client, key, "/storage/v1/object/a").status_code == 200
+    assert get(client, key, "/storage/v1/object/a", method).status_code == 200
     for path in ("/rest/v1/todos", "/graphql/v1", "/functions/v1/x", "/auth/v1/user", "/pg/tables"):
-        assert_refused(get(client, key, path), 403, "FORBIDDEN_SERVICE", "Service not allowed for this API key")
+        assert_refused(get(client, key, path, method), 403, "FORBIDDEN_SERVICE",
+                       "Service not allowed for this API key")
     with pytest.raises(InvalidStatus) as e:
         connect(f"{gw.ws_url}/realtime/v1/websocket?apikey={key}&vsn=1.0.0", open_timeout=10)
     assert e.value.response.status_code == 403

@@ -1,4 +1,4 @@
-"""The API Keys page (SPEC section 13): plain files served by the admin listener at ``/``.
+"""The API Keys page (docs/api-keys-page.md): plain files served by the admin listener at ``/``.
 
 They are open, as they hold nothing but code: the page signs in with the admin token (kept in
 the tab's ``sessionStorage``) and every call it makes goes through the token gate. Every answer
@@ -19,7 +19,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
        "base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
 _TYPES = {"html": "text/html; charset=utf-8", "js": "text/javascript; charset=utf-8", "css": "text/css; charset=utf-8"}
-FILES = ("app.js", "dom.js", "restrictions.js", "app.css")
+# The page's ES modules (app.js imports the others) and its style sheet.
+FILES = ("app.js", "api.js", "store.js", "session.js", "cards.js", "chart.js", "keydialog.js", "deletedialog.js",
+         "legacy.js", "modal.js", "dom.js", "restrictions.js", "time.js", "limits.js", "usage.js", "forms.js",
+         "legacyview.js", "app.css")
 # path -> file name; the page at "/" (its assets relative to it, so a reverse proxy may mount it anywhere)
 ASSETS = {"/": "index.html", **{f"/web/{name}": name for name in FILES}}
 PATHS = frozenset(ASSETS)

@@ -1,6 +1,8 @@
 // Small DOM helpers. Every string goes into the page as text (textContent, attribute values),
 // never as HTML: nothing here parses markup.
 
+import { ago, when } from "./time.js";
+
 const SVG = "http://www.w3.org/2000/svg";
 
 // el("p", {class: "muted", text: "..."}, child, "text", ...): an element with properties,
@@ -28,39 +30,31 @@ function build(node, props, children) {
   return node;
 }
 
-// --- times ---------------------------------------------------------------------------------------
+// --- looking elements up -------------------------------------------------------------------------
 
-const relative = new Intl.RelativeTimeFormat("en", { numeric: "always" });
-const exact = new Intl.DateTimeFormat(undefined, { dateStyle: "full", timeStyle: "long" });
-const UNITS = [["year", 365 * 86400], ["month", 30 * 86400], ["day", 86400], ["hour", 3600], ["minute", 60]];
-
-// "3 minutes ago", "in 2 hours", "just now".
-export function ago(iso, now = Date.now()) {
-  const seconds = (Date.parse(iso) - now) / 1000;
-  const size = Math.abs(seconds);
-  if (size < 60) return seconds <= 0 ? "just now" : "in less than a minute";
-  for (const [unit, length] of UNITS) {
-    if (size >= length) return relative.format(Math.round(seconds / length), unit);
+// The elements a component uses, looked up once inside its root: parts(root, {form: "form",
+// name: "#key-name"}) -> {form, name}. A selector that finds nothing is a bug of the page: said
+// at once, not later as a null.
+export function parts(root, selectors) {
+  const out = {};
+  for (const [name, selector] of Object.entries(selectors)) {
+    out[name] = root.querySelector(selector);
+    if (!out[name]) throw new Error(`The page has no ${selector} in ${root.id || root.nodeName}`);
   }
-  return "just now";
+  return out;
 }
 
-export function exactTime(iso) {
-  return `${exact.format(new Date(iso))} (${iso})`;
-}
+// --- times ---------------------------------------------------------------------------------------
 
 // <time> with the relative text, the exact time on hover; kept fresh by refreshTimes().
 export function timeEl(iso, empty = "Never") {
-  if (!iso) return el("span", { class: "never", text: empty });
-  return el("time", { datetime: iso, title: exactTime(iso), dataset: { relative: "" }, text: ago(iso) });
+  const { text, title } = when(iso, empty);
+  if (!iso) return el("span", { class: "never", text });
+  return el("time", { datetime: iso, title, dataset: { relative: "" }, text });
 }
 
 export function refreshTimes(root = document) {
   for (const t of root.querySelectorAll("time[data-relative]")) t.textContent = ago(t.dateTime);
-}
-
-export function usedWithinADay(iso, now = Date.now()) {
-  return Boolean(iso) && now - Date.parse(iso) < 86400 * 1000;
 }
 
 // --- copying -------------------------------------------------------------------------------------
