@@ -60,6 +60,9 @@ def test_1_the_gateway_is_healthy_and_took_the_env_keys(stack):
     assert health(dropin.GATEWAY) == "healthy"
     image = json.loads(docker("inspect", dropin.GATEWAY).stdout)[0]["Config"]["Image"]
     assert image == "supabase-api-gateway"  # built from this repository's Dockerfile
+    for container, port in ((dropin.GATEWAY, 8000), ("supabase-pooler", 5432)):
+        bound = docker("port", container, f"{port}/tcp").stdout.split()
+        assert bound and all(b.startswith("127.0.0.1:") for b in bound), bound  # this machine only
     said = logs(dropin.GATEWAY)
     for name in ("SUPABASE_PUBLISHABLE_KEY", "SUPABASE_SECRET_KEY"):
         assert f"first start: imported {name} (" in said
