@@ -168,14 +168,13 @@ class Gateway:
     def route(self, x: Exchange, ws: bool = False) -> Answer | None:
         """Admit the request and find its route; the gateway's own answer if it has one."""
         admit(x)
+        if x.route is routes.DASHBOARD and (self.dashboard is None or ws):
+            x.route = None  # no dashboard here (upstreams.studio unset), nor WebSockets to it: 404
         if not ws and x.method == "OPTIONS" and x.info.preflight:
             x.status = 200
             cors = x.route.cors if x.route is not None else Cors.ANY
             return Answer(200, preflight_headers(x.info.origin, x.info.acr_headers, cors, self.meta_origins), b"")  # type: ignore[arg-type]
         if x.route is None:
-            raise errors.NOT_FOUND()
-        if x.route is routes.DASHBOARD and (self.dashboard is None or ws):
-            x.route = None  # no dashboard here (upstreams.studio unset), nor WebSockets to it
             raise errors.NOT_FOUND()
         if x.route.kind is Kind.FORBIDDEN:
             raise errors.FORBIDDEN_ROUTE()
