@@ -2,10 +2,15 @@
 
 The steps of docs/requests.md, in order: find the key, identify it, apply the browser rule and
 the route's policy, then settle ``Authorization`` (mint, pass a verified user JWT, or refuse).
+The dashboard route takes no key: ``DashboardLogin`` checks its HTTP basic auth instead.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import hashlib
+import hmac
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -53,6 +58,44 @@ class Grant:
 
 
 NO_KEY = Grant(None, None, None, "none")  # never mutated
+# The dashboard's: no token, and the client's Authorization dropped with nothing in its place
+# (Envoy removes it on Studio's route; Kong's basic-auth hides it). Never mutated.
+DASHBOARD_GRANT = Grant(None, None, "", "none")
+WWW_AUTHENTICATE = [(b"www-authenticate", b'Basic realm="Supabase Studio", charset="UTF-8"')]
+
+
+class DashboardLogin:
+    """``dashboard.username`` and ``dashboard.password`` as HTTP basic auth in front of Studio:
+    the credentials a request sends are compared with them by hash, in constant time; neither
+    set, the dashboard is open (Studio's own login, if any, applies)."""
+
+    __slots__ = ("digest",)
+
+    def __init__(self, username: str | None, password: str | None) -> None:
+        pair = None if username is None or password is None else f"{username}:{password}".encode()
+        self.digest = None if pair is None else hashlib.sha256(pair).digest()
+
+    def check(self, creds: Credentials) -> Grant:
+        """The dashboard's grant, or 401 with ``WWW-Authenticate`` (a browser then asks)."""
+        if self.digest is None:
+            return DASHBOARD_GRANT
+        sent = basic_credentials(creds.authorization) if creds.authorizations == 1 else None
+        if hmac.compare_digest(hashlib.sha256(sent or b"").digest(), self.digest) and sent is not None:
+            return DASHBOARD_GRANT
+        raise errors.UNAUTHORIZED_DASHBOARD(headers=WWW_AUTHENTICATE)
+
+
+def basic_credentials(authorization: str | None) -> bytes | None:
+    """The ``user:password`` bytes of ``Authorization: Basic <base64>``, or None."""
+    if not authorization:
+        return None
+    scheme, _, value = authorization.partition(" ")
+    if scheme.lower() != "basic" or not value.strip():
+        return None
+    try:
+        return base64.b64decode(value.strip().encode("latin-1"), validate=True)
+    except (binascii.Error, ValueError):
+        return None
 
 
 @dataclass(frozen=True, slots=True)

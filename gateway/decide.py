@@ -18,7 +18,7 @@ import traceback
 from dataclasses import dataclass
 
 from gateway import errors, observe, routes
-from gateway.auth import NO_KEY, Authenticator, Grant, KeyHold, Need
+from gateway.auth import NO_KEY, Authenticator, DashboardLogin, Grant, KeyHold, Need
 from gateway.config import Settings
 from gateway.headers import upstream_headers
 from gateway.keys.entries import KeyEntry
@@ -61,17 +61,21 @@ class Plan:
 class Request:
     """One request as the gateway handles it: what it is, what was decided, what it answered."""
 
-    __slots__ = ("started", "method", "info", "path", "query", "headers_in", "https", "port", "route",
-                 "upstream_path", "grant", "status", "client_ip", "rate_limit_headers", "limited", "upstream")
+    __slots__ = ("started", "method", "info", "path", "query", "sent_query", "headers_in", "https", "port", "route",
+                 "upstream_path", "grant", "status", "client_ip", "rate_limit_headers", "limited", "upstream",
+                 "protocol", "sent")
 
     def __init__(self, method: str, raw_path: str, query: bytes, headers: Headers, client_ip: str, https: bool,
-                 port: bytes | None, websocket: bool = False) -> None:
+                 port: bytes | None, websocket: bool = False, protocol: str = "HTTP/1.1") -> None:
         self.started = time.perf_counter()
         self.method = method
         self.headers_in = headers
         self.info = RequestInfo(headers)
         self.path = raw_path  # normalised once admitted: what the access log shows
-        self.query = query
+        self.query = query  # without the apikey parameter once routed
+        self.sent_query = query  # as the client sent it (the combined log line shows it, redacted)
+        self.protocol = protocol  # HTTP/1.1 or HTTP/1.0, for the combined log line
+        self.sent = 0  # response body bytes sent to the client
         self.https = https
         self.port = port  # the listener's, for X-Forwarded-Port
         self.route: Route | None = None
@@ -161,6 +165,10 @@ class Decider:
         self.functions_required = settings.functions.verify == "required"
         self.functions_open = frozenset(settings.functions.open)
         self.log_access = settings.log.access
+        self.log_combined = settings.log.format == "combined"
+        dash = settings.dashboard
+        self.dashboard = None if settings.upstreams.studio is None else DashboardLogin(
+            dash.username, None if dash.password is None else dash.password.get_secret_value())
 
     async def start(self) -> None:
         self.upstreams = configured_upstreams(self.settings)
@@ -173,8 +181,8 @@ class Decider:
             await upstream.close()
 
     def request(self, method: str, raw_path: str, query: bytes, headers: Headers, peer: str, https: bool,
-                port: bytes | None, websocket: bool = False) -> Request:
-        req = Request(method, raw_path, query, headers, peer, https, port, websocket)
+                port: bytes | None, websocket: bool = False, protocol: str = "HTTP/1.1") -> Request:
+        req = Request(method, raw_path, query, headers, peer, https, port, websocket, protocol)
         req.client_ip = self.client_ips.resolve(peer, req.info.xff)
         return req
 
@@ -183,6 +191,8 @@ class Decider:
     def route(self, req: Request, ws: bool = False) -> Answer | None:
         """Admit the request and find its route; the gateway's own answer if it has one."""
         admit(req)
+        if req.route is routes.DASHBOARD and (self.dashboard is None or ws):
+            req.route = None  # no dashboard here (upstreams.studio unset), nor WebSockets to it: 404
         if not ws and req.method == "OPTIONS" and req.info.preflight:
             req.status = 200
             cors = req.route.cors if req.route is not None else Cors.ANY
@@ -202,10 +212,14 @@ class Decider:
 
     def grant_now(self, req: Request) -> Grant | Need:
         """The decision on the request's key from memory, or the lookup it needs first."""
+        if req.route is routes.DASHBOARD:
+            return self.dashboard.check(req.info)  # type: ignore[union-attr]  # basic auth, not a key
         return self.auth.decide(self.policy(req.route, req.upstream_path), req.info)  # type: ignore[arg-type]
 
     async def grant(self, req: Request) -> Grant:
         """``grant_now`` with the lookups done (a key not in memory, a user JWT not seen yet)."""
+        if req.route is routes.DASHBOARD:
+            return self.dashboard.check(req.info)  # type: ignore[union-attr]
         return await self.auth.check(self.policy(req.route, req.upstream_path), req.info)  # type: ignore[arg-type]
 
     def policy(self, route: Route, upstream_path: str) -> Policy:
@@ -295,7 +309,13 @@ class Decider:
 
     def record(self, req: Request) -> None:
         observe.record(req.method, req.path, req.service, req.status, req.started, req.role, req.key_id,
-                       req.key_prefix, self.log_access, req.limited, req.upstream)
+                       req.key_prefix, self.log_access and not self.log_combined, req.limited, req.upstream)
+        if self.log_access and self.log_combined:
+            info = req.info
+            observe.ACCESS.add(observe.combined_line(
+                req.client_ip, time.time(), req.method, req.path, req.sent_query.decode("latin-1"), req.protocol,
+                req.status, req.sent, info.referer.decode("latin-1") if info.referer else None, info.user_agent,
+                req.key_id, req.role, req.upstream))
 
 
 def log_unexpected(e: BaseException) -> None:

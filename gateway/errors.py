@@ -82,6 +82,8 @@ INVALID_AUTHORIZATION = ErrorSpec(401, "UNAUTHORIZED_INVALID_AUTHORIZATION", "In
 API_KEY_EXPIRED = ErrorSpec(401, "UNAUTHORIZED_API_KEY_EXPIRED", "API key expired",
                             "This API key has reached its expiry time. Use another key.")
 INVALID_JWT = ErrorSpec(401, "UNAUTHORIZED_INVALID_JWT", "Invalid JWT", "Sign in again to get a fresh access token.")
+UNAUTHORIZED_DASHBOARD = ErrorSpec(401, "UNAUTHORIZED_DASHBOARD", "Unauthorized",
+                                   "Sign in to the dashboard with its username and password.")
 
 BAD_PATH = ErrorSpec(400, "BAD_PATH", "Invalid request path")
 FORBIDDEN_ROUTE = ErrorSpec(403, "FORBIDDEN_ROUTE", "Access is forbidden.")

@@ -47,7 +47,7 @@ def upstream_headers(headers: Headers, info: RequestInfo, route: Route, grant: G
     if grant.token is not None:
         token = grant.token.encode()
         out += [(name, token) for name in route.token_headers]
-    if grant.authorization is not None:
+    if grant.authorization:  # "": the client's is dropped and none takes its place (the dashboard)
         out.append((b"authorization", grant.authorization.encode("latin-1")))
     out += route.extra_headers
     out.append((b"x-forwarded-for", client_ip))  # the client as the gateway judged it (trusted proxies)

@@ -1,7 +1,9 @@
-"""What an operator sees: one JSON access-log line per request, and Prometheus metrics.
+"""What an operator sees: one access-log line per request, and Prometheus metrics.
 
 Labels and log fields are chosen so that no key, JWT or admin token can ever land in them:
-route service, status, role, key id and display prefix only; the path without its query.
+route service, status, role, key id and display prefix only; the path without its query. With
+``log.format = "combined"`` the line is Envoy's (nginx's combined format, which the self-hosted
+stack's Vector parses), its path and query, referer and user agent redacted (``combined_line``).
 """
 
 from __future__ import annotations
@@ -175,7 +177,7 @@ def _line_tail(svc: str, role: str, key_id: str | None, prefix: str | None, upst
             f'"upstream":{_str(upstream)}' + (f',"rate_limited":"{limited}"}}\n' if limited else "}\n"))
 
 
-_SECRETS = re.compile(r"sb_[A-Za-z0-9]+_[A-Za-z0-9_-]+|eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*(?:\.[A-Za-z0-9_-]*)?")
+_SECRETS = re.compile(r"sb_[A-Za-z0-9]+_[A-Za-z0-9_-]+|eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*(?:\.[A-Za-z0-9_-]*)*")
 
 
 _DECODINGS = 8  # rounds of percent-decoding looked through (``%2573`` is ``%73`` is ``s``)
@@ -198,6 +200,86 @@ def redact(path: str) -> str:
     if "sb_" not in path and "eyJ" not in path:
         return path
     return _SECRETS.sub("[redacted]", path)
+
+
+def redact_query(query: str) -> str:
+    """A query string with every ``apikey`` value taken out (its name in any spelling), then
+    ``redact``: what a log line may show of it."""
+    if not query:
+        return query
+    parts = query.split("&")
+    for i, part in enumerate(parts):
+        name, eq, value = part.partition("=")
+        if eq and value and redact_name(name) == "apikey":
+            parts[i] = name + "=[redacted]"
+    return redact("&".join(parts))
+
+
+def redact_name(name: str) -> str:
+    """A query parameter's name as a server reads it: percent-decoded (up to eight rounds), ``+``
+    as a space, stripped and lower-cased."""
+    for _ in range(_DECODINGS):
+        more = unquote(name.replace("+", " "), errors="replace")
+        if more == name:
+            break
+        name = more
+    return name.strip().lower()
+
+
+# --- the combined format (Envoy's access line, nginx's "combined") --------------------------------
+
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+_NOT_TARGET = re.compile(r'[^!#-~]')  # a target is printable ASCII without '"' or spaces: else %XX
+_NOT_QUOTABLE = re.compile(r'[^ !#-\[\]-~]')  # in a quoted field: '"', '\\' and the rest as \xHH
+_NOT_WORD = re.compile(r"\W")
+
+
+def combined_time(now: float) -> str:
+    """``06/Dec/2026:14:27:24 +0000``: what ``%d/%b/%Y:%T %z`` reads, in UTC, locale-free."""
+    t = time.gmtime(now)
+    return f"{t.tm_mday:02d}/{_MONTHS[t.tm_mon - 1]}/{t.tm_year}:{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d} +0000"
+
+
+def combined_target(path: str, query: str) -> str:
+    """The request target as the line shows it: keys, JWTs and apikey values taken out; bytes a
+    target may not hold percent-encoded, so that it stays one token."""
+    target = redact(path) + ("?" + redact_query(query) if query else "")
+    return _NOT_TARGET.sub(lambda m: "".join(f"%{b:02X}" for b in _raw(m.group(0))), target)
+
+
+def combined_quoted(value: str | None) -> str:
+    """A header in double quotes (``"-"`` when absent or empty), redacted, escaped as nginx does."""
+    if not value:
+        return '"-"'
+    value = redact(value) if "?" not in value else _redact_url(value)
+    return '"' + _NOT_QUOTABLE.sub(lambda m: "".join(f"\\x{b:02X}" for b in _raw(m.group(0))), value) + '"'
+
+
+def _raw(char: str) -> bytes:
+    """The byte a character of a request stands for (heads are read as latin-1); a character
+    percent-decoding made, in UTF-8."""
+    return char.encode("latin-1") if ord(char) < 256 else char.encode("utf-8")
+
+
+def _token(value: str | None) -> str:
+    return "-" if not value else _NOT_TARGET.sub("_", value)
+
+
+def _redact_url(url: str) -> str:
+    head, _, query = url.partition("?")
+    return redact(head) + "?" + redact_query(query)
+
+
+def combined_line(client: str, now: float, method: str, path: str, query: str, protocol: str, status: int,
+                  sent: int, referer: str | None, agent: str | None, key_id: str | None, role: str,
+                  upstream: str | None) -> str:
+    """``client - - [time] "METHOD target PROTOCOL" status bytes "referer" "agent" "gateway"``:
+    Envoy's line for the stack's Vector (``parse_nginx_log(..., "combined")``), plus a last quoted
+    field it accepts too (as nginx's optional one) with the key id, role and upstream."""
+    method = "GET" if method == "WEBSOCKET" else _NOT_WORD.sub("_", method) or "-"
+    extra = f'"key_id={_token(key_id)} role={_token(role)} upstream={_token(upstream)}"'
+    return (f'{client or "-"} - - [{combined_time(now)}] "{method} {combined_target(path, query)} {protocol}" '
+            f'{status} {sent} {combined_quoted(referer)} {combined_quoted(agent)} {extra}\n')
 
 
 _PLAIN = re.compile(r'[ !#-\[\]-~]*').fullmatch  # printable ASCII but '"' and '\\': no escaping

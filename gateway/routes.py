@@ -25,6 +25,7 @@ class Policy(enum.Enum):
     OPTIONAL = "optional"  # a key present must be valid; none: passed through untouched
     OPEN = "open"  # no key needed (auth's verify/callback/authorize/JWKS); one sent is checked
     KEY_OR_USER = "key_or_user"  # a valid key or a verified user JWT (functions.verify = "required")
+    DASHBOARD = "dashboard"  # no key: HTTP basic auth when dashboard.username/password are set
 
 
 class QueryKey(enum.Enum):
@@ -73,6 +74,9 @@ AUTH_OPEN = Route(Kind.PROXY, "auth", "auth", Policy.OPEN, "/auth/v1")
 AUTH_METADATA = Route(Kind.PROXY, "auth", "auth", Policy.OPEN, "/.well-known/oauth-authorization-server")
 STORAGE = Route(Kind.PROXY, "storage", "storage", Policy.OPTIONAL, "/storage/v1")
 META = Route(Kind.PROXY, "meta", "meta", Policy.SECRET, "/pg", cors=Cors.META)
+# Studio, on every path no other route takes (Envoy's and Kong's catch-all `/`); it gets no
+# minted JWT, and never the client's Authorization (the dashboard's basic-auth credentials).
+DASHBOARD = Route(Kind.PROXY, "studio", "studio", Policy.DASHBOARD, "/", token_headers=())
 
 SERVICES = ("rest", "graphql", "realtime", "functions", "auth", "storage", "meta")
 # Open below /auth/v1 as in the official Envoy and Kong configs: links from e-mails, OAuth and
@@ -82,6 +86,9 @@ AUTH_OPEN_PATHS = frozenset({"/verify", "/callback", "/authorize", "/.well-known
 # RFC 8414 metadata of the auth service's OAuth 2.1 server, at the root: the issuer's path (for
 # example /auth/v1 of API_EXTERNAL_URL) may follow. Open, as in the official configs.
 OAUTH_METADATA = "/.well-known/oauth-authorization-server"
+# Routed by neither official gateway any more (Studio and Vector reach Logflare directly): closed,
+# not the dashboard's.
+CLOSED = ("/analytics/v1",)
 
 
 class BadPath(ValueError):
@@ -147,7 +154,8 @@ def _under(path: str, prefix: str) -> str | None:
 
 
 def match(path: str) -> tuple[Route, str] | None:
-    """The route for a normalised path and the path its upstream sees, or None (404)."""
+    """The route for a normalised path and the path its upstream sees, or None (404). A path no
+    other route takes is the dashboard's (served only when upstreams.studio is set)."""
     if path == "/health":
         return HEALTH, ""
     if path in ("/mcp", "/api/mcp") or path.startswith(("/mcp/", "/api/mcp/")):
@@ -184,4 +192,6 @@ def match(path: str) -> tuple[Route, str] | None:
     if _under(path, OAUTH_METADATA) is not None:
         return AUTH_METADATA, OAUTH_METADATA
 
-    return None
+    if any(_under(path, closed) is not None for closed in CLOSED):
+        return None
+    return DASHBOARD, path

@@ -54,8 +54,13 @@ def test_the_route_table(path, route, upstream_path):
     assert match(path) == (route, upstream_path)
 
 
-@pytest.mark.parametrize("path", ["/", "/nowhere", "/realtime/v1", "/realtime/v1/", "/rest", "/rest/v2/x",
-                                  "/restv1", "/graphql/v1/x", "/pgx", "/REST/v1/todos"])
+@pytest.mark.parametrize("path", ["/", "/nowhere", "/project/default", "/rest", "/rest/v2/x", "/restv1",
+                                  "/graphql/v1/x", "/pgx", "/REST/v1/todos", "/analyticsv1", "/api/platform/profile"])
+def test_every_other_path_is_the_dashboards(path):
+    assert match(path) == (routes.DASHBOARD, path)  # Studio sees the path as sent (served if upstreams.studio is set)
+
+
+@pytest.mark.parametrize("path", ["/realtime/v1", "/realtime/v1/", "/analytics/v1", "/analytics/v1/api/endpoints/x"])
 def test_no_route(path):
     assert match(path) is None
 
@@ -158,3 +163,8 @@ def test_secret_only_and_forbidden_only_in_their_exact_forms(raw):
         assert upstream_path == routes.OAUTH_METADATA
     if route.kind is Kind.FORBIDDEN:
         assert route is routes.FORBIDDEN
+    if route is routes.DASHBOARD:  # no spelling of a service's path falls through to Studio
+        assert upstream_path == normal
+        assert not normal.startswith(("/rest/v1/", "/auth/v1/", "/storage/v1/", "/functions/v1/", "/pg/",
+                                      "/realtime/v1/api/", "/analytics/v1/"))
+        assert normal not in ("/health", "/mcp", "/api/mcp", "/rest/v1", "/pg", "/analytics/v1")

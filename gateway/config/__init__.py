@@ -2,7 +2,7 @@
 
 Precedence, highest first: ``GATEWAY_*`` environment variables, the aliases a self-hosted
 Supabase ``.env`` already has (``JWT_SECRET``, ``JWT_KEYS``, ``ANON_KEY``, ``SERVICE_ROLE_KEY``,
-``DATABASE_URL``), the TOML file (``--config`` or ``GATEWAY_CONFIG``), the defaults.
+``DATABASE_URL``, ``DASHBOARD_USERNAME``, ``DASHBOARD_PASSWORD``), the TOML file (``--config`` or ``GATEWAY_CONFIG``), the defaults.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from gateway.config.sections import (
     AdminSettings,
     CorsSettings,
+    DashboardSettings,
     FunctionsSettings,
     JwtSettings,
     KeysSettings,
@@ -40,6 +41,8 @@ ALIASES: dict[str, tuple[str, ...]] = {
     "JWT_KEYS": ("jwt", "signing_keys"),
     "ANON_KEY": ("legacy", "anon_key"),
     "SERVICE_ROLE_KEY": ("legacy", "service_role_key"),
+    "DASHBOARD_USERNAME": ("dashboard", "username"),
+    "DASHBOARD_PASSWORD": ("dashboard", "password"),
 }
 
 
@@ -73,6 +76,7 @@ class Settings(BaseSettings):
     realtime: RealtimeSettings = Field(default_factory=RealtimeSettings)
     functions: FunctionsSettings = Field(default_factory=FunctionsSettings)
     log: LogSettings = Field(default_factory=LogSettings)
+    dashboard: DashboardSettings = Field(default_factory=DashboardSettings)
 
     @field_validator("database_url", mode="before")
     @classmethod

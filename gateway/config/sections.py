@@ -108,6 +108,7 @@ class UpstreamSettings(_Section):
     auth: AnyHttpUrl | None = None
     storage: AnyHttpUrl | None = None
     meta: AnyHttpUrl | None = None
+    studio: AnyHttpUrl | None = None  # the dashboard: every path no other route takes
     realtime_host: str = "realtime-dev.supabase-realtime"
     connect_timeout: float = Field(5.0, gt=0)
     timeout: float = Field(30.0, gt=0)
@@ -189,9 +190,25 @@ class RealtimeSettings(_Section):
     max_key_only_seconds: float = Field(86400.0, gt=0)
 
 
+class DashboardSettings(_Section):
+    """HTTP basic auth in front of the dashboard route (upstreams.studio), as Envoy and Kong do."""
+
+    username: str | None = None
+    password: SecretStr | None = None
+
+    @model_validator(mode="after")
+    def _both_or_neither(self) -> "DashboardSettings":
+        if (self.username is None) != (self.password is None):
+            raise ValueError("dashboard.username and dashboard.password are set together (or neither)")
+        if self.username is not None and ":" in self.username:
+            raise ValueError("dashboard.username may not contain ':' (HTTP basic auth)")
+        return self
+
+
 class LogSettings(_Section):
     level: str = "info"
     access: bool = True
+    format: Literal["json", "combined"] = "json"
 
     @field_validator("level")
     @classmethod

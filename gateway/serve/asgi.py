@@ -63,7 +63,8 @@ class Proxy:
         raw_path = (scope.get("raw_path") or scope["path"].encode()).decode("latin-1").partition("?")[0]
         return self.decider.request(method, raw_path, scope.get("query_string", b""), scope["headers"],
                                     client[0] if client else "", scope.get("scheme") in ("https", "wss"),
-                                    listener_port(scope.get("server")), websocket)
+                                    listener_port(scope.get("server")), websocket,
+                                    "HTTP/" + scope.get("http_version", "1.1"))
 
     async def _plan(self, req: Request, ws: bool) -> Plan:
         return self.decider.plan(req, await self.decider.grant(req), ws)
@@ -73,6 +74,7 @@ class Proxy:
     async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
         d = self.decider
         req = self._request(scope, scope["method"])
+        send = counting(send, req)
         try:
             answer = d.route(req)
             if answer is not None:
@@ -163,6 +165,18 @@ class Proxy:
 
 
 # --- over ASGI: request bodies passed on as they arrive, answers streamed back -------------------
+
+
+def counting(send: Send, req: Request) -> Send:
+    """``send``, adding the body bytes of the answer to ``req.sent`` (the access line's bytes; none
+    for HEAD, whose body the server never sends)."""
+
+    async def counted(message: dict) -> None:
+        if message["type"] == "http.response.body" and req.method != "HEAD":
+            req.sent += len(message.get("body", b""))
+        await send(message)
+
+    return counted
 
 
 async def _answer(resp: Response, send: Send, receive: Receive, extra: list[tuple[bytes, bytes]],

@@ -224,6 +224,7 @@ class FastRequest:
     def upstream_body(self, piece: bytes) -> None:
         if not piece or self.phase is Phase.GONE:
             return
+        self.req.sent += len(piece)
         transport = self.protocol.transport
         transport.write(messages.chunk(piece) if self.chunked else piece)
         if len(piece) >= STREAMING_CHUNK:
@@ -264,6 +265,7 @@ class FastRequest:
         self.req.status = answer.status
         self.phase = Phase.DONE
         body = b"" if self.req.method == "HEAD" else answer.body
+        self.req.sent = len(body)
         self.protocol.transport.write(head_bytes(answer.status, headers) + body)
         self._finish()
 

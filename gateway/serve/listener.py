@@ -92,7 +92,8 @@ class HttpProtocol(HttpToolsProtocol):
         keep_alive = self.parser.get_http_version() != "1.0" and self.parser.should_keep_alive()
         req = decider.request(self.parser.get_method().decode("ascii"), raw_path.decode("latin-1"),
                               query, self.headers, self.client[0] if self.client else "",
-                              self.scheme == "https", listener_port(self.server))
+                              self.scheme == "https", listener_port(self.server), False,
+                              "HTTP/1.0" if self.parser.get_http_version() == "1.0" else "HTTP/1.1")
         fast = self._fast = FastRequest(self, decider, req, keep_alive)
         self.cycle = fast.cycle  # type: ignore[assignment]  # uvicorn's bookkeeping: a request in flight
         fast.start()

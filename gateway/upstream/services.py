@@ -12,7 +12,7 @@ import aiohttp
 from gateway.config import Settings
 from gateway.upstream.pool import Pool
 
-UPSTREAMS = ("rest", "realtime", "functions", "auth", "storage", "meta")
+UPSTREAMS = ("rest", "realtime", "functions", "auth", "storage", "meta", "studio")
 RETRY_STATUS = frozenset({502, 503})  # an answer that counts a read target as down
 # aiohttp adds these unless told not to; the relay passes the client's own.
 _SKIP_AUTO = ("User-Agent", "Accept", "Accept-Encoding", "Content-Type")

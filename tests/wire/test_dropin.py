@@ -42,7 +42,7 @@ needs_compose = pytest.mark.skipif(
     reason="docker-compose is not installed (Debian package docker-compose; .ci/run installs it)")
 
 STACK_SERVICES = {"studio", "api-gw", "auth", "rest", "realtime", "storage", "meta", "functions", "db", "supavisor"}
-UNUSED_SECRETS = ("ANON_KEY_ASYMMETRIC", "SERVICE_ROLE_KEY_ASYMMETRIC", "DASHBOARD_USERNAME", "DASHBOARD_PASSWORD")
+UNUSED_SECRETS = ("ANON_KEY_ASYMMETRIC", "SERVICE_ROLE_KEY_ASYMMETRIC")
 
 
 def test_files_cite_the_official_version_they_follow():
@@ -84,7 +84,9 @@ def test_override_replaces_api_gw_and_starts_nothing_new(merged):
     gw = services["api-gw"]
     assert gw["image"] == "supabase-api-gateway"
     assert (gw["entrypoint"], gw["command"]) == (["gateway"], ["serve"])
-    assert gw["container_name"] == "supabase-gateway"
+    # Kept: the stack's log pipeline (Vector) reads the API gateway's lines by this container name.
+    assert gw["container_name"] == "supabase-envoy"
+    assert gw["stop_grace_period"] in ("35s", 35, 35.0)  # longer than the gateway's 30 s of grace
     assert gw["networks"]["default"]["aliases"] == ["envoy", "kong"]  # kept: others call it kong or envoy
     assert gw["depends_on"]["db"] == {"condition": "service_healthy"}
     assert "/health" in " ".join(gw["healthcheck"]["test"])  # healthy once serving, not once bound
@@ -115,6 +117,9 @@ def test_override_environment_reads_the_stack_env_as_it_is(merged, stack):
         assert env[name] == stack.get(name, "")
     for name in UNUSED_SECRETS:
         assert env[name] == ""  # Envoy's; the gateway holds no secret it does not use
+    for name in ("DASHBOARD_USERNAME", "DASHBOARD_PASSWORD"):
+        assert env[name] == stack[name]  # the dashboard keeps its password
+    assert env["GATEWAY_LOG__FORMAT"] == "combined"  # the lines the stack's Vector parses
     dsn = urlsplit(env["GATEWAY_DATABASE_URL"])
     assert (dsn.scheme, dsn.username, dsn.password) == ("postgresql", "supabase_admin", stack["POSTGRES_PASSWORD"])
     assert (dsn.hostname, dsn.port, dsn.path) == (stack["POSTGRES_HOST"], int(stack["POSTGRES_PORT"]),
@@ -128,7 +133,7 @@ def test_upstreams_are_the_services_of_the_stack(merged):
     by_name = {**{n: s for n, s in services.items()}, **{s["container_name"]: s for s in services.values()
                                                        if "container_name" in s}}
     env = services["api-gw"]["environment"]
-    for service in SERVICES:
+    for service in (*SERVICES, "studio"):
         url = urlsplit(env[f"GATEWAY_UPSTREAMS__{service.upper()}"])
         target = by_name[url.hostname]
         assert str(url.port) in [str(p) for p in target.get("expose", [])], (service, url)
@@ -149,6 +154,7 @@ def test_override_environment_is_a_valid_gateway_configuration(merged, monkeypat
     assert settings.admin.host == "0.0.0.0" and settings.admin.token is None  # generated on first start
     assert settings.server.workers == 2
     assert bool(settings.jwt.signing_keys) == bool(env["JWT_KEYS"])
+    assert settings.dashboard.username == env["DASHBOARD_USERNAME"] and settings.log.format == "combined"
 
 
 @needs_compose
@@ -165,7 +171,7 @@ def test_the_repository_compose_file_builds_the_image_the_override_runs(tmp_path
 
 # Every route of the official Envoy config (docker/volumes/api/envoy/lds.template.yaml), with what
 # it needs: "open" (no key), "optional" (a key, if any, must be valid), "key" (any key), "secret"
-# (secret or legacy service_role key), "forbidden". Studio's catch-all `/` is not served here.
+# (secret or legacy service_role key), "forbidden". Studio's catch-all `/`: test_the_dashboard_keeps_its_password.
 ENVOY_ROUTES = [
     ("GET", "/auth/v1/verify?token=t&type=signup", "open"),
     ("GET", "/auth/v1/callback?code=c", "open"),
@@ -216,6 +222,7 @@ def served(merged, stack, pg_server):
     env["GATEWAY_DATABASE_URL"] = create_database(pg_server)
     for service, url in up.urls.items():
         env[f"GATEWAY_UPSTREAMS__{service.upper()}"] = url
+    env["GATEWAY_UPSTREAMS__STUDIO"] = up.urls["meta"]  # an echo in Studio's place
     env["GATEWAY_ADMIN__HOST"] = "127.0.0.1"
     for name in ("GATEWAY_CONFIG", "DATABASE_URL"):  # the shell's, not the stack's
         os.environ.pop(name, None)
@@ -300,6 +307,20 @@ def test_route_headers_as_envoy_sets_them(served, credentials):
         assert echo_header(echo.json(), "x-forwarded-prefix") == ["/storage/v1"]  # Storage builds URLs with it
         echo = client.get(f"/rest/v1/todos?apikey={credentials['publishable']}&select=id").json()
         assert echo["query"] == "select=id"  # Envoy reads the key from the query too; it goes no further
+
+
+@needs_compose
+def test_the_dashboard_keeps_its_password(served, stack, credentials):
+    gw, _, _ = served
+    login = (stack["DASHBOARD_USERNAME"], stack["DASHBOARD_PASSWORD"])
+    for target in ("/", "/project/default"):
+        assert httpx.get(gw.url + target).status_code == 401
+        assert httpx.get(gw.url + target, auth=(login[0], "not-it")).status_code == 401
+        r = httpx.get(gw.url + target, auth=login)
+        assert r.status_code == 200 and echo_header(r.json(), "authorization") == []
+        # A key is no way in: the dashboard takes its password only.
+        assert httpx.get(gw.url + target, headers={"apikey": credentials["service_role"]}).status_code == 401
+    assert stack["DASHBOARD_PASSWORD"] not in gw.logs()
 
 
 @needs_compose
