@@ -278,7 +278,8 @@ class Decider:
 
     def _limit(self, req: Request) -> None:
         """Count the request against its rate limits (from memory), or refuse it with 429."""
-        scopes = self.rate_limits.scopes(req.grant.entry, req.grant.claims, limit_key(req.client_ip))
+        scopes = self.rate_limits.scopes(req.grant.entry, req.grant.claims, limit_key(req.client_ip),
+                                         req.route is not routes.DASHBOARD)
         if not scopes:
             return
         outcome = self.limiter.admit(scopes)

@@ -207,7 +207,10 @@ class RateLimits:
         return cls(limit(limits.publishable_per_ip), limit(limits.secret_per_key), limit(limits.per_user),
                    limit(limits.keyless_per_ip))
 
-    def scopes(self, entry, claims: dict | None, ip_key: str) -> list[tuple[str, str, Limit]]:  # type: ignore[no-untyped-def]
+    def scopes(self, entry, claims: dict | None, ip_key: str,  # type: ignore[no-untyped-def]
+               keyless: bool = True) -> list[tuple[str, str, Limit]]:
+        """``keyless``: a request with neither key nor user JWT counts by address (the dashboard's,
+        behind its own password, does not)."""
         out: list[tuple[str, str, Limit]] = []
         if entry is not None:
             secret = entry.is_secret
@@ -223,6 +226,6 @@ class RateLimits:
                 if _PLAIN_SUB.fullmatch(sub) is None:  # the scope is a key in the store: plain text only
                     sub = hashlib.sha256(sub.encode("utf-8", "replace")).hexdigest()
                 out.append(("per_user", f"u:{int(self.per_user.window)}:{sub}", self.per_user))
-        elif entry is None and self.keyless_per_ip is not None:  # neither key nor user: by address
+        elif entry is None and keyless and self.keyless_per_ip is not None:  # neither key nor user: by address
             out.append(("keyless_per_ip", f"n:{int(self.keyless_per_ip.window)}:{ip_key}", self.keyless_per_ip))
         return out

@@ -18,6 +18,7 @@ import httpx
 import pytest
 from supabase import create_client
 
+from gateway.config.sections import ServerSettings
 from tests.compat.node import run_js
 from tests.compat.stack import ALICE, ALICE_ROWS, ALL_ROWS, ANON_ROWS
 from tests.container import stack as dropin
@@ -27,7 +28,7 @@ from tests.vector_nginx import parse_nginx_combined
 
 ROLES = {"publishable": "anon", "secret": "service_role", "anon": "anon", "service_role": "service_role"}
 ROWS = {"anon": ANON_ROWS, "service_role": ALL_ROWS}
-GRACE_SECONDS = 30  # the gateway's (gateway.process.server); the override gives Docker 35
+GRACE_SECONDS = ServerSettings.model_fields["grace_seconds"].default  # the override gives Docker 15 s
 
 
 @pytest.fixture(scope="module")
@@ -169,7 +170,7 @@ def test_stop_waits_for_a_request_in_flight(stack):
     slow.start()
     time.sleep(1)
     started = time.monotonic()
-    docker("stop", dropin.GATEWAY, timeout=120)  # Docker's own timeout: the override's 35 s
+    docker("stop", dropin.GATEWAY, timeout=120)  # Docker's own timeout: the override's 15 s
     took = time.monotonic() - started
     slow.join(60)
     assert answer and answer[0].status_code == 200 and answer[0].json()["service"] == "functions"

@@ -15,9 +15,10 @@ from tests.helpers import assert_refused
 
 
 @pytest.fixture(scope="module")
-def gw(gateways, serving):
+def gw(gateways, serving, up):
     return gateways(GATEWAY_LIMITS__SYNC_MS="50", GATEWAY_LIMITS__PER_USER="3/m",
-                    GATEWAY_LIMITS__PUBLISHABLE_PER_IP="2/m", GATEWAY_LIMITS__KEYLESS_PER_IP="4/m", **serving)
+                    GATEWAY_LIMITS__PUBLISHABLE_PER_IP="2/m", GATEWAY_LIMITS__KEYLESS_PER_IP="4/m",
+                    GATEWAY_UPSTREAMS__STUDIO=up.urls["rest"], **serving)
 
 
 def statuses(client: httpx.Client, n: int, path: str, **headers: str) -> list[int]:
@@ -67,3 +68,10 @@ def test_a_key_in_the_query_or_as_a_bearer_counts_under_its_limits(gw, client):
     assert client.get("/storage/v1/object/a", params={"apikey": key}).status_code == 200
     assert client.get("/functions/v1/f", headers={"Authorization": f"Bearer {key}"}).status_code == 200
     assert client.get("/storage/v1/object/a", headers={"apikey": key}).status_code == 429
+
+
+def test_the_dashboard_is_not_counted_by_address(gw):
+    """Behind its own password (none here), for the people who run the stack: never keyless."""
+    with httpx.Client(base_url=gw.url, transport=httpx.HTTPTransport(local_address="127.0.0.8")) as c:
+        assert [c.get("/project/default").status_code for _ in range(6)] == [200] * 6
+        assert c.get("/storage/v1/object/public/a").status_code == 200  # its own count, untouched
