@@ -21,6 +21,7 @@ from gateway import errors, observe, routes
 from gateway.auth import NO_KEY, Authenticator, DashboardLogin, Grant, KeyHold, Need
 from gateway.config import Settings
 from gateway.headers import upstream_headers
+from gateway.ids import new_id
 from gateway.keys.entries import KeyEntry
 from gateway.request import MAX_HEADER_BYTES, MAX_HEADERS, RequestInfo, split_query
 from gateway.responses import JSON, Headers, cors_headers, error_headers, preflight_headers
@@ -32,6 +33,7 @@ from gateway.upstream.services import ReplicaSet, Upstream, configured_upstreams
 
 log = logging.getLogger("gateway")
 
+REQUEST_ID = b"sb-request-id"
 HEADERS_HINT = f"At most {MAX_HEADERS} headers and {MAX_HEADER_BYTES // 1024} KiB in all."
 HEALTH_BODY = json.dumps({"status": "ok"}).encode()
 
@@ -61,12 +63,13 @@ class Plan:
 class Request:
     """One request as the gateway handles it: what it is, what was decided, what it answered."""
 
-    __slots__ = ("started", "method", "info", "path", "query", "sent_query", "headers_in", "https", "port", "route",
-                 "upstream_path", "grant", "status", "client_ip", "rate_limit_headers", "limited", "upstream",
-                 "protocol", "sent")
+    __slots__ = ("id", "started", "method", "info", "path", "query", "sent_query", "headers_in", "https", "port",
+                 "route", "upstream_path", "grant", "status", "peer", "client_ip", "rate_limit_headers", "limited",
+                 "upstream", "protocol", "sent")
 
     def __init__(self, method: str, raw_path: str, query: bytes, headers: Headers, client_ip: str, https: bool,
                  port: bytes | None, websocket: bool = False, protocol: str = "HTTP/1.1") -> None:
+        self.id = new_id().encode()  # sb-request-id: on every answer, upstream, in the access log
         self.started = time.perf_counter()
         self.method = method
         self.headers_in = headers
@@ -83,7 +86,8 @@ class Request:
         self.grant: Grant = NO_KEY
         # What the access log shows until something is answered: a relayed WebSocket, else a failure.
         self.status = 101 if websocket else 500
-        self.client_ip = client_ip
+        self.peer = client_ip  # the socket's
+        self.client_ip = client_ip  # behind trusted proxies, the client they name
         self.rate_limit_headers: Headers = []  # the gateway adds them to the answer
         self.limited: str | None = None  # the rate limit that refused it
         self.upstream: str | None = None  # the name of the upstream that served it
@@ -196,7 +200,8 @@ class Decider:
         if not ws and req.method == "OPTIONS" and req.info.preflight:
             req.status = 200
             cors = req.route.cors if req.route is not None else Cors.ANY
-            return Answer(200, preflight_headers(req.info.origin, req.info.acr_headers, cors, self.meta_origins), b"")  # type: ignore[arg-type]
+            headers = preflight_headers(req.info.origin, req.info.acr_headers, cors, self.meta_origins)  # type: ignore
+            return Answer(200, [*headers, (REQUEST_ID, req.id)], b"")
         if req.route is None:
             raise errors.NOT_FOUND()
         if req.route.kind is Kind.FORBIDDEN:
@@ -245,8 +250,10 @@ class Decider:
         upstream = self.upstreams.get(route.upstream)
         if upstream is None:
             raise errors.UPSTREAM_NOT_CONFIGURED(f"Set upstreams.{route.upstream} to enable {route.prefix}.")
-        headers = upstream_headers(req.headers_in, req.info, route, grant, upstream.host, req.client_ip.encode(), req.https,
-                                   ws, req.port)
+        sent_id = req.info.request_id  # a trusted proxy's X-Request-Id stays; anyone else's is ours
+        proxy_id = sent_id if sent_id is not None and self.client_ips.trusts(req.peer) else None
+        headers = upstream_headers(req.headers_in, req.info, route, grant, upstream.host, req.client_ip.encode(),
+                                   req.https, ws, req.port, req.id, proxy_id)
         return Plan(upstream, req.upstream_path + ("?" + query.decode("latin-1") if query else ""), headers)
 
     # --- a long-lived connection, judged again while it lasts -----------------------------------------
@@ -297,12 +304,13 @@ class Decider:
     # --- answers and records --------------------------------------------------------------------
 
     def answer_headers(self, req: Request) -> Headers:
-        """What the gateway adds to any answer: CORS for a request with Origin, RateLimit."""
-        info = req.info
-        if info.origin is None:
-            return req.rate_limit_headers
-        cors = cors_headers(info.origin, req.route.cors if req.route is not None else Cors.ANY, self.meta_origins)
-        return cors + req.rate_limit_headers if req.rate_limit_headers else cors
+        """What the gateway adds to any answer: its request id, CORS for a request with Origin,
+        RateLimit."""
+        out = [(REQUEST_ID, req.id)]
+        if req.info.origin is not None:
+            out = cors_headers(req.info.origin, req.route.cors if req.route is not None else Cors.ANY,
+                               self.meta_origins) + out
+        return out + req.rate_limit_headers if req.rate_limit_headers else out
 
     def refusal(self, req: Request, r: errors.Refusal) -> Answer:
         req.status = r.status
@@ -310,13 +318,14 @@ class Decider:
 
     def record(self, req: Request) -> None:
         observe.record(req.method, req.path, req.service, req.status, req.started, req.role, req.key_id,
-                       req.key_prefix, self.log_access and not self.log_combined, req.limited, req.upstream)
+                       req.key_prefix, self.log_access and not self.log_combined, req.limited, req.upstream,
+                       req.id)
         if self.log_access and self.log_combined:
             info = req.info
             observe.ACCESS.add(observe.combined_line(
                 req.client_ip, time.time(), req.method, req.path, req.sent_query.decode("latin-1"), req.protocol,
                 req.status, req.sent, info.referer.decode("latin-1") if info.referer else None, info.user_agent,
-                req.key_id, req.role, req.upstream))
+                req.key_id, req.role, req.upstream, req.id))
 
 
 def log_unexpected(e: BaseException) -> None:

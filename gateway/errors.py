@@ -86,6 +86,7 @@ UNAUTHORIZED_DASHBOARD = ErrorSpec(401, "UNAUTHORIZED_DASHBOARD", "Unauthorized"
                                    "Sign in to the dashboard with its username and password.")
 
 BAD_PATH = ErrorSpec(400, "BAD_PATH", "Invalid request path")
+BAD_REQUEST = ErrorSpec(400, "BAD_REQUEST", "Invalid HTTP request", "The request is not well-formed HTTP/1.1.")
 FORBIDDEN_ROUTE = ErrorSpec(403, "FORBIDDEN_ROUTE", "Access is forbidden.")
 FORBIDDEN_ORIGIN = ErrorSpec(403, "FORBIDDEN_ORIGIN", "Origin not allowed for this API key",
                              "This key may only be used from the origins its owner allowed.")

@@ -15,13 +15,14 @@ HOP_BY_HOP = frozenset({
 })
 REPLACED = frozenset({
     b"host", b"apikey", b"sb-api-key", b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host",
-    b"x-forwarded-port", b"x-forwarded-prefix",
+    b"x-forwarded-port", b"x-forwarded-prefix", b"sb-request-id", b"x-request-id",
     b"expect",  # bodies are streamed as they come: no 100-continue dance
 })
 # What a client's ``Connection`` header may never remove: headers the gateway owns or sets.
 PROTECTED = frozenset({
     b"authorization", b"apikey", b"x-api-key", b"sb-api-key", b"content-length", b"transfer-encoding", b"host",
     b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host", b"x-forwarded-port", b"x-forwarded-prefix",
+    b"sb-request-id", b"x-request-id",
 })
 WS_HANDSHAKE = frozenset({b"sec-websocket-key", b"sec-websocket-version", b"sec-websocket-extensions",
                           b"sec-websocket-protocol"})
@@ -31,9 +32,11 @@ RESPONSE_DROP = HOP_BY_HOP | {b"access-control-allow-origin", b"access-control-e
 
 
 def upstream_headers(headers: Headers, info: RequestInfo, route: Route, grant: Grant, host: bytes,
-                     client_ip: bytes, https: bool, ws: bool = False, port: bytes | None = None) -> Headers:
+                     client_ip: bytes, https: bool, ws: bool = False, port: bytes | None = None,
+                     request_id: bytes = b"", proxy_request_id: bytes | None = None) -> Headers:
     """The request headers an upstream gets: the client's, less hop-by-hop ones (and those its
-    ``Connection`` names, unless ours) and those the gateway sets, plus the minted JWT."""
+    ``Connection`` names, unless ours) and those the gateway sets, plus the minted JWT and the
+    request id (as ``sb-request-id``, and as ``X-Request-Id`` unless a trusted proxy set one)."""
     nominated = info.connection - PROTECTED if info.connection else info.connection
     owned = route.owned_headers
     drop_authorization = grant.authorization is not None
@@ -57,6 +60,8 @@ def upstream_headers(headers: Headers, info: RequestInfo, route: Route, grant: G
     if port is not None:
         out.append((b"x-forwarded-port", port))  # the listener's, as Envoy and Kong send
     out.append((b"x-forwarded-prefix", route.prefix.encode()))
+    if request_id:
+        out += ((b"sb-request-id", request_id), (b"x-request-id", proxy_request_id or request_id))
     return out
 
 

@@ -139,7 +139,7 @@ _PARTS_MAX = 4096
 def record(
     method: str, path: str, service: str | None, status: int, started: float,
     role: str = "none", key_id: str | None = None, prefix: str | None = None, log: bool = True,
-    limited: str | None = None, upstream: str | None = None,
+    limited: str | None = None, upstream: str | None = None, request_id: bytes | None = None,
 ) -> None:
     duration = time.perf_counter() - started
     svc = service or "gateway"
@@ -156,7 +156,9 @@ def record(
         tail = _TAILS.get(tail_key)
         if tail is None:
             tail = _part(_TAILS, tail_key, _line_tail(*tail_key))
-        ACCESS.add(f'{{"time":"{ACCESS.stamp(time.time())}"{head}{status},"duration_ms":{duration * 1000:.3f}{tail}')
+        rid = "null" if request_id is None else f'"{request_id.decode()}"'  # a UUID: nothing to escape
+        ACCESS.add(f'{{"time":"{ACCESS.stamp(time.time())}","request_id":{rid}{head}{status},'
+                   f'"duration_ms":{duration * 1000:.3f}{tail}')
 
 
 def _part(cache: dict[Any, str], key: Any, value: str) -> str:
@@ -272,12 +274,13 @@ def _redact_url(url: str) -> str:
 
 def combined_line(client: str, now: float, method: str, path: str, query: str, protocol: str, status: int,
                   sent: int, referer: str | None, agent: str | None, key_id: str | None, role: str,
-                  upstream: str | None) -> str:
+                  upstream: str | None, request_id: bytes | None = None) -> str:
     """``client - - [time] "METHOD target PROTOCOL" status bytes "referer" "agent" "gateway"``:
     Envoy's line for the stack's Vector (``parse_nginx_log(..., "combined")``), plus a last quoted
-    field it accepts too (as nginx's optional one) with the key id, role and upstream."""
+    field it accepts too (as nginx's optional one) with the key id, role, upstream and request id."""
     method = "GET" if method == "WEBSOCKET" else _NOT_WORD.sub("_", method) or "-"
-    extra = f'"key_id={_token(key_id)} role={_token(role)} upstream={_token(upstream)}"'
+    rid = "-" if request_id is None else request_id.decode()
+    extra = f'"key_id={_token(key_id)} role={_token(role)} upstream={_token(upstream)} request_id={rid}"'
     return (f'{client or "-"} - - [{combined_time(now)}] "{method} {combined_target(path, query)} {protocol}" '
             f'{status} {sent} {combined_quoted(referer)} {combined_quoted(agent)} {extra}\n')
 

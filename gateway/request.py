@@ -18,8 +18,8 @@ MAX_HEADER_BYTES = 32 * 1024
 class RequestInfo(Credentials):
     """One pass over the request headers (lower-case names, as ASGI servers give them)."""
 
-    __slots__ = ("origin", "referer", "acr_method", "acr_headers", "host", "xff", "connection", "ws_protocols",
-                 "count", "total")
+    __slots__ = ("origin", "referer", "acr_method", "acr_headers", "host", "xff", "request_id", "connection",
+                 "ws_protocols", "count", "total")
 
     def __init__(self, headers: list[tuple[bytes, bytes]]) -> None:
         super().__init__()
@@ -31,6 +31,7 @@ class RequestInfo(Credentials):
         self.acr_headers: bytes | None = None
         self.host: bytes | None = None
         self.xff: bytes | None = None
+        self.request_id: bytes | None = None  # X-Request-Id as sent (kept only from a trusted proxy)
         self.connection: frozenset[bytes] = frozenset()
         self.ws_protocols: list[str] = []
         total = 0
@@ -53,6 +54,8 @@ class RequestInfo(Credentials):
                 self.host = value
             elif name == b"x-forwarded-for":
                 self.xff = value if self.xff is None else self.xff + b", " + value
+            elif name == b"x-request-id":
+                self.request_id = value
             elif name == b"connection":
                 self.connection = self.connection | {t.strip().lower() for t in value.split(b",")}
             elif name == b"access-control-request-method":

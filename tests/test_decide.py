@@ -4,6 +4,8 @@ to every answer. Both ways of serving call these same methods."""
 
 from __future__ import annotations
 
+import uuid
+
 import pytest
 
 from gateway import errors
@@ -15,6 +17,7 @@ from gateway.keys.entries import KeyEntry
 from gateway.keys.ring import KeyRing
 from gateway.keys.tokens import JwtVerifier, Minter
 from gateway.routes import Policy
+from gateway.rules.clientip import ClientIp, parse_networks
 from tests.upstreams import JWT_SECRET
 
 REF = "supabase-self-hosted"
@@ -111,13 +114,33 @@ def test_writes_never_go_to_a_replica_and_an_unset_upstream_answers_503(decider)
 
 def test_what_the_gateway_adds_to_every_answer(decider):
     plain = request(decider, "GET", "/rest/v1/t")
-    assert decider.answer_headers(plain) == []
+    rid = (b"sb-request-id", plain.id)
+    assert decider.answer_headers(plain) == [rid]
+    assert uuid.UUID(plain.id.decode()).version == 7
     browser = request(decider, "GET", "/rest/v1/t", (b"origin", b"https://app.example"))
     decider.route(browser)
     assert decider.answer_headers(browser) == [(b"access-control-allow-origin", b"*"),
-                                               (b"access-control-expose-headers", b"*")]
+                                               (b"access-control-expose-headers", b"*"),
+                                               (b"sb-request-id", browser.id)]
     browser.rate_limit_headers = [(b"ratelimit", b'"per_ip";r=1;t=9')]
     assert decider.answer_headers(browser)[-1] == (b"ratelimit", b'"per_ip";r=1;t=9')
+    assert plain.id != browser.id
+
+
+def test_the_request_id_goes_upstream_and_a_trusted_proxys_own_stays(decider):
+    key = decider.test_key.encode()
+    req = request(decider, "GET", "/rest/v1/t", (b"apikey", key), (b"x-request-id", b"from-client"),
+                  (b"sb-request-id", b"forged"))
+    decider.route(req)
+    headers = decider.plan(req, decider.grant_now(req)).headers
+    assert [v for n, v in headers if n == b"sb-request-id"] == [req.id]  # the client's is dropped
+    assert [v for n, v in headers if n == b"x-request-id"] == [req.id]  # an untrusted peer's is replaced
+    decider.client_ips = ClientIp(parse_networks(["203.0.113.0/24"]))  # now the peer is a trusted proxy
+    req = request(decider, "GET", "/rest/v1/t", (b"apikey", key), (b"x-request-id", b"from-proxy"))
+    decider.route(req)
+    headers = decider.plan(req, decider.grant_now(req)).headers
+    assert [v for n, v in headers if n == b"x-request-id"] == [b"from-proxy"]
+    assert [v for n, v in headers if n == b"sb-request-id"] == [req.id]
 
 
 def test_what_the_access_log_shows_before_anything_is_answered(decider):

@@ -1,6 +1,7 @@
 """The combined access line (``log.format = "combined"``) as pure tests: Envoy's line, which the
 self-hosted stack's Vector parses (tests/vector_nginx.py: its parser, rewritten), with keys, JWTs
-and apikey values redacted and the key id, role and upstream in a last field Vector accepts."""
+and apikey values redacted and the key id, role, upstream and request id in a last field Vector
+accepts."""
 
 from __future__ import annotations
 
@@ -67,16 +68,20 @@ LINES = [
     (("GET", "/rest/v1/todos", "select=*", "HTTP/1.1", 200, 512, "http://localhost:3000/", "supabase-js/2.50",
       "0b7f3c9e-8a8f-4d7e-9a51-0c0f2a8f3e11", "anon", "rest"),
      '"GET /rest/v1/todos?select=* HTTP/1.1" 200 512 "http://localhost:3000/" "supabase-js/2.50" '
-     '"key_id=0b7f3c9e-8a8f-4d7e-9a51-0c0f2a8f3e11 role=anon upstream=rest"'),
+     '"key_id=0b7f3c9e-8a8f-4d7e-9a51-0c0f2a8f3e11 role=anon upstream=rest request_id=-"'),
     (("GET", "/rest/v1/", f"apikey={KEY}", "HTTP/1.1", 401, 83, None, None, None, "none", None),
-     '"GET /rest/v1/?apikey=[redacted] HTTP/1.1" 401 83 "-" "-" "key_id=- role=none upstream=-"'),
+     '"GET /rest/v1/?apikey=[redacted] HTTP/1.1" 401 83 "-" "-" "key_id=- role=none upstream=- request_id=-"'),
     (("WEBSOCKET", "/realtime/v1/websocket", "vsn=1.0.0", "HTTP/1.1", 101, 0, None, "node", "anon", "anon",
       "realtime"),
-     '"GET /realtime/v1/websocket?vsn=1.0.0 HTTP/1.1" 101 0 "-" "node" "key_id=anon role=anon upstream=realtime"'),
+     '"GET /realtime/v1/websocket?vsn=1.0.0 HTTP/1.1" 101 0 "-" "node" "key_id=anon role=anon upstream=realtime request_id=-"'),
     (("M-SEARCH", "/", "", "HTTP/1.0", 404, 0, "", "", None, "none", None),
-     '"M_SEARCH / HTTP/1.0" 404 0 "-" "-" "key_id=- role=none upstream=-"'),
+     '"M_SEARCH / HTTP/1.0" 404 0 "-" "-" "key_id=- role=none upstream=- request_id=-"'),
+    (("GET", "/rest/v1/t", "", "HTTP/1.1", 200, 2, None, None, None, "none", "rest",
+      b"01a24be5-8aab-74bb-a824-0b539e7457ae"),
+     '"GET /rest/v1/t HTTP/1.1" 200 2 "-" "-" '
+     '"key_id=- role=none upstream=rest request_id=01a24be5-8aab-74bb-a824-0b539e7457ae"'),
     (("GET", "/", "", "HTTP/1.1", 200, 10, None, "Mozilla/5.0", None, "none", "studio"),
-     '"GET / HTTP/1.1" 200 10 "-" "Mozilla/5.0" "key_id=- role=none upstream=studio"'),
+     '"GET / HTTP/1.1" 200 10 "-" "Mozilla/5.0" "key_id=- role=none upstream=studio request_id=-"'),
 ]
 
 
@@ -88,7 +93,7 @@ def test_lines(args, rest):
 
 @pytest.mark.parametrize(("args", "rest"), LINES)
 def test_vector_parses_every_line(args, rest):
-    method, path, query, protocol, status, sent, referer, agent, key_id, role, upstream = args
+    method, path, query, protocol, status, sent, referer, agent, key_id, role, upstream, *rid = args
     fields = parse_nginx_combined(combined_line("::ffff:10.0.0.1", NOW, *args).rstrip("\n"))
     assert fields["client"] == "::ffff:10.0.0.1" and "user" not in fields
     assert fields["timestamp"].timestamp() == int(NOW)
@@ -96,7 +101,8 @@ def test_vector_parses_every_line(args, rest):
     assert fields["method"] == ("GET" if method == "WEBSOCKET" else method.replace("-", "_"))
     assert fields["path"].startswith(path)
     assert fields.get("referer") == (referer or None) and fields.get("agent") == (agent or None)
-    assert fields["compression"] == f"key_id={key_id or '-'} role={role} upstream={upstream or '-'}"
+    request_id = rid[0].decode() if rid else "-"
+    assert fields["compression"] == f"key_id={key_id or '-'} role={role} upstream={upstream or '-'} request_id={request_id}"
 
 
 def test_the_parser_refuses_what_vector_refuses():

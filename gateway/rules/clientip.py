@@ -77,6 +77,10 @@ class ClientIp:
             self._peers[peer] = known
         return known
 
+    def trusts(self, peer: str) -> bool:
+        """Whether the socket's peer is one of the trusted proxies."""
+        return bool(self.trusted) and self._peer_trusted(canonical(peer))
+
     def resolve(self, peer: str, xff: bytes | None) -> str:
         peer = canonical(peer)
         if not self.trusted or not xff or not self._peer_trusted(peer):

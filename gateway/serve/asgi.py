@@ -90,7 +90,7 @@ class Proxy:
             req.status = 500
             log_unexpected(e)
             try:  # fails if the response had begun: the connection is cut
-                await send_refusal(send, errors.INTERNAL_ERROR())
+                await send_refusal(send, errors.INTERNAL_ERROR(), d.answer_headers(req))
             except Exception:
                 pass
         finally:
@@ -148,11 +148,12 @@ class Proxy:
                 except UpstreamError as e:
                     raise refusal_for(e, upstream.name) from None
                 observe.WEBSOCKETS.labels(upstream.name, "open").inc()
-                await send({"type": "websocket.accept", "subprotocol": socket.protocol})
+                await send({"type": "websocket.accept", "subprotocol": socket.protocol,
+                            "headers": d.answer_headers(req)})
                 await relay(receive, send, socket, guard)
         except errors.Refusal as r:
             req.status = r.status
-            await deny(scope, send, r)
+            await deny(scope, send, r, d.answer_headers(req))
         except Exception as e:
             req.status = 500
             log_unexpected(e)

@@ -17,7 +17,8 @@ from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIO
 
 from gateway import errors
 from gateway.clock import DEADLINES
-from gateway.decide import Decider, listener_port
+from gateway.decide import REQUEST_ID, Decider, listener_port
+from gateway.ids import new_id
 from gateway.responses import error_headers, head_bytes
 from gateway.serve.coalesce import CoalescingTransport
 from gateway.serve.fastpath import BODY_HEADERS, FastRequest, eligible
@@ -25,7 +26,8 @@ from gateway.serve.fastpath import BODY_HEADERS, FastRequest, eligible
 
 def _close_with(spec: errors.ErrorSpec) -> bytes:
     r = spec()
-    return head_bytes(r.status, [*error_headers(r), (b"connection", b"close")]) + r.body
+    headers = [*error_headers(r), (REQUEST_ID, new_id().encode()), (b"connection", b"close")]
+    return head_bytes(r.status, headers) + r.body
 
 
 class HttpProtocol(HttpToolsProtocol):
@@ -115,6 +117,11 @@ class HttpProtocol(HttpToolsProtocol):
             self._start_asgi_task(cycle, app)
         else:
             self.deadline = self.loop.time() + self.timeout_keep_alive
+
+    def send_400_response(self, msg: str) -> None:
+        """A request that is not HTTP: our JSON answer, its request id, instead of uvicorn's text."""
+        self.transport.write(_close_with(errors.BAD_REQUEST))
+        self.transport.close()
 
     def resume_writing(self) -> None:
         super().resume_writing()

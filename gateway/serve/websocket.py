@@ -12,7 +12,7 @@ import aiohttp
 from yarl import URL
 
 from gateway import errors
-from gateway.responses import Receive, Scope, Send, error_headers
+from gateway.responses import Headers, Receive, Scope, Send, error_headers
 from gateway.upstream.errors import UpstreamConnectError, UpstreamRefused, UpstreamTimeout
 from gateway.upstream.services import Upstream
 
@@ -39,10 +39,10 @@ async def connect(upstream: Upstream, target: str, headers: list[tuple[bytes, by
         raise UpstreamConnectError("cannot reach the upstream WebSocket") from None
 
 
-async def deny(scope: Scope, send: Send, r: errors.Refusal) -> None:
+async def deny(scope: Scope, send: Send, r: errors.Refusal, extra: Headers = ()) -> None:  # type: ignore[assignment]
     """Refuse a WebSocket handshake with an HTTP answer where the server supports it."""
     if "websocket.http.response" in scope.get("extensions", {}):
-        await send({"type": "websocket.http.response.start", "status": r.status, "headers": error_headers(r)})
+        await send({"type": "websocket.http.response.start", "status": r.status, "headers": error_headers(r, extra)})
         await send({"type": "websocket.http.response.body", "body": r.body})
     else:
         await send({"type": "websocket.close", "code": 1008})

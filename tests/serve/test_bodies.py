@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.serve.harness import Client, parse
+from tests.serve.harness import Client, parse, without_request_ids
 
 LOSE = object()  # the client goes away here
 VOLATILE = {b"date", b"content-length", b"transfer-encoding"}
@@ -64,10 +64,10 @@ async def run(proxy, keys, up, pieces: list, fast: bool) -> dict[str, object]:
             await until(lambda: any(b"/early" in r for r in list(up.received)))  # answer comes before more
     if lost:
         await asyncio.sleep(0.3)
-        answers = parse(c.transport.buffer.replace(b"HTTP/1.1 100 Continue\r\n\r\n", b""))
+        answers = parse(without_request_ids(c.transport.buffer.replace(b"HTTP/1.1 100 Continue\r\n\r\n", b"")))
     else:
         await c.responses(1)
-        answers = parse(c.transport.buffer.replace(b"HTTP/1.1 100 Continue\r\n\r\n", b""))
+        answers = parse(without_request_ids(c.transport.buffer.replace(b"HTTP/1.1 100 Continue\r\n\r\n", b"")))
         c.protocol.connection_lost(None)
     await asyncio.sleep(0.05)
     return {

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from gateway.serve.asgi import Proxy
 from gateway.upstream.connection import State
 from gateway.upstream.services import ReplicaSet, upstream_from
-from tests.serve.harness import Client, get
+from tests.serve.harness import Client, get, parse, without_request_ids
 
 
 @pytest.fixture
@@ -216,6 +216,8 @@ async def _answer(proxy: Proxy, fast: bool, raw: bytes, head: bool,
     c.send(raw)
     [(status, headers, body)] = await c.responses(1, heads=(0,) if head else ())
     c.protocol.connection_lost(None)
+    assert len(headers[b"sb-request-id"]) == 36  # every answer, each its own
+    [(status, headers, body)] = parse(without_request_ids(c.transport.buffer), (0,) if head else ())
     if check_way:  # the way we meant (a head httptools refuses reaches neither)
         assert c.asgi_calls == (0 if fast and b"Upgrade:" not in raw else 1)
     try:
@@ -271,3 +273,18 @@ async def test_any_bodiless_request_is_answered_alike_both_ways(fast, method, pa
     via_fast = await _answer(proxy, True, data, method == "HEAD", check_way=False)
     via_asgi = await _answer(proxy, False, data, method == "HEAD", check_way=False)
     assert via_fast == via_asgi
+
+
+@pytest.mark.parametrize("fast", [True, False])
+async def test_the_request_id_is_on_the_answer_and_upstream(memory_proxy, fast):
+    proxy, keys = memory_proxy
+    c = Client(proxy, fast=fast)
+    c.send(get("/rest/v1/todos", f"apikey: {keys['publishable']}", "X-Request-Id: client-chosen"))
+    [(status, headers, body)] = await c.responses(1)
+    rid = headers[b"sb-request-id"].decode()
+    echo = json.loads(body)
+    sent = {name: value for name, value in echo["headers"] if name.lower() in ("sb-request-id", "x-request-id")}
+    assert sent == {"sb-request-id": rid, "x-request-id": rid}  # a client's own is replaced (no trusted proxy)
+    c.send(get("/nowhere"))
+    (_, refused, _) = (await c.responses(2))[1]
+    assert refused[b"sb-request-id"] != headers[b"sb-request-id"]

@@ -20,7 +20,7 @@ from tests.serve.harness import MockTransport
 # What HttpProtocol and the fast path read or call on uvicorn's protocol.
 PROTOCOL = ["connections", "loop", "cycle", "parser", "url", "headers", "flow", "pipeline", "server_state",
             "timeout_keep_alive", "transport", "client", "server", "scheme", "expect_100_continue"]
-PROTOCOL_METHODS = ["_start_asgi_task", "on_header", "on_message_begin", "on_headers_complete", "shutdown",
+PROTOCOL_METHODS = ["_start_asgi_task", "send_400_response", "on_header", "on_message_begin", "on_headers_complete", "shutdown",
                     "connection_made", "connection_lost", "resume_writing", "pause_writing"]
 # What uvicorn's protocol reads of a cycle: FastCycle stands in for it while the fast path answers.
 CYCLE = ["response_complete", "keep_alive", "disconnected", "more_body", "body", "message_event"]

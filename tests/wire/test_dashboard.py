@@ -87,8 +87,10 @@ def test_each_request_leaves_one_line_vector_parses(gw, key):
     assert len(lines) == len(sent)
     rest, studio, refused, health = lines
     assert rest["path"] == "/rest/v1/todos?select=id&apikey=[redacted]"
-    assert rest["compression"].startswith("key_id=") and rest["compression"].endswith("role=anon upstream=rest")
-    assert studio["compression"] == "key_id=- role=none upstream=studio"
+    assert rest["compression"].startswith("key_id=") and " role=anon upstream=rest request_id=" in rest["compression"]
+    assert studio["compression"].startswith("key_id=- role=none upstream=studio request_id=")
+    for line, r in zip(lines, sent):  # the id the answer carried, in its line
+        assert line["compression"].endswith(f"request_id={r.headers['sb-request-id']}")
     assert refused["status"] == 401 and refused["referer"] == "http://x/?apikey=[redacted]"
     assert refused["agent"] == "a \\x22quoted\\x22 agent"
     for line, r in zip(lines, sent):

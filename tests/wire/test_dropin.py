@@ -86,7 +86,7 @@ def test_override_replaces_api_gw_and_starts_nothing_new(merged):
     assert (gw["entrypoint"], gw["command"]) == (["gateway"], ["serve"])
     # Kept: the stack's log pipeline (Vector) reads the API gateway's lines by this container name.
     assert gw["container_name"] == "supabase-envoy"
-    assert gw["stop_grace_period"] in ("35s", 35, 35.0)  # longer than the gateway's 30 s of grace
+    assert gw["stop_grace_period"] in ("15s", 15, 15.0)  # past the gateway's 10 s of grace and 2 s to be gone
     assert gw["networks"]["default"]["aliases"] == ["envoy", "kong"]  # kept: others call it kong or envoy
     assert gw["depends_on"]["db"] == {"condition": "service_healthy"}
     assert "/health" in " ".join(gw["healthcheck"]["test"])  # healthy once serving, not once bound

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+import uuid
 
 import httpx
 import pytest
@@ -188,8 +189,12 @@ def test_legacy_last_use_is_kept(b, shared_dsn):
 
 def test_access_log_line(a, secrets_seen):
     made = make(a, secrets_seen, "secret", "logged_key")
-    r = httpx.get(a.url + "/rest/v1/logcheck", params={"apikey": made["api_key"], "select": "*"})
+    r = httpx.get(a.url + "/rest/v1/logcheck", params={"apikey": made["api_key"], "select": "*"},
+                  headers={"X-Request-Id": "spoofed"})
     assert r.status_code == 200
+    rid = r.headers["sb-request-id"]
+    assert uuid.UUID(rid).version == 7
+    assert echo_header(r.json(), "sb-request-id") == echo_header(r.json(), "x-request-id") == [rid]
 
     def line():
         return [e for e in a.access_log() if e["path"] == "/rest/v1/logcheck"]
@@ -204,6 +209,7 @@ def test_access_log_line(a, secrets_seen):
     assert entry["service"] == "rest"
     assert isinstance(entry["duration_ms"], (int, float)) and entry["duration_ms"] >= 0
     assert entry["time"].endswith("Z")
+    assert entry["request_id"] == rid  # one request followed from the client into the service's logs
     httpx.get(a.url + "/rest/v1/logcheck2")
     within(5, lambda: any(e["path"] == "/rest/v1/logcheck2" and e["status"] == 401 and e["key_id"] is None
                           for e in a.access_log()))
@@ -321,8 +327,8 @@ def test_access_log_time_is_one_instant(monkeypatch, capsys):
     observe.ACCESS.flush()
     [entry] = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert entry["time"] == "2023-11-14T22:13:20.999Z"
-    assert set(entry) == {"time", "method", "path", "status", "duration_ms", "service", "role", "key_id", "key_prefix",
-                          "upstream"}
+    assert set(entry) == {"time", "request_id", "method", "path", "status", "duration_ms", "service", "role", "key_id",
+                          "key_prefix", "upstream"}
 
 
 def test_access_log_line_is_json_whatever_the_path(capsys):
