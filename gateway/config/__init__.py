@@ -19,6 +19,7 @@ from typing import Any, get_args, get_origin
 from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, SettingsError
 
+from gateway.config.problems import describe
 from gateway.config.sections import (
     AdminSettings,
     CorsSettings,
@@ -124,16 +125,6 @@ class _AliasSource(PydanticBaseSettingsSource):
         return out
 
 
-def _describe(err: ValidationError) -> str:
-    first = err.errors()[0]
-    loc = ".".join(str(p) for p in first["loc"] if not isinstance(p, int)) or "config"
-    msg = first["msg"]
-    if first["type"] == "extra_forbidden":
-        msg = "unknown option"
-    msg = msg.removeprefix("Value error, ")
-    return f"{loc}: {msg}"
-
-
 def _one_line(text: str) -> str:
     return " ".join(text.split())
 
@@ -234,7 +225,8 @@ def load_settings(config_file: str | os.PathLike[str] | None = None) -> Settings
     try:
         return Settings()
     except ValidationError as e:
-        raise ConfigError(f"invalid configuration: {_one_line(_describe(e))}") from None
+        problem = describe(e, os.environ, ALIASES, file_values, str(path) if path else None)
+        raise ConfigError(f"invalid configuration: {_one_line(problem)}") from None
     except SettingsError as e:  # a GATEWAY_* variable that should hold JSON does not
         raise ConfigError(f"invalid configuration: {_env_json_problem(e)}") from None
     finally:
