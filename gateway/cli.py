@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any, Awaitable, Callable, NoReturn
 
+from gateway import build_info, version
 from gateway.config import ConfigError, Settings, load_settings
 from gateway.keys import shapes
 from gateway.keys.db import UNAVAILABLE, DatabaseError, connect, migrate, resolve_dsn, safe_reason
@@ -25,6 +26,11 @@ from gateway.keys.store import NotFound, Store
 PROG = "gateway"
 
 
+def version_line() -> str:
+    """What ``gateway --version`` prints: the version and which build runs."""
+    return f"{PROG} {version()} ({build_info()}, Python {sys.version.split()[0]})"
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         sys.stderr.write(f"{self.prog}: error: {_one_line(message)}\n")
@@ -32,10 +38,14 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    config_help = "TOML configuration file (default: $GATEWAY_CONFIG)"
+    parser = _Parser(prog=PROG, description="A self-hostable API key gateway for Supabase.")
+    parser.add_argument("--config", metavar="FILE", help=config_help)
+    parser.add_argument("--version", action="version", version=version_line())
+    # Given again after the subcommand it wins; not given there, it leaves the first one alone.
     common = _Parser(add_help=False)
-    common.add_argument("--config", metavar="FILE", help="TOML configuration file (default: $GATEWAY_CONFIG)")
+    common.add_argument("--config", metavar="FILE", default=argparse.SUPPRESS, help=config_help)
 
-    parser = _Parser(prog=PROG, description="A self-hostable API key gateway for Supabase.", parents=[common])
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     serve = sub.add_parser("serve", parents=[common], help="run the gateway")
