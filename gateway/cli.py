@@ -19,7 +19,16 @@ from typing import Any, Awaitable, Callable, NoReturn
 from gateway import build_info, version
 from gateway.config import ConfigError, Settings, load_settings
 from gateway.keys import shapes
-from gateway.keys.db import UNAVAILABLE, DatabaseError, connect, migrate, resolve_dsn, safe_reason
+from gateway.keys.db import (
+    UNAVAILABLE,
+    DatabaseError,
+    connect,
+    embedded_exists,
+    migrate,
+    no_embedded_database,
+    resolve_dsn,
+    safe_reason,
+)
 from gateway.keys.shapes import CreateApiKeyBody, InvalidInput, UpdateApiKeyBody, key_json
 from gateway.keys.store import NotFound, Store
 
@@ -143,7 +152,8 @@ def main(argv: list[str] | None = None) -> int:
         settings = load_settings(args.config)
         if args.command == "serve":
             return _serve(settings, args)
-        return _with_store(settings, lambda session: _COMMANDS[args.command](session, args))
+        return _with_store(settings, lambda session: _COMMANDS[args.command](session, args),
+                           create=args.command == "migrate")
     except (ConfigError, DatabaseError, InvalidInput, OSError) as e:
         return _fail(str(e))
     except NotFound as e:
@@ -187,7 +197,14 @@ class Session:
     applied: list[str]
 
 
-def _with_store(settings: Settings, fn: Callable[[Session], Awaitable[int]]) -> int:
+def _with_store(settings: Settings, fn: Callable[[Session], Awaitable[int]], create: bool = False) -> int:
+    """Run ``fn`` on the configured database. An embedded one is made only by ``migrate``
+    (``create``), and said so: any other command run where ``serve`` never ran would otherwise
+    show a new, empty database as if it were the gateway's."""
+    if settings.database_url is None and not embedded_exists(settings.data_dir):
+        if not create:
+            raise ConfigError(no_embedded_database(settings.data_dir))
+        sys.stderr.write(f"creating an embedded database in {settings.data_dir.absolute() / 'pgdata'}\n")
     dsn, embedded = resolve_dsn(settings)
     try:
         return asyncio.run(_session(settings, dsn, fn))

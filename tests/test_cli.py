@@ -317,6 +317,7 @@ def test_first_start_and_cli_beside_serve_on_the_embedded_database(tmp_path):
         token = initial["admin_token"]
         logs = gw.logs()
         assert str(path) in logs
+        assert f"embedded PostgreSQL in {data_dir / 'pgdata'}" in logs  # start-up says where
         for secret in [token, *(k["api_key"] for k in keys)]:
             assert secret not in logs
 
@@ -390,9 +391,12 @@ def test_text_the_database_cannot_hold_is_one_line_and_writes_nothing(cli, dsn):
 
 
 def test_commands_start_and_stop_an_embedded_database_of_their_own(tmp_path):
+    """``migrate`` makes it (the other commands never do: tests/test_first_hour.py)."""
     env = {"GATEWAY_DATA_DIR": str(tmp_path / "data")}
     for name in ("GATEWAY_DATABASE_URL", "DATABASE_URL"):
         assert name not in os.environ
+    ok(run_cli("migrate", env=env, cwd=tmp_path))
+    assert not (tmp_path / "data" / "pgdata" / "postmaster.pid").exists()  # stopped again
     made = json.loads(ok(run_cli("keys", "create", "--type", "secret", "--name", "embedded_key", "--json",
                                  env=env, cwd=tmp_path)))
     assert (tmp_path / "data" / "pgdata").is_dir()

@@ -1,5 +1,6 @@
 """What a newcomer meets in the first hour (issue 24), through the real ``gateway`` console
-script in a subprocess: ``--config`` on either side of the subcommand and ``--version``."""
+script in a subprocess: ``--config`` on either side of the subcommand, ``--version``, commands
+that never make an empty database where ``serve`` never ran."""
 
 from __future__ import annotations
 
@@ -105,3 +106,63 @@ def test_build_info_of_this_checkout():
     import gateway.decide
 
     assert gateway.decide.__file__.endswith(".py") and gateway.build_info() == "pure Python"
+
+
+# --- the embedded database: where serve keeps it, and commands that never make an empty one ----
+
+
+def test_commands_find_serves_database_or_say_where_they_looked(tmp_path):
+    """``keys list`` from another directory, from the same one, with GATEWAY_DATA_DIR, with --config."""
+    home, elsewhere = tmp_path / "home", tmp_path / "elsewhere"
+    home.mkdir()
+    elsewhere.mkdir()
+
+    def refused(result) -> None:
+        line = one_line(result)
+        assert f"no embedded database in {elsewhere / '.gateway'}" in line
+        assert "GATEWAY_DATA_DIR" in line and "gateway migrate" in line
+
+    # where nothing ran: one line, nothing made
+    for argv in (("keys", "list"), ("keys", "create", "--type", "secret", "--name", "abcd"), ("legacy", "status")):
+        refused(console(*argv, cwd=elsewhere))
+    assert list(elsewhere.iterdir()) == []
+
+    # migrate makes one, and says where
+    result = console("migrate", cwd=home)
+    assert ok(result).startswith("applied ")
+    assert result.stderr == f"creating an embedded database in {home / '.gateway' / 'pgdata'}\n"
+    made = json.loads(ok(console("keys", "create", "--type", "secret", "--name", "from_home", "--json", cwd=home)))
+
+    def ids(result) -> list[str]:
+        return [k["id"] for k in json.loads(ok(result))]
+
+    assert ids(console("keys", "list", "--json", cwd=home)) == [made["id"]]  # the same directory
+    refused(console("keys", "list", cwd=elsewhere))  # another one
+    assert ids(console("keys", "list", "--json", cwd=elsewhere,
+                       env={"GATEWAY_DATA_DIR": str(home / ".gateway")})) == [made["id"]]
+    # a relative data_dir in a config file is taken from the file's folder
+    config = home / "gateway.toml"
+    config.write_text('data_dir = ".gateway"\n')
+    assert ids(console("--config", str(config), "keys", "list", "--json", cwd=elsewhere)) == [made["id"]]
+    assert ids(console("keys", "list", "--json", "--config", str(config), cwd=elsewhere)) == [made["id"]]
+    assert list(elsewhere.iterdir()) == []
+    result = console("migrate", cwd=home)  # there already: nothing made, nothing said
+    assert ok(result).strip() == "migrations are up to date" and result.stderr == ""
+
+
+def test_a_relative_data_dir_in_a_config_file_is_the_files(tmp_path, monkeypatch):
+    from gateway.config import load_settings
+
+    for name in STRAY:
+        monkeypatch.delenv(name, raising=False)
+    folder = tmp_path / "etc"
+    folder.mkdir()
+    for written, expected in ((".gateway", folder / ".gateway"), ("state/db", folder / "state" / "db"),
+                              ("/var/lib/gw", Path("/var/lib/gw"))):
+        (folder / "gw.toml").write_text(f'data_dir = "{written}"\n')
+        assert load_settings(folder / "gw.toml").data_dir == expected
+    monkeypatch.setenv("GATEWAY_DATA_DIR", "here")  # a variable is relative to where the command runs
+    assert load_settings(folder / "gw.toml").data_dir == Path("here")
+    monkeypatch.delenv("GATEWAY_DATA_DIR")
+    (folder / "gw.toml").write_text("")
+    assert load_settings(folder / "gw.toml").data_dir == Path(".gateway")  # the default: the current directory

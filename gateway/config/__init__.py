@@ -202,6 +202,17 @@ def _env_json_problem(err: SettingsError) -> str:
     return f"{section or 'environment'}: a GATEWAY_{section.upper()}* variable cannot be parsed"
 
 
+def relative_to_file(values: dict[str, Any], path: Path) -> dict[str, Any]:
+    """A relative ``data_dir`` written in a configuration file is taken from the file's folder, as
+    compose files do with their paths: ``gateway --config /srv/gw/gateway.toml keys list`` finds
+    the database of ``serve`` from any directory. (The default and ``GATEWAY_DATA_DIR`` are
+    relative to the current directory, as paths on a command line are.)"""
+    data_dir = values.get("data_dir")
+    if not isinstance(data_dir, str) or not data_dir or Path(data_dir).is_absolute():
+        return values
+    return {**values, "data_dir": str(path.parent.absolute() / data_dir)}
+
+
 def load_settings(config_file: str | os.PathLike[str] | None = None) -> Settings:
     """Read the TOML file (if any) and the environment; raise ConfigError with one line."""
     path = config_file or os.environ.get("GATEWAY_CONFIG")
@@ -218,6 +229,7 @@ def load_settings(config_file: str | os.PathLike[str] | None = None) -> Settings
             raise ConfigError(f"config file {path}: invalid TOML (not UTF-8 text)") from None
         except OSError as e:
             raise ConfigError(f"config file {path}: {e.strerror}") from None
+        file_values = relative_to_file(file_values, Path(path))
     unknown = unknown_variable(os.environ, Settings)
     if unknown:
         raise ConfigError(f"invalid configuration: {_one_line(unknown)}")

@@ -258,6 +258,9 @@ def serve(settings: Settings) -> int:
     admin = bind(settings.admin.host, settings.admin.port)
     dsn, embedded = resolve_dsn(settings)
     try:
+        if embedded is not None:
+            log.info("embedded PostgreSQL in %s (data_dir; set database_url to use your own)",
+                     embedded.data_dir.absolute() / "pgdata")
         run(prepare(settings, dsn))
         workers = settings.server.workers or os.cpu_count() or 1
         log.info("listening on http://%s:%d (public) and http://%s:%d (admin), %d worker%s",
