@@ -189,7 +189,7 @@ class Gateway:
             query = query + b"&apikey=" + token if query else b"apikey=" + token
         upstream = self.upstreams.get(route.upstream)
         if upstream is None:
-            raise errors.UPSTREAM_NOT_CONFIGURED(f"Set upstreams.{route.upstream} to enable {route.prefix}.")
+            raise errors.UPSTREAM_NOT_CONFIGURED(f"Set upstreams.{route.upstream} (GATEWAY_UPSTREAMS__{route.upstream.upper()}) to enable {route.prefix}.")
         headers = upstream_headers(x.headers_in, x.info, route, grant, upstream.host, x.client_ip.encode(), x.https,
                                    ws, x.port)
         return Plan(upstream, x.upstream_path + ("?" + query.decode("latin-1") if query else ""), headers)

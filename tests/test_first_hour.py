@@ -1,6 +1,6 @@
 """What a newcomer meets in the first hour (issue 24), through the real ``gateway`` console
 script in a subprocess: ``--config`` on either side of the subcommand, ``--version``, commands
-that never make an empty database where ``serve`` never ran."""
+that never make an empty database where ``serve`` never ran, and what start-up says."""
 
 from __future__ import annotations
 
@@ -11,10 +11,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import httpx
 import pytest
 
 import gateway
-from tests.helpers import JWT_SECRET
+from gateway.process.server import NO_UPSTREAMS, page_url
+from tests.helpers import JWT_SECRET, Gateway, assert_refused
 
 CONSOLE = Path(sys.executable).with_name("gateway")
 # What the machine running the tests may have set, which would change what these commands see.
@@ -166,3 +168,40 @@ def test_a_relative_data_dir_in_a_config_file_is_the_files(tmp_path, monkeypatch
     monkeypatch.delenv("GATEWAY_DATA_DIR")
     (folder / "gw.toml").write_text("")
     assert load_settings(folder / "gw.toml").data_dir == Path(".gateway")  # the default: the current directory
+
+
+# --- start-up: what runs, where the page is, what is not configured yet ----------------------
+
+
+@pytest.mark.parametrize(("host", "url"), [
+    ("127.0.0.1", "http://127.0.0.1:8001/"),
+    ("0.0.0.0", "http://127.0.0.1:8001/"),
+    ("::", "http://[::1]:8001/"),
+    ("::1", "http://[::1]:8001/"),
+    ("admin.internal", "http://admin.internal:8001/"),
+])
+def test_page_url(host, url):
+    assert page_url(host, 8001) == url
+
+
+def test_start_up_says_what_runs_where_the_page_is_and_that_no_upstream_is_set(gateway_env):
+    gw = Gateway(gateway_env).start()
+    try:
+        pub = gw.create_key("publishable")["api_key"]
+        r = httpx.get(gw.url + "/rest/v1/todos", headers={"apikey": pub})
+        assert_refused(r, 503, "UPSTREAM_NOT_CONFIGURED", "Service not configured",
+                       "Set upstreams.rest (GATEWAY_UPSTREAMS__REST) to enable /rest/v1.")
+    finally:
+        assert gw.stop() == 0
+    logs = (gw.workdir / "stderr.log").read_text()
+    assert f"gateway {gateway.version()} (pure Python) listening on http://127.0.0.1:{gw.port} (public)" in logs
+    assert f"API Keys page: http://127.0.0.1:{gw.admin_port}/" in logs
+    [warning] = [line for line in logs.splitlines() if "no upstream is configured" in line]
+    assert warning.endswith(NO_UPSTREAMS) and "WARNING" in warning
+    for name in ("REST", "AUTH", "REALTIME", "STORAGE", "FUNCTIONS", "META"):
+        assert f"GATEWAY_UPSTREAMS__{name}" in warning
+    assert "embedded PostgreSQL" not in logs  # it runs on the test's database
+
+    gw = Gateway({**gateway_env, "GATEWAY_UPSTREAMS__AUTH": "http://127.0.0.1:9"}).start()
+    assert gw.stop() == 0
+    assert "no upstream is configured" not in gw.logs()
