@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any, Awaitable, Callable, NoReturn
 
-from gateway import build_info, version
+from gateway import build_info, listing, version
 from gateway.config import ConfigError, Settings, load_settings
 from gateway.keys import shapes
 from gateway.keys.db import (
@@ -282,18 +282,7 @@ async def _keys(session: Session, args: argparse.Namespace) -> int:
         if args.json:
             print(json.dumps([key_json(r) for r in records]))
         else:
-            print(f"{'ID':<36}  {'TYPE':<11}  {'NAME':<20}  {'PREFIX':<24}  {'LAST USED':<32}  {'EXPIRES':<34}"
-                  f"  {'LIMITS':<28}  {'RESTRICTED TO':<24}  KEY")
-            for rec, r in zip(records, map(key_json, records)):
-                limits = " ".join(f"{k}={v}" for k, v in r["limits"].items() if v) or "-"
-                expires = r["expires_at"] or "never"
-                if r["expired"]:
-                    expires += " (expired)"
-                restricted = "; ".join(", ".join(r[f]) for f in ("allowed_origins", "allowed_ips", "allowed_services")
-                                       if r[f]) or "-"
-                print(f"{r['id']:<36}  {r['type']:<11}  {r['name']:<20}  {r['prefix']:<24}"
-                      f"  {r['last_used_at'] or '-':<32}  {expires:<34}  {limits:<28}  {restricted:<24}"
-                      f"  {rec['publishable_key'] or '-'}")
+            print("\n".join(listing.table([key_json(r) for r in records], datetime.now(timezone.utc))))
         return 0
     row = await store.delete_key(args.id, actor=_actor(), was_compromised=args.compromised, reason=args.reason)
     print(f"deleted {row['type']} key {row['name']} ({row['id']})")

@@ -120,19 +120,36 @@ def test_create_prints_the_plaintext_once(cli):
     text = ok(cli("keys", "list"))
     assert key not in text and key[len(apikeys.display_prefix(key)):] not in text
     assert apikeys.display_prefix(key) in text and "backend" in text
-    assert text.splitlines()[0].split()[:4] == ["ID", "TYPE", "NAME", "PREFIX"]
+    assert text.splitlines()[0].split() == ["ID", "NAME", "PREFIX", "LAST", "USE", "EXPIRES"]
 
 
 def test_list_shows_publishable_keys_in_full(cli):
     pub = ok(cli("keys", "create", "--type", "publishable", "--name", "web_app")).strip()
     secret = ok(cli("keys", "create", "--type", "secret", "--name", "backend")).strip()
     lines = ok(cli("keys", "list")).splitlines()
-    assert lines[0].split()[-1] == "KEY"
-    [pub_line] = [line for line in lines if "web_app" in line]
-    [secret_line] = [line for line in lines if "backend" in line]
-    assert pub_line.split()[-1] == pub  # public by design, as in the admin API's listing
-    assert secret_line.split()[-1] == "-" and secret not in "\n".join(lines)
-    assert lines.index(pub_line) < lines.index(secret_line)
+    pub_line, secret_line = [line for line in lines if "web_app" in line or "backend" in line][:2]
+    assert pub_line.split()[1:] == ["web_app", apikeys.display_prefix(pub), "never", "never"]
+    assert secret_line.split()[1:] == ["backend", apikeys.display_prefix(secret), "never", "never"]
+    # below the table, public by design (as in the admin API's listing): the publishable key whole
+    assert lines[lines.index("publishable keys, in full (public by design):") + 1].split() == ["web_app", pub]
+    assert secret not in "\n".join(lines) and secret[len(apikeys.display_prefix(secret)):] not in "\n".join(lines)
+
+
+def test_list_fits_100_columns_and_json_keeps_everything(cli):
+    long_name = "a_rather_long_key_name_" + "x" * 41  # 64 characters, the longest a name may be
+    made = create(cli, "publishable", long_name, "--limit-per-key", "100000/d", "--limit-per-ip", "100000/d",
+                  "--expires-in", "300d", *[a for i in range(8) for a in ("--allow-origin", f"https://a{i}.example.com")],
+                  "--allow-ip", "10.0.0.0/8", "--allow-service", "rest", "--allow-service", "storage")
+    create(cli, "secret", "backend_jobs", "--expires-at", "2020-01-01T00:00:00Z")
+    ok(cli("keys", "update", made["id"], "--description", "d" * 200))
+    text = ok(cli("keys", "list"))
+    assert max(len(line) for line in text.splitlines()) <= 100
+    assert made["id"] in text and made["api_key"] in text  # the id and the publishable key, whole
+    assert long_name[:19] + "…" in text and "in 299d" in text and "expired" in text
+    [entry] = [r for r in listed(cli) if r["id"] == made["id"]]
+    assert entry["name"] == long_name and entry["description"] == "d" * 200
+    assert entry["allowed_origins"] == [f"https://a{i}.example.com" for i in range(8)]
+    assert entry["limits"] == {"per_key": "100000/d", "per_ip": "100000/d"} and entry["api_key"] == made["api_key"]
 
 
 def test_create_with_role_and_description(cli):
@@ -491,7 +508,9 @@ def test_expiry_and_restrictions_on_create_update_and_list(cli):
         "2031-01-01T00:00:00+00:00", [], ["rest", "storage"])
     expired = create(cli, "publishable", None, "--expires-at", "2020-01-01T00:00:00Z")
     listing = ok(cli("keys", "list"))
-    assert "2031-01-01T00:00:00+00:00" in listing and "(expired)" in listing and "rest, storage" in listing
+    [line] = [line for line in listing.splitlines() if line.startswith(made["id"])]
+    assert line.split()[-2] == "in" and line.split()[-1].endswith("y")  # 2031: years away
+    assert "expired" in listing and "services rest, storage" in listing
     assert expired["expired"] is True
     out = json.loads(ok(cli("keys", "update", made["id"], "--expires-at", "none", "--json")))
     assert out["expires_at"] is None
