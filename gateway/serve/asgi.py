@@ -105,6 +105,7 @@ class Proxy:
                 status = await forward(send, receive, upstream.pool, x.method, upstream.base_path + plan.target,
                                        plan.for_upstream(upstream), extra, service, body, retryable=not last)
             except Retry:
+                observe.UPSTREAM_RETRIES.labels(upstream.name).inc()
                 reads.failed(upstream)
                 continue
             except errors.Refusal as r:
@@ -163,6 +164,7 @@ async def forward(send: Send, receive: Receive, pool: Pool, method: str, target:
     try:
         resp = await pool.request(method, target, headers, data)
     except UpstreamConnectError as e:
+        observe.UPSTREAM_CONNECT_ERRORS.labels(service).inc()  # a replica's count under its service here
         if retryable:
             raise Retry() from None
         if not isinstance(e, UpstreamTimeout):

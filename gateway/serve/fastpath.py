@@ -17,7 +17,7 @@ from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE
 
-from gateway import errors
+from gateway import errors, observe
 from gateway.auth import Need
 from gateway.decide import Answer, Exchange, Gateway, Plan, log_unexpected
 from gateway.headers import RESPONSE_DROP
@@ -168,6 +168,7 @@ class FastExchange:
         try:
             conn = await upstream.pool.connect()
         except UpstreamConnectError as e:
+            observe.UPSTREAM_CONNECT_ERRORS.labels(upstream.name).inc()
             self._upstream_error(e, connecting=True)
             return
         except Exception as e:
@@ -208,6 +209,7 @@ class FastExchange:
             conn.close()
             self._release()
             self.reads.failed(self.upstream)  # type: ignore[union-attr, arg-type]
+            observe.UPSTREAM_RETRIES.labels(self.upstream.name).inc()  # type: ignore[union-attr]
             self._try(self.attempt + 1)
             return
         head = [STATUS_LINE.get(status) or b"HTTP/1.1 %d \r\n" % status]
@@ -273,6 +275,7 @@ class FastExchange:
         if self.reads is not None:
             self.reads.failed(self.upstream)  # type: ignore[arg-type]
             if connecting and self._retryable:
+                observe.UPSTREAM_RETRIES.labels(self.upstream.name).inc()  # type: ignore[union-attr]
                 self._try(self.attempt + 1)
                 return
         service = self.x.route.upstream  # type: ignore[union-attr]
