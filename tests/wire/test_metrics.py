@@ -1,5 +1,6 @@
 """The metrics an operator's dashboard is built on, from a real gateway: latency by route,
-upstream and status class; upstream connect errors and retries; the key ring's size and reloads.
+upstream and status class; upstream connect errors and retries; the key ring's size and reloads;
+and docs/grafana-dashboard.json, whose every query names only metrics the gateway exports.
 
 Both ways of serving are run (the listener's fast path and the ASGI app): each counts its own
 connect errors and retries."""
@@ -14,8 +15,11 @@ import httpx
 import pytest
 from websockets.sync.client import connect
 
-from tests.helpers import ADMIN_TOKEN, free_port
+from tests.helpers import ADMIN_TOKEN, REPO, free_port
 from tests.upstreams import within
+
+DASHBOARD = REPO / "docs" / "grafana-dashboard.json"
+
 
 @pytest.fixture(scope="module")
 def dead() -> str:
@@ -113,3 +117,91 @@ def test_key_ring_size_and_reload_time(gw):
     reloaded = samples["gateway_key_ring_last_reload_timestamp_seconds"]
     checked = samples["gateway_key_ring_last_check_timestamp_seconds"]
     assert started - 600 < reloaded <= checked <= time.time()
+
+
+# --- the Grafana dashboard ---------------------------------------------------------------------
+
+
+# PromQL words that are not metric names (aggregations and functions are followed by "(").
+_KEYWORDS = {"by", "without", "on", "ignoring", "group_left", "group_right", "and", "or", "unless", "bool",
+             "offset", "inf", "nan"}
+
+
+def metric_names(expr: str) -> set[str]:
+    """The metric names a PromQL expression reads (or a Grafana ``label_values(metric, label)``)."""
+    found = re.fullmatch(r"\s*label_values\(\s*(?:([a-zA-Z_:][\w:]*)\s*,\s*)?\w+\s*\)\s*", expr)
+    if found:
+        return {found.group(1)} if found.group(1) else set()
+    expr = re.sub(r'"(?:\\.|[^"\\])*"', '""', expr)  # strings
+    expr = re.sub(r"\{[^}]*\}", "", expr)  # label matchers
+    expr = re.sub(r"\[[^\]]*\]", "", expr)  # ranges
+    expr = re.sub(r"\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", "", expr)  # label lists
+    expr = re.sub(r"\$\{?\w+\}?", "", expr)  # Grafana's variables
+    names = set()
+    for m in re.finditer(r"(?<![\w.])[a-zA-Z_:][\w:]*", expr):
+        if expr[m.end():].lstrip().startswith("(") or m.group().lower() in _KEYWORDS:
+            continue
+        names.add(m.group())
+    return names
+
+
+@pytest.mark.parametrize(("expr", "names"), [
+    ('sum by (service) (rate(gateway_requests_total{status=~"5..", instance=~"$instance"}[$__rate_interval]))',
+     {"gateway_requests_total"}),
+    ("histogram_quantile(0.95, sum by (le, upstream) (rate(x_bucket[5m]))) / on (a) group_left y_sum offset 1h",
+     {"x_bucket", "y_sum"}),
+    ("time() - min by (instance) (gateway_key_ring_last_reload_timestamp_seconds)",
+     {"gateway_key_ring_last_reload_timestamp_seconds"}),
+    ("label_values(gateway_requests_total, instance)", {"gateway_requests_total"}),
+    ("label_values(instance)", set()),
+    ("up == bool 1 and process_cpu_seconds_total > 1e3", {"up", "process_cpu_seconds_total"}),
+])
+def test_metric_names_of_a_query(expr, names):
+    assert metric_names(expr) == names
+
+
+def dashboard_queries() -> list[str]:
+    board = json.loads(DASHBOARD.read_text())
+    out = []
+    for panel in board["panels"]:
+        out += [t["expr"] for t in panel.get("targets", [])]
+    for variable in board["templating"]["list"]:
+        if variable["type"] == "query":
+            query = variable["query"]
+            out.append(query["query"] if isinstance(query, dict) else query)
+    return out
+
+
+def test_every_dashboard_query_names_only_metrics_the_gateway_exports(gw, pub, request):
+    if "asgi" in request.node.callspec.id:
+        pytest.skip("once is enough: the fast-path gateway exports the same names")
+    run_everything(gw, pub)
+    names = exported(scrape(gw))
+    queries = dashboard_queries()
+    used = set().union(*(metric_names(q) for q in queries))
+    assert used and not used - names, f"the dashboard reads metrics the gateway does not export: {used - names}"
+    # what an operator needs is on it
+    for needed in ("gateway_requests_total", "gateway_request_duration_seconds_bucket",
+                   "gateway_request_duration_seconds_sum", "gateway_request_duration_seconds_count",
+                   "gateway_rate_limited_total", "gateway_upstream_connect_errors_total",
+                   "gateway_upstream_retries_total", "gateway_key_ring_keys",
+                   "gateway_key_ring_last_reload_timestamp_seconds", "gateway_websocket_sessions_total"):
+        assert needed in used, needed
+
+
+def test_the_dashboard_is_importable():
+    """What Grafana's import needs: panels with ids, places and queries, and a Prometheus data
+    source chosen on import (a variable, not a uid of someone else's Grafana)."""
+    board = json.loads(DASHBOARD.read_text())
+    assert board["title"] and board["uid"] and isinstance(board["schemaVersion"], int)
+    [source] = [v for v in board["templating"]["list"] if v["type"] == "datasource"]
+    assert source["query"] == "prometheus"
+    ids = [p["id"] for p in board["panels"]]
+    assert len(ids) == len(set(ids))
+    for panel in board["panels"]:
+        assert {"h", "w", "x", "y"} <= panel["gridPos"].keys() and panel["gridPos"]["x"] + panel["gridPos"]["w"] <= 24
+        if panel["type"] == "row":
+            continue
+        assert panel["datasource"] == {"type": "prometheus", "uid": f"${{{source['name']}}}"}
+        assert panel["targets"] and all(t["expr"] and t["refId"] for t in panel["targets"])
+        assert all(t["datasource"] == panel["datasource"] for t in panel["targets"])
