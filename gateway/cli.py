@@ -16,13 +16,28 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any, Awaitable, Callable, NoReturn
 
+from gateway import build_info, listing, version
 from gateway.config import ConfigError, Settings, load_settings
 from gateway.keys import shapes
-from gateway.keys.db import UNAVAILABLE, DatabaseError, connect, migrate, resolve_dsn, safe_reason
+from gateway.keys.db import (
+    UNAVAILABLE,
+    DatabaseError,
+    connect,
+    embedded_exists,
+    migrate,
+    no_embedded_database,
+    resolve_dsn,
+    safe_reason,
+)
 from gateway.keys.shapes import CreateApiKeyBody, InvalidInput, UpdateApiKeyBody, key_json
 from gateway.keys.store import NotFound, Store
 
 PROG = "gateway"
+
+
+def version_line() -> str:
+    """What ``gateway --version`` prints: the version and which build runs."""
+    return f"{PROG} {version()} ({build_info()}, Python {sys.version.split()[0]})"
 
 
 class _Parser(argparse.ArgumentParser):
@@ -32,10 +47,14 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    config_help = "TOML configuration file (default: $GATEWAY_CONFIG)"
+    parser = _Parser(prog=PROG, description="A self-hostable API key gateway for Supabase.")
+    parser.add_argument("--config", metavar="FILE", help=config_help)
+    parser.add_argument("--version", action="version", version=version_line())
+    # Given again after the subcommand it wins; not given there, it leaves the first one alone.
     common = _Parser(add_help=False)
-    common.add_argument("--config", metavar="FILE", help="TOML configuration file (default: $GATEWAY_CONFIG)")
+    common.add_argument("--config", metavar="FILE", default=argparse.SUPPRESS, help=config_help)
 
-    parser = _Parser(prog=PROG, description="A self-hostable API key gateway for Supabase.", parents=[common])
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     serve = sub.add_parser("serve", parents=[common], help="run the gateway")
@@ -133,7 +152,8 @@ def main(argv: list[str] | None = None) -> int:
         settings = load_settings(args.config)
         if args.command == "serve":
             return _serve(settings, args)
-        return _with_store(settings, lambda session: _COMMANDS[args.command](session, args))
+        return _with_store(settings, lambda session: _COMMANDS[args.command](session, args),
+                           create=args.command == "migrate")
     except (ConfigError, DatabaseError, InvalidInput, OSError) as e:
         return _fail(str(e))
     except NotFound as e:
@@ -177,7 +197,14 @@ class Session:
     applied: list[str]
 
 
-def _with_store(settings: Settings, fn: Callable[[Session], Awaitable[int]]) -> int:
+def _with_store(settings: Settings, fn: Callable[[Session], Awaitable[int]], create: bool = False) -> int:
+    """Run ``fn`` on the configured database. An embedded one is made only by ``migrate``
+    (``create``), and said so: any other command run where ``serve`` never ran would otherwise
+    show a new, empty database as if it were the gateway's."""
+    if settings.database_url is None and not embedded_exists(settings.data_dir):
+        if not create:
+            raise ConfigError(no_embedded_database(settings.data_dir))
+        sys.stderr.write(f"creating an embedded database in {settings.data_dir.absolute() / 'pgdata'}\n")
     dsn, embedded = resolve_dsn(settings)
     try:
         return asyncio.run(_session(settings, dsn, fn))
@@ -255,18 +282,7 @@ async def _keys(session: Session, args: argparse.Namespace) -> int:
         if args.json:
             print(json.dumps([key_json(r) for r in records]))
         else:
-            print(f"{'ID':<36}  {'TYPE':<11}  {'NAME':<20}  {'PREFIX':<24}  {'LAST USED':<32}  {'EXPIRES':<34}"
-                  f"  {'LIMITS':<28}  {'RESTRICTED TO':<24}  KEY")
-            for rec, r in zip(records, map(key_json, records)):
-                limits = " ".join(f"{k}={v}" for k, v in r["limits"].items() if v) or "-"
-                expires = r["expires_at"] or "never"
-                if r["expired"]:
-                    expires += " (expired)"
-                restricted = "; ".join(", ".join(r[f]) for f in ("allowed_origins", "allowed_ips", "allowed_services")
-                                       if r[f]) or "-"
-                print(f"{r['id']:<36}  {r['type']:<11}  {r['name']:<20}  {r['prefix']:<24}"
-                      f"  {r['last_used_at'] or '-':<32}  {expires:<34}  {limits:<28}  {restricted:<24}"
-                      f"  {rec['publishable_key'] or '-'}")
+            print("\n".join(listing.table([key_json(r) for r in records], datetime.now(timezone.utc))))
         return 0
     row = await store.delete_key(args.id, actor=_actor(), was_compromised=args.compromised, reason=args.reason)
     print(f"deleted {row['type']} key {row['name']} ({row['id']})")

@@ -249,7 +249,8 @@ class Decider:
             query = query + b"&apikey=" + token if query else b"apikey=" + token
         upstream = self.upstreams.get(route.upstream)
         if upstream is None:
-            raise errors.UPSTREAM_NOT_CONFIGURED(f"Set upstreams.{route.upstream} to enable {route.prefix}.")
+            raise errors.UPSTREAM_NOT_CONFIGURED(f"Set upstreams.{route.upstream} (GATEWAY_UPSTREAMS__"
+                                                 f"{route.upstream.upper()}) to enable {route.prefix}.")
         sent_id = req.info.request_id  # a trusted proxy's X-Request-Id stays; anyone else's is ours
         proxy_id = sent_id if sent_id is not None and self.client_ips.trusts(req.peer) else None
         headers = upstream_headers(req.headers_in, req.info, route, grant, upstream.host, req.client_ip.encode(),

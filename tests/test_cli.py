@@ -120,19 +120,36 @@ def test_create_prints_the_plaintext_once(cli):
     text = ok(cli("keys", "list"))
     assert key not in text and key[len(apikeys.display_prefix(key)):] not in text
     assert apikeys.display_prefix(key) in text and "backend" in text
-    assert text.splitlines()[0].split()[:4] == ["ID", "TYPE", "NAME", "PREFIX"]
+    assert text.splitlines()[0].split() == ["ID", "NAME", "PREFIX", "LAST", "USE", "EXPIRES"]
 
 
 def test_list_shows_publishable_keys_in_full(cli):
     pub = ok(cli("keys", "create", "--type", "publishable", "--name", "web_app")).strip()
     secret = ok(cli("keys", "create", "--type", "secret", "--name", "backend")).strip()
     lines = ok(cli("keys", "list")).splitlines()
-    assert lines[0].split()[-1] == "KEY"
-    [pub_line] = [line for line in lines if "web_app" in line]
-    [secret_line] = [line for line in lines if "backend" in line]
-    assert pub_line.split()[-1] == pub  # public by design, as in the admin API's listing
-    assert secret_line.split()[-1] == "-" and secret not in "\n".join(lines)
-    assert lines.index(pub_line) < lines.index(secret_line)
+    pub_line, secret_line = [line for line in lines if "web_app" in line or "backend" in line][:2]
+    assert pub_line.split()[1:] == ["web_app", apikeys.display_prefix(pub), "never", "never"]
+    assert secret_line.split()[1:] == ["backend", apikeys.display_prefix(secret), "never", "never"]
+    # below the table, public by design (as in the admin API's listing): the publishable key whole
+    assert lines[lines.index("publishable keys, in full (public by design):") + 1].split() == ["web_app", pub]
+    assert secret not in "\n".join(lines) and secret[len(apikeys.display_prefix(secret)):] not in "\n".join(lines)
+
+
+def test_list_fits_100_columns_and_json_keeps_everything(cli):
+    long_name = "a_rather_long_key_name_" + "x" * 41  # 64 characters, the longest a name may be
+    made = create(cli, "publishable", long_name, "--limit-per-key", "100000/d", "--limit-per-ip", "100000/d",
+                  "--expires-in", "300d", *[a for i in range(8) for a in ("--allow-origin", f"https://a{i}.example.com")],
+                  "--allow-ip", "10.0.0.0/8", "--allow-service", "rest", "--allow-service", "storage")
+    create(cli, "secret", "backend_jobs", "--expires-at", "2020-01-01T00:00:00Z")
+    ok(cli("keys", "update", made["id"], "--description", "d" * 200))
+    text = ok(cli("keys", "list"))
+    assert max(len(line) for line in text.splitlines()) <= 100
+    assert made["id"] in text and made["api_key"] in text  # the id and the publishable key, whole
+    assert long_name[:19] + "…" in text and "in 299d" in text and "expired" in text
+    [entry] = [r for r in listed(cli) if r["id"] == made["id"]]
+    assert entry["name"] == long_name and entry["description"] == "d" * 200
+    assert entry["allowed_origins"] == [f"https://a{i}.example.com" for i in range(8)]
+    assert entry["limits"] == {"per_key": "100000/d", "per_ip": "100000/d"} and entry["api_key"] == made["api_key"]
 
 
 def test_create_with_role_and_description(cli):
@@ -318,6 +335,7 @@ def test_first_start_and_cli_beside_serve_on_the_embedded_database(tmp_path):
         token = initial["admin_token"]
         logs = gw.logs()
         assert str(path) in logs
+        assert f"embedded PostgreSQL in {data_dir / 'pgdata'}" in logs  # start-up says where
         for secret in [token, *(k["api_key"] for k in keys)]:
             assert secret not in logs
 
@@ -391,9 +409,12 @@ def test_text_the_database_cannot_hold_is_one_line_and_writes_nothing(cli, dsn):
 
 
 def test_commands_start_and_stop_an_embedded_database_of_their_own(tmp_path):
+    """``migrate`` makes it (the other commands never do: tests/test_first_hour.py)."""
     env = {"GATEWAY_DATA_DIR": str(tmp_path / "data")}
     for name in ("GATEWAY_DATABASE_URL", "DATABASE_URL"):
         assert name not in os.environ
+    ok(run_cli("migrate", env=env, cwd=tmp_path))
+    assert not (tmp_path / "data" / "pgdata" / "postmaster.pid").exists()  # stopped again
     made = json.loads(ok(run_cli("keys", "create", "--type", "secret", "--name", "embedded_key", "--json",
                                  env=env, cwd=tmp_path)))
     assert (tmp_path / "data" / "pgdata").is_dir()
@@ -488,7 +509,9 @@ def test_expiry_and_restrictions_on_create_update_and_list(cli):
         "2031-01-01T00:00:00+00:00", [], ["rest", "storage"])
     expired = create(cli, "publishable", None, "--expires-at", "2020-01-01T00:00:00Z")
     listing = ok(cli("keys", "list"))
-    assert "2031-01-01T00:00:00+00:00" in listing and "(expired)" in listing and "rest, storage" in listing
+    [line] = [line for line in listing.splitlines() if line.startswith(made["id"])]
+    assert line.split()[-2] == "in" and line.split()[-1].endswith("y")  # 2031: years away
+    assert "expired" in listing and "services rest, storage" in listing
     assert expired["expired"] is True
     out = json.loads(ok(cli("keys", "update", made["id"], "--expires-at", "none", "--json")))
     assert out["expires_at"] is None

@@ -19,6 +19,7 @@ from typing import Any, get_args, get_origin
 from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, SettingsError
 
+from gateway.config.problems import describe
 from gateway.config.sections import (
     AdminSettings,
     CorsSettings,
@@ -128,16 +129,6 @@ class _AliasSource(PydanticBaseSettingsSource):
         return out
 
 
-def _describe(err: ValidationError) -> str:
-    first = err.errors()[0]
-    loc = ".".join(str(p) for p in first["loc"] if not isinstance(p, int)) or "config"
-    msg = first["msg"]
-    if first["type"] == "extra_forbidden":
-        msg = "unknown option"
-    msg = msg.removeprefix("Value error, ")
-    return f"{loc}: {msg}"
-
-
 def _one_line(text: str) -> str:
     return " ".join(text.split())
 
@@ -215,6 +206,17 @@ def _env_json_problem(err: SettingsError) -> str:
     return f"{section or 'environment'}: a GATEWAY_{section.upper()}* variable cannot be parsed"
 
 
+def relative_to_file(values: dict[str, Any], path: Path) -> dict[str, Any]:
+    """A relative ``data_dir`` written in a configuration file is taken from the file's folder, as
+    compose files do with their paths: ``gateway --config /srv/gw/gateway.toml keys list`` finds
+    the database of ``serve`` from any directory. (The default and ``GATEWAY_DATA_DIR`` are
+    relative to the current directory, as paths on a command line are.)"""
+    data_dir = values.get("data_dir")
+    if not isinstance(data_dir, str) or not data_dir or Path(data_dir).is_absolute():
+        return values
+    return {**values, "data_dir": str(path.parent.absolute() / data_dir)}
+
+
 def load_settings(config_file: str | os.PathLike[str] | None = None) -> Settings:
     """Read the TOML file (if any) and the environment; raise ConfigError with one line."""
     path = config_file or os.environ.get("GATEWAY_CONFIG")
@@ -231,6 +233,7 @@ def load_settings(config_file: str | os.PathLike[str] | None = None) -> Settings
             raise ConfigError(f"config file {path}: invalid TOML (not UTF-8 text)") from None
         except OSError as e:
             raise ConfigError(f"config file {path}: {e.strerror}") from None
+        file_values = relative_to_file(file_values, Path(path))
     unknown = unknown_variable(os.environ, Settings)
     if unknown:
         raise ConfigError(f"invalid configuration: {_one_line(unknown)}")
@@ -238,7 +241,8 @@ def load_settings(config_file: str | os.PathLike[str] | None = None) -> Settings
     try:
         return Settings()
     except ValidationError as e:
-        raise ConfigError(f"invalid configuration: {_one_line(_describe(e))}") from None
+        problem = describe(e, os.environ, ALIASES, file_values, str(path) if path else None)
+        raise ConfigError(f"invalid configuration: {_one_line(problem)}") from None
     except SettingsError as e:  # a GATEWAY_* variable that should hold JSON does not
         raise ConfigError(f"invalid configuration: {_env_json_problem(e)}") from None
     finally:

@@ -77,6 +77,20 @@ def release_embedded(data_dir: str, pid: int) -> None:
     embedded.stop(gone=pid)
 
 
+def embedded_exists(data_dir: Path) -> bool:
+    """Whether an embedded database was made under ``data_dir`` (by ``serve`` or ``migrate``)."""
+    return (data_dir / "pgdata" / "PG_VERSION").is_file()
+
+
+def no_embedded_database(data_dir: Path) -> str:
+    """Why a command will not make a new, empty embedded database: where it looked, and the ways
+    to the database ``serve`` uses."""
+    return (f"no embedded database in {data_dir.absolute()}: `gateway serve` never ran with this data_dir "
+            f"(the default is .gateway in the current directory); run the command where serve runs, or point "
+            f"GATEWAY_DATA_DIR (data_dir) or GATEWAY_DATABASE_URL at its database (`gateway migrate` makes a new "
+            f"one here)")
+
+
 def resolve_dsn(settings: Settings) -> tuple[str, EmbeddedPostgres | None]:
     """The DSN to use, starting the embedded server when none is configured."""
     if settings.database_url is not None:

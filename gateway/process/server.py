@@ -23,6 +23,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from gateway import build_info, version
 from gateway.config import ConfigError, Settings
 from gateway.keys import apikeys
 from gateway.keys.db import EmbeddedPostgres, connect, migrate, resolve_dsn
@@ -242,6 +243,22 @@ def setup_logging(level: str) -> None:
     root._gateway_configured = True  # type: ignore[attr-defined]
 
 
+def page_url(host: str, port: int) -> str:
+    """Where a browser on this machine finds the admin listener (a wildcard address is reached
+    on loopback)."""
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)
+    return f"http://[{host}]:{port}/" if ":" in host else f"http://{host}:{port}/"
+
+
+SERVICES = ("rest", "auth", "realtime", "storage", "functions", "meta")  # gateway.upstream.services.UPSTREAMS
+NO_UPSTREAMS = ("no upstream is configured: every route answers 503 until upstreams.* are set ("
+                + ", ".join(f"GATEWAY_UPSTREAMS__{name.upper()}" for name in SERVICES) + ")")
+
+
+def configured_services(settings: Settings) -> list[str]:
+    return [name for name in SERVICES if settings.upstreams.base(name) is not None]
+
+
 def _stop_starting(*_: Any) -> None:
     raise SystemExit(128 + signal.SIGTERM)  # unwinds through the finally that stops Postgres
 
@@ -258,11 +275,18 @@ def serve(settings: Settings) -> int:
     admin = bind(settings.admin.host, settings.admin.port)
     dsn, embedded = resolve_dsn(settings)
     try:
+        if embedded is not None:
+            log.info("embedded PostgreSQL in %s (data_dir; set database_url to use your own)",
+                     embedded.data_dir.absolute() / "pgdata")
         run(prepare(settings, dsn))
         workers = settings.server.workers or os.cpu_count() or 1
-        log.info("listening on http://%s:%d (public) and http://%s:%d (admin), %d worker%s",
-                 settings.server.host, public.getsockname()[1], settings.admin.host, admin.getsockname()[1],
-                 workers, "" if workers == 1 else "s")
+        admin_port = admin.getsockname()[1]
+        log.info("gateway %s (%s) listening on http://%s:%d (public) and http://%s:%d (admin), %d worker%s",
+                 version(), build_info(), settings.server.host, public.getsockname()[1], settings.admin.host,
+                 admin_port, workers, "" if workers == 1 else "s")
+        log.info("API Keys page: %s (sign in with the admin token)", page_url(settings.admin.host, admin_port))
+        if not configured_services(settings):
+            log.warning(NO_UPSTREAMS)
         if workers > 1:
             _become_supervisor(settings, dsn, public, admin, workers, embedded)
         run(run_worker(settings, dsn, public, admin))

@@ -14,6 +14,7 @@ workers never outlive their supervisor, however it ends.
 
 from __future__ import annotations
 
+import glob
 import json
 import logging
 import os
@@ -65,6 +66,7 @@ def supervise(plan: dict[str, Any]) -> None:
                     continue
                 if p is not None:
                     log.warning("worker %d exited with %s; starting another", p.pid, p.returncode)
+                    forget_metrics(p.pid)
                 try:
                     procs[i] = _child("worker", *args, pass_fds=fds)
                 except OSError as e:  # out of processes or memory: try again at the next poll
@@ -74,6 +76,19 @@ def supervise(plan: dict[str, Any]) -> None:
     finally:
         _stop_all([p for p in procs if p is not None], plan["grace_seconds"] + STOP_MARGIN_SECONDS)
         os.close(keep)
+
+
+def forget_metrics(pid: int, directory: str | None = None) -> None:
+    """What prometheus_client's ``mark_process_dead`` does, without importing it: a dead worker's
+    gauges of the ``live`` modes (the key ring's) no longer count; its counters still do."""
+    directory = directory or os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if not directory:
+        return
+    for path in glob.glob(os.path.join(glob.escape(directory), f"gauge_live*_{pid}.db")):
+        try:
+            os.remove(path)
+        except OSError:
+            pass
 
 
 def _stop_all(procs: list[subprocess.Popen[bytes]], grace: float) -> None:

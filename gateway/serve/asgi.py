@@ -22,7 +22,7 @@ from gateway.serve.realtime import channel_guard
 from gateway.serve.sockets import OpenSockets
 from gateway.serve.websocket import connect, deny, relay
 from gateway.upstream.attempts import Attempts
-from gateway.upstream.errors import UpstreamError, refusal_for
+from gateway.upstream.errors import UpstreamConnectError, UpstreamError, refusal_for
 from gateway.upstream.pool import Response
 
 log = logging.getLogger("gateway")
@@ -146,6 +146,8 @@ class Proxy:
                     socket = await connect(upstream, upstream.base_path + plan.target, plan.headers,
                                            req.info.ws_protocols, self.settings.upstreams.connect_timeout)
                 except UpstreamError as e:
+                    if isinstance(e, UpstreamConnectError):
+                        observe.UPSTREAM_CONNECT_ERRORS.labels(upstream.name).inc()
                     raise refusal_for(e, upstream.name) from None
                 observe.WEBSOCKETS.labels(upstream.name, "open").inc()
                 await send({"type": "websocket.accept", "subprotocol": socket.protocol,

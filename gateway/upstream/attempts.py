@@ -5,6 +5,7 @@ byte of the answer reached the client, and only when the request can be sent aga
 
 from __future__ import annotations
 
+from gateway import observe
 from gateway.upstream.errors import UpstreamClosedIdle, UpstreamConnectError, UpstreamError
 from gateway.upstream.services import RETRY_STATUS, ReplicaSet, Upstream
 
@@ -33,7 +34,10 @@ class Attempts:
             self.raced = self.fresh = True
             return True
         self._failed()
-        if isinstance(e, UpstreamConnectError) or (isinstance(e, UpstreamClosedIdle) and self.replayable):
+        if isinstance(e, UpstreamConnectError):
+            observe.UPSTREAM_CONNECT_ERRORS.labels(self.target.name).inc()
+            return self._next()
+        if isinstance(e, UpstreamClosedIdle) and self.replayable:
             return self._next()
         return False
 
@@ -66,6 +70,7 @@ class Attempts:
 
     def _next(self) -> bool:
         if self.index < len(self.targets) - 1:
+            observe.UPSTREAM_RETRIES.labels(self.target.name).inc()  # sent on after this one failed
             self.index += 1
             self.fresh = False
             return True

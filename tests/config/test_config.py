@@ -249,8 +249,9 @@ def test_upstream_that_is_no_url(tmp_path, monkeypatch, service):
     ("[jwt]\nsecrett = 'x'\n", "jwt.secrett"),
 ])
 def test_unknown_option(tmp_path, toml, key):
-    message = config_error(write(tmp_path, toml))
-    assert f"{key}: unknown option" in message
+    path = write(tmp_path, toml)
+    message = config_error(path)
+    assert f"{key} (in {path}): unknown option" in message
 
 
 def test_unknown_nested_variable(monkeypatch):
@@ -269,21 +270,94 @@ def test_short_jwt_secret_names_the_key_not_the_value(tmp_path, monkeypatch):
     assert "jwt.secret" in config_error()
 
 
-@pytest.mark.parametrize(("toml", "key"), [
-    ("[server]\nport = 70000\n", "server.port"),
-    ("[server]\nport = 'eighty'\n", "server.port"),
-    ("[server]\nworkers = 0\n", "server.workers"),
-    ("[admin]\nport = -1\n", "admin.port"),
-    ("[admin]\ntoken = 'short'\n", "admin.token"),
-    ("[jwt]\nttl_seconds = 1\n", "jwt.ttl_seconds"),
-    ("[jwt]\nuser_roles = 'authenticated'\n", "jwt.user_roles"),
-    ("[log]\nlevel = 'loud'\n", "log.level"),
-    ("project_ref = 'Not A Ref'\n", "project_ref"),
-    ("[upstreams]\ntimeout = 0\n", "upstreams.timeout"),
-    ("server = 5\n", "server"),
+@pytest.mark.parametrize(("toml", "key", "problem"), [
+    ("[server]\nport = 70000\n", "server.port", "must be at most 65535"),
+    ("[server]\nport = 'eighty'\n", "server.port", "must be a whole number"),
+    ("[server]\nworkers = 0\n", "server.workers", "must be at least 1"),
+    ("[server]\nfast_path = 'yes please'\n", "server.fast_path", "must be true or false"),
+    ("[admin]\nport = -1\n", "admin.port", "must be at least 0"),
+    ("[admin]\ntoken = 'short'\n", "admin.token", "must be at least 16 characters"),
+    ("[jwt]\nttl_seconds = 1\n", "jwt.ttl_seconds", "must be at least 10"),
+    ("[jwt]\nuser_roles = 'authenticated'\n", "jwt.user_roles", "must be a list (in a variable: a JSON array)"),
+    ("[log]\nlevel = 'loud'\n", "log.level", "must be debug, info, warning or error"),
+    ("project_ref = 'Not A Ref'\n", "project_ref", "must be lower-case letters, digits, '-' or '_'"),
+    ("[upstreams]\ntimeout = 0\n", "upstreams.timeout", "must be more than 0"),
+    ("[upstreams]\ntimeout = 'soon'\n", "upstreams.timeout", "must be a number"),
+    ("[upstreams]\nrest = 'ftp://rest'\n", "upstreams.rest", "must be an http:// or https:// URL"),
+    ("[limits]\nstore = 'memory'\n", "limits.store", "must be 'postgres' or 'redis'"),
+    ("server = 5\n", "server", "must be a section of options (in a variable: a JSON object)"),
 ])
-def test_other_invalid_values_name_their_key(tmp_path, toml, key):
-    assert f"{key}:" in config_error(write(tmp_path, toml))
+def test_other_invalid_values_name_their_key_and_file_in_plain_words(tmp_path, toml, key, problem):
+    path = write(tmp_path, toml)
+    assert config_error(path) == f"invalid configuration: {key} (in {path}): {problem}"
+
+
+@pytest.mark.parametrize(("env", "said"), [
+    ({"GATEWAY_SERVER__PORT": "abc"}, "server.port (GATEWAY_SERVER__PORT): must be a whole number"),
+    ({"gateway_server__port": "abc"}, "server.port (gateway_server__port): must be a whole number"),
+    ({"GATEWAY_SERVER": '{"port": "abc"}'}, "server.port (GATEWAY_SERVER): must be a whole number"),
+    ({"GATEWAY_SERVER__WORKERS": "many"}, "server.workers (GATEWAY_SERVER__WORKERS): must be a whole number"),
+    ({"GATEWAY_JWT__TTL_SECONDS": "1.5"}, "jwt.ttl_seconds (GATEWAY_JWT__TTL_SECONDS): must be a whole number"),
+    ({"GATEWAY_LOG__ACCESS": "2"}, "log.access (GATEWAY_LOG__ACCESS): must be true or false"),
+    ({"GATEWAY_UPSTREAMS__REST_REPLICAS": '["nope"]'},
+     "upstreams.rest_replicas (GATEWAY_UPSTREAMS__REST_REPLICAS): must be an http:// or https:// URL"),
+    ({"GATEWAY_SERVER__TRUSTED_PROXIES": "[1]"},
+     "server.trusted_proxies (GATEWAY_SERVER__TRUSTED_PROXIES): must be text"),
+    ({"JWT_SECRET": "short"}, "jwt.secret (JWT_SECRET): must be at least 32 characters (as Supabase requires)"),
+    ({"JWT_SECRET": "x" * 40, "GATEWAY_JWT__SECRET": "short"},
+     "jwt.secret (GATEWAY_JWT__SECRET): must be at least 32 characters (as Supabase requires)"),
+    ({"GATEWAY_LIMITS__STORE": "redis"}, "limits: limits.store = 'redis' needs limits.redis_url"),
+])
+def test_a_wrongly_typed_variable_is_named_in_plain_words(monkeypatch, env, said):
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert config_error() == f"invalid configuration: {said}"
+
+
+def test_the_variable_wins_over_the_file_it_overrides(tmp_path, monkeypatch):
+    path = write(tmp_path, "[server]\nport = 'eighty'\n")
+    monkeypatch.setenv("GATEWAY_SERVER__PORT", "abc")
+    assert "server.port (GATEWAY_SERVER__PORT): must be a whole number" in config_error(path)
+
+
+@pytest.mark.parametrize(("error", "said"), [
+    ({"type": "int_parsing", "msg": "Input should be a valid integer"}, "must be a whole number"),
+    ({"type": "greater_than_equal", "ctx": {"ge": 0.0}}, "must be at least 0"),
+    ({"type": "greater_than", "ctx": {"gt": 0.5}}, "must be more than 0.5"),
+    ({"type": "less_than_equal", "ctx": {"le": 65535}}, "must be at most 65535"),
+    ({"type": "less_than", "ctx": {"lt": 3}}, "must be less than 3"),
+    ({"type": "value_error", "msg": "Value error, must be a CIDR"}, "must be a CIDR"),
+    ({"type": "greater_than", "ctx": {}}, "is not a valid value"),
+    ({"type": "something_new", "msg": "Input should be a frobnicated thing"}, "is not a valid value"),
+])
+def test_plain_words(error, said):
+    from gateway.config.problems import plain
+
+    assert plain(error) == said
+
+
+@pytest.mark.parametrize(("path", "environ", "file_values", "source"), [
+    (["server", "port"], {"GATEWAY_SERVER__PORT": "x"}, {}, "GATEWAY_SERVER__PORT"),
+    (["server", "port"], {"GATEWAY_SERVER__PORT": ""}, {"server": {"port": "x"}}, "in g.toml"),  # empty: unset
+    (["server", "port"], {"GATEWAY_SERVER": "{}"}, {}, "GATEWAY_SERVER"),
+    (["jwt", "secret"], {"JWT_SECRET": "x"}, {}, "JWT_SECRET"),
+    (["jwt", "secret"], {}, {"jwt": {"secret": "x"}}, "in g.toml"),
+    (["server"], {}, {"server": 5}, "in g.toml"),
+    (["limits"], {}, {}, None),
+])
+def test_where_a_value_came_from(path, environ, file_values, source):
+    from gateway.config.problems import source as where
+
+    assert where(path, environ, ALIASES, file_values, "g.toml") == source
+
+
+def test_a_wrongly_typed_port_stops_every_command_with_one_line(tmp_path):
+    env = {"GATEWAY_DATA_DIR": str(tmp_path / "d"), "GATEWAY_SERVER__PORT": "abc"}
+    for command in (("serve",), ("keys", "list")):
+        result = run_cli(*command, cwd=tmp_path, env=env, timeout=30)
+        assert_one_line_failure(result, "server.port (GATEWAY_SERVER__PORT): must be a whole number")
+        assert "Input should be" not in result.stderr
+    assert not (tmp_path / "d").exists()
 
 
 def test_invalid_admin_token_is_not_echoed(monkeypatch):

@@ -6,6 +6,7 @@ token ever lands in a log line or a metric."""
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 import uuid
@@ -279,9 +280,14 @@ def test_metrics(a, secrets_seen):
                    'gateway_requests_total{role="none",service="gateway",status="403",upstream="none"}',
                    ):
         assert series in text, series
-    buckets = [line for line in text.splitlines() if line.startswith("gateway_request_duration_seconds_bucket{")
-               and 'role="authenticated"' in line and 'service="rest"' in line and 'status="200"' in line]
-    assert any('le="+Inf"' in line and float(line.rsplit(" ", 1)[1]) >= 2 for line in buckets)
+    # latency by service, upstream and status class only: a bounded label set
+    buckets = [line for line in text.splitlines() if line.startswith("gateway_request_duration_seconds_bucket{")]
+    assert all(set(re.findall(r'(\w+)="', line)) == {"service", "upstream", "status_class", "le"} for line in buckets)
+    assert 'gateway_request_duration_seconds_bucket{le="+Inf",service="rest",status_class="2xx",upstream="rest"}' \
+        in text
+    assert 'gateway_request_duration_seconds_count{service="rest",status_class="4xx",upstream="none"}' in text
+    ok = [line for line in buckets if 'le="+Inf"' in line and 'status_class="2xx"' in line and 'service="rest"' in line]
+    assert float(ok[0].rsplit(" ", 1)[1]) >= 4
     count = [line for line in text.splitlines()
              if line.startswith('gateway_requests_total{role="anon",service="rest",status="200",upstream="rest"}')]
     assert float(count[0].rsplit(" ", 1)[1]) >= 2
@@ -297,6 +303,29 @@ def test_metrics_of_a_multi_worker_instance(b, secrets_seen):
     assert 'gateway_requests_total{role="service_role",service="rest",status="200",upstream="rest"}' in r.text
     for secret in secrets_seen:
         assert secret not in r.text
+    # the key ring's gauges, one series for the instance (livemax, livemin), no pid label
+    samples = dict(line.rsplit(" ", 1) for line in r.text.splitlines() if line.startswith("gateway_key_ring_"))
+    assert set(samples) == {"gateway_key_ring_keys", "gateway_key_ring_last_reload_timestamp_seconds",
+                            "gateway_key_ring_last_check_timestamp_seconds"}
+    assert float(samples["gateway_key_ring_keys"]) >= 2
+    assert time.time() - 600 < float(samples["gateway_key_ring_last_reload_timestamp_seconds"]) <= time.time()
+
+
+def test_a_dead_workers_key_ring_gauges_are_forgotten(tmp_path, monkeypatch):
+    """The supervisor drops a dead worker's live gauges (prometheus_client's mark_process_dead),
+    so that its last reload time does not stay the instance's oldest for ever."""
+    from gateway.process.supervisor import forget_metrics
+
+    names = ["gauge_livemin_41.db", "gauge_livemax_41.db", "gauge_livemin_410.db", "counter_41.db",
+             "histogram_41.db", "gauge_livemax_7.db"]
+    for name in names:
+        (tmp_path / name).write_bytes(b"")
+    forget_metrics(41, str(tmp_path))
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(set(names) - {"gauge_livemin_41.db",
+                                                                              "gauge_livemax_41.db"})
+    monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
+    forget_metrics(7)  # a single worker: no metrics directory, nothing to do
+    assert (tmp_path / "gauge_livemax_7.db").exists()
 
 
 def test_no_secret_in_any_log_line(a, b, secrets_seen):
@@ -347,9 +376,11 @@ def test_request_tallies_reach_the_prometheus_histogram_whole():
 
     from gateway import observe
 
-    labels = {"service": "tally", "status": "200", "role": "anon", "upstream": "rest"}
+    counted = {"service": "tally", "status": "200", "role": "anon", "upstream": "rest"}
+    timed = {"service": "tally", "upstream": "rest", "status_class": "2xx"}
 
     def value(name: str, **extra: str) -> float:
+        labels = counted if name == "gateway_requests_total" else timed
         return REGISTRY.get_sample_value(name, {**labels, **extra}) or 0.0
 
     before = (value("gateway_requests_total"), value("gateway_request_duration_seconds_count"),

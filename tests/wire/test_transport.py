@@ -62,7 +62,7 @@ def test_websocket_502_and_503(gw, pub, sec):
 def test_503_when_the_upstream_is_not_configured(client, sec):
     r = client.get("/pg/tables", headers={"apikey": sec})
     assert_refused(r, 503, "UPSTREAM_NOT_CONFIGURED")
-    assert r.json()["hint"] == "Set upstreams.meta to enable /pg."
+    assert r.json()["hint"] == "Set upstreams.meta (GATEWAY_UPSTREAMS__META) to enable /pg."
     assert_refused(client.get("/auth/v1/verify"), 503, "UPSTREAM_NOT_CONFIGURED")
 
 
