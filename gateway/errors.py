@@ -94,6 +94,11 @@ FORBIDDEN_IP = ErrorSpec(403, "FORBIDDEN_IP", "Client IP not allowed for this AP
                          "This key may only be used from the addresses its owner allowed.")
 FORBIDDEN_SERVICE = ErrorSpec(403, "FORBIDDEN_SERVICE", "Service not allowed for this API key",
                               "This key may only be used for the services its owner allowed.")
+# The public listener's network rules (gateway.rules.guard): answered before anything else.
+FORBIDDEN_NETWORK = ErrorSpec(403, "FORBIDDEN_IP", "Client IP not allowed",
+                              "This gateway only answers the networks its operator allowed.")
+CLIENT_BLOCKED = ErrorSpec(429, "CLIENT_BLOCKED", "Client blocked",
+                           "Too many refused requests came from this address. Retry after the time in Retry-After.")
 NOT_FOUND = ErrorSpec(404, "NOT_FOUND", "no Route matched with those values")
 REQUEST_HEAD_TIMEOUT = ErrorSpec(408, "REQUEST_TIMEOUT", "Request header timeout",
                                  "The request head did not arrive in time.")

@@ -30,6 +30,7 @@ from gateway.config.sections import (
     LegacySettings,
     LimitsSettings,
     LogSettings,
+    ProtectionSettings,
     RealtimeSettings,
     ServerSettings,
     UpstreamSettings,
@@ -78,6 +79,7 @@ class Settings(BaseSettings):
     functions: FunctionsSettings = Field(default_factory=FunctionsSettings)
     log: LogSettings = Field(default_factory=LogSettings)
     dashboard: DashboardSettings = Field(default_factory=DashboardSettings)
+    protection: ProtectionSettings = Field(default_factory=ProtectionSettings)
 
     @field_validator("database_url", mode="before")
     @classmethod

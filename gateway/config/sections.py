@@ -216,3 +216,29 @@ class LogSettings(_Section):
         if v.lower() not in ("debug", "info", "warning", "error"):
             raise ValueError("must be debug, info, warning or error")
         return v.lower()
+
+
+class ProtectionSettings(_Section):
+    """Blocking abusive clients and refused networks (docs/protection.md)."""
+
+    block_after: str | None = None  # COUNT/WINDOW of refused requests from one client IP; unset: never block
+    block_seconds: int = Field(600, ge=1, le=30 * 86400)
+    never_block: list[str] = Field(default_factory=list)
+    deny_ips: list[str] = Field(default_factory=list)
+
+    @field_validator("block_after")
+    @classmethod
+    def _notation(cls, v: str | None) -> str | None:
+        if v is not None:
+            from gateway.rules.limits import parse_limit
+
+            parse_limit(v)
+        return v
+
+    @field_validator("never_block", "deny_ips")
+    @classmethod
+    def _cidrs(cls, v: list[str]) -> list[str]:
+        from gateway.rules.clientip import parse_networks
+
+        parse_networks(v)
+        return v
