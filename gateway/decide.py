@@ -27,6 +27,7 @@ from gateway.request import MAX_HEADER_BYTES, MAX_HEADERS, RequestInfo, split_qu
 from gateway.responses import JSON, Headers, cors_headers, error_headers, preflight_headers
 from gateway.routes import BadPath, Cors, Kind, Policy, QueryKey, Route, match, normalize
 from gateway.rules.clientip import ClientIp, limit_key, parse_networks
+from gateway.rules.guard import Guard
 from gateway.rules.limits import Limiter, RateLimits
 from gateway.rules.origins import OriginSet
 from gateway.upstream.services import ReplicaSet, Upstream, configured_upstreams, replica_set
@@ -65,7 +66,7 @@ class Request:
 
     __slots__ = ("id", "started", "method", "info", "path", "query", "sent_query", "headers_in", "https", "port",
                  "route", "upstream_path", "grant", "status", "peer", "client_ip", "rate_limit_headers", "limited",
-                 "upstream", "protocol", "sent")
+                 "upstream", "protocol", "sent", "blocked")
 
     def __init__(self, method: str, raw_path: str, query: bytes, headers: Headers, client_ip: str, https: bool,
                  port: bytes | None, websocket: bool = False, protocol: str = "HTTP/1.1") -> None:
@@ -91,6 +92,7 @@ class Request:
         self.rate_limit_headers: Headers = []  # the gateway adds them to the answer
         self.limited: str | None = None  # the rate limit that refused it
         self.upstream: str | None = None  # the name of the upstream that served it
+        self.blocked = False  # answered CLIENT_BLOCKED: counted, no access line (gateway.rules.guard)
 
     # What the access log and the metrics read (gateway.observe.record).
     @property
@@ -157,8 +159,10 @@ def listener_port(server: tuple[str, int | None] | None) -> bytes | None:
 class Decider:
     """The decisions, made once at start where they can be (settings parsed, upstreams built)."""
 
-    def __init__(self, settings: Settings, auth: Authenticator, limiter: Limiter | None = None) -> None:
+    def __init__(self, settings: Settings, auth: Authenticator, limiter: Limiter | None = None,
+                 guard: Guard | None = None) -> None:
         self.settings = settings
+        self.guard = guard or Guard.from_settings(settings)  # network rules and blocks, before anything else
         self.auth = auth
         self.limiter = limiter or Limiter()
         self.rate_limits = RateLimits.from_settings(settings)
@@ -194,6 +198,8 @@ class Decider:
 
     def route(self, req: Request, ws: bool = False) -> Answer | None:
         """Admit the request and find its route; the gateway's own answer if it has one."""
+        if req.path != "/health":
+            self.guard.check(req.client_ip)
         admit(req)
         if req.route is routes.DASHBOARD and (self.dashboard is None or ws):
             req.route = None  # no dashboard here (upstreams.studio unset), nor WebSockets to it: 404
@@ -273,6 +279,7 @@ class Decider:
         recorded, minted or counted against a rate limit."""
         entry = self.auth.key_now(a.key, time.time() if now is None else now)
         if entry is not None:
+            self.guard.check(a.client_ip)  # the network rules and blocks as they are now
             restrict(entry, a.origin, a.referer, a.client_ip, a.service)
         return entry
 
@@ -314,10 +321,17 @@ class Decider:
         return out + req.rate_limit_headers if req.rate_limit_headers else out
 
     def refusal(self, req: Request, r: errors.Refusal) -> Answer:
-        req.status = r.status
+        self.refused(req, r)
         return Answer(r.status, error_headers(r, self.answer_headers(req)), r.body)
 
+    def refused(self, req: Request, r: errors.Refusal) -> None:
+        """Every refusal of either way of serving passes here: its status, and the guard's count."""
+        req.status = r.status
+        req.blocked = self.guard.refused(req.client_ip, r.spec, req.info.authorization is not None)
+
     def record(self, req: Request) -> None:
+        if req.blocked:  # counted by the guard; a flood of blocked requests writes no log
+            return
         observe.record(req.method, req.path, req.service, req.status, req.started, req.role, req.key_id,
                        req.key_prefix, self.log_access and not self.log_combined, req.limited, req.upstream,
                        req.id)

@@ -62,6 +62,7 @@ class KeyRing:
     legacy: Legacy = Legacy(True, None)
     admin_token_hash: str | None = None
     on_change: list[Callable[[], None]] = field(default_factory=list)
+    on_event: dict[str, Callable[[dict], None]] = field(default_factory=dict)  # other tables' news, by table
     _legacy_by_token: dict[str, KeyEntry] = field(default_factory=dict)
     _negative: dict[str, float] = field(default_factory=dict)
     _inflight: dict[str, asyncio.Future[KeyEntry | None]] = field(default_factory=dict)
@@ -285,7 +286,10 @@ class KeyRing:
             event = json.loads(payload)
         except ValueError:
             return
-        if event.get("table") == "api_keys":
+        handler = self.on_event.get(event.get("table"))  # type: ignore[arg-type]
+        if handler is not None:
+            handler(event)
+        elif event.get("table") == "api_keys":
             self.announce(event.get("hash", ""), deleted=event.get("op") == "DELETE")
         elif event.get("key") != "legacy_last_used":
             self._spawn(self._reload_settings_and_notify())

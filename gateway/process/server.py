@@ -141,6 +141,8 @@ async def run_worker(settings: Settings, dsn: str, public: socket.socket, admin:
     from gateway.auth import Authenticator
     from gateway.keys.ring import KeyRing
     from gateway.keys.tokens import JwtVerifier, Minter
+    from gateway.rules.guard import Guard
+    from gateway.rules.guardsync import GuardSync
     from gateway.rules.limits import Limiter
     from gateway.rules.limitstore import Exchanger, counter_store
     from gateway.serve.asgi import Proxy
@@ -170,7 +172,10 @@ async def run_worker(settings: Settings, dsn: str, public: socket.socket, admin:
     limiter = Limiter(workers=settings.server.workers or os.cpu_count() or 1)
     exchanger = Exchanger(limiter, counter_store(settings, dsn), settings.limits.sync_ms / 1000)
     exchanger.start()
-    proxy = Proxy(settings, auth, limiter)
+    guard = Guard.from_settings(settings)  # the allow list and blocks read before the listener answers anyone
+    guard_sync = GuardSync(guard, store, ring, settings.limits.sync_ms / 1000, settings.keys.refresh_seconds)
+    await guard_sync.start()
+    proxy = Proxy(settings, auth, limiter, guard=guard)
     await proxy.start()
     common = dict(lifespan="off", log_config=None, access_log=False, server_header=False, proxy_headers=False,
                   timeout_graceful_shutdown=settings.server.grace_seconds, ws=GoingAwayWebSocket,
@@ -206,7 +211,7 @@ async def run_worker(settings: Settings, dsn: str, public: socket.socket, admin:
         observe.ACCESS.flush()
         observe.TALLIES.flush()
         # Each step bounded: a database or upstream that went away never holds the stop up.
-        for step in (proxy.close, exchanger.stop, ring.stop, store.close):
+        for step in (proxy.close, exchanger.stop, guard_sync.stop, ring.stop, store.close):
             try:
                 await asyncio.wait_for(step(), CLEANUP_SECONDS)
             except (asyncio.TimeoutError, Exception) as e:

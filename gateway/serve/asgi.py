@@ -17,6 +17,7 @@ from gateway.config import Settings
 from gateway.decide import Decider, Plan, Request, listener_port, log_unexpected
 from gateway.headers import response_headers
 from gateway.responses import Receive, Scope, Send, send_refusal
+from gateway.rules.guard import Guard
 from gateway.rules.limits import Limiter
 from gateway.serve.realtime import channel_guard
 from gateway.serve.sockets import OpenSockets
@@ -32,8 +33,8 @@ SMALL_BODY = 64 * 1024
 
 class Proxy:
     def __init__(self, settings: Settings, auth: Authenticator, limiter: Limiter | None = None,
-                 decider: Decider | None = None) -> None:
-        self.decider = decider or Decider(settings, auth, limiter)
+                 decider: Decider | None = None, guard: Guard | None = None) -> None:
+        self.decider = decider or Decider(settings, auth, limiter, guard)
         self.settings = settings
         self.auth = auth
         self.sockets = OpenSockets()  # the relayed connections a key admitted, judged again on key changes
@@ -41,10 +42,12 @@ class Proxy:
     async def start(self) -> None:
         await self.decider.start()
         self.auth.ring.on_change.append(self.sockets.changed)
+        self.decider.guard.on_change.append(self.sockets.changed)  # a block, or the allow list changed
 
     async def close(self) -> None:
         with contextlib.suppress(ValueError):
             self.auth.ring.on_change.remove(self.sockets.changed)
+            self.decider.guard.on_change.remove(self.sockets.changed)
         self.sockets.close()
         await self.decider.close()
 
@@ -84,7 +87,7 @@ class Proxy:
             plan = await self._plan(req, ws=False)
             req.status = await self._forward(req, plan, receive, send)
         except errors.Refusal as r:
-            req.status = r.status
+            d.refused(req, r)
             await send_refusal(send, r, d.answer_headers(req))
         except Exception as e:
             req.status = 500
@@ -154,7 +157,7 @@ class Proxy:
                             "headers": d.answer_headers(req)})
                 await relay(receive, send, socket, guard)
         except errors.Refusal as r:
-            req.status = r.status
+            d.refused(req, r)
             await deny(scope, send, r, d.answer_headers(req))
         except Exception as e:
             req.status = 500
