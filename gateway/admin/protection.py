@@ -59,14 +59,15 @@ async def lift_bans(body: RemoveNetworkBanRequest, request: Request, state: Stat
     return {"lifted": await banstore.lift_bans(state.store.pool, keys, who) if keys else []}
 
 
-@router.get("/network-restrictions", response_model=NetworkRestrictionsResponse)
+# The Supabase CLI refuses a null where the API may leave a field out (updated_at before any change).
+@router.get("/network-restrictions", response_model=NetworkRestrictionsResponse, response_model_exclude_none=True)
 async def get_restrictions(state: State) -> dict[str, Any]:
     """The client networks the public listener answers (default everyone: 0.0.0.0/0 and ::/0)."""
     return restrictions_json(await banstore.allow_list(state.store.pool))
 
 
 @router.post("/network-restrictions/apply", status_code=201, response_model=NetworkRestrictionsResponse,
-             responses=WITH_INPUT)
+             response_model_exclude_none=True, responses=WITH_INPUT)
 async def apply_restrictions(body: NetworkRestrictionsRequest, state: State, who: Actor) -> dict[str, Any]:
     """Replace the allow list; a list left out is empty (so an IPv4 list alone refuses IPv6 clients)."""
     cidrs = body.cidrs()
@@ -74,7 +75,8 @@ async def apply_restrictions(body: NetworkRestrictionsRequest, state: State, who
     return restrictions_json(new)
 
 
-@router.patch("/network-restrictions", response_model=NetworkRestrictionsV2Response, responses=WITH_INPUT)
+@router.patch("/network-restrictions", response_model=NetworkRestrictionsV2Response, response_model_exclude_none=True,
+              responses=WITH_INPUT)
 async def patch_restrictions(body: NetworkRestrictionsPatchRequest, state: State, who: Actor) -> dict[str, Any]:
     """Add CIDRs to the allow list, or remove some (the Supabase CLI's ``update --append``)."""
     old, new = await banstore.set_allow_list(state.store.pool, body.apply, who)

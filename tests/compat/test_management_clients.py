@@ -42,9 +42,9 @@ def admin_gw(pg_server) -> Iterator[Gateway]:
 # --- supabase-management-js -------------------------------------------------------------------
 
 
-def run_management_js(base_url: str, token: str) -> dict:
+def run_management_js(base_url: str, token: str, script: str = "management.mjs") -> dict:
     args = json.dumps({"baseUrl": base_url, "token": token, "ref": REF})
-    proc = subprocess.run([*node_command(), str(HERE / "management.mjs"), args], capture_output=True, text=True,
+    proc = subprocess.run([*node_command(), str(HERE / script), args], capture_output=True, text=True,
                           timeout=60, cwd=HERE)
     lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
     assert proc.returncode == 0 and lines, proc.stdout[-2000:] + proc.stderr[-4000:]
@@ -113,6 +113,30 @@ def test_supabase_management_js(admin_gw, trailing_slash):
     assert plaintext not in admin_gw.logs()
 
 
+def test_supabase_management_js_network(admin_gw):
+    store_ban(admin_gw, "203.0.113.9")
+    store_ban(admin_gw, "2001:db8:1:2::/64")
+    r = run_management_js(admin_gw.admin_url, admin_gw.env["GATEWAY_ADMIN__TOKEN"], "management_network.mjs")
+    listed = ok(r["bans"], 201)
+    assert listed["banned_ipv4_addresses"] == ["203.0.113.9", "2001:db8:1:2::/64"]
+    assert [b["reason"] for b in listed["bans"]] == ["30 refused requests"] * 2
+    enriched = ok(r["bansEnriched"], 201)["banned_ipv4_addresses"]
+    assert [(b["banned_address"], b["identifier"]) for b in enriched] == [("203.0.113.9", REF), ("2001:db8:1:2::/64", REF)]
+    assert ok(r["lift"]) == {"lifted": ["203.0.113.9"]}
+    assert ok(r["bansAfter"], 201)["banned_ipv4_addresses"] == ["2001:db8:1:2::/64"]
+    assert ok(r["restrictions"])["config"] == {"dbAllowedCidrs": ["0.0.0.0/0"], "dbAllowedCidrsV6": ["::/0"]}
+    applied = ok(r["apply"], 201)
+    assert (applied["config"], applied["status"]) == (
+        {"dbAllowedCidrs": ["203.0.113.0/24"], "dbAllowedCidrsV6": ["2001:db8::/32"]}, "applied")
+    patched = ok(r["patch"])
+    assert patched["config"] == {"dbAllowedCidrs": [{"address": "203.0.113.0/24", "type": "v4"},
+                                                    {"address": "198.51.100.0/24", "type": "v4"}]}
+    assert "dbAllowedCidrs" in failed(r["badApply"], 400) and "not-a-cidr" not in json.dumps(r["badApply"])
+    assert ok(r["reset"], 201)["config"] == {"dbAllowedCidrs": ["0.0.0.0/0"], "dbAllowedCidrsV6": ["::/0"]}
+    assert admin_gw.admin("DELETE", "/network-bans", json={"ipv4_addresses": ["2001:db8:1:2::1"]}).json() == {
+        "lifted": ["2001:db8:1:2::/64"]}
+
+
 # --- the Supabase CLI ---------------------------------------------------------------------------
 
 
@@ -149,6 +173,12 @@ def cli_gw(pg_server, tmp_path_factory) -> Iterator[tuple[Gateway, str, Path, di
 
 
 def run_supabase(cli_gw, *args: str, trailing_slash: bool = False) -> str:
+    return supabase(cli_gw, "projects", "api-keys", "--project-ref", REF, *args, trailing_slash=trailing_slash)
+
+
+def supabase(cli_gw, *args: str, trailing_slash: bool = False, ok: bool = True) -> str:
+    """Run the CLI against the gateway's admin listener through a profile file; its stdout (and
+    stderr after it with ``ok=False``, which expects it to fail)."""
     gw, token, workdir, _ = cli_gw
     profile = workdir / "gateway-profile.json"  # read as YAML, so JSON does
     profile.write_text(json.dumps({"name": "self-hosted", "api_url": gw.admin_url + ("/" if trailing_slash else ""),
@@ -156,11 +186,11 @@ def run_supabase(cli_gw, *args: str, trailing_slash: bool = False) -> str:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SUPABASE_")}
     env.update({"SUPABASE_ACCESS_TOKEN": token, "HOME": str(workdir), "SUPABASE_TELEMETRY_DISABLED": "1",
                 "DO_NOT_TRACK": "1", "NO_COLOR": "1"})
-    proc = subprocess.run([str(supabase_cli()), "projects", "api-keys", "--project-ref", REF, "--profile",
-                           str(profile), *args], capture_output=True, text=True, timeout=120, cwd=workdir, env=env)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    proc = subprocess.run([str(supabase_cli()), *args, "--profile", str(profile)], capture_output=True, text=True,
+                          timeout=120, cwd=workdir, env=env)
+    assert (proc.returncode == 0) is ok, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert token not in proc.stdout + proc.stderr
-    return proc.stdout
+    return proc.stdout if ok else proc.stdout + proc.stderr
 
 
 SECRET_MASKED = "sb_secret_" + MASK * 32
@@ -204,3 +234,75 @@ def test_supabase_cli_caches_the_project_it_read(cli_gw):
     run_supabase(cli_gw)
     cached = json.loads((cli_gw[2] / "supabase" / ".temp" / "linked-project.json").read_text())
     assert (cached["ref"], cached["name"]) == (REF, REF)
+
+
+# --- network bans and restrictions (SPEC section 14) ---------------------------------------------
+
+
+def store_ban(gw: Gateway, address: str) -> None:
+    """A block as a worker stores it (gateway.rules.banstore.start_bans), announced."""
+    import asyncio
+    import time
+
+    import asyncpg
+
+    from gateway.rules.banstore import start_bans
+    from gateway.rules.blocks import Ban
+
+    async def go() -> None:
+        pool = await asyncpg.create_pool(gw.env["GATEWAY_DATABASE_URL"], min_size=1, max_size=1)
+        try:
+            await start_bans(pool, [Ban(address, time.time(), time.time() + 600, "30 refused requests", 30)])
+        finally:
+            await pool.close()
+
+    asyncio.run(go())
+
+
+def bans(cli_gw, command: str, *args: str, ok: bool = True) -> str:
+    """``supabase network-bans``: the CLI calls it experimental."""
+    return supabase(cli_gw, "network-bans", command, "--project-ref", REF, "--experimental", *args, ok=ok)
+
+
+def restrictions(cli_gw, command: str, *args: str) -> str:
+    return supabase(cli_gw, "network-restrictions", command, "--project-ref", REF, "--experimental", *args)
+
+
+def test_supabase_cli_network_bans(cli_gw):
+    gw = cli_gw[0]
+    assert json.loads(bans(cli_gw, "get", "-o", "json")) == []
+    store_ban(gw, "203.0.113.9")
+    store_ban(gw, "2001:db8:1:2::/64")
+    assert json.loads(bans(cli_gw, "get", "-o", "json")) == ["203.0.113.9", "2001:db8:1:2::/64"]
+    assert "203.0.113.9" in bans(cli_gw, "get")
+    # An IPv6 address inside the /64 lifts its block (the CLI takes addresses, not CIDRs).
+    out = bans(cli_gw, "remove", "--db-unban-ip", "203.0.113.9", "--db-unban-ip", "2001:db8:1:2::5")
+    assert "Successfully removed network bans" in out
+    assert json.loads(bans(cli_gw, "get", "-o", "json")) == []
+    audited = gw.admin("POST", "/network-bans/retrieve").json()
+    assert audited == {"banned_ipv4_addresses": [], "bans": []}
+
+
+def test_supabase_cli_network_restrictions(cli_gw):
+    gw = cli_gw[0]
+    try:
+        out = restrictions(cli_gw, "get")
+        assert out.splitlines() == ["DB Allowed IPv4 CIDRs: &[0.0.0.0/0]", "DB Allowed IPv6 CIDRs: &[::/0]",
+                                    "Restrictions applied successfully: true"]
+        out = restrictions(cli_gw, "update", "--db-allow-cidr", "203.0.113.0/24", "--db-allow-cidr", "2001:db8::/32",
+                           "--db-allow-cidr", "127.0.0.1/32")
+        assert out.splitlines()[:3] == ["DB Allowed IPv4 CIDRs: &[203.0.113.0/24 127.0.0.1/32]",
+                                        "DB Allowed IPv6 CIDRs: &[2001:db8::/32]",
+                                        "Restrictions applied successfully: true"]
+        out = restrictions(cli_gw, "update", "--db-allow-cidr", "198.51.100.0/24", "--append")
+        assert out.splitlines()[:3] == ["DB Allowed IPv4 CIDRs: &[203.0.113.0/24 127.0.0.1/32 198.51.100.0/24]",
+                                        "DB Allowed IPv6 CIDRs: &[2001:db8::/32]",
+                                        "Restrictions applied successfully: true"]
+        got = json.loads(restrictions(cli_gw, "get", "-o", "json"))
+        assert got["config"] == {"dbAllowedCidrs": ["203.0.113.0/24", "127.0.0.1/32", "198.51.100.0/24"],
+                                 "dbAllowedCidrsV6": ["2001:db8::/32"]}
+        assert gw.admin("GET", "/network-restrictions").json()["config"] == got["config"]
+    finally:
+        restrictions(cli_gw, "update", "--db-allow-cidr", "0.0.0.0/0", "--db-allow-cidr", "::/0")
+    assert gw.admin("GET", "/network-restrictions").json()["config"] == {"dbAllowedCidrs": ["0.0.0.0/0"],
+                                                                         "dbAllowedCidrsV6": ["::/0"]}
