@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any, Awaitable, Callable, NoReturn
 
-from gateway import build_info, listing, version
+from gateway import build_info, listing, netcli, version
 from gateway.config import ConfigError, Settings, load_settings
 from gateway.keys import shapes
 from gateway.keys.db import (
@@ -100,6 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
     legacy = sub.add_parser("legacy", parents=[common], help="legacy JWT keys (anon, service_role)")
     legacy.add_argument("action", choices=["enable", "disable", "status"])
     legacy.add_argument("--json", action="store_true")
+    netcli.add_parsers(sub, common, _Parser)  # blocks, network
     return parser
 
 
@@ -304,7 +305,7 @@ async def _legacy(session: Session, args: argparse.Namespace) -> int:
 
 
 _COMMANDS: dict[str, Callable[[Session, argparse.Namespace], Awaitable[int]]] = {
-    "migrate": _migrate, "keys": _keys, "legacy": _legacy,
+    "migrate": _migrate, "keys": _keys, "legacy": _legacy, **netcli.commands(_actor),
 }
 
 if __name__ == "__main__":  # pragma: no cover
