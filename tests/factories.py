@@ -126,3 +126,24 @@ def nested_template(levels: int, role: str = "x") -> dict[str, Any]:
         node["n"] = {}
         node = node["n"]
     return template
+
+
+def store_ban(dsn: str, address: str, seconds: float = 600, refusals: int = 30,
+              reason: str = "30 refused requests (block_after 30/m); the last: UNAUTHORIZED_INVALID_API_KEY") -> None:
+    """A block as a worker stores it (gateway.rules.banstore.start_bans), announced to every gateway
+    on ``dsn``."""
+    import asyncpg
+
+    from gateway.rules.banstore import start_bans
+    from gateway.rules.blocks import Ban
+    from tests.helpers import run_async
+
+    async def go() -> None:
+        pool = await asyncpg.create_pool(dsn, min_size=1, max_size=1)
+        try:
+            now = time.time()
+            await start_bans(pool, [Ban(address, now, now + seconds, reason, refusals)])
+        finally:
+            await pool.close()
+
+    run_async(go())

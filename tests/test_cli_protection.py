@@ -5,32 +5,20 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 
 import asyncpg
 import httpx
 import pytest
 
+from tests import factories
 from tests.helpers import JWT_SECRET, free_port, run_cli
 from tests.test_cli import cli, ok, one_line_failure, workdir  # noqa: F401  (fixtures)
 from tests.upstreams import within
 
 
 def store_ban(dsn: str, address: str, seconds: float = 600) -> None:
-    """A block as a worker stores it (gateway.rules.banstore.start_bans), announced."""
-    from gateway.rules.banstore import start_bans
-    from gateway.rules.blocks import Ban
-
-    async def go() -> None:
-        pool = await asyncpg.create_pool(dsn, min_size=1, max_size=1)
-        try:
-            now = time.time()
-            await start_bans(pool, [Ban(address, now, now + seconds, "12 refused requests (block_after 10/m); the "
-                                        "last: UNAUTHORIZED_INVALID_API_KEY", 12)])
-        finally:
-            await pool.close()
-
-    asyncio.run(go())
+    factories.store_ban(dsn, address, seconds, refusals=12,
+                        reason="12 refused requests (block_after 10/m); the last: UNAUTHORIZED_INVALID_API_KEY")
 
 
 def test_blocks_list_and_lift(cli, dsn):

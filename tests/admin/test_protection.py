@@ -4,15 +4,14 @@ the field named and never echoed, every change audited, the OpenAPI document."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 from collections.abc import Iterator
 
-import asyncpg
 import httpx
 import pytest
 
+from tests.factories import store_ban
 from tests.helpers import ADMIN_TOKEN, JWT_SECRET, Gateway, create_database
 from tests.upstreams import db_query
 
@@ -40,20 +39,8 @@ def audit(gw: Gateway, action: str) -> list[dict]:
 
 
 def ban(gw: Gateway, address: str, seconds: float = 600) -> None:
-    """A block as a worker stores it (gateway.rules.banstore.start_bans), announced."""
-    async def go() -> None:
-        from gateway.rules.banstore import start_bans
-        from gateway.rules.blocks import Ban
-
-        pool = await asyncpg.create_pool(gw.env["GATEWAY_DATABASE_URL"], min_size=1, max_size=1)
-        try:
-            now = time.time()
-            await start_bans(pool, [Ban(address, now, now + seconds, "3 refused requests (block_after 3/m); the "
-                                        "last: UNAUTHORIZED_INVALID_API_KEY", 3)])
-        finally:
-            await pool.close()
-
-    asyncio.run(go())
+    store_ban(gw.env["GATEWAY_DATABASE_URL"], address, seconds, refusals=3,
+              reason="3 refused requests (block_after 3/m); the last: UNAUTHORIZED_INVALID_API_KEY")
 
 
 def test_bans_listed_in_the_management_apis_shape_with_when_and_why(gw):

@@ -19,7 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.factories import LEGACY_ANON
+from tests.factories import LEGACY_ANON, store_ban
 from tests.helpers import ADMIN_TOKEN
 from tests.upstreams import db_query, within
 
@@ -393,6 +393,61 @@ def test_dark_and_narrow(gw, b):
     b("press", key="Escape")
     b("viewport", width=1280, height=900)
     b("colorScheme", scheme="light")
+
+
+def test_network_allow_list_and_blocked_clients(gw, b):
+    """SPEC section 14 on the page (network.js): the blocks with when and why each started, lifted
+    with a button; the allow list shown, set, refused beside its input, cleared back to everyone."""
+    store_ban(gw.env["GATEWAY_DATABASE_URL"], "203.0.113.9")
+    store_ban(gw.env["GATEWAY_DATABASE_URL"], "2001:db8:1:2::/64", seconds=300,
+              reason="12 refused requests (block_after 10/m); the last: UNAUTHORIZED_DASHBOARD")
+    b("reload")
+    block = 'li.block[data-address="203.0.113.9"]'
+    b("wait", selector=block)
+    assert b.text("#blocks-state").startswith("2 clients are blocked")
+    text = b.text(block)
+    assert "30 refused requests (block_after 30/m); the last: UNAUTHORIZED_INVALID_API_KEY" in text
+    assert "Blocked" in text and "IPv4" in text
+    assert "in 10 minutes" in b.text(f"{block} .facts") or "in 9 minutes" in b.text(f"{block} .facts")
+    [started] = [x for x in gw.admin("POST", "/network-bans/retrieve").json()["bans"] if x["address"] == "203.0.113.9"]
+    assert b("attr", selector=f"{block} .facts div:first-child time", name="datetime") == started["started_at"]
+    assert "IPv6 /64" in b.text('li.block[data-address="2001:db8:1:2::/64"]')
+    # The allow list: everyone, as the default.
+    assert b.text("#network-allow-state") == "Everyone may call the public API (0.0.0.0/0 and ::/0)."
+    assert b("value", selector="#network-cidrs") == "0.0.0.0/0\n::/0"
+    b.shot("network")
+    # Refused beside the input: by the API (naming the entry, never echoing it) and, for nothing at all, by the page.
+    b("fill", selector="#network-cidrs", value="127.0.0.0/8\nnot-a-cidr")
+    b("click", selector='#network-form button[type="submit"]')
+    b("waitText", selector='[data-field="dbAllowedCidrs"] .field-error', text="entry 1 is not an IP address or CIDR")
+    assert b("attr", selector="#network-cidrs", name="aria-invalid") == "true"
+    b.shot("network-field-error")
+    b("fill", selector="#network-cidrs", value=" ")
+    b("click", selector='#network-form button[type="submit"]')
+    b("waitText", selector='[data-field="dbAllowedCidrs"] .field-error', text="Give at least one CIDR")
+    assert gw.admin("GET", "/network-restrictions").json()["config"] == {"dbAllowedCidrs": ["0.0.0.0/0"],
+                                                                         "dbAllowedCidrsV6": ["::/0"]}
+    # Set: only 127.0.0.4 may call the public API; this test's own requests come from 127.0.0.1.
+    b("fill", selector="#network-cidrs", value="127.0.0.4/32\n2001:db8::/32")
+    b("click", selector='#network-form button[type="submit"]')
+    b("waitText", selector="#network-allow-state", text="Only 2 networks")
+    assert b("count", selector='[data-field="dbAllowedCidrs"] .field-error') == 0
+    assert gw.admin("GET", "/network-restrictions").json()["config"] == {"dbAllowedCidrs": ["127.0.0.4/32"],
+                                                                         "dbAllowedCidrsV6": ["2001:db8::/32"]}
+    within(1, lambda: httpx.get(gw.url + "/rest/v1/todos").status_code == 403)
+    b.shot("network-allow-list")
+    # Cleared: everyone again.
+    b("click", selector="#network-everyone")
+    b("waitText", selector="#network-allow-state", text="Everyone may call")
+    assert b("value", selector="#network-cidrs") == "0.0.0.0/0\n::/0"
+    within(1, lambda: httpx.get(gw.url + "/rest/v1/todos").status_code == 401)
+    # Lifted: gone from the page and from every instance.
+    b("click", selector=f'{block} button:has-text("Lift block")')
+    b("wait", selector=block, state="detached")
+    b("waitText", selector="#status", text="Lifted the block on 203.0.113.9.")
+    assert gw.admin("POST", "/network-bans/retrieve").json()["banned_ipv4_addresses"] == ["2001:db8:1:2::/64"]
+    assert b.text("#blocks-state").startswith("One client is blocked")
+    b.shot("network-lifted")
 
 
 def test_sign_out(gw, b):

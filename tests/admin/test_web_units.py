@@ -19,7 +19,7 @@ from tests.helpers import REPO
 WEB = REPO / "gateway" / "admin" / "web"
 TESTS = REPO / "tests" / "admin" / "web"
 # No DOM in these: Node imports them as they are (the page imports them too).
-PURE = ("time.js", "limits.js", "usage.js", "forms.js", "legacyview.js", "store.js")
+PURE = ("time.js", "limits.js", "usage.js", "forms.js", "legacyview.js", "store.js", "networkview.js")
 
 
 def test_node_runs_the_unit_tests():

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from gateway.keys import apikeys
+from tests import factories
 from tests.compat.node import node_command
 from tests.compat.stack import HERE, NODE_MODULES, ensure_node_modules
 from tests.helpers import JWT_SECRET, Gateway
@@ -240,23 +241,7 @@ def test_supabase_cli_caches_the_project_it_read(cli_gw):
 
 
 def store_ban(gw: Gateway, address: str) -> None:
-    """A block as a worker stores it (gateway.rules.banstore.start_bans), announced."""
-    import asyncio
-    import time
-
-    import asyncpg
-
-    from gateway.rules.banstore import start_bans
-    from gateway.rules.blocks import Ban
-
-    async def go() -> None:
-        pool = await asyncpg.create_pool(gw.env["GATEWAY_DATABASE_URL"], min_size=1, max_size=1)
-        try:
-            await start_bans(pool, [Ban(address, time.time(), time.time() + 600, "30 refused requests", 30)])
-        finally:
-            await pool.close()
-
-    asyncio.run(go())
+    factories.store_ban(gw.env["GATEWAY_DATABASE_URL"], address, reason="30 refused requests")
 
 
 def bans(cli_gw, command: str, *args: str, ok: bool = True) -> str:

@@ -3,8 +3,9 @@
 // session.js (signing in and out), store.js (the page's state, in one place), cards.js (the key
 // cards), chart.js (the usage chart), keydialog.js (create and edit), deletedialog.js, legacy.js
 // (the legacy section), modal.js (what the dialogs share), dom.js (building elements, as text).
+// network.js (who the public API answers: the allow list and blocked clients).
 // What needs no page is in modules without DOM access, unit-tested with node --test (tests/admin/web):
-// time.js, limits.js, usage.js, forms.js, legacyview.js and store.js.
+// time.js, limits.js, usage.js, forms.js, legacyview.js, networkview.js and store.js.
 
 import { createApi } from "./api.js";
 import { keyLists } from "./cards.js";
@@ -12,20 +13,19 @@ import { deleteDialog } from "./deletedialog.js";
 import { parts, refreshTimes } from "./dom.js";
 import { keyDialog } from "./keydialog.js";
 import { legacyLastUses, legacySection } from "./legacy.js";
+import { networkSection } from "./network.js";
 import { session, storedToken } from "./session.js";
 import { INITIAL, createStore } from "./store.js";
 
 const REF = document.querySelector('meta[name="gateway-project-ref"]').content;
 const page = parts(document, {
   ref: "#project-ref", main: "#main", keys: "#keys", status: "#status", problem: "#problem", legacy: "#legacy",
+  network: "#network",
 });
 const store = createStore(INITIAL);
 
-const api = createApi({
-  base: `v1/projects/${encodeURIComponent(REF)}/api-keys`,
-  token: storedToken,
-  refused: () => signIn.signOut("The admin token was refused (it may have changed). Sign in again."),
-});
+const refused = () => signIn.signOut("The admin token was refused (it may have changed). Sign in again.");
+const api = createApi({ base: `v1/projects/${encodeURIComponent(REF)}/api-keys`, token: storedToken, refused });
 
 // The key list and the legacy switch (with the last use of disabled legacy keys), into the store at once.
 async function load(message = "") {
@@ -45,6 +45,7 @@ async function load(message = "") {
     failed = e.message;
   }
   store.set({ keys, legacy, legacyUses, problem: failed, status: message || `Updated ${new Date().toLocaleTimeString()}.` });
+  await network.load();
 }
 
 const problem = (message) => store.set({ problem: message });
@@ -56,6 +57,10 @@ const lists = keyLists(page.keys, store, {
 const editor = keyDialog(document, { api, load, focusKey: (id, label) => lists.focus(id, label, page.main) });
 const deleter = deleteDialog(document, { api, load, main: page.main });
 legacySection(page.legacy, document, store, { api, load, problem });
+const network = networkSection(page.network, store, {
+  api: createApi({ base: `v1/projects/${encodeURIComponent(REF)}`, token: storedToken, refused }),
+  problem, status: (message) => store.set({ status: message, problem: "" }),
+});
 const signIn = session(document, {
   api, load,
   signedOut: () => {

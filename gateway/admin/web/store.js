@@ -7,8 +7,11 @@
 //   legacyUses  [{name, last_used_at}] of the configured legacy keys while they are disabled
 //   status      the polite line ("Updated 10:04:31.", "Created ci_worker.")
 //   problem     the last error not shown next to a field ("" when none)
+//   network     the allow list (GET .../network-restrictions), null while signed out
+//   bans        the running blocks (POST .../network-bans/retrieve), null while signed out
 
-export const INITIAL = Object.freeze({ keys: null, legacy: null, legacyUses: [], status: "", problem: "" });
+export const INITIAL = Object.freeze({ keys: null, legacy: null, legacyUses: [], status: "", problem: "", network: null,
+                                       bans: null });
 
 export function createStore(initial = INITIAL) {
   let state = Object.freeze({ ...initial });

@@ -7,7 +7,8 @@ import { test } from "node:test";
 import { INITIAL, createStore } from "../../../gateway/admin/web/store.js";
 
 test("starts signed out, with nothing loaded", () => {
-  assert.deepEqual(createStore().get(), { keys: null, legacy: null, legacyUses: [], status: "", problem: "" });
+  assert.deepEqual(createStore().get(), { keys: null, legacy: null, legacyUses: [], status: "", problem: "",
+                                          network: null, bans: null });
   assert.ok(Object.isFrozen(INITIAL));
 });
 
