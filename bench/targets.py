@@ -171,6 +171,19 @@ TARGETS: list[Target] = [
     Target("(info) rate limits, flood: gateway CPU per refused request", ("limits.flood",),
            _extra("limits.flood", "cpu_us_per_refused"), _flood_cpu_shown),
     *(_accuracy(store) for store in ("postgres", "redis")),
+    Target("blocking: a flood of random keys from one address is answered from the block (≥ 99 % of its requests, "
+           "no access line each, nothing upstream)", ("blocking.flood",), _extra("blocking.flood", "share_blocked"),
+           lambda v, r: f"{100 * v:.2f} %; {r['blocking.flood'].extra['access_lines']:,} access lines, upstream "
+                        f"served {r['blocking.flood'].extra['upstream_served']:,}",
+           at_least=0.99),
+    Target("(info) blocking: gateway CPU per blocked request", ("blocking.flood",), _field("blocking.flood", "cpu_us"),
+           lambda v, r: f"{v:.1f} µs" + (f" (a 401 from memory with blocking off: {r['blocking.refused'].cpu_us:.1f}"
+                                         " µs)" if "blocking.refused" in r.by else "")),
+    Target("(info) blocking: rotating addresses, each refused and counted: CPU per request, RSS growth, CPU once "
+           "they go quiet", ("blocking.rotating",), _field("blocking.rotating", "cpu_us"),
+           lambda v, r: f"{v:.1f} µs; +{r['blocking.rotating'].extra['rss_growth_mb']:.0f} MB peak; quiet "
+                        f"{r['blocking.rotating'].extra['quiet_cpu_ms_per_s']:.1f} ms CPU/s after, "
+                        f"{r['blocking.rotating'].extra['idle_cpu_ms_per_s']:.1f} before"),
 ]
 
 

@@ -99,7 +99,9 @@ class Guard:
         else:
             version, value = parsed
             allowed = self.allow.contains(version, value) and not self.deny.contains(version, value)
-            verdict = (allowed, None if self.exempt.contains(version, value) else _key(version, value))
+            # An IPv4 address inet_pton read is already in its one spelling; a mapped one is not.
+            key = client_ip if version == 4 and ":" not in client_ip else _key(version, value)
+            verdict = (allowed, None if self.exempt.contains(version, value) else key)
         if len(self._verdicts) >= VERDICTS_MAX:
             self._verdicts.clear()
         self._verdicts[client_ip] = verdict

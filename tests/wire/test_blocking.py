@@ -12,10 +12,11 @@ import uuid
 
 import httpx
 import pytest
-from websockets.exceptions import InvalidStatus
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
 from gateway.keys import apikeys
+from tests.factories import store_ban
 from tests.helpers import assert_refused, create_database
 from tests.upstreams import within
 
@@ -103,6 +104,20 @@ def test_every_counted_refusal_counts(gw, pub):
         for _ in range(THRESHOLD - len(got)):
             assert c.get("/rest/v1/todos").status_code == 401
         assert_refused(c.get("/rest/v1/todos", headers={"apikey": pub}), 429, *BLOCKED)
+
+
+def test_an_open_realtime_socket_is_closed_when_its_address_is_blocked(gw, pub):
+    with connect(f"{gw.ws_url}/realtime/v1/websocket?apikey={pub}&vsn=1.0.0", open_timeout=10,
+                 source_address=("127.0.0.10", 0)) as ws:
+        ws.send("info")
+        ws.recv(timeout=10)
+        started = time.monotonic()
+        store_ban(gw.env["GATEWAY_DATABASE_URL"], "127.0.0.10")
+        with pytest.raises(ConnectionClosed) as e:
+            ws.recv(timeout=10)
+    assert time.monotonic() - started < 1
+    assert (e.value.rcvd.code, e.value.rcvd.reason) == (1008, "Client blocked")
+    assert gw.admin("DELETE", "/network-bans", json={"ipv4_addresses": ["127.0.0.10"]}).status_code == 200
 
 
 def test_two_instances_of_two_workers_share_counts_blocks_and_lifts(gateways, pg_server):

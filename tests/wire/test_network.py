@@ -9,7 +9,7 @@ import uuid
 
 import httpx
 import pytest
-from websockets.exceptions import InvalidStatus
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
 from tests.helpers import assert_refused, create_database
@@ -61,6 +61,18 @@ def test_a_denied_websocket_is_refused_at_its_handshake(gw, pub):
         connect(f"{gw.ws_url}/realtime/v1/websocket?apikey={pub}&vsn=1.0.0", open_timeout=10,
                 source_address=("127.0.0.7", 0))
     assert e.value.response.status_code == 403
+
+
+def test_an_open_realtime_socket_is_closed_when_the_allow_list_leaves_it_out(gw, pub, everyone):
+    with connect(f"{gw.ws_url}/realtime/v1/websocket?apikey={pub}&vsn=1.0.0", open_timeout=10,
+                 source_address=("127.0.0.3", 0)) as ws:
+        ws.send("info")
+        ws.recv(timeout=10)
+        assert gw.admin("POST", "/network-restrictions/apply", json={"dbAllowedCidrs": ["127.0.0.4/32"]}).status_code \
+            == 201
+        with pytest.raises(ConnectionClosed) as e:
+            ws.recv(timeout=10)
+    assert (e.value.rcvd.code, e.value.rcvd.reason) == (1008, "Client IP not allowed")
 
 
 def test_the_allow_list_changes_live(gw, pub, everyone):
