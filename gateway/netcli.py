@@ -49,7 +49,8 @@ def block_lines(bans: list[Any], now: float) -> list[str]:
     width = max(len("ADDRESS"), *(len(b.address) for b in bans))
     lines = [f"{'ADDRESS':<{width}}  {'STARTED':<25}  {'LEFT':>6}  REASON"]
     for b in bans:
-        lines.append(f"{b.address:<{width}}  {_time(b.started_at):<25}  {max(0, round(b.ends_at - now)):>5}s  {b.reason}")
+        left = max(0, round(b.ends_at - now))
+        lines.append(f"{b.address:<{width}}  {_time(b.started_at):<25}  {left:>5}s  {b.reason}")
     return lines
 
 

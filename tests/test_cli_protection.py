@@ -71,7 +71,8 @@ def test_network_show_and_allow(cli):
     out = ok(cli("network", "allow", "203.0.113.7/24", "2001:db8::/32", "::ffff:198.51.100.0/120"))
     assert out.strip() == "allowed: 203.0.113.0/24 198.51.100.0/24 2001:db8::/32"
     shown = json.loads(ok(cli("network", "show", "--json", env={"GATEWAY_PROTECTION__DENY_IPS": '["192.0.2.0/24"]'})))
-    assert shown["config"] == {"dbAllowedCidrs": ["203.0.113.0/24", "198.51.100.0/24"], "dbAllowedCidrsV6": ["2001:db8::/32"]}
+    assert shown["config"] == {"dbAllowedCidrs": ["203.0.113.0/24", "198.51.100.0/24"],
+                               "dbAllowedCidrsV6": ["2001:db8::/32"]}
     assert shown["deny_ips"] == ["192.0.2.0/24"] and shown["status"] == "applied" and shown["updated_at"]
     assert "denied (protection.deny_ips): 192.0.2.0/24" in ok(cli("network", "show", env={
         "GATEWAY_PROTECTION__DENY_IPS": '["192.0.2.0/24"]'}))

@@ -116,7 +116,8 @@ class BanDetail(BaseModel):
     family: Literal["ipv4", "ipv6"]
     started_at: datetime
     ends_at: datetime
-    reason: str = Field(description="How many refused requests, under which protection.block_after, the last one's code")
+    reason: str = Field(description="How many refused requests, under which protection.block_after, the code of "
+                                    "the last one")
     refusals: int
 
 

@@ -35,8 +35,8 @@ log = logging.getLogger("gateway")
 # No address is ever a label: these have none.
 BLOCKED_REQUESTS = Counter("gateway_blocked_requests_total", "Requests answered 429 CLIENT_BLOCKED (no access line)")
 BLOCKS_STARTED = Counter("gateway_blocks_started_total", "Client blocks started (each counted once, where stored)")
-BLOCKED_CLIENTS = Gauge("gateway_blocked_clients", "Addresses blocked in a worker's memory (the largest of the workers)",
-                        multiprocess_mode="livemax")
+BLOCKED_CLIENTS = Gauge("gateway_blocked_clients", "Addresses blocked in a worker's memory (the largest of "
+                        "the workers)", multiprocess_mode="livemax")
 
 
 class GuardSync:

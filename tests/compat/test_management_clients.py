@@ -122,7 +122,8 @@ def test_supabase_management_js_network(admin_gw):
     assert listed["banned_ipv4_addresses"] == ["203.0.113.9", "2001:db8:1:2::/64"]
     assert [b["reason"] for b in listed["bans"]] == ["30 refused requests"] * 2
     enriched = ok(r["bansEnriched"], 201)["banned_ipv4_addresses"]
-    assert [(b["banned_address"], b["identifier"]) for b in enriched] == [("203.0.113.9", REF), ("2001:db8:1:2::/64", REF)]
+    assert [(b["banned_address"], b["identifier"]) for b in enriched] == [("203.0.113.9", REF),
+                                                                          ("2001:db8:1:2::/64", REF)]
     assert ok(r["lift"]) == {"lifted": ["203.0.113.9"]}
     assert ok(r["bansAfter"], 201)["banned_ipv4_addresses"] == ["2001:db8:1:2::/64"]
     assert ok(r["restrictions"])["config"] == {"dbAllowedCidrs": ["0.0.0.0/0"], "dbAllowedCidrsV6": ["::/0"]}

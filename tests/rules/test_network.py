@@ -78,7 +78,8 @@ def test_networks_contains(cidrs, inside, outside):
 def test_networks_agree_with_ipaddress_on_random_sets():
     rng = random.Random(7)
     for _ in range(50):
-        cidrs = [f"{rng.randrange(256)}.{rng.randrange(256)}.0.0/{rng.randrange(8, 25)}" for _ in range(rng.randrange(1, 9))]
+        cidrs = [f"{rng.randrange(256)}.{rng.randrange(256)}.0.0/{rng.randrange(8, 25)}"
+                 for _ in range(rng.randrange(1, 9))]
         nets, parsed = Networks.parse(cidrs), [ipaddress.ip_network(c, strict=False) for c in cidrs]
         for _ in range(200):
             address = ipaddress.IPv4Address(rng.getrandbits(32))
