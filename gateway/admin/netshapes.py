@@ -15,7 +15,7 @@ import ipaddress
 from datetime import datetime, timezone
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, WithJsonSchema
 
 from gateway.keys.shapes import InvalidInput
 from gateway.rules.banstore import AllowList
@@ -79,7 +79,7 @@ class RemoveNetworkBanRequest(_Body):
     ipv4_addresses: Annotated[list[Address], Field(
         max_length=MAX_ADDRESSES, description="Addresses whose block to lift, IPv4 or IPv6 (an IPv6 address lifts the "
         "block on its /64; a block as listed, such as 2001:db8:1:2::/64, is accepted too)")]
-    requester_ip: bool = Field(False, description="Also lift the block on the caller's own address")
+    requester_ip: StrictBool = Field(False, description="Also lift the block on the caller's own address")
     identifier: str | None = Field(None, description="Accepted and ignored (the gateway has one database)")
 
 

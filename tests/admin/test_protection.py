@@ -98,6 +98,7 @@ def test_a_lifted_block_lets_the_client_in_at_once(gw):
     ({"ipv4_addresses": ["1.2.3.4"] * 1001}, "ipv4_addresses", None),
     ({}, "ipv4_addresses", None),
     ({"ipv4_addresses": "203.0.113.9"}, "ipv4_addresses", None),
+    ({"ipv4_addresses": [], "requester_ip": 0}, "requester_ip", None),  # a boolean, not something like one
 ])
 def test_lifts_with_bad_input_name_the_field_never_the_list(gw, body, field, message):
     r = gw.admin("DELETE", "/network-bans", json=body)
