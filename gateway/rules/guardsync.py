@@ -48,6 +48,7 @@ class GuardSync:
         self.timeout = max(1.0, 5 * interval)  # slower than this: counted as unreachable
         self.check_seconds = check_seconds
         self.failing = False
+        self._held = -1  # blocks in memory, as the gauge last said
         self._fingerprint: Any = None
         self._task: asyncio.Task[None] | None = None
         self._pending: set[asyncio.Task[None]] = set()
@@ -90,7 +91,14 @@ class GuardSync:
                 self.guard.lifted([str(a) for a in event["addresses"]])
         except (KeyError, TypeError, ValueError):
             log.warning("ignoring a malformed %s notification", banstore.BANS)
-        BLOCKED_CLIENTS.set(len(self.guard.blocks))
+        self._gauge()
+
+    def _gauge(self) -> None:
+        """The blocks held, written to the metric when their number changed (a write is a file's)."""
+        held = len(self.guard.blocks)
+        if held != self._held:
+            BLOCKED_CLIENTS.set(held)
+            self._held = held
 
     def on_restrictions(self, _event: dict[str, Any]) -> None:
         task = asyncio.get_running_loop().create_task(self._reload_allow())
@@ -154,7 +162,7 @@ class GuardSync:
         if guard.answered:
             BLOCKED_REQUESTS.inc(guard.answered)
             guard.answered = 0
-        BLOCKED_CLIENTS.set(len(guard.blocks))
+        self._gauge()
 
     async def check(self) -> None:
         """The periodic safety net: a full reload if a notification was missed; old rows deleted."""

@@ -176,3 +176,27 @@ def test_a_block_started_on_one_instance_holds_on_the_other_within_a_second(gate
     c = gateways(workers=2, dsn=dsn, **env)
     assert all(fresh(c.url, "127.0.0.9", apikey=pub).status_code == 429 for _ in range(4))
     assert fresh(c.url, "127.0.0.6", apikey=pub).status_code == 200
+
+
+def test_with_the_database_away_a_worker_blocks_on_its_own_and_stores_it_later(gateways, tmp_path):
+    from gateway.keys.db import EmbeddedPostgres
+
+    pg = EmbeddedPostgres(tmp_path / "pg")
+    dsn = pg.start()
+    try:
+        g = gateways(dsn=dsn, GATEWAY_PROTECTION__BLOCK_AFTER=f"{THRESHOLD}/m", GATEWAY_KEYS__REFRESH_SECONDS="600")
+        pub = g.create_key("publishable")["api_key"]
+        pg.stop()
+        with bound(g.url, "127.0.0.11") as scanner:
+            statuses = [scanner.get("/rest/v1/todos", headers={"apikey": "sb_publishable_x"}).status_code
+                        for _ in range(THRESHOLD + 5)]
+        assert statuses == [401] * THRESHOLD + [429] * 5  # counted and blocked in memory
+        within(5, lambda: "database unreachable for client blocks" in g.logs())
+        assert fresh(g.url, "127.0.0.12", apikey=pub).status_code == 200  # known keys, other clients: as before
+        assert g.logs().count("database unreachable for client blocks") == 1  # said once, not per request
+        pg.start()
+        within(10, lambda: "database reachable again for client blocks" in g.logs())
+        within(5, lambda: g.admin("POST", "/network-bans/retrieve").json()["banned_ipv4_addresses"] == ["127.0.0.11"])
+        assert "client 127.0.0.11 blocked for 600 s" in g.logs()
+    finally:
+        pg.stop()
