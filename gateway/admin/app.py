@@ -347,7 +347,6 @@ def create_admin_app(settings: Settings, store: Store, ring: KeyRing) -> FastAPI
     app.include_router(ops)
     app.include_router(keys)
     from gateway.admin.protection import router as network  # it imports this module: only once it is whole
-
     app.include_router(network)
     app.include_router(web.router)
     app.add_middleware(TokenGate)
