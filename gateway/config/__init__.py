@@ -29,6 +29,7 @@ from gateway.config.sections import (
     LimitsSettings,
     LogSettings,
     RealtimeSettings,
+    RestSettings,
     ServerSettings,
     UpstreamSettings,
 )
@@ -71,6 +72,7 @@ class Settings(BaseSettings):
     keys: KeysSettings = Field(default_factory=KeysSettings)
     limits: LimitsSettings = Field(default_factory=LimitsSettings)
     realtime: RealtimeSettings = Field(default_factory=RealtimeSettings)
+    rest: RestSettings = Field(default_factory=RestSettings)
     functions: FunctionsSettings = Field(default_factory=FunctionsSettings)
     log: LogSettings = Field(default_factory=LogSettings)
 
