@@ -24,8 +24,10 @@ from gateway.request import MAX_HEADER_BYTES, MAX_HEADERS, RequestInfo, split_qu
 from gateway.responses import JSON, Headers, cors_headers, error_headers, preflight_headers
 from gateway.routes import BadPath, Cors, Kind, Policy, QueryKey, Route, match, normalize
 from gateway.rules.clientip import ClientIp, limit_key, parse_networks
+from gateway.rules.keyrules import denied_resources
 from gateway.rules.limits import Limiter, RateLimits
 from gateway.rules.origins import OriginSet
+from gateway.rules.quota import Quotas
 from gateway.upstream.services import Reads, Upstream, configured_upstreams, read_targets
 
 log = logging.getLogger("gateway")
@@ -120,6 +122,8 @@ class Gateway:
         self.reads: Reads | None = None  # PostgREST's read replicas with the primary
         self.functions_required = settings.functions.verify == "required"
         self.log_access = settings.log.access
+        self.denied = denied_resources(settings.rest.denied_resources)  # None: no list
+        self.quotas = Quotas()  # counts written and read by gateway.rules.quotastore
 
     async def start(self) -> None:
         self.upstreams = configured_upstreams(self.settings)
@@ -182,7 +186,13 @@ class Gateway:
         entry = grant.entry
         if entry is not None and entry.restrictions is not None:
             entry.restrictions.check(x.info.origin, x.info.referer, x.client_ip, route.service)
+        if entry is not None and entry.rules is not None:  # resources and methods (gateway.rules.keyrules)
+            entry.rules.check("GET" if ws else x.method, route, x.upstream_path, x.headers_in)
+        if self.denied is not None and route.upstream == "rest" and (entry is None or not entry.is_secret):
+            self.denied.check(x.method, route, x.upstream_path, x.headers_in)
         self._limit(x)
+        if entry is not None and entry.quota is not None:
+            self.quotas.admit(x, entry)
         query = x.query
         if route.query_key is QueryKey.REPLACE and x.info.query_keys and grant.token is not None:
             token = grant.token.encode()

@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from gateway.keys.apikeys import hash_key
+from gateway.rules.frames import refused_send
 
 KEY_PREFIX = "sb_"
 EVENTS = ("phx_join", "access_token")
@@ -121,6 +122,10 @@ class ChannelTokens:
             if parsed is not None and parsed[3] == "phx_leave":
                 self.channels.pop(parsed[2], None)
         return rewrite_frame(text, self._token, self._joined, None if self.user else self._other)
+
+    def refuse(self, text: str | None, data: bytes | None) -> str | None:
+        """A frame the key may not send (gateway.rules.frames): the reply for the client instead."""
+        return refused_send(self._current(self.key_hash) or self.entry, text, data)
 
     def _other(self, token: str) -> None:
         """A JWT sent as a channel token: if it is a user's, the cap on public connections goes."""

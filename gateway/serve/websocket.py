@@ -61,11 +61,17 @@ async def relay(receive: Receive, send: Send, upstream: aiohttp.ClientWebSocketR
     """Frames both ways until either side closes; the close code and reason cross over.
     ``rewrite`` filters the client's text frames (see gateway.serve.realtime)."""
 
+    refuse = getattr(rewrite, "refuse", None)  # frames the key may not send: answered here, never forwarded
+
     async def client_to_upstream() -> tuple[str, int, str]:
         while True:
             msg = await receive()
             if msg["type"] == "websocket.receive":
-                if msg.get("text") is not None:
+                reply = None if refuse is None else refuse(msg.get("text"), msg.get("bytes"))
+                if reply is not None:
+                    if reply:
+                        await send({"type": "websocket.send", "text": reply})
+                elif msg.get("text") is not None:
                     await upstream.send_str(rewrite(msg["text"]) if rewrite else msg["text"])
                 elif msg.get("bytes") is not None:
                     await upstream.send_bytes(msg["bytes"])
