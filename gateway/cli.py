@@ -94,8 +94,11 @@ def _key_field_flags(p: argparse.ArgumentParser, clearing: bool = False) -> None
     expiry.add_argument("--expires-at", metavar="TIME", help=f"the key ends then (RFC 3339){clear}")
     for flag, what in (("--allow-origin", "an origin it may be used from (https://*.example.com); repeat"),
                        ("--allow-ip", "a CIDR it may be used from; repeat"),
-                       ("--allow-service", f"a service it may reach ({', '.join(shapes.SERVICES)}); repeat")):
+                       ("--allow-service", f"a service it may reach ({', '.join(shapes.SERVICES)}); repeat"),
+                       ("--allow-resource", "a PostgREST resource it may reach (todos, rpc/search_*, graphql); repeat"),
+                       ("--allow-method", "an HTTP method it may use (GET allows HEAD); repeat")):
         p.add_argument(flag, action="append", metavar="VALUE", help=what + ("; 'none' lifts it" if clearing else ""))
+    p.add_argument("--quota", metavar="COUNT/PERIOD", help=f"requests per UTC day or month, e.g. 100000/month{clear}")
 
 
 def _key_fields(args: argparse.Namespace) -> dict[str, Any]:
@@ -109,11 +112,17 @@ def _key_fields(args: argparse.Namespace) -> dict[str, Any]:
         fields["expires_at"] = (datetime.now(timezone.utc) + _duration(args.expires_in)).isoformat()
     elif args.expires_at is not None:
         fields["expires_at"] = None if _none(args.expires_at) else args.expires_at
+    if args.quota is not None:
+        fields["quota"] = None if _none(args.quota) else args.quota
     for name, values in (("allowed_origins", args.allow_origin), ("allowed_ips", args.allow_ip),
-                         ("allowed_services", args.allow_service)):
+                         ("allowed_services", args.allow_service), ("allowed_resources", args.allow_resource),
+                         ("allowed_methods", args.allow_method)):
         if values is not None:
             fields[name] = [] if len(values) == 1 and _none(values[0]) else values
     return fields
+
+
+RESTRICTION_FIELDS = ("allowed_origins", "allowed_ips", "allowed_services", "allowed_resources", "allowed_methods")
 
 
 def _none(value: str) -> bool:
@@ -256,17 +265,18 @@ async def _keys(session: Session, args: argparse.Namespace) -> int:
             print(json.dumps([key_json(r) for r in records]))
         else:
             print(f"{'ID':<36}  {'TYPE':<11}  {'NAME':<20}  {'PREFIX':<24}  {'LAST USED':<32}  {'EXPIRES':<34}"
-                  f"  {'LIMITS':<28}  {'RESTRICTED TO':<24}  KEY")
+                  f"  {'LIMITS':<28}  {'RESTRICTED TO':<24}  {'QUOTA':<32}  KEY")
             for rec, r in zip(records, map(key_json, records)):
                 limits = " ".join(f"{k}={v}" for k, v in r["limits"].items() if v) or "-"
                 expires = r["expires_at"] or "never"
                 if r["expired"]:
                     expires += " (expired)"
-                restricted = "; ".join(", ".join(r[f]) for f in ("allowed_origins", "allowed_ips", "allowed_services")
-                                       if r[f]) or "-"
+                restricted = "; ".join(", ".join(r[f]) for f in RESTRICTION_FIELDS if r[f]) or "-"
+                quota = r["quota"]
+                used = f"{quota['used']} of {quota['limit']} used" if quota else "-"
                 print(f"{r['id']:<36}  {r['type']:<11}  {r['name']:<20}  {r['prefix']:<24}"
                       f"  {r['last_used_at'] or '-':<32}  {expires:<34}  {limits:<28}  {restricted:<24}"
-                      f"  {rec['publishable_key'] or '-'}")
+                      f"  {used:<32}  {rec['publishable_key'] or '-'}")
         return 0
     row = await store.delete_key(args.id, actor=_actor(), was_compromised=args.compromised, reason=args.reason)
     print(f"deleted {row['type']} key {row['name']} ({row['id']})")

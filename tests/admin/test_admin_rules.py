@@ -40,8 +40,8 @@ def test_every_answer_carries_the_fields(gw):
 
 
 def test_create_get_patch(gw):
-    made = gw.create_key("secret", allowed_resources=["todos", "rpc/search_*", "todos"], allowed_methods=["get", "HEAD"],
-                         quota="1000/month")
+    made = gw.create_key("secret", allowed_resources=["todos", "rpc/search_*", "todos"],
+                         allowed_methods=["get", "HEAD"], quota="1000/month")
     assert made["allowed_resources"] == ["todos", "rpc/search_*"]  # each once
     assert made["allowed_methods"] == ["GET", "HEAD"]  # upper case
     assert made["quota"] == {"limit": "1000/month", "used": 0, "left": 1000, "resets_at": next_month_start()}

@@ -35,10 +35,11 @@ PASSING = [
     '[1,2,3,{"broadcast":1},5]',  # an event that is no string
     '{"event":["presence"]}',
 ]
+ROOM = "realtime:room"
 REFUSED = [
-    ('["1","6","realtime:room","broadcast",{"type":"broadcast","event":"x","payload":{}}]', ["1", "6", "realtime:room"]),
-    ('["1","7","realtime:room","presence",{"type":"presence","event":"track","payload":{}}]', ["1", "7", "realtime:room"]),
-    ('{"topic":"realtime:room","event":"broadcast","payload":{},"ref":"8","join_ref":"1"}', ["1", "8", "realtime:room"]),
+    ('["1","6","realtime:room","broadcast",{"type":"broadcast","event":"x","payload":{}}]', ["1", "6", ROOM]),
+    ('["1","7","realtime:room","presence",{"type":"presence","event":"track","payload":{}}]', ["1", "7", ROOM]),
+    ('{"topic":"realtime:room","event":"broadcast","payload":{},"ref":"8","join_ref":"1"}', ["1", "8", ROOM]),
     ('{"topic":"realtime:room","event":"presence","payload":{},"ref":"9"}', [None, "9", "realtime:room"]),
 ]
 
