@@ -54,7 +54,6 @@ def upstream_path(raw: str) -> tuple[routes.Route, str]:
     ("/rest/v1/RPC", "RPC"),
     ("/rest/v1/rpc/Search", "rpc/Search"),
     ("/rest/v1/rpc/search;x", "rpc/search;x"),
-    ("/rest/v1/todos#frag", "todos#frag"),
     # not a resource: PostgREST answers 404 (PGRST125) to all of these
     ("/rest/v1/todos/", None),
     ("/rest/v1/todos/1", None),

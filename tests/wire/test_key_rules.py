@@ -122,6 +122,7 @@ DENIED_MESSAGE = "Resource not allowed"
     ("/rest/v1//secrets", []),
     ("/rest/v1/secr%65ts", []),
     ("/rest/v1/x/../secrets", []),
+    ("/rest/v1/secrets#x", []),  # the fragment is cut off before routing
     ("/rest/v1/secrets/", []),
     ("/rest/v1/rpc/admin_reset", []),
     ("/rest/v1/objects", [("Accept-Profile", "storage"), ("Content-Profile", "storage")]),
