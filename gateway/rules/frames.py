@@ -26,8 +26,8 @@ def _reply(array: bool, join_ref: Any, ref: Any, topic: Any) -> str:
 
 
 def _text(text: str) -> str | None:
-    if '"broadcast"' not in text and '"presence"' not in text:
-        return None
+    if '"broadcast"' not in text and '"presence"' not in text and "\\" not in text:
+        return None  # (an escape could spell either word: such a frame is read in full)
     try:
         message: Any = json.loads(text)
     except ValueError:

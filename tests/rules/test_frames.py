@@ -41,6 +41,8 @@ REFUSED = [
     ('["1","7","realtime:room","presence",{"type":"presence","event":"track","payload":{}}]', ["1", "7", ROOM]),
     ('{"topic":"realtime:room","event":"broadcast","payload":{},"ref":"8","join_ref":"1"}', ["1", "8", ROOM]),
     ('{"topic":"realtime:room","event":"presence","payload":{},"ref":"9"}', [None, "9", "realtime:room"]),
+    ('["1","10","realtime:room","broadc\\u0061st",{}]', ["1", "10", ROOM]),  # spelled with an escape
+    ('{"topic":"realtime:room","event":"pr\\u0065sence","payload":{},"ref":"11"}', [None, "11", ROOM]),
 ]
 
 
