@@ -15,8 +15,8 @@ A resource's name is what PostgREST serves, never a prefix or a look-alike:
 - the schema: PostgREST reads ``Content-Profile`` on POST, PUT, PATCH and DELETE and
   ``Accept-Profile`` on every other method (GET, HEAD, OPTIONS), the first one sent. None, or
   ``public`` (Supabase's first exposed schema), is the bare name; another schema qualifies it
-  (``storage.objects``, ``rpc/storage.search``); the profile header sent twice, empty or not
-  UTF-8 is ``None``;
+  (``storage.objects``, ``rpc/storage.search``); the value is trimmed as HTTP servers trim it;
+  the profile header sent twice, empty or not UTF-8 is ``None``;
 - GraphQL (``GRAPHQL``): ``/graphql/v1``, the OpenAPI root (``/rest/v1/``, which describes every
   table), and any function of the ``graphql_public`` or ``graphql`` schema (``rpc/graphql`` with
   ``Content-Profile: graphql_public`` is the GraphQL endpoint itself). It reaches every table by
@@ -70,7 +70,7 @@ def resource_name(upstream_path: str, profile: bytes | None | _Ambiguous = None)
         schema = ""
     elif isinstance(profile, bytes):
         try:
-            schema = profile.decode("utf-8")
+            schema = profile.strip(b" \t").decode("utf-8")  # as an HTTP server trims a header value
         except UnicodeDecodeError:
             return None
         if not schema:
