@@ -14,6 +14,7 @@ from tests.helpers import create_database
 from tests.upstreams import db_query, within
 
 FLUSH = 0.2  # keys.quota_flush_seconds
+SETTLE = 5 * FLUSH  # every worker has written and read (two intervals), with room for a busy machine
 
 
 def status(url: str, key: str, method: str = "GET", path: str = "/rest/v1/todos") -> int:
@@ -51,7 +52,7 @@ def test_a_quota_is_shared_and_survives_a_restart_of_both(pair):
     within(2, lambda: status(b.url, key, path="/storage/v1/x") == 200)  # known on b (that request counts)
     got = [status((a.url, b.url)[i % 2], key, ("GET", "POST")[i % 3 == 0]) for i in range(limit - 1)]
     assert got == [200] * (limit - 1)  # never refused short of the quota
-    time.sleep(3 * FLUSH)  # every worker has read every count: spent everywhere, at once
+    time.sleep(SETTLE)  # every worker has read every count: spent everywhere, at once
     assert [status(url, key) for url in (a.url, b.url) * 4] == [429] * 8
     admitted = db_query(dsn, "SELECT sum(n) AS n FROM gateway.quota_usage WHERE key_id = $1::uuid", made["id"])[0]["n"]
     assert admitted == limit
@@ -72,7 +73,8 @@ def test_a_quota_spent_on_one_instance_is_spent_on_the_other(pair):
     made = a.create_key("secret", quota="6/month")
     key = made["api_key"]
     assert [status(a.url, key, "POST") for _ in range(6)] == [200] * 6
-    within(3 * FLUSH + 1, lambda: status(b.url, key) == 429)
+    time.sleep(SETTLE)  # every worker of both instances has read a's counts
+    assert [status(b.url, key) for _ in range(6)] == [429] * 6
     r = httpx.get(b.url + "/rest/v1/todos", headers={"apikey": key})
     assert r.headers["sb-error-code"] == "OVER_QUOTA" and int(r.headers["retry-after"]) > 0
     # Raised on b: open on a within a second.
@@ -86,7 +88,7 @@ def test_a_crash_loses_at_most_one_flush_interval(gateways, pg_server):
     made = g.create_key("publishable", quota="10/day")
     key = made["api_key"]
     assert [status(g.url, key) for _ in range(10)] == [200] * 10
-    time.sleep(2 * FLUSH)
+    time.sleep(SETTLE)
     g.proc.kill()  # SIGKILL: no clean stop, nothing written on the way out
     g.proc.wait()
     g.stop()
@@ -108,5 +110,5 @@ def test_concurrent_traffic_overruns_by_at_most_two_flush_intervals(pair):
     # Within the quota plus what the other workers admitted in two flush intervals, never less.
     assert limit <= admitted <= limit + 2 * rate * FLUSH + 1, admitted
     assert 429 not in got[: limit - 1 - 3]  # answers finish out of order by up to three (four threads)
-    time.sleep(3 * FLUSH)
+    time.sleep(SETTLE)
     assert status(a.url, key) == 429 and status(b.url, key) == 429
