@@ -19,7 +19,7 @@ DESCRIPTION = """The gateway's benchmark (issue 5): one command, side by side, i
     python bench/run.py --quick            # 3 s per scenario, one round: a smoke run
     python bench/run.py --only get,ws      # some groups only
     python bench/run.py --only limits      # the rate-limit scenarios (issue 10)
-    python bench/run.py --only restrict,replica,idle   # restrictions, a read replica, idle connections
+    python bench/run.py --only restrict,replica,idle   # restrictions and rules, a replica, idle connections
 
 It starts an nginx upstream answering a small JSON body, an nginx ``proxy_pass`` with upstream
 keepalive in front of it, a WebSocket echo upstream, an embedded PostgreSQL and the gateway

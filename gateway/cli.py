@@ -113,8 +113,11 @@ def _key_field_flags(p: argparse.ArgumentParser, clearing: bool = False) -> None
     expiry.add_argument("--expires-at", metavar="TIME", help=f"the key ends then (RFC 3339){clear}")
     for flag, what in (("--allow-origin", "an origin it may be used from (https://*.example.com); repeat"),
                        ("--allow-ip", "a CIDR it may be used from; repeat"),
-                       ("--allow-service", f"a service it may reach ({', '.join(shapes.SERVICES)}); repeat")):
+                       ("--allow-service", f"a service it may reach ({', '.join(shapes.SERVICES)}); repeat"),
+                       ("--allow-resource", "a PostgREST resource it may reach (todos, rpc/search_*, graphql); repeat"),
+                       ("--allow-method", "an HTTP method it may use (GET allows HEAD); repeat")):
         p.add_argument(flag, action="append", metavar="VALUE", help=what + ("; 'none' lifts it" if clearing else ""))
+    p.add_argument("--quota", metavar="COUNT/PERIOD", help=f"requests per UTC day or month, e.g. 100000/month{clear}")
 
 
 def _key_fields(args: argparse.Namespace) -> dict[str, Any]:
@@ -128,11 +131,17 @@ def _key_fields(args: argparse.Namespace) -> dict[str, Any]:
         fields["expires_at"] = (datetime.now(timezone.utc) + _duration(args.expires_in)).isoformat()
     elif args.expires_at is not None:
         fields["expires_at"] = None if _none(args.expires_at) else args.expires_at
+    if args.quota is not None:
+        fields["quota"] = None if _none(args.quota) else args.quota
     for name, values in (("allowed_origins", args.allow_origin), ("allowed_ips", args.allow_ip),
-                         ("allowed_services", args.allow_service)):
+                         ("allowed_services", args.allow_service), ("allowed_resources", args.allow_resource),
+                         ("allowed_methods", args.allow_method)):
         if values is not None:
             fields[name] = [] if len(values) == 1 and _none(values[0]) else values
     return fields
+
+
+RESTRICTION_FIELDS = ("allowed_origins", "allowed_ips", "allowed_services", "allowed_resources", "allowed_methods")
 
 
 def _none(value: str) -> bool:

@@ -27,8 +27,10 @@ from gateway.request import MAX_HEADER_BYTES, MAX_HEADERS, RequestInfo, split_qu
 from gateway.responses import JSON, Headers, cors_headers, error_headers, preflight_headers
 from gateway.routes import BadPath, Cors, Kind, Policy, QueryKey, Route, match, normalize
 from gateway.rules.clientip import ClientIp, limit_key, parse_networks
+from gateway.rules.keyrules import denied_resources
 from gateway.rules.limits import Limiter, RateLimits
 from gateway.rules.origins import OriginSet
+from gateway.rules.quota import Quotas
 from gateway.upstream.services import ReplicaSet, Upstream, configured_upstreams, replica_set
 
 log = logging.getLogger("gateway")
@@ -173,6 +175,8 @@ class Decider:
         dash = settings.dashboard
         self.dashboard = None if settings.upstreams.studio is None else DashboardLogin(
             dash.username, None if dash.password is None else dash.password.get_secret_value())
+        self.denied = denied_resources(settings.rest.denied_resources)  # None: no list
+        self.quotas = Quotas()  # counts written and read by gateway.rules.quotastore
 
     async def start(self) -> None:
         self.upstreams = configured_upstreams(self.settings)
@@ -242,7 +246,13 @@ class Decider:
         entry = grant.entry
         if entry is not None:
             restrict(entry, req.info.origin, req.info.referer, req.client_ip, route.service)
+        if entry is not None and entry.rules is not None:  # resources and methods (gateway.rules.keyrules)
+            entry.rules.check("GET" if ws else req.method, route, req.upstream_path, req.headers_in)
+        if self.denied is not None and route.upstream == "rest" and (entry is None or not entry.is_secret):
+            self.denied.check(req.method, route, req.upstream_path, req.headers_in)
         self._limit(req)
+        if entry is not None and entry.quota is not None:
+            self.quotas.admit(req, entry)
         query = req.query
         if route.query_key is QueryKey.REPLACE and req.info.query_keys and grant.token is not None:
             token = grant.token.encode()

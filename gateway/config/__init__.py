@@ -31,6 +31,7 @@ from gateway.config.sections import (
     LimitsSettings,
     LogSettings,
     RealtimeSettings,
+    RestSettings,
     ServerSettings,
     UpstreamSettings,
 )
@@ -75,6 +76,7 @@ class Settings(BaseSettings):
     keys: KeysSettings = Field(default_factory=KeysSettings)
     limits: LimitsSettings = Field(default_factory=LimitsSettings)
     realtime: RealtimeSettings = Field(default_factory=RealtimeSettings)
+    rest: RestSettings = Field(default_factory=RestSettings)
     functions: FunctionsSettings = Field(default_factory=FunctionsSettings)
     log: LogSettings = Field(default_factory=LogSettings)
     dashboard: DashboardSettings = Field(default_factory=DashboardSettings)

@@ -25,6 +25,7 @@ from pydantic import (
 )
 
 from gateway.keys import apikeys
+from gateway.keys.ruleshapes import Methods, QuotaAnswer, QuotaText, Resources, rules_json
 
 DEFAULT_TEMPLATE: dict[str, Any] = {"role": "service_role"}
 RESERVED_CLAIMS = frozenset({"iss", "ref", "iat", "exp", "nbf"})  # the gateway sets them
@@ -244,12 +245,15 @@ class KeyFields(_Body):
     allowed_origins: Origins | None = None
     allowed_ips: Ips | None = None
     allowed_services: Services | None = None
+    allowed_resources: Resources | None = None  # these three: gateway.keys.ruleshapes
+    allowed_methods: Methods | None = None
+    quota: QuotaText | None = None
 
     def columns(self, *, given_only: bool = True) -> dict[str, Any]:
         out = super().columns(given_only=given_only)
         if "limits" in out:
             out["limits"] = None if self.limits is None else self.limits.stored()
-        for name in ("allowed_origins", "allowed_ips", "allowed_services"):
+        for name in ("allowed_origins", "allowed_ips", "allowed_services", "allowed_resources", "allowed_methods"):
             if name in out and not out[name]:
                 out[name] = None  # an empty list restricts nothing: stored as none
         return out
@@ -353,6 +357,9 @@ class ApiKeyResponse(BaseModel):
     allowed_origins: list[str]
     allowed_ips: list[str]
     allowed_services: list[str]
+    allowed_resources: list[str]
+    allowed_methods: list[str]
+    quota: QuotaAnswer | None
 
 
 LegacyName = Literal["anon", "service_role"]
@@ -401,6 +408,7 @@ def key_json(row: Any, api_key: str | None = None) -> dict[str, Any]:
         "api_key": api_key if api_key is not None else shown_key(row),
         "limits": limits_json(row.get("limits")),
         **restrictions_json(row),
+        **rules_json(row),
     }
 
 
@@ -417,7 +425,8 @@ def limits_json(stored: dict[str, Any] | None) -> dict[str, str | None]:
 
 
 # Fields whose old and new values the audit log keeps: limits and restrictions (no key material).
-AUDITED = ("limits", "expires_at", "allowed_origins", "allowed_ips", "allowed_services")
+AUDITED = ("limits", "expires_at", "allowed_origins", "allowed_ips", "allowed_services", "allowed_resources",
+           "allowed_methods", "quota")
 
 
 def audit_changes(row: Any, sets: dict[str, Any]) -> dict[str, Any]:
@@ -435,7 +444,7 @@ def legacy_json(name: str, token: str, *, reveal: bool, last_used: str | None) -
     return {"id": name, "type": "legacy", "prefix": token.rpartition(".")[2][:5], "name": name,
             "description": f"Legacy {name} API key", "hash": apikeys.hash_key(token), "secret_jwt_template": None,
             "inserted_at": None, "updated_at": None, "last_used_at": last_used, "api_key": shown,
-            "limits": limits_json(None), **restrictions_json({})}
+            "limits": limits_json(None), **restrictions_json({}), **rules_json({})}
 
 
 USAGE_HOURS = 7 * 24  # the usage chart: requests per hour over the last 7 days

@@ -143,6 +143,7 @@ async def run_worker(settings: Settings, dsn: str, public: socket.socket, admin:
     from gateway.keys.tokens import JwtVerifier, Minter
     from gateway.rules.limits import Limiter
     from gateway.rules.limitstore import Exchanger, counter_store
+    from gateway.rules.quotastore import QuotaFlusher
     from gateway.serve.asgi import Proxy
     from gateway.serve.listener import GoingAwayWebSocket, protocol_for
 
@@ -172,6 +173,9 @@ async def run_worker(settings: Settings, dsn: str, public: socket.socket, admin:
     exchanger.start()
     proxy = Proxy(settings, auth, limiter)
     await proxy.start()
+    quotas = QuotaFlusher(proxy.decider.quotas, store.pool, settings.keys.quota_flush_seconds)
+    await quotas.load()  # every quota's use this month, before the first request
+    quotas.start()
     common = dict(lifespan="off", log_config=None, access_log=False, server_header=False, proxy_headers=False,
                   timeout_graceful_shutdown=settings.server.grace_seconds, ws=GoingAwayWebSocket,
                   ws_max_size=64 * 1024 * 1024, timeout_keep_alive=settings.server.keepalive_seconds)
@@ -206,7 +210,7 @@ async def run_worker(settings: Settings, dsn: str, public: socket.socket, admin:
         observe.ACCESS.flush()
         observe.TALLIES.flush()
         # Each step bounded: a database or upstream that went away never holds the stop up.
-        for step in (proxy.close, exchanger.stop, ring.stop, store.close):
+        for step in (proxy.close, exchanger.stop, quotas.stop, ring.stop, store.close):
             try:
                 await asyncio.wait_for(step(), CLEANUP_SECONDS)
             except (asyncio.TimeoutError, Exception) as e:

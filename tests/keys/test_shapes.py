@@ -42,7 +42,8 @@ def test_a_new_secret_key_gets_the_default_template():
     assert body.columns() == {"description": None, "type": "secret", "name": "backend",
                               "secret_jwt_template": {"role": "service_role"}, "limits": None,
                               "expires_at": None, "allowed_origins": None, "allowed_ips": None,
-                              "allowed_services": None}
+                              "allowed_services": None, "allowed_resources": None, "allowed_methods": None,
+                              "quota": None}
     publishable = shapes.parse(CreateApiKeyBody, type="publishable", name="web_app", description="d")
     assert publishable.columns()["secret_jwt_template"] is None
 

@@ -22,7 +22,7 @@ _TYPES = {"html": "text/html; charset=utf-8", "js": "text/javascript; charset=ut
 # The page's ES modules (app.js imports the others) and its style sheet.
 FILES = ("app.js", "api.js", "store.js", "session.js", "cards.js", "chart.js", "keydialog.js", "deletedialog.js",
          "legacy.js", "modal.js", "dom.js", "restrictions.js", "time.js", "limits.js", "usage.js", "forms.js",
-         "legacyview.js", "app.css")
+         "legacyview.js", "rules.js", "quota.js", "app.css")
 # path -> file name; the page at "/" (its assets relative to it, so a reverse proxy may mount it anywhere)
 ASSETS = {"/": "index.html", **{f"/web/{name}": name for name in FILES}}
 PATHS = frozenset(ASSETS)
