@@ -531,7 +531,7 @@ def test_resources_methods_and_quota_on_create_update_and_list(cli, dsn):
     assert (made["quota"]["limit"], made["quota"]["used"], made["quota"]["left"]) == ("1000/month", 0, 1000)
     asyncio.run(_count(dsn, made["id"], 12))  # what the workers wrote
     listing = ok(cli("keys", "list"))
-    assert "12 of 1000/month used" in listing and "todos, rpc/search_*; GET, HEAD" in listing
+    assert "quota 12 of 1000/month used; resources todos, rpc/search_*; methods GET, HE…" in listing  # cut at 100
     shown = {k["id"]: k for k in listed(cli)}[made["id"]]["quota"]
     assert (shown["used"], shown["left"]) == (12, 988)
     out = json.loads(ok(cli("keys", "update", made["id"], "--allow-method", "none", "--quota", "5/day", "--json")))
