@@ -18,7 +18,7 @@ from bisect import bisect_left
 from typing import Any
 from urllib.parse import unquote
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess
 
 LABELS = ["service", "status", "role", "upstream"]  # upstream: rest, rest_replica_1, ...; none: not forwarded
 REQUESTS = Counter("gateway_requests_total", "Requests answered by the public listener", LABELS)
@@ -28,6 +28,16 @@ LATENCY = Histogram(
 )
 WEBSOCKETS = Counter("gateway_websocket_sessions_total", "WebSocket sessions proxied", ["service", "outcome"])
 RATE_LIMITED = Counter("gateway_rate_limited_total", "Requests refused by a rate limit", ["scope"])
+# The rate-limit exchange of each worker (gateway.rules.limitstore.Exchanger): no labels at all.
+LIMIT_SYNC = Gauge("gateway_limit_sync_seconds", "Seconds between a worker's last two successful exchanges with the "
+                   "rate-limit store (since the last one, while they fail): about limits.sync_ms when all is well; "
+                   "the largest over the workers", multiprocess_mode="max")
+LIMIT_SYNC_DURATION = Gauge("gateway_limit_sync_duration_seconds", "Seconds a worker's last exchange with the "
+                            "rate-limit store took; the largest over the workers", multiprocess_mode="max")
+LIMIT_SYNC_LATE = Counter("gateway_limit_sync_late_total", "Exchanges with the rate-limit store that failed or came "
+                          "more than three sync intervals after the previous successful one")
+LIMIT_COUNTERS = Gauge("gateway_limit_counters", "Rate-limit counters held in memory, summed over the workers",
+                       multiprocess_mode="sum")
 
 
 class AccessLog:
@@ -128,6 +138,15 @@ class Tallies:
 
 
 TALLIES = Tallies()
+
+
+def limit_sync(exchanger: Any) -> None:
+    """After each exchange with the rate-limit store (the Exchanger's ``report``): its lag."""
+    LIMIT_SYNC.set(exchanger.gap)
+    LIMIT_SYNC_DURATION.set(exchanger.last_duration)
+    LIMIT_COUNTERS.set(len(exchanger.limiter.counters))
+    if exchanger.last_late:
+        LIMIT_SYNC_LATE.inc()
 
 
 _STATUS = {code: str(code) for code in range(100, 600)}
