@@ -9,6 +9,7 @@ import asyncio
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from bench.scenarios.idle import Client
@@ -46,7 +47,7 @@ async def one_each(host: str, port: int, requests: list[tuple[str, bytes]], conc
             t0 = time.monotonic()
             c: Client | None = None
             try:
-                _, c = await loop.create_connection(lambda: Client(req), host, port, local_addr=(src, 0))
+                _, c = await loop.create_connection(partial(Client, req), host, port, local_addr=(src, 0))
                 status = await asyncio.wait_for(c.ask(), 10)
             except (OSError, asyncio.TimeoutError):
                 status = -1
@@ -73,7 +74,7 @@ async def kept_alive(host: str, port: int, requests: list[bytes], concurrency: i
             t0 = time.monotonic()
             try:
                 if c is None or c.closed:
-                    _, c = await loop.create_connection(lambda: Client(req), host, port)
+                    _, c = await loop.create_connection(partial(Client, req), host, port)
                 c.request = req
                 status = await asyncio.wait_for(c.ask(), 10)
             except (OSError, asyncio.TimeoutError):

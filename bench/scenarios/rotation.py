@@ -119,7 +119,9 @@ def measure(ctx: Context, gw: BenchGateway, key: str, label: str, warm: Any, flo
         "store_unreachable_logged": unreachable1 - unreachable0, "max_sync_age_s": sampler.max_age,
     }
     e["idle_cpu_extra_points"] = e["cpu_pct_1_3s_after"] - idle_pct
-    e["sync_late"] = (e["late_exchanges"] or 0) + e["store_unreachable_logged"]
+    # Late exchanges and timeouts; unknown (no target) for a gateway without the lag metric that logged no timeout.
+    e["sync_late"] = None if e["late_exchanges"] is None and not e["store_unreachable_logged"] else \
+        (e["late_exchanges"] or 0) + e["store_unreachable_logged"]
     late = "n/a (no lag metric)" if e["late_exchanges"] is None else f"{e['late_exchanges']} late exchange(s)"
     row = Row("rotation", label, "c", rps=len(answers) / max(e["flood_s"], 1e-9), p50_ms=e["p50_ms"],
               p99_ms=quantile(ms, 0.99), cpu_us=e["cpu_us_per_req"], peak_rss_mb=rss1 / 2 ** 20, key=key, extra=e,
