@@ -176,11 +176,13 @@ class Exchanger:
         self.last_late = False  # the last exchange failed or was late
         self.backlog = 0
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run(), name="rate-limit-exchange")
 
     async def stop(self) -> None:
+        self._stopping = True  # asyncio.wait_for (3.11) loses a cancel that comes as the exchange ends
         if self._task is not None:
             self._task.cancel()
             try:
@@ -193,9 +195,16 @@ class Exchanger:
             pass
 
     async def _run(self) -> None:
-        while True:
+        broken = False
+        while not self._stopping:
             await asyncio.sleep(self.interval)
-            await self.once()
+            try:
+                await self.once()
+                broken = False
+            except Exception as e:  # a bug must not end the loop: the limiter would go stale for good
+                if not broken:  # the type only: a message could quote a scope (a key id, an address)
+                    log.error("rate-limit exchange failed: %s", type(e).__name__)
+                broken = True
 
     def lag(self, at: float | None = None) -> float:
         """Seconds since the last successful exchange (``at``: a reading of ``clock``)."""

@@ -217,3 +217,33 @@ def test_the_exchange_only_moves_rows():
     source = inspect.getsource(limitstore)
     for inside in (".cells", ".pending", ".synced", ".seen", "c.roll", "c.rebase"):
         assert inside not in source, inside
+
+
+async def test_a_bug_does_not_end_the_loop(caplog, monkeypatch):
+    """An exchange that raises is logged (its type only: a message could quote a scope, with a key
+    id or an address in it) and the loop goes on."""
+    import asyncio
+
+    limiter, store = Limiter(), FakeStore()
+    ex = Exchanger(limiter, store, 0.001)
+    broken = [3]
+
+    def settle(*_):
+        if broken[0]:
+            broken[0] -= 1
+            raise KeyError(per_ip(9)[0][1])
+
+    monkeypatch.setattr(limiter, "settle", settle)
+    limiter.admit(per_ip(9), T0)
+    with caplog.at_level(logging.WARNING, logger="gateway"):
+        ex.start()
+        try:
+            async def enough() -> None:
+                while len(store.calls) < 6:
+                    await asyncio.sleep(0.001)
+
+            await asyncio.wait_for(enough(), 10)
+        finally:
+            await ex.stop()
+    assert caplog.text.count("rate-limit exchange failed: KeyError") == 1
+    assert "127.1." not in caplog.text
