@@ -5,9 +5,9 @@ A window is 20 buckets; the count is the sum of the buckets wholly inside the la
 ``Counter`` keeps one cell per bucket that saw anything, four integers in one ``array``: the
 bucket, the total the shared store last reported for it (this worker's sent requests included),
 this worker's requests not yet sent, and all of this worker's requests (what it enforces alone
-while the store is away). A scope with one request is one 4-cell array, the object and its
-scope string: about 400 bytes, where three dicts a scope took about 800 (tests/rules/test_limits.py
-measures it).
+while the store is away). A scope with one request is the object, one 4-cell array and its
+places in the limiter: about 280 bytes besides its scope string, where three dicts took about
+720 (tests/rules/test_limits.py measures it).
 
 What the exchange with the store needs is asked of the counter (``outgoing``) and given back to
 it (``settle``): the store never edits a counter's cells.
