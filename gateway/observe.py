@@ -65,6 +65,16 @@ def key_ring_checked() -> None:
 def status_class(status: str) -> str:
     """``200`` -> ``2xx``; anything that is no HTTP status -> ``other``."""
     return f"{status[0]}xx" if len(status) == 3 and status[0] in "12345" and status.isdigit() else "other"
+# The rate-limit exchange of each worker (gateway.rules.limitstore.Exchanger): no labels at all.
+LIMIT_SYNC = Gauge("gateway_limit_sync_seconds", "Seconds between a worker's last two successful exchanges with the "
+                   "rate-limit store (since the last one, while they fail): about limits.sync_ms when all is well; "
+                   "the largest over the workers", multiprocess_mode="livemax")
+LIMIT_SYNC_DURATION = Gauge("gateway_limit_sync_duration_seconds", "Seconds a worker's last exchange with the "
+                            "rate-limit store took; the largest over the workers", multiprocess_mode="livemax")
+LIMIT_SYNC_LATE = Counter("gateway_limit_sync_late_total", "Exchanges with the rate-limit store that failed or came "
+                          "more than three sync intervals after the previous successful one")
+LIMIT_COUNTERS = Gauge("gateway_limit_counters", "Rate-limit counters held in memory, summed over the workers",
+                       multiprocess_mode="livesum")
 
 
 class AccessLog:
@@ -179,6 +189,15 @@ class Tallies:
 
 
 TALLIES = Tallies()
+
+
+def limit_sync(exchanger: Any) -> None:
+    """After each exchange with the rate-limit store (the Exchanger's ``report``): its lag."""
+    LIMIT_SYNC.set(exchanger.gap)
+    LIMIT_SYNC_DURATION.set(exchanger.last_duration)
+    LIMIT_COUNTERS.set(len(exchanger.limiter.counters))
+    if exchanger.last_late:
+        LIMIT_SYNC_LATE.inc()
 
 
 _STATUS = {code: str(code) for code in range(100, 600)}

@@ -169,7 +169,8 @@ async def run_worker(settings: Settings, dsn: str, public: socket.socket, admin:
     auth = Authenticator(ring, Minter.from_settings(settings), verifier, settings.project_ref,
                          settings.key_checksum_ref)
     limiter = Limiter(workers=settings.server.workers or os.cpu_count() or 1)
-    exchanger = Exchanger(limiter, counter_store(settings, dsn), settings.limits.sync_ms / 1000)
+    exchanger = Exchanger(limiter, counter_store(settings, dsn), settings.limits.sync_ms / 1000,
+                          report=observe.limit_sync)
     exchanger.start()
     proxy = Proxy(settings, auth, limiter)
     await proxy.start()
