@@ -16,9 +16,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any, Awaitable, Callable, NoReturn
 
-from gateway import build_info, listing, version
+from gateway import build_info, listing, routes, version
 from gateway.config import ConfigError, Settings, load_settings
 from gateway.keys import shapes
+from gateway.keys.answers import key_json
+from gateway.keys.checks import InvalidInput
 from gateway.keys.db import (
     UNAVAILABLE,
     DatabaseError,
@@ -29,7 +31,7 @@ from gateway.keys.db import (
     resolve_dsn,
     safe_reason,
 )
-from gateway.keys.shapes import CreateApiKeyBody, InvalidInput, UpdateApiKeyBody, key_json
+from gateway.keys.shapes import CreateApiKeyBody, UpdateApiKeyBody
 from gateway.keys.store import NotFound, Store
 
 PROG = "gateway"
@@ -113,7 +115,7 @@ def _key_field_flags(p: argparse.ArgumentParser, clearing: bool = False) -> None
     expiry.add_argument("--expires-at", metavar="TIME", help=f"the key ends then (RFC 3339){clear}")
     for flag, what in (("--allow-origin", "an origin it may be used from (https://*.example.com); repeat"),
                        ("--allow-ip", "a CIDR it may be used from; repeat"),
-                       ("--allow-service", f"a service it may reach ({', '.join(shapes.SERVICES)}); repeat"),
+                       ("--allow-service", f"a service it may reach ({', '.join(routes.SERVICES)}); repeat"),
                        ("--allow-resource", "a PostgREST resource it may reach (todos, rpc/search_*, graphql); repeat"),
                        ("--allow-method", "an HTTP method it may use (GET allows HEAD); repeat")):
         p.add_argument(flag, action="append", metavar="VALUE", help=what + ("; 'none' lifts it" if clearing else ""))

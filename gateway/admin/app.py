@@ -27,26 +27,23 @@ from gateway import observe
 from gateway.admin import web
 from gateway.config import Settings
 from gateway.keys import apikeys
-from gateway.keys.db import UNAVAILABLE
-from gateway.keys.ring import KeyRing
-from gateway.keys.shapes import (
+from gateway.keys.answers import (
     LEGACY_NAMES,
     USAGE_HOURS,
     ApiKeyResponse,
-    CreateApiKeyBody,
     ErrorBody,
-    InvalidInput,
     LegacyApiKeysResponse,
     ProjectResponse,
-    Text,
-    UpdateApiKeyBody,
     UsageResponse,
-    first_error,
     key_json,
     legacy_json,
     project_json,
     usage_json,
 )
+from gateway.keys.checks import InvalidInput
+from gateway.keys.db import UNAVAILABLE
+from gateway.keys.ring import KeyRing
+from gateway.keys.shapes import CreateApiKeyBody, Text, UpdateApiKeyBody, first_error
 from gateway.keys.store import NotFound, Store
 
 # Served without the admin token: the health check, the API's own description and the API Keys

@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, Field, WithJsonSchema
 
+from gateway.keys.checks import InvalidInput
 from gateway.rules.keyrules import METHODS
 from gateway.rules.quota import parse_quota, quota_json
 from gateway.rules.resources import MAX_ENTRY, parse_entry
@@ -31,8 +32,6 @@ QUOTA_USED_SQL = (
 
 
 def _invalid(field: str, message: str) -> Exception:
-    from gateway.keys.shapes import InvalidInput  # shapes imports this module
-
     return InvalidInput(field, message)
 
 

@@ -18,15 +18,10 @@ from typing import Any, AsyncIterator
 import asyncpg
 
 from gateway.keys import apikeys
+from gateway.keys.answers import audit_changes
+from gateway.keys.checks import InvalidInput, check_import, check_text
 from gateway.keys.ruleshapes import QUOTA_USED_SQL
-from gateway.keys.shapes import (
-    CreateApiKeyBody,
-    InvalidInput,
-    UpdateApiKeyBody,
-    audit_changes,
-    check_import,
-    check_text,
-)
+from gateway.keys.shapes import CreateApiKeyBody, UpdateApiKeyBody
 
 RING_BATCH = 5000  # rows a round trip in a full reload of the key ring
 # A key with nothing but the defaults, as the database can tell it (a key it does not call plain

@@ -26,8 +26,9 @@ from typing import Any
 from gateway import build_info, version
 from gateway.config import ConfigError, Settings
 from gateway.keys import apikeys
+from gateway.keys.answers import key_json
+from gateway.keys.checks import InvalidInput
 from gateway.keys.db import EmbeddedPostgres, connect, migrate, resolve_dsn
-from gateway.keys.shapes import InvalidInput, key_json
 from gateway.keys.store import Store
 
 # The supervisor imports only what it needs; the web stack (uvicorn, FastAPI, aiohttp) is

@@ -10,7 +10,7 @@ from types import SimpleNamespace
 import asyncpg
 import pytest
 
-from gateway.keys import shapes
+from gateway.keys import answers, shapes
 from gateway.keys.db import connect, migrate
 from gateway.keys.shapes import CreateApiKeyBody
 from gateway.keys.store import Store, _init_conn
@@ -157,6 +157,6 @@ async def test_the_admin_answer_counts_the_period(dsn, quota):
         row = await store.get_key(key.id)
         expected = 2 if quota.endswith("day") else 2 + (4 if yesterday_in_month else 0)
         assert row["quota_used"] == expected
-        assert shapes.key_json(row)["quota"]["left"] == max(0, 3 - expected)
+        assert answers.key_json(row)["quota"]["left"] == max(0, 3 - expected)
     finally:
         await store.close()
