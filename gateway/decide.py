@@ -23,6 +23,7 @@ from gateway.config import Settings
 from gateway.headers import upstream_headers
 from gateway.ids import new_id
 from gateway.keys.entries import KeyEntry
+from gateway.observe import LogFormat
 from gateway.request import MAX_HEADER_BYTES, MAX_HEADERS, RequestInfo, split_query
 from gateway.responses import JSON, Headers, cors_headers, error_headers, preflight_headers
 from gateway.routes import BadPath, Cors, Kind, Policy, QueryKey, Route, match, normalize
@@ -111,6 +112,14 @@ class Request:
     def key_prefix(self) -> str | None:
         return self.grant.entry.prefix if self.grant.entry is not None else None
 
+    @property
+    def referer(self) -> str | None:
+        return None if self.info.referer is None else self.info.referer.decode("latin-1")
+
+    @property
+    def user_agent(self) -> str | None:
+        return self.info.user_agent
+
 
 @dataclass(frozen=True, slots=True)
 class Admission:
@@ -170,8 +179,8 @@ class Decider:
         self.replicas: ReplicaSet | None = None  # PostgREST's read replicas with the primary
         self.functions_required = settings.functions.verify == "required"
         self.functions_open = frozenset(settings.functions.open)
-        self.log_access = settings.log.access
-        self.log_combined = settings.log.format == "combined"
+        self.log_format = (LogFormat.OFF if not settings.log.access else
+                           LogFormat.COMBINED if settings.log.format == "combined" else LogFormat.JSON)
         dash = settings.dashboard
         self.dashboard = None if settings.upstreams.studio is None else DashboardLogin(
             dash.username, None if dash.password is None else dash.password.get_secret_value())
@@ -328,15 +337,7 @@ class Decider:
         return Answer(r.status, error_headers(r, self.answer_headers(req)), r.body)
 
     def record(self, req: Request) -> None:
-        observe.record(req.method, req.path, req.service, req.status, req.started, req.role, req.key_id,
-                       req.key_prefix, self.log_access and not self.log_combined, req.limited, req.upstream,
-                       req.id)
-        if self.log_access and self.log_combined:
-            info = req.info
-            observe.ACCESS.add(observe.combined_line(
-                req.client_ip, time.time(), req.method, req.path, req.sent_query.decode("latin-1"), req.protocol,
-                req.status, req.sent, info.referer.decode("latin-1") if info.referer else None, info.user_agent,
-                req.key_id, req.role, req.upstream, req.id))
+        observe.record(req, self.log_format)
 
 
 def log_unexpected(e: BaseException) -> None:

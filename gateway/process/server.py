@@ -137,11 +137,11 @@ async def run_worker(settings: Settings, dsn: str, public: socket.socket, admin:
     """One worker; ``lifeline``: a pipe from the supervisor, whose end stops the worker."""
     import uvicorn
 
-    from gateway import observe
     from gateway.admin.app import create_admin_app
     from gateway.auth import Authenticator
     from gateway.keys.ring import KeyRing
     from gateway.keys.tokens import JwtVerifier, Minter
+    from gateway.observe import accesslog, metrics
     from gateway.rules.limits import Limiter
     from gateway.rules.limitstore import Exchanger, counter_store
     from gateway.rules.quotastore import QuotaFlusher
@@ -171,7 +171,7 @@ async def run_worker(settings: Settings, dsn: str, public: socket.socket, admin:
                          settings.key_checksum_ref)
     limiter = Limiter(workers=settings.server.workers or os.cpu_count() or 1)
     exchanger = Exchanger(limiter, counter_store(settings, dsn), settings.limits.sync_ms / 1000,
-                          report=observe.limit_sync)
+                          report=metrics.limit_sync)
     exchanger.start()
     proxy = Proxy(settings, auth, limiter)
     await proxy.start()
@@ -209,8 +209,8 @@ async def run_worker(settings: Settings, dsn: str, public: socket.socket, admin:
     try:
         await asyncio.gather(servers[0].serve(sockets=[public]), servers[1].serve(sockets=[admin]))
     finally:
-        observe.ACCESS.flush()
-        observe.TALLIES.flush()
+        accesslog.ACCESS.flush()
+        metrics.TALLIES.flush()
         # Each step bounded: a database or upstream that went away never holds the stop up.
         for step in (proxy.close, exchanger.stop, quotas.stop, ring.stop, store.close):
             try:
