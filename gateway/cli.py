@@ -17,7 +17,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, Awaitable, Callable, NoReturn
 
 from gateway import build_info, listing, routes, version
-from gateway.config import ConfigError, Settings, load_settings
+from gateway.config import ConfigError, Settings, load_settings, one_line
 from gateway.keys import shapes
 from gateway.keys.answers import key_json
 from gateway.keys.checks import InvalidInput
@@ -44,7 +44,7 @@ def version_line() -> str:
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
-        sys.stderr.write(f"{self.prog}: error: {_one_line(message)}\n")
+        sys.stderr.write(f"{self.prog}: error: {one_line(message)}\n")
         raise SystemExit(2)
 
 
@@ -106,7 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _key_field_flags(p: argparse.ArgumentParser, clearing: bool = False) -> None:
-    """The flags of the fields a key's owner sets (SPEC sections 10 and 11)."""
+    """The flags of the fields a key's owner sets (docs/protection.md)."""
     clear = "; 'none' removes it" if clearing else ""
     p.add_argument("--limit-per-key", metavar="COUNT/WINDOW", help=f"requests with this key, e.g. 1000/m{clear}")
     p.add_argument("--limit-per-ip", metavar="COUNT/WINDOW", help=f"requests with this key per client IP{clear}")
@@ -175,14 +175,8 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(f"unexpected {type(e).__name__}; run with GATEWAY_LOG__LEVEL=debug for details")
 
 
-def _one_line(message: str) -> str:
-    """Whatever a message quotes (an id, a path), it stays one line, and a short one."""
-    text = " ".join(str(message).split())
-    return text if len(text) <= 500 else text[:497] + "..."
-
-
 def _fail(message: str) -> int:
-    sys.stderr.write(f"{PROG}: error: {_one_line(message)}\n")
+    sys.stderr.write(f"{PROG}: error: {one_line(message)}\n")
     return 1
 
 

@@ -98,7 +98,7 @@ def check_template(template: Any) -> dict[str, Any]:
 
 
 def check_limit(value: str) -> str:
-    """A rate limit in the ``COUNT/WINDOW`` notation (SPEC section 10)."""
+    """A rate limit in the ``COUNT/WINDOW`` notation."""
     from gateway.rules.limits import parse_limit
 
     try:

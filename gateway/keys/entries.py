@@ -71,39 +71,26 @@ def entry_from_row(row: Any) -> KeyEntry:
                     rules_for(row.get("allowed_resources"), row.get("allowed_methods")), _quota(row.get("quota")))
 
 
-_LIMITS: dict[str, Limit] = {}  # one object per notation, shared by the keys that use it
-
-
 def _limit(text: Any) -> Limit | None:
+    """One object per notation (parse_limit remembers them), shared by the keys that use it."""
     if not text:
         return None
-    limit = _LIMITS.get(text)
-    if limit is None:
-        try:
-            limit = _LIMITS[text] = parse_limit(text)
-        except ValueError:  # the admin API never stores one; a hand-edited row is ignored
-            log.warning("ignoring an invalid rate limit stored for a key")
-            return None
-    return limit
-
-
-_QUOTAS: dict[str, Quota] = {}
+    try:
+        return parse_limit(text)
+    except ValueError:  # the admin API never stores one; a hand-edited row is ignored
+        log.warning("ignoring an invalid rate limit stored for a key")
+        return None
 
 
 def _quota(text: Any) -> Quota | None:
+    """One object per notation (parse_quota remembers them), shared by the keys that use it."""
     if not text:
         return None
-    quota = _QUOTAS.get(text)
-    if quota is None:
-        try:
-            quota = parse_quota(text)
-        except ValueError:  # the admin API never stores one; a hand-edited row is ignored
-            log.warning("ignoring an invalid quota stored for a key")
-            return None
-        if len(_QUOTAS) >= 10_000:
-            _QUOTAS.clear()
-        _QUOTAS[text] = quota
-    return quota
+    try:
+        return parse_quota(text)
+    except ValueError:  # the admin API never stores one; a hand-edited row is ignored
+        log.warning("ignoring an invalid quota stored for a key")
+        return None
 
 
 def legacy_entries(settings: Settings) -> dict[str, KeyEntry]:

@@ -1,6 +1,6 @@
-"""The key fields of SPEC section 14 as the admin API and the CLI take and show them:
-``allowed_resources``, ``allowed_methods`` and ``quota`` (gateway.keys.shapes declares them on
-its models; the rules and answers live here).
+"""The key fields of docs/protection.md that say what a key may do, as the admin API and the CLI
+take and show them: ``allowed_resources``, ``allowed_methods`` and ``quota`` (gateway.keys.shapes
+declares them on its models; the rules and answers live here).
 
 A quota is set as its notation (``"100000/month"``) and shown as an object with what is used and
 left: ``{"limit": "100000/month", "used": 1234, "left": 98766, "resets_at": "..."}``. An answer's

@@ -60,7 +60,7 @@ def key_ring_checked() -> None:
 def status_class(status: str) -> str:
     """``200`` -> ``2xx``; anything that is no HTTP status -> ``other``."""
     return f"{status[0]}xx" if len(status) == 3 and status[0] in "12345" and status.isdigit() else "other"
-# The rate-limit exchange of each worker (gateway.rules.limitstore.Exchanger): no labels at all.
+# The rate-limit exchange of each worker (gateway.rules.limitstore.LimitSync): no labels at all.
 LIMIT_SYNC = Gauge("gateway_limit_sync_seconds", "Seconds between a worker's last two successful exchanges with the "
                    "rate-limit store (since the last one, while they fail): about limits.sync_ms when all is well; "
                    "the largest over the workers", multiprocess_mode="livemax")
@@ -132,12 +132,12 @@ class Tallies(Batched):
 TALLIES = Tallies()
 
 
-def limit_sync(exchanger: Any) -> None:
-    """After each exchange with the rate-limit store (the Exchanger's ``report``): its lag."""
-    LIMIT_SYNC.set(exchanger.gap)
-    LIMIT_SYNC_DURATION.set(exchanger.last_duration)
-    LIMIT_COUNTERS.set(len(exchanger.limiter.counters))
-    if exchanger.last_late:
+def limit_sync(sync: Any) -> None:
+    """After each exchange with the rate-limit store (``LimitSync.report``): its lag."""
+    LIMIT_SYNC.set(sync.gap)
+    LIMIT_SYNC_DURATION.set(sync.last_duration)
+    LIMIT_COUNTERS.set(len(sync.limiter.counters))
+    if sync.last_late:
         LIMIT_SYNC_LATE.inc()
 
 

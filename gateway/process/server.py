@@ -143,7 +143,7 @@ async def run_worker(settings: Settings, dsn: str, public: socket.socket, admin:
     from gateway.keys.tokens import JwtVerifier, Minter
     from gateway.observe import accesslog, metrics
     from gateway.rules.limits import Limiter
-    from gateway.rules.limitstore import Exchanger, counter_store
+    from gateway.rules.limitstore import LimitSync, counter_store
     from gateway.rules.quotastore import QuotaFlusher
     from gateway.serve.asgi import Proxy
     from gateway.serve.listener import GoingAwayWebSocket, protocol_for
@@ -170,9 +170,9 @@ async def run_worker(settings: Settings, dsn: str, public: socket.socket, admin:
     auth = Authenticator(ring, Minter.from_settings(settings), verifier, settings.project_ref,
                          settings.key_checksum_ref)
     limiter = Limiter(workers=settings.server.workers or os.cpu_count() or 1)
-    exchanger = Exchanger(limiter, counter_store(settings, dsn), settings.limits.sync_ms / 1000,
-                          report=metrics.limit_sync)
-    exchanger.start()
+    limit_sync = LimitSync(limiter, counter_store(settings, dsn), settings.limits.sync_ms / 1000,
+                            report=metrics.limit_sync)
+    limit_sync.start()
     proxy = Proxy(settings, auth, limiter)
     await proxy.start()
     quotas = QuotaFlusher(proxy.decider.quotas, store.pool, settings.keys.quota_flush_seconds)
@@ -212,7 +212,7 @@ async def run_worker(settings: Settings, dsn: str, public: socket.socket, admin:
         accesslog.ACCESS.flush()
         metrics.TALLIES.flush()
         # Each step bounded: a database or upstream that went away never holds the stop up.
-        for step in (proxy.close, exchanger.stop, quotas.stop, ring.stop, store.close):
+        for step in (proxy.close, limit_sync.stop, quotas.stop, ring.stop, store.close):
             try:
                 await asyncio.wait_for(step(), CLEANUP_SECONDS)
             except (asyncio.TimeoutError, Exception) as e:

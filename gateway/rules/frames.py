@@ -1,4 +1,4 @@
-"""What a key that may not POST may send over a Realtime socket (SPEC section 14).
+"""What a key that may not POST may send over a Realtime socket.
 
 Its handshake is a GET, and so are joining channels and hearing what they carry (database
 changes, broadcasts, presence): a read-only key listens. Sending is writing, as it is over HTTP

@@ -1,4 +1,4 @@
-"""What a key may do (SPEC section 14): the resources it may reach (``allowed_resources``) and the
+"""What a key may do: the resources it may reach (``allowed_resources``) and the
 methods it may use (``allowed_methods``), and what no public request may reach
 (``rest.denied_resources``). Decided from memory after the key's restrictions and before rate
 limits, so that a refused request uses up nothing; a key without rules pays nothing (its entry's

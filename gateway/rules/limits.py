@@ -1,4 +1,4 @@
-"""Rate limits decided from memory (SPEC section 10): the ``COUNT/WINDOW`` notation, a sliding
+"""Rate limits decided from memory (docs/protection.md): the ``COUNT/WINDOW`` notation, a sliding
 window of 20 buckets per scope in each worker, and the 429 answer and ``RateLimit`` headers.
 
 A scope's count is the sum of the buckets that lie wholly inside the last window: every request
@@ -11,6 +11,7 @@ reached, each worker enforces its share of the limit on what it counted itself.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 import re
@@ -42,12 +43,24 @@ class Limit:
 
 
 def parse_limit(text: object) -> Limit:
-    """``COUNT/WINDOW``: ``10/s``, ``600/m``, ``100/5m``, ``50000/d``. ValueError otherwise."""
-    m = _NOTATION.fullmatch(text.strip()) if isinstance(text, str) else None
+    """``COUNT/WINDOW``: ``10/s``, ``600/m``, ``100/5m``, ``50000/d``. ValueError otherwise.
+    Parsed once: a notation always gives the same object (the settings that checked it, the
+    keys that carry it)."""
+    if not isinstance(text, str):
+        raise ValueError(_FORMAT)
+    return _parse_limit(text.strip())
+
+
+_FORMAT = "must be COUNT/WINDOW, e.g. 600/m or 100/5m (window in s, m, h or d)"
+
+
+@functools.lru_cache(maxsize=4096)
+def _parse_limit(text: str) -> Limit:
+    m = _NOTATION.fullmatch(text)
     if m is None:
-        raise ValueError("must be COUNT/WINDOW, e.g. 600/m or 100/5m (window in s, m, h or d)")
+        raise ValueError(_FORMAT)
     window = int(m.group(2) or 1) * _UNITS[m.group(3)]
-    return Limit(int(m.group(1)), float(window), text.strip())
+    return Limit(int(m.group(1)), float(window), text)
 
 
 @dataclass(slots=True)

@@ -150,7 +150,7 @@ class RedisCounters:
         await self.redis.aclose()
 
 
-class Exchanger:
+class LimitSync:
     """The loop of one worker: take what the limiter has to send, exchange it, hand back the
     totals. It watches its own lag: ``last_duration`` (seconds the last exchange took),
     ``lag()`` (seconds since the last successful one), ``late`` (exchanges that failed or came
@@ -159,7 +159,7 @@ class Exchanger:
     (the worker's metrics)."""
 
     def __init__(self, limiter: Limiter, store: CounterStore, interval: float,
-                 report: Callable[[Exchanger], None] | None = None,
+                 report: Callable[[LimitSync], None] | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.limiter = limiter
         self.store = store

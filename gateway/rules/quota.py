@@ -1,4 +1,4 @@
-"""Quotas (SPEC section 14): ``COUNT/day`` or ``COUNT/month`` requests a key may make in a calendar
+"""Quotas (docs/protection.md): ``COUNT/day`` or ``COUNT/month`` requests a key may make in a calendar
 period in UTC, decided from memory by every worker.
 
 Requests are counted per key and UTC day; a period's use is the sum of its days, so a key moved
@@ -12,6 +12,7 @@ on every worker until the period ends (429 ``OVER_QUOTA`` with ``Retry-After``).
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 import time
@@ -34,8 +35,16 @@ class Quota:
 
 
 def parse_quota(text: object) -> Quota:
-    """``COUNT/day`` or ``COUNT/month``; ValueError otherwise."""
-    m = _NOTATION.fullmatch(text.strip()) if isinstance(text, str) else None
+    """``COUNT/day`` or ``COUNT/month``; ValueError otherwise. Parsed once: a notation always gives
+    the same object."""
+    if not isinstance(text, str):
+        raise ValueError(FORMAT)
+    return _parse_quota(text.strip())
+
+
+@functools.lru_cache(maxsize=4096)
+def _parse_quota(text: str) -> Quota:
+    m = _NOTATION.fullmatch(text)
     if m is None:
         raise ValueError(FORMAT)
     return Quota(int(m.group(1)), m.group(2), f"{int(m.group(1))}/{m.group(2)}")

@@ -1,4 +1,4 @@
-"""Where quota counts are kept (SPEC section 14): ``gateway.quota_usage`` in the key database, a
+"""Where quota counts are kept: ``gateway.quota_usage`` in the key database, a
 logged table (a crash of Postgres loses nothing it acknowledged), and the loop of each worker
 that writes its counts and reads everyone's.
 

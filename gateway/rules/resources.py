@@ -1,4 +1,4 @@
-"""PostgREST resources (SPEC section 14): what a request below ``/rest/v1`` names, exactly as
+"""PostgREST resources: what a request below ``/rest/v1`` names, exactly as
 PostgREST will read it, and the lists that allow (``allowed_resources`` on a key) or refuse
 (``rest.denied_resources``) them. Pure; docs/protection.md "Resources a key may reach" explains
 every rule with its reason.

@@ -1,5 +1,5 @@
 """One scope's sliding window in one worker, stored compactly, and the time-ordered index that
-drops windows with nothing left in them (SPEC section 10; issue 20).
+drops windows with nothing left in them.
 
 A window is 20 buckets; the count is the sum of the buckets wholly inside the last window. A
 ``Counter`` keeps one cell per bucket that saw anything, four integers in one ``array``: the

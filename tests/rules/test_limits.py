@@ -285,3 +285,15 @@ def test_over_any_window_at_most_one_bucket_more(times):
         inside = [t for t in admitted if start <= t < start + window]
         sliding = [t for t in inside if t < start + g]  # the bucket-width at the window's start
         assert len(inside) <= count + len(sliding)
+
+
+def test_a_notation_is_parsed_once():
+    """The settings that checked a default limit, and every key carrying the same notation, share
+    one Limit (and its precomputed header parts)."""
+    from gateway.config.sections import LimitsSettings
+
+    assert parse_limit("600/m") is parse_limit(" 600/m ")
+    settings = type("S", (), {"limits": LimitsSettings(per_user="600/m", publishable_per_ip="10/s")})()
+    assert RateLimits.from_settings(settings).per_user is parse_limit("600/m")
+    with pytest.raises(ValueError):
+        parse_limit(["600/m"])

@@ -11,7 +11,7 @@ import pytest
 
 from gateway.rules import limitstore
 from gateway.rules.limits import BUCKETS, MAX_BATCH, Limiter, Push, Range, Total, parse_limit
-from gateway.rules.limitstore import Exchanger
+from gateway.rules.limitstore import LimitSync
 
 T0 = 1_700_000_100.0  # the start of a bucket of "1000/h" (3 min), "10/m" (3 s) and "10/10s" (0.5 s)
 
@@ -58,7 +58,7 @@ async def test_idle_counters_cost_nothing():
     """50,000 addresses once each, then nothing: the exchange after them carries them all; every
     one after that carries no row at all (the heartbeat aside)."""
     limiter, store = Limiter(), FakeStore()
-    ex = Exchanger(limiter, store, 0.1)
+    ex = LimitSync(limiter, store, 0.1)
     for i in range(50_000):
         assert limiter.admit(per_ip(i), T0 + i / 10_000).refused is None
     t = T0 + 5.0
@@ -77,7 +77,7 @@ async def test_idle_counters_cost_nothing():
 
 async def test_a_counter_used_again_is_exchanged_again():
     limiter, store = Limiter(), FakeStore()
-    ex = Exchanger(limiter, store, 0.1)
+    ex = LimitSync(limiter, store, 0.1)
     limiter.admit(per_ip(1), T0)
     limiter.admit(per_ip(2), T0)
     await ex.once(T0)
@@ -96,7 +96,7 @@ async def test_a_counter_used_again_is_exchanged_again():
 
 async def test_emptied_windows_are_dropped_and_never_sent():
     limiter, store = Limiter(), FakeStore()
-    ex = Exchanger(limiter, store, 0.1)
+    ex = LimitSync(limiter, store, 0.1)
     for i in range(100):
         limiter.admit(per_ip(i, "10/10s"), T0)
     await ex.once(T0)
@@ -126,7 +126,7 @@ async def test_two_workers_sharing_one_store_stay_within_the_bound():
     traffic, and nothing refused before the limit was reached."""
     store = FakeStore()
     limiters = [Limiter(workers=2), Limiter(workers=2)]
-    exchangers = [Exchanger(lim, store, 0.1) for lim in limiters]
+    exchangers = [LimitSync(lim, store, 0.1) for lim in limiters]
     outcomes = []
     for step in range(1000):
         t = T0 + step * 0.01
@@ -147,7 +147,7 @@ async def test_an_idle_view_is_stale_for_one_interval_at_most():
     way. Here A counts 60 and goes idle, B (new) 41, A comes back with 10 in one interval."""
     store = FakeStore()
     a, b = Limiter(workers=2), Limiter(workers=2)
-    ea, eb = Exchanger(a, store, 0.1), Exchanger(b, store, 0.1)
+    ea, eb = LimitSync(a, store, 0.1), LimitSync(b, store, 0.1)
     scope = per_ip(3, "100/m")
     assert [a.admit(scope, T0 + i * 0.01).refused for i in range(60)] == [None] * 60
     await ea.once(T0 + 0.6)
@@ -166,7 +166,7 @@ async def test_an_idle_view_is_stale_for_one_interval_at_most():
 async def test_the_store_failing_and_coming_back(caplog):
     limiter, store = Limiter(), FakeStore()
     store.alive.add("another worker")  # two share the limits while the store is away
-    ex = Exchanger(limiter, store, 0.1)
+    ex = LimitSync(limiter, store, 0.1)
     s1, s2, s3 = per_ip(1, "10/m"), per_ip(2, "10/m"), per_ip(3, "10/m")
     limiter.admit(s1, T0)
     assert await ex.once(T0)
@@ -200,7 +200,7 @@ async def test_the_store_failing_and_coming_back(caplog):
 async def test_lag_is_measured_not_guessed():
     clock = [100.0]
     reports = []
-    ex = Exchanger(Limiter(), FakeStore(), 0.1, report=lambda e: reports.append((round(e.gap, 3), e.last_late)),
+    ex = LimitSync(Limiter(), FakeStore(), 0.1, report=lambda e: reports.append((round(e.gap, 3), e.last_late)),
                    clock=lambda: clock[0])
     for gap in (0.1, 0.12, 0.29, 0.31, 0.1):
         clock[0] += gap
@@ -225,7 +225,7 @@ async def test_a_bug_does_not_end_the_loop(caplog, monkeypatch):
     import asyncio
 
     limiter, store = Limiter(), FakeStore()
-    ex = Exchanger(limiter, store, 0.001)
+    ex = LimitSync(limiter, store, 0.001)
     broken = [3]
 
     def settle(*_):
