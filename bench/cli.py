@@ -19,7 +19,7 @@ DESCRIPTION = """The gateway's benchmark (issue 5): one command, side by side, i
     python bench/run.py --quick            # 3 s per scenario, one round: a smoke run
     python bench/run.py --only get,ws      # some groups only
     python bench/run.py --only limits      # the rate-limit scenarios (issue 10)
-    python bench/run.py --only restrict,replica,idle   # restrictions, a read replica, idle connections
+    python bench/run.py --only restrict,replica,idle   # restrictions and rules, a replica, idle connections
 
 It starts an nginx upstream answering a small JSON body, an nginx ``proxy_pass`` with upstream
 keepalive in front of it, a WebSocket echo upstream, an embedded PostgreSQL and the gateway
@@ -79,6 +79,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--ws-duration", type=float, default=None, help="seconds of echo round trips (default: --duration)")
     p.add_argument("--accuracy-seconds", type=int, default=None, help="length of the rate-limit accuracy run and "
                    "of its limit's window (default 60; --quick 20)")
+    p.add_argument("--rotation-addresses", type=int, default=50_000, help="source addresses of the 'rotation' group, "
+                   "one GET each (default 50000)")
+    p.add_argument("--rotation-subs", type=int, default=20_000, help="user subs of the 'rotation' group, one GET each "
+                   "(default 20000)")
     p.add_argument("--no-access-log-variant", action="store_true",
                    help="skip the second gateway with the access log off")
     p.add_argument("--profile", action="store_true", help="also run py-spy on the gateway workers during a "
@@ -94,6 +98,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error("--accuracy-seconds must be at least 2")
     if args.idle_connections < 1:
         p.error("--idle-connections must be at least 1")
+    if not 1 <= args.rotation_addresses <= 254 * 256 * 200 or args.rotation_subs < 1:  # 127.1-200.x.y
+        p.error("--rotation-addresses must be between 1 and 13,004,800, --rotation-subs at least 1")
     if args.ws_duration is None:
         args.ws_duration = args.duration
     unknown = set(filter(None, args.only.split(","))) - set(GROUPS)

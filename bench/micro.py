@@ -4,6 +4,7 @@ upstream connection, fed bytes through fake transports, the key in memory.
     .venv/bin/python bench/micro.py              # µs per request
     .venv/bin/python bench/micro.py --steps      # and the inclusive time of each step
     .venv/bin/python bench/micro.py --limits     # with per_key and per_ip limits that never refuse
+    .venv/bin/python bench/micro.py --rules      # with resource and method rules that allow it
 
 What the wire benchmark (bench/run.py) adds on top is the event loop and the four socket
 syscalls of a proxied request.
@@ -30,6 +31,7 @@ from gateway.keys import apikeys  # noqa: E402
 from gateway.keys.entries import KeyEntry  # noqa: E402
 from gateway.keys.ring import KeyRing  # noqa: E402
 from gateway.keys.tokens import JwtVerifier, Minter  # noqa: E402
+from gateway.rules.keyrules import rules_for  # noqa: E402
 from gateway.rules.limits import parse_limit  # noqa: E402
 from gateway.serve import fastpath, listener  # noqa: E402
 from gateway.upstream.connection import Connection  # noqa: E402
@@ -88,14 +90,16 @@ def timed(spent: dict[str, float], cls: type, name: str) -> None:
     setattr(cls, name, wrapper)
 
 
-async def main(n: int, steps: bool, limits: bool) -> None:
+async def main(n: int, steps: bool, limits: bool, rules: bool = False) -> None:
     settings = Settings(jwt={"secret": "x" * 40}, upstreams={"rest": "http://127.0.0.1:9"}, log={"access": True})
     ring = KeyRing(None, settings)  # type: ignore[arg-type]
     key = apikeys.generate("publishable", REF)
     never = parse_limit("1000000000/m") if limits else None
     ring.by_hash[apikeys.hash_key(key)] = KeyEntry("00000000-0000-0000-0000-000000000001", "publishable",
                                                     apikeys.display_prefix(key), "anon", {"role": "anon"},
-                                                    per_key=never, per_ip=never)
+                                                    per_key=never, per_ip=never,
+                                                    rules=rules_for(["todos", "items", "rpc/search_*"], ["GET", "HEAD"])
+                                                    if rules else None)
     auth = Authenticator(ring, Minter.from_settings(settings), JwtVerifier(settings, None), "default", REF)
     decider = decide.Decider(settings, auth)
     await decider.start()
@@ -133,5 +137,6 @@ if __name__ == "__main__":
     p.add_argument("-n", type=int, default=20_000)
     p.add_argument("--steps", action="store_true")
     p.add_argument("--limits", action="store_true")
+    p.add_argument("--rules", action="store_true")
     args = p.parse_args()
-    uvloop.run(main(args.n, args.steps, args.limits))
+    uvloop.run(main(args.n, args.steps, args.limits, args.rules))

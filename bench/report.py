@@ -84,7 +84,7 @@ def write(rows: list[Row], facts: dict[str, Any], prof: dict[str, Any], info: di
         "processes, divided by requests. c/b: throughput relative to (b) for the same scenario.",
         "",
         table,
-        "## Targets (issues 5, 10, 12 and 15)",
+        "## Targets (issues 5, 10, 12, 15 and 20)",
         "",
         "| target | measured | |",
         "|---|---|---|",

@@ -1,4 +1,4 @@
-"""The targets of issues 5, 10, 12 and 15 as data: the rows each reads, the value it takes from them, how
+"""The targets of issues 5, 10, 12, 15 and 20 as data: the rows each reads, the value it takes from them, how
 that is shown, and the bar it must clear; ``check`` holds a run's rows against them, in this order."""
 
 from __future__ import annotations
@@ -93,6 +93,11 @@ def _restrict_cost(r: Results) -> float | None:
     return 1 - (paired_ratio(r["restrict.c.on"], r["restrict.c.off"]) or 0.0) if r["restrict.c.off"].rps else None
 
 
+def _rules_cost(r: Results) -> float | None:
+    """1 − publishable GET with resource and method rules / the same GET without, paired by round."""
+    return 1 - (paired_ratio(r["restrict.c.rules"], r["restrict.c.off"]) or 0.0) if r["restrict.c.off"].rps else None
+
+
 def _replica_shown(v: float, r: Results) -> str:
     on, off, e = r["replica.c.on"], r["replica.c.off"], r.by.get("replica.share")
     share = f"; the replica served {100 * e.extra['replica_share']:.1f} %" if e else ""
@@ -120,6 +125,39 @@ def _accuracy(store: str) -> Target:
     return Target(f"rate limits, {store} store, 2 instances × 2 workers: admitted between the limit and the limit + "
                   "5 % + one sync interval of traffic ({seconds} s, one window)", (key,), _extra(key, "admitted"),
                   shown, within=lambda r: (r[key].extra["limit_count"], r[key].extra["bound"]))
+
+
+def _rotation(key: str, what: str) -> list[Target]:
+    """Issue 20: after a flood from many addresses (or user subs) one worker is idle again at once,
+    holds its counters in little memory, and its exchange with the store was never late."""
+    def late_shown(v: float, r: Results) -> str:
+        e = r[key].extra
+        late = "no lag metric" if e["late_exchanges"] is None else f"{e['late_exchanges']} late exchange(s)"
+        age = "" if e["max_sync_age_s"] is None else f", longest lag seen {e['max_sync_age_s']:.2f} s"
+        return f"{late}, store unreachable logged {e['store_unreachable_logged']} time(s){age}"
+
+    def idle_shown(v: float, r: Results) -> str:
+        e = r[key].extra
+        return (f"{e['cpu_pct_1_3s_after']:.1f} % of a core 1–3 s after the traffic stops vs "
+                f"{e['idle_cpu_pct_before']:.1f} % before the flood ({v:+.1f} points; first second after: "
+                f"{e['cpu_pct_0_1s_after']:.1f} %)")
+
+    targets = [
+        Target(f"{what}: idle CPU back to its baseline within a second (≤ 2 points of a core over the idle CPU "
+               "before the flood, 1–3 s after the last answer)", (key,), _extra(key, "idle_cpu_extra_points"),
+               idle_shown, below=2.0),
+        Target(f"{what}: the exchange with the store never late (no exchange more than 3 sync intervals after "
+               "the previous one, no timeout)", (key,), _extra(key, "sync_late"), late_shown, within=lambda r: (0, 0)),
+        Target(f"(info) {what}: p95 latency during the flood", (key,), _extra(key, "p95_ms"),
+               lambda v, r: f"{v:.2f} ms (first {r[key].extra['p95_cut']:,} {r[key].extra['p95_first_ms']:.2f}, last "
+                            f"{r[key].extra['p95_cut']:,} {r[key].extra['p95_last_ms']:.2f})"),
+    ]
+    bar = 30.0 if key == "rotation.addresses" else None  # the user subs' growth is information
+    growth = Target(f"{'' if bar else '(info) '}{what}: worker RSS growth{' < 30 MB' if bar else ''}", (key,),
+                    _extra(key, "rss_growth_mb"),
+                    lambda v, r: f"{v:.1f} MB ({r[key].extra['rss_before_mb']:.0f} → "
+                                 f"{r[key].extra['rss_after_mb']:.0f} MB)", below=bar)
+    return [growth, *targets]
 
 
 TARGETS: list[Target] = [
@@ -161,6 +199,10 @@ TARGETS: list[Target] = [
            "origins, IPs, services and expiry, all met)", ("restrict.c.on", "restrict.c.off"), _restrict_cost,
            lambda v, r: f"{100 * v:.1f} %; CPU {r['restrict.c.on'].cpu_us:.1f} vs {r['restrict.c.off'].cpu_us:.1f} "
                         "µs/req", below=0.05),
+    Target("resource and method rules on: cost < 5 % of throughput (a read-only key reaching three resources, "
+           "the one asked for among them)", ("restrict.c.rules", "restrict.c.off"), _rules_cost,
+           lambda v, r: f"{100 * v:.1f} %; CPU {r['restrict.c.rules'].cpu_us:.1f} vs {r['restrict.c.off'].cpu_us:.1f} "
+                        "µs/req", below=0.05),
     Target("reads with one replica: throughput not below the primary-only build (≥ 0.95 × the same GET without "
            "a replica, paired by round)", ("replica.c.on", "replica.c.off"),
            lambda r: paired_ratio(r["replica.c.on"], r["replica.c.off"]), _replica_shown, at_least=0.95),
@@ -184,6 +226,8 @@ TARGETS: list[Target] = [
            lambda v, r: f"{v:.1f} µs; +{r['blocking.rotating'].extra['rss_growth_mb']:.0f} MB peak; quiet "
                         f"{r['blocking.rotating'].extra['quiet_cpu_ms_per_s']:.1f} ms CPU/s after, "
                         f"{r['blocking.rotating'].extra['idle_cpu_ms_per_s']:.1f} before"),
+    *_rotation("rotation.addresses", "address rotation, {addresses:,} addresses, 1 worker"),
+    *_rotation("rotation.subs", "user rotation, {subs:,} subs, 1 worker"),
 ]
 
 

@@ -16,9 +16,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any, Awaitable, Callable, NoReturn
 
-from gateway import build_info, listing, netcli, version
-from gateway.config import ConfigError, Settings, load_settings
+from gateway import build_info, listing, netcli, routes, version
+from gateway.config import ConfigError, Settings, load_settings, one_line
 from gateway.keys import shapes
+from gateway.keys.answers import key_json
+from gateway.keys.checks import InvalidInput
 from gateway.keys.db import (
     UNAVAILABLE,
     DatabaseError,
@@ -29,7 +31,7 @@ from gateway.keys.db import (
     resolve_dsn,
     safe_reason,
 )
-from gateway.keys.shapes import CreateApiKeyBody, InvalidInput, UpdateApiKeyBody, key_json
+from gateway.keys.shapes import CreateApiKeyBody, UpdateApiKeyBody
 from gateway.keys.store import NotFound, Store
 
 PROG = "gateway"
@@ -42,7 +44,7 @@ def version_line() -> str:
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
-        sys.stderr.write(f"{self.prog}: error: {_one_line(message)}\n")
+        sys.stderr.write(f"{self.prog}: error: {one_line(message)}\n")
         raise SystemExit(2)
 
 
@@ -105,7 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _key_field_flags(p: argparse.ArgumentParser, clearing: bool = False) -> None:
-    """The flags of the fields a key's owner sets (SPEC sections 10 and 11)."""
+    """The flags of the fields a key's owner sets (docs/protection.md)."""
     clear = "; 'none' removes it" if clearing else ""
     p.add_argument("--limit-per-key", metavar="COUNT/WINDOW", help=f"requests with this key, e.g. 1000/m{clear}")
     p.add_argument("--limit-per-ip", metavar="COUNT/WINDOW", help=f"requests with this key per client IP{clear}")
@@ -114,8 +116,11 @@ def _key_field_flags(p: argparse.ArgumentParser, clearing: bool = False) -> None
     expiry.add_argument("--expires-at", metavar="TIME", help=f"the key ends then (RFC 3339){clear}")
     for flag, what in (("--allow-origin", "an origin it may be used from (https://*.example.com); repeat"),
                        ("--allow-ip", "a CIDR it may be used from; repeat"),
-                       ("--allow-service", f"a service it may reach ({', '.join(shapes.SERVICES)}); repeat")):
+                       ("--allow-service", f"a service it may reach ({', '.join(routes.SERVICES)}); repeat"),
+                       ("--allow-resource", "a PostgREST resource it may reach (todos, rpc/search_*, graphql); repeat"),
+                       ("--allow-method", "an HTTP method it may use (GET allows HEAD); repeat")):
         p.add_argument(flag, action="append", metavar="VALUE", help=what + ("; 'none' lifts it" if clearing else ""))
+    p.add_argument("--quota", metavar="COUNT/PERIOD", help=f"requests per UTC day or month, e.g. 100000/month{clear}")
 
 
 def _key_fields(args: argparse.Namespace) -> dict[str, Any]:
@@ -129,11 +134,17 @@ def _key_fields(args: argparse.Namespace) -> dict[str, Any]:
         fields["expires_at"] = (datetime.now(timezone.utc) + _duration(args.expires_in)).isoformat()
     elif args.expires_at is not None:
         fields["expires_at"] = None if _none(args.expires_at) else args.expires_at
+    if args.quota is not None:
+        fields["quota"] = None if _none(args.quota) else args.quota
     for name, values in (("allowed_origins", args.allow_origin), ("allowed_ips", args.allow_ip),
-                         ("allowed_services", args.allow_service)):
+                         ("allowed_services", args.allow_service), ("allowed_resources", args.allow_resource),
+                         ("allowed_methods", args.allow_method)):
         if values is not None:
             fields[name] = [] if len(values) == 1 and _none(values[0]) else values
     return fields
+
+
+RESTRICTION_FIELDS = ("allowed_origins", "allowed_ips", "allowed_services", "allowed_resources", "allowed_methods")
 
 
 def _none(value: str) -> bool:
@@ -165,14 +176,8 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(f"unexpected {type(e).__name__}; run with GATEWAY_LOG__LEVEL=debug for details")
 
 
-def _one_line(message: str) -> str:
-    """Whatever a message quotes (an id, a path), it stays one line, and a short one."""
-    text = " ".join(str(message).split())
-    return text if len(text) <= 500 else text[:497] + "..."
-
-
 def _fail(message: str) -> int:
-    sys.stderr.write(f"{PROG}: error: {_one_line(message)}\n")
+    sys.stderr.write(f"{PROG}: error: {one_line(message)}\n")
     return 1
 
 

@@ -1,4 +1,5 @@
-"""Deadlines checked by one sweep a worker, instead of a timer made and cancelled per request.
+"""Time on the request path, at no cost per request: deadlines checked by one sweep a worker,
+instead of a timer made and cancelled per request; and work batched on one timer (``Batched``).
 
 An object with a ``deadline`` (``time.monotonic()`` seconds, or None) and a ``deadline_passed()``
 method is watched while it lives; every ``SWEEP_SECONDS`` the deadlines that have passed are
@@ -39,3 +40,29 @@ class Deadlines:
 
 
 DEADLINES = Deadlines()
+
+
+class Batched:
+    """Work gathered in memory and done at most every ``FLUSH_SECONDS`` (``flush``), never per
+    request: the first ``schedule`` after a flush sets one timer. Without a running loop (a
+    command, a test), ``flush`` runs at once."""
+
+    FLUSH_SECONDS = 1.0
+
+    def __init__(self) -> None:
+        self.timer: asyncio.TimerHandle | None = None
+
+    def schedule(self) -> None:
+        if self.timer is None:
+            try:
+                self.timer = asyncio.get_running_loop().call_later(self.FLUSH_SECONDS, self.flush)
+            except RuntimeError:
+                self.flush()
+
+    def unschedule(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+
+    def flush(self) -> None:
+        raise NotImplementedError

@@ -23,13 +23,16 @@ from gateway.config import Settings
 from gateway.headers import upstream_headers
 from gateway.ids import new_id
 from gateway.keys.entries import KeyEntry
+from gateway.observe import LogFormat
 from gateway.request import MAX_HEADER_BYTES, MAX_HEADERS, RequestInfo, split_query
 from gateway.responses import JSON, Headers, cors_headers, error_headers, preflight_headers
 from gateway.routes import BadPath, Cors, Kind, Policy, QueryKey, Route, match, normalize
 from gateway.rules.clientip import ClientIp, limit_key, parse_networks
 from gateway.rules.guard import Guard
+from gateway.rules.keyrules import denied_resources
 from gateway.rules.limits import Limiter, RateLimits
 from gateway.rules.origins import OriginSet
+from gateway.rules.quota import Quotas
 from gateway.upstream.services import ReplicaSet, Upstream, configured_upstreams, replica_set
 
 log = logging.getLogger("gateway")
@@ -111,6 +114,14 @@ class Request:
     def key_prefix(self) -> str | None:
         return self.grant.entry.prefix if self.grant.entry is not None else None
 
+    @property
+    def referer(self) -> str | None:
+        return None if self.info.referer is None else self.info.referer.decode("latin-1")
+
+    @property
+    def user_agent(self) -> str | None:
+        return self.info.user_agent
+
 
 @dataclass(frozen=True, slots=True)
 class Admission:
@@ -172,11 +183,13 @@ class Decider:
         self.replicas: ReplicaSet | None = None  # PostgREST's read replicas with the primary
         self.functions_required = settings.functions.verify == "required"
         self.functions_open = frozenset(settings.functions.open)
-        self.log_access = settings.log.access
-        self.log_combined = settings.log.format == "combined"
+        self.log_format = (LogFormat.OFF if not settings.log.access else
+                           LogFormat.COMBINED if settings.log.format == "combined" else LogFormat.JSON)
         dash = settings.dashboard
         self.dashboard = None if settings.upstreams.studio is None else DashboardLogin(
             dash.username, None if dash.password is None else dash.password.get_secret_value())
+        self.denied = denied_resources(settings.rest.denied_resources)  # None: no list
+        self.quotas = Quotas()  # counts written and read by gateway.rules.quotastore
 
     async def start(self) -> None:
         self.upstreams = configured_upstreams(self.settings)
@@ -248,7 +261,13 @@ class Decider:
         entry = grant.entry
         if entry is not None:
             restrict(entry, req.info.origin, req.info.referer, req.client_ip, route.service)
+        if entry is not None and entry.rules is not None:  # resources and methods (gateway.rules.keyrules)
+            entry.rules.check("GET" if ws else req.method, route, req.upstream_path, req.headers_in)
+        if self.denied is not None and route.upstream == "rest" and (entry is None or not entry.is_secret):
+            self.denied.check(req.method, route, req.upstream_path, req.headers_in)
         self._limit(req)
+        if entry is not None and entry.quota is not None:
+            self.quotas.admit(req, entry)
         query = req.query
         if route.query_key is QueryKey.REPLACE and req.info.query_keys and grant.token is not None:
             token = grant.token.encode()
@@ -332,15 +351,7 @@ class Decider:
     def record(self, req: Request) -> None:
         if req.blocked:  # counted by the guard; a flood of blocked requests writes no log
             return
-        observe.record(req.method, req.path, req.service, req.status, req.started, req.role, req.key_id,
-                       req.key_prefix, self.log_access and not self.log_combined, req.limited, req.upstream,
-                       req.id)
-        if self.log_access and self.log_combined:
-            info = req.info
-            observe.ACCESS.add(observe.combined_line(
-                req.client_ip, time.time(), req.method, req.path, req.sent_query.decode("latin-1"), req.protocol,
-                req.status, req.sent, info.referer.decode("latin-1") if info.referer else None, info.user_agent,
-                req.key_id, req.role, req.upstream, req.id))
+        observe.record(req, self.log_format)
 
 
 def log_unexpected(e: BaseException) -> None:

@@ -94,6 +94,12 @@ FORBIDDEN_IP = ErrorSpec(403, "FORBIDDEN_IP", "Client IP not allowed for this AP
                          "This key may only be used from the addresses its owner allowed.")
 FORBIDDEN_SERVICE = ErrorSpec(403, "FORBIDDEN_SERVICE", "Service not allowed for this API key",
                               "This key may only be used for the services its owner allowed.")
+FORBIDDEN_RESOURCE = ErrorSpec(403, "FORBIDDEN_RESOURCE", "Resource not allowed for this API key",
+                               "This key may only reach the tables, views and functions its owner allowed.")
+DENIED_RESOURCE = ErrorSpec(403, "FORBIDDEN_RESOURCE", "Resource not allowed",
+                            "This table, view or function is only reachable with a secret key.")
+FORBIDDEN_METHOD = ErrorSpec(403, "FORBIDDEN_METHOD", "Method not allowed for this API key",
+                             "This key may only use the HTTP methods its owner allowed.")
 # The public listener's network rules (gateway.rules.guard): answered before anything else.
 FORBIDDEN_NETWORK = ErrorSpec(403, "FORBIDDEN_IP", "Client IP not allowed",
                               "This gateway only answers the networks its operator allowed.")
@@ -104,6 +110,7 @@ REQUEST_HEAD_TIMEOUT = ErrorSpec(408, "REQUEST_TIMEOUT", "Request header timeout
                                  "The request head did not arrive in time.")
 HEADERS_TOO_LARGE = ErrorSpec(431, "REQUEST_HEADERS_TOO_LARGE", "Request header fields too large")
 OVER_RATE_LIMIT = ErrorSpec(429, "OVER_REQUEST_RATE_LIMIT", "Too many requests")
+OVER_QUOTA = ErrorSpec(429, "OVER_QUOTA", "Quota exceeded")
 CLIENT_CLOSED_REQUEST = ErrorSpec(499, "CLIENT_CLOSED_REQUEST", "Client closed request")
 
 INTERNAL_ERROR = ErrorSpec(500, "INTERNAL_ERROR", "Internal gateway error")

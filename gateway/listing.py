@@ -48,14 +48,21 @@ def expires(when: str | None, expired: bool, now: datetime) -> str:
     return f"in {span((datetime.fromisoformat(when) - now).total_seconds())}"
 
 
+_LISTS = (("allowed_origins", "origins"), ("allowed_ips", "ips"), ("allowed_services", "services"),
+          ("allowed_resources", "resources"), ("allowed_methods", "methods"))
+
+
 def rules(key: dict[str, Any]) -> str:
-    """A key's limits and restrictions, on one line ("" if it has none)."""
+    """A key's limits, quota and restrictions, on one line ("" if it has none)."""
     parts = []
     limits = " ".join(f"{k}={v}" for k, v in key["limits"].items() if v)
     if limits:
         parts.append(limits)
-    for field, label in (("allowed_origins", "origins"), ("allowed_ips", "ips"), ("allowed_services", "services")):
-        if key[field]:
+    quota = key.get("quota")
+    if quota:
+        parts.append(f"quota {quota['used']} of {quota['limit']} used")
+    for field, label in _LISTS:
+        if key.get(field):
             parts.append(f"{label} {', '.join(key[field])}")
     return "; ".join(parts)
 
@@ -75,7 +82,7 @@ def table(keys: list[dict[str, Any]], now: datetime, width: int = WIDTH) -> list
         lines.append(row.format(k["id"], cut(k["name"], NAME_WIDTH), k["prefix"], ago(k["last_used_at"], now),
                                 expires(k["expires_at"], k["expired"], now)))
     for title, value in (("publishable keys, in full (public by design):", full_key),
-                         ("limits and restrictions:", rules)):
+                         ("limits, quotas and restrictions:", rules)):
         shown = [(k["name"], v) for k in keys if (v := value(k))]
         if shown:
             lines += ["", title]

@@ -137,7 +137,7 @@ def serving(request) -> dict[str, str]:
 async def memory_proxy(up):
     """``(proxy, keys)``: the public ASGI app in this process, in front of the upstreams, its key
     ring in memory with one publishable and one secret key (``keys[type]``), no database."""
-    from gateway import observe
+    from gateway.observe.accesslog import ACCESS
     from gateway.auth import Authenticator
     from gateway.config import Settings
     from gateway.keys import apikeys
@@ -167,7 +167,7 @@ async def memory_proxy(up):
     await proxy.start()
     yield proxy, keys
     await proxy.close()
-    observe.ACCESS.flush()  # as a worker does when it stops: nothing left for a later test to read
+    ACCESS.flush()  # as a worker does when it stops: nothing left for a later test to read
 
 
 @pytest.fixture(scope="session")

@@ -522,3 +522,41 @@ def test_expiry_and_restrictions_on_create_update_and_list(cli):
                                    ("--allow-service", "everything")])
 def test_bad_restrictions_are_one_line_errors(cli, flags):
     one_line_failure(cli("keys", "create", "--type", "secret", "--name", "restricted", *flags))
+
+
+def test_resources_methods_and_quota_on_create_update_and_list(cli, dsn):
+    made = create(cli, "publishable", None, "--allow-resource", "todos", "--allow-resource", "rpc/search_*",
+                  "--allow-method", "GET", "--allow-method", "head", "--quota", "1000/month")
+    assert (made["allowed_resources"], made["allowed_methods"]) == (["todos", "rpc/search_*"], ["GET", "HEAD"])
+    assert (made["quota"]["limit"], made["quota"]["used"], made["quota"]["left"]) == ("1000/month", 0, 1000)
+    asyncio.run(_count(dsn, made["id"], 12))  # what the workers wrote
+    listing = ok(cli("keys", "list"))
+    assert "quota 12 of 1000/month used; resources todos, rpc/search_*; methods GET, HE…" in listing  # cut at 100
+    shown = {k["id"]: k for k in listed(cli)}[made["id"]]["quota"]
+    assert (shown["used"], shown["left"]) == (12, 988)
+    out = json.loads(ok(cli("keys", "update", made["id"], "--allow-method", "none", "--quota", "5/day", "--json")))
+    assert (out["allowed_resources"], out["allowed_methods"], out["quota"]["limit"]) == (
+        ["todos", "rpc/search_*"], [], "5/day")
+    assert out["quota"]["left"] == 0  # 12 today
+    out = json.loads(ok(cli("keys", "update", made["id"], "--allow-resource", "none", "--quota", "none", "--json")))
+    assert (out["allowed_resources"], out["quota"]) == ([], None)
+
+
+async def _count(dsn: str, key_id: str, n: int) -> None:
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute("INSERT INTO gateway.quota_usage (key_id, day, n) VALUES ($1::uuid,"
+                           " (now() AT TIME ZONE 'UTC')::date, $2)", key_id, n)
+    finally:
+        await conn.close()
+
+
+@pytest.mark.parametrize("flags", [("--allow-resource", "a/b"), ("--allow-resource", " x"), ("--allow-method", "FETCH"),
+                                   ("--quota", "10/week"), ("--quota", "many")])
+def test_bad_rules_are_one_line_errors_that_echo_no_list(cli, flags):
+    line = one_line_failure(cli("keys", "create", "--type", "secret", "--name", "ruled", *flags))
+    field = {"--allow-resource": "allowed_resources", "--allow-method": "allowed_methods", "--quota": "quota"}[flags[0]]
+    said = f"gateway: error: {field}: "
+    assert line.startswith(said) and flags[1].strip() not in line.removeprefix(said)
+    made = create(cli, "secret")
+    one_line_failure(cli("keys", "update", made["id"], *flags))

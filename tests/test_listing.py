@@ -88,7 +88,7 @@ def test_the_table_fits_100_columns_whatever_the_keys_hold():
     assert lines[2].split() == [expired["id"], "backend", "sb_secret_AbCdEf", "5m", "ago", "expired"]
     # below: the publishable key in full, whole; the rules, cut at the width
     assert lines[3:6] == ["", "publishable keys, in full (public by design):", f"  {'n' * 19}…  {PUBLISHABLE}"]
-    assert lines[6:8] == ["", "limits and restrictions:"]
+    assert lines[6:8] == ["", "limits, quotas and restrictions:"]
     assert lines[8].startswith(f"  {'n' * 19}…  per_key=100000/d per_ip=100000/d; origins https://app0.example.com")
     assert len(lines[8]) == 100 and lines[8].endswith("…")
     assert len(lines) == 9

@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from bench.scenario import Scenario
 
-GROUPS = ("get", "stream", "post", "limits", "restrict", "replica", "firstuse", "ws", "idle", "startup", "blocking")
+GROUPS = ("get", "stream", "post", "limits", "rotation", "restrict", "replica", "firstuse", "ws", "idle", "startup",
+          "blocking")
 
 
 def load(groups: list[str]) -> dict[str, Scenario]:

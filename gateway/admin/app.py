@@ -23,31 +23,28 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import compile_path
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from gateway import observe
 from gateway.admin import web
 from gateway.config import Settings
 from gateway.keys import apikeys
-from gateway.keys.db import UNAVAILABLE
-from gateway.keys.ring import KeyRing
-from gateway.keys.shapes import (
+from gateway.keys.answers import (
     LEGACY_NAMES,
     USAGE_HOURS,
     ApiKeyResponse,
-    CreateApiKeyBody,
     ErrorBody,
-    InvalidInput,
     LegacyApiKeysResponse,
     ProjectResponse,
-    Text,
-    UpdateApiKeyBody,
     UsageResponse,
-    first_error,
     key_json,
     legacy_json,
     project_json,
     usage_json,
 )
+from gateway.keys.checks import InvalidInput
+from gateway.keys.db import UNAVAILABLE
+from gateway.keys.ring import KeyRing
+from gateway.keys.shapes import CreateApiKeyBody, Text, UpdateApiKeyBody, first_error
 from gateway.keys.store import NotFound, Store
+from gateway.observe.metrics import metrics_text
 
 # Served without the admin token: the health check, the API's own description and the API Keys
 # page's files (no secrets; the page asks for the token).
@@ -173,8 +170,8 @@ async def health() -> dict[str, str]:
 
 @ops.get("/metrics", dependencies=[Depends(actor)], response_class=Response, responses={
     **_errors(401), 200: {"content": {"text/plain": {"schema": {"type": "string"}}}, "description": "Prometheus text"}})
-async def metrics() -> Response:
-    return Response(observe.metrics_text(), media_type="text/plain; version=0.0.4; charset=utf-8")
+async def prometheus_metrics() -> Response:
+    return Response(metrics_text(), media_type="text/plain; version=0.0.4; charset=utf-8")
 
 
 async def legacy_keys(state: AdminState, reveal: bool) -> list[dict[str, Any]]:

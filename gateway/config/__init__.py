@@ -32,6 +32,7 @@ from gateway.config.sections import (
     LogSettings,
     ProtectionSettings,
     RealtimeSettings,
+    RestSettings,
     ServerSettings,
     UpstreamSettings,
 )
@@ -76,6 +77,7 @@ class Settings(BaseSettings):
     keys: KeysSettings = Field(default_factory=KeysSettings)
     limits: LimitsSettings = Field(default_factory=LimitsSettings)
     realtime: RealtimeSettings = Field(default_factory=RealtimeSettings)
+    rest: RestSettings = Field(default_factory=RestSettings)
     functions: FunctionsSettings = Field(default_factory=FunctionsSettings)
     log: LogSettings = Field(default_factory=LogSettings)
     dashboard: DashboardSettings = Field(default_factory=DashboardSettings)
@@ -131,8 +133,10 @@ class _AliasSource(PydanticBaseSettingsSource):
         return out
 
 
-def _one_line(text: str) -> str:
-    return " ".join(text.split())
+def one_line(text: str, limit: int = 500) -> str:
+    """Whatever a message quotes (an id, a path, a parser's words), it stays one line, and a short one."""
+    line = " ".join(str(text).split())
+    return line if len(line) <= limit else line[:limit - 3] + "..."
 
 
 def _is_json_target(path: list[str]) -> bool:
@@ -230,7 +234,7 @@ def load_settings(config_file: str | os.PathLike[str] | None = None) -> Settings
         except FileNotFoundError:
             raise ConfigError(f"config file {path}: not found") from None
         except tomllib.TOMLDecodeError as e:
-            raise ConfigError(f"config file {path}: invalid TOML ({_one_line(str(e))})") from None
+            raise ConfigError(f"config file {path}: invalid TOML ({one_line(str(e))})") from None
         except UnicodeDecodeError:
             raise ConfigError(f"config file {path}: invalid TOML (not UTF-8 text)") from None
         except OSError as e:
@@ -238,13 +242,13 @@ def load_settings(config_file: str | os.PathLike[str] | None = None) -> Settings
         file_values = relative_to_file(file_values, Path(path))
     unknown = unknown_variable(os.environ, Settings)
     if unknown:
-        raise ConfigError(f"invalid configuration: {_one_line(unknown)}")
+        raise ConfigError(f"invalid configuration: {one_line(unknown)}")
     token = _file_values.set(file_values)
     try:
         return Settings()
     except ValidationError as e:
         problem = describe(e, os.environ, ALIASES, file_values, str(path) if path else None)
-        raise ConfigError(f"invalid configuration: {_one_line(problem)}") from None
+        raise ConfigError(f"invalid configuration: {one_line(problem)}") from None
     except SettingsError as e:  # a GATEWAY_* variable that should hold JSON does not
         raise ConfigError(f"invalid configuration: {_env_json_problem(e)}") from None
     finally:

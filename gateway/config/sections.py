@@ -139,6 +139,7 @@ class KeysSettings(_Section):
     refresh_seconds: float = Field(30.0, gt=0)
     last_used_flush_seconds: float = Field(10.0, gt=0)
     miss_lookups_per_second: float = Field(20.0, gt=0)
+    quota_flush_seconds: float = Field(1.0, gt=0, le=60)
 
 
 class LimitsSettings(_Section):
@@ -171,6 +172,19 @@ class LimitsSettings(_Section):
         if self.store == "redis" and not self.redis_url:
             raise ValueError("limits.store = 'redis' needs limits.redis_url")
         return self
+
+
+class RestSettings(_Section):
+    denied_resources: list[str] = Field(default_factory=list)
+
+    @field_validator("denied_resources")
+    @classmethod
+    def _entries(cls, v: list[str]) -> list[str]:
+        from gateway.rules.resources import parse_entry
+
+        for entry in v:
+            parse_entry(entry)
+        return v
 
 
 class FunctionsSettings(_Section):

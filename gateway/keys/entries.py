@@ -10,7 +10,9 @@ from typing import Any
 import jwt
 
 from gateway.config import Settings
+from gateway.rules.keyrules import KeyRules, rules_for
 from gateway.rules.limits import Limit, parse_limit
+from gateway.rules.quota import Quota, parse_quota
 from gateway.rules.restrictions import Restrictions, restrictions_for
 
 log = logging.getLogger("gateway")
@@ -29,6 +31,8 @@ class KeyEntry:
     per_ip: Limit | None = None
     expires_at: float | None = None  # epoch seconds; None: never
     restrictions: Restrictions | None = None  # None: usable from anywhere, for anything
+    rules: KeyRules | None = None  # allowed resources and methods; None: every one
+    quota: Quota | None = None  # None: no quota
     token: str = ""
     token_renew_at: float = 0.0
 
@@ -37,7 +41,8 @@ class KeyEntry:
         return (self.id == other.id and self.prefix == other.prefix and self.claims == other.claims
                 and self.type == other.type and self.per_key == other.per_key
                 and self.per_ip == other.per_ip and self.expires_at == other.expires_at
-                and self.restrictions is other.restrictions)
+                and self.restrictions is other.restrictions and self.rules is other.rules
+                and self.quota == other.quota)
 
     @property
     def is_secret(self) -> bool:
@@ -62,23 +67,30 @@ def entry_from_row(row: Any) -> KeyEntry:
     return KeyEntry(str(row["id"]), key_type, row["prefix"], claims["role"], claims,
                     _limit(limits.get("per_key")), _limit(limits.get("per_ip")),
                     None if expires is None else expires.timestamp(),
-                    restrictions_for(row.get("allowed_origins"), row.get("allowed_ips"), row.get("allowed_services")))
-
-
-_LIMITS: dict[str, Limit] = {}  # one object per notation, shared by the keys that use it
+                    restrictions_for(row.get("allowed_origins"), row.get("allowed_ips"), row.get("allowed_services")),
+                    rules_for(row.get("allowed_resources"), row.get("allowed_methods")), _quota(row.get("quota")))
 
 
 def _limit(text: Any) -> Limit | None:
+    """One object per notation (parse_limit remembers them), shared by the keys that use it."""
     if not text:
         return None
-    limit = _LIMITS.get(text)
-    if limit is None:
-        try:
-            limit = _LIMITS[text] = parse_limit(text)
-        except ValueError:  # the admin API never stores one; a hand-edited row is ignored
-            log.warning("ignoring an invalid rate limit stored for a key")
-            return None
-    return limit
+    try:
+        return parse_limit(text)
+    except ValueError:  # the admin API never stores one; a hand-edited row is ignored
+        log.warning("ignoring an invalid rate limit stored for a key")
+        return None
+
+
+def _quota(text: Any) -> Quota | None:
+    """One object per notation (parse_quota remembers them), shared by the keys that use it."""
+    if not text:
+        return None
+    try:
+        return parse_quota(text)
+    except ValueError:  # the admin API never stores one; a hand-edited row is ignored
+        log.warning("ignoring an invalid quota stored for a key")
+        return None
 
 
 def legacy_entries(settings: Settings) -> dict[str, KeyEntry]:

@@ -36,7 +36,8 @@ def digest_of(key_hash: str) -> bytes:
 
 def _packed(digest: bytes, entry: KeyEntry) -> bytes | None:
     """The record of an entry that has nothing but the defaults, else None."""
-    if entry.type not in _PREFIX_OF or entry.per_key or entry.per_ip or entry.expires_at or entry.restrictions:
+    if entry.type not in _PREFIX_OF or entry.per_key or entry.per_ip or entry.expires_at or entry.restrictions \
+            or entry.rules or entry.quota:
         return None
     if entry.claims is not (ANON_CLAIMS if entry.type == "publishable" else SERVICE_ROLE_CLAIMS):
         return None

@@ -19,12 +19,12 @@ from typing import Any, Callable
 
 import asyncpg
 
-from gateway import observe
 from gateway.config import Settings
 from gateway.keys.apikeys import b64url
 from gateway.keys.entries import KeyEntry, entry_from_row, legacy_entries
 from gateway.keys.keytable import Builder, KeyTable
 from gateway.keys.store import Legacy, Store
+from gateway.observe import metrics
 
 log = logging.getLogger("gateway")
 
@@ -173,7 +173,7 @@ class KeyRing:
             await self.reload()
         else:
             await self._reload_settings()
-            observe.key_ring_checked()
+            metrics.key_ring_checked()
 
     async def reload(self) -> None:
         """Full reload into a new table, read in batches so that requests keep being served meanwhile."""
@@ -206,7 +206,7 @@ class KeyRing:
         # an import this worker may not have heard of): no longer a reason to refuse the key.
         self._deleted = {h for h in self._deleted if self._announced.get(h, 0.0) >= started}
         await self._reload_settings()
-        observe.key_ring_reloaded()
+        metrics.key_ring_reloaded()
         self._changed()
 
     async def _reload_settings(self) -> None:
@@ -343,6 +343,6 @@ class KeyRing:
         self._changed()
 
     def _changed(self) -> None:
-        observe.KEY_RING_KEYS.set(len(self.by_hash))
+        metrics.KEY_RING_KEYS.set(len(self.by_hash))
         for fn in self.on_change:
             fn()

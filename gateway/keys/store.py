@@ -18,21 +18,18 @@ from typing import Any, AsyncIterator
 import asyncpg
 
 from gateway.keys import apikeys
-from gateway.keys.shapes import (
-    CreateApiKeyBody,
-    InvalidInput,
-    UpdateApiKeyBody,
-    audit_changes,
-    check_import,
-    check_text,
-)
+from gateway.keys.answers import audit_changes
+from gateway.keys.checks import InvalidInput, check_import, check_text
+from gateway.keys.ruleshapes import QUOTA_USED_SQL
+from gateway.keys.shapes import CreateApiKeyBody, UpdateApiKeyBody
 
 RING_BATCH = 5000  # rows a round trip in a full reload of the key ring
 # A key with nothing but the defaults, as the database can tell it (a key it does not call plain
 # is read whole and may still be packed by gateway.keys.keytable); its packed record: the SHA256,
 # the id, 0 (publishable) or 1 (secret), the display prefix's 6 characters after the type's.
 _RING_PLAIN = ("hash !~ '[^-_0-9A-Za-z]' AND limits IS NULL AND expires_at IS NULL AND allowed_origins IS NULL"
-               " AND allowed_ips IS NULL AND allowed_services IS NULL AND right(prefix, 6) !~ '[^-_0-9A-Za-z]'"
+               " AND allowed_ips IS NULL AND allowed_services IS NULL AND allowed_resources IS NULL"
+               " AND allowed_methods IS NULL AND quota IS NULL AND right(prefix, 6) !~ '[^-_0-9A-Za-z]'"
                " AND ((type = 'publishable' AND length(prefix) = 21 AND left(prefix, 15) = 'sb_publishable_')"
                " OR (type = 'secret' AND length(prefix) = 16 AND left(prefix, 10) = 'sb_secret_' AND"
                """ (secret_jwt_template IS NULL OR secret_jwt_template = '{"role": "service_role"}'::jsonb)))""")
@@ -41,10 +38,12 @@ RING_PACKED_SQL = ("SELECT decode(translate(hash, '-_', '+/') || '=', 'base64') 
                    " || convert_to(right(prefix, 6), 'UTF8') AS packed"
                    f" FROM gateway.api_keys WHERE {_RING_PLAIN} ORDER BY 1")
 RING_OTHERS_SQL = ("SELECT id, type, prefix, hash, secret_jwt_template, limits, expires_at, allowed_origins, allowed_ips,"
-                   f" allowed_services FROM gateway.api_keys WHERE NOT ({_RING_PLAIN})")
+                   " allowed_services, allowed_resources, allowed_methods, quota"
+                   f" FROM gateway.api_keys WHERE NOT ({_RING_PLAIN})")
 FINGERPRINT_SQL = "SELECT count(*), max(updated_at) FROM gateway.api_keys"
 KEY_COLUMNS = ("id, type, name, description, prefix, hash, secret_jwt_template, inserted_at, updated_at, last_used_at,"
-               " publishable_key, limits, expires_at, allowed_origins, allowed_ips, allowed_services")
+               " publishable_key, limits, expires_at, allowed_origins, allowed_ips, allowed_services,"
+               f" allowed_resources, allowed_methods, quota, {QUOTA_USED_SQL}")
 BOOTSTRAP_LOCK = 7_221_530_002
 USAGE_KEEP_HOURS = 8 * 24  # the page shows 7 days
 # One statement for a whole flush: data-modifying CTEs run once each, read or not.
@@ -208,6 +207,7 @@ class Store:
             if row is None:
                 raise NotFound(key_id)
             await conn.execute("DELETE FROM gateway.key_usage WHERE key_id = $1", str(kid))
+            await conn.execute("DELETE FROM gateway.quota_usage WHERE key_id = $1", kid)
             await self._audit(
                 conn, actor, "api_key.delete", str(kid),
                 {"type": row["type"], "name": row["name"], "prefix": row["prefix"],

@@ -26,8 +26,9 @@ from typing import Any
 from gateway import build_info, version
 from gateway.config import ConfigError, Settings
 from gateway.keys import apikeys
+from gateway.keys.answers import key_json
+from gateway.keys.checks import InvalidInput
 from gateway.keys.db import EmbeddedPostgres, connect, migrate, resolve_dsn
-from gateway.keys.shapes import InvalidInput, key_json
 from gateway.keys.store import Store
 
 # The supervisor imports only what it needs; the web stack (uvicorn, FastAPI, aiohttp) is
@@ -136,15 +137,16 @@ async def run_worker(settings: Settings, dsn: str, public: socket.socket, admin:
     """One worker; ``lifeline``: a pipe from the supervisor, whose end stops the worker."""
     import uvicorn
 
-    from gateway import observe
     from gateway.admin.app import create_admin_app
     from gateway.auth import Authenticator
     from gateway.keys.ring import KeyRing
     from gateway.keys.tokens import JwtVerifier, Minter
     from gateway.rules.guard import Guard
     from gateway.rules.guardsync import GuardSync
+    from gateway.observe import accesslog, metrics
     from gateway.rules.limits import Limiter
-    from gateway.rules.limitstore import Exchanger, counter_store
+    from gateway.rules.limitstore import LimitSync, counter_store
+    from gateway.rules.quotastore import QuotaFlusher
     from gateway.serve.asgi import Proxy
     from gateway.serve.listener import GoingAwayWebSocket, protocol_for
 
@@ -170,13 +172,17 @@ async def run_worker(settings: Settings, dsn: str, public: socket.socket, admin:
     auth = Authenticator(ring, Minter.from_settings(settings), verifier, settings.project_ref,
                          settings.key_checksum_ref)
     limiter = Limiter(workers=settings.server.workers or os.cpu_count() or 1)
-    exchanger = Exchanger(limiter, counter_store(settings, dsn), settings.limits.sync_ms / 1000)
-    exchanger.start()
+    limit_sync = LimitSync(limiter, counter_store(settings, dsn), settings.limits.sync_ms / 1000,
+                            report=metrics.limit_sync)
+    limit_sync.start()
     guard = Guard.from_settings(settings)  # the allow list and blocks read before the listener answers anyone
     guard_sync = GuardSync(guard, store, ring, settings.limits.sync_ms / 1000, settings.keys.refresh_seconds)
     await guard_sync.start()
     proxy = Proxy(settings, auth, limiter, guard=guard)
     await proxy.start()
+    quotas = QuotaFlusher(proxy.decider.quotas, store.pool, settings.keys.quota_flush_seconds)
+    await quotas.load()  # every quota's use this month, before the first request
+    quotas.start()
     common = dict(lifespan="off", log_config=None, access_log=False, server_header=False, proxy_headers=False,
                   timeout_graceful_shutdown=settings.server.grace_seconds, ws=GoingAwayWebSocket,
                   ws_max_size=64 * 1024 * 1024, timeout_keep_alive=settings.server.keepalive_seconds)
@@ -208,10 +214,10 @@ async def run_worker(settings: Settings, dsn: str, public: socket.socket, admin:
     try:
         await asyncio.gather(servers[0].serve(sockets=[public]), servers[1].serve(sockets=[admin]))
     finally:
-        observe.ACCESS.flush()
-        observe.TALLIES.flush()
+        accesslog.ACCESS.flush()
+        metrics.TALLIES.flush()
         # Each step bounded: a database or upstream that went away never holds the stop up.
-        for step in (proxy.close, exchanger.stop, guard_sync.stop, ring.stop, store.close):
+        for step in (proxy.close, limit_sync.stop, quotas.stop, guard_sync.stop, ring.stop, store.close):
             try:
                 await asyncio.wait_for(step(), CLEANUP_SECONDS)
             except (asyncio.TimeoutError, Exception) as e:

@@ -7,14 +7,32 @@ Pure functions and a small cache of peers already judged; no I/O.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
+from collections.abc import Sequence
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 _CACHE_MAX = 4096
 
 
-def parse_networks(texts: list[str]) -> tuple[Network, ...]:
-    """CIDRs (or single addresses); ValueError naming the first that is neither."""
+def parse_networks(texts: Sequence[str]) -> tuple[Network, ...]:
+    """CIDRs (or single addresses); ValueError naming the first that is neither. Parsed once: the
+    same list always gives the same networks (the settings that checked them, the gateway)."""
+    try:
+        return _parse_networks(tuple(texts))
+    except TypeError:  # an entry that is no text (unhashable): not a CIDR
+        return _parse_networks_unhashable(list(texts))
+
+
+def _parse_networks_unhashable(texts: list[object]) -> tuple[Network, ...]:
+    for i, text in enumerate(texts):
+        if not isinstance(text, str):
+            raise ValueError(f"entry {i} is not an IP address or CIDR")
+    return _parse_networks(tuple(texts))  # type: ignore[arg-type]
+
+
+@functools.lru_cache(maxsize=1024)
+def _parse_networks(texts: tuple[str, ...]) -> tuple[Network, ...]:
     out = []
     for i, text in enumerate(texts):
         try:

@@ -1,4 +1,4 @@
-"""Rate limits decided from memory (SPEC section 10): the ``COUNT/WINDOW`` notation, a sliding
+"""Rate limits decided from memory (docs/protection.md): the ``COUNT/WINDOW`` notation, a sliding
 window of 20 buckets per scope in each worker, and the 429 answer and ``RateLimit`` headers.
 
 A scope's count is the sum of the buckets that lie wholly inside the last window: every request
@@ -11,18 +11,21 @@ reached, each worker enforces its share of the limit on what it counted itself.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 import re
 import time
 from dataclasses import dataclass, field
+from itertools import islice
 
 from gateway import errors
+from gateway.rules.window import BUCKETS, Counter, Expiry, ends
 
-BUCKETS = 20
 _NOTATION = re.compile(r"([1-9][0-9]{0,9})/([1-9][0-9]{0,5})?([smhd])")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-MAX_COUNTERS = 100_000
+MAX_COUNTERS = 100_000  # scopes one worker holds; past it, the ones whose windows end soonest go
+MAX_BATCH = 10_000  # counters one exchange with the store takes; the rest wait for the next
 _PLAIN_SUB = re.compile(r"[A-Za-z0-9_.@:|-]{1,128}")
 
 
@@ -40,67 +43,24 @@ class Limit:
 
 
 def parse_limit(text: object) -> Limit:
-    """``COUNT/WINDOW``: ``10/s``, ``600/m``, ``100/5m``, ``50000/d``. ValueError otherwise."""
-    m = _NOTATION.fullmatch(text.strip()) if isinstance(text, str) else None
+    """``COUNT/WINDOW``: ``10/s``, ``600/m``, ``100/5m``, ``50000/d``. ValueError otherwise.
+    Parsed once: a notation always gives the same object (the settings that checked it, the
+    keys that carry it)."""
+    if not isinstance(text, str):
+        raise ValueError(_FORMAT)
+    return _parse_limit(text.strip())
+
+
+_FORMAT = "must be COUNT/WINDOW, e.g. 600/m or 100/5m (window in s, m, h or d)"
+
+
+@functools.lru_cache(maxsize=4096)
+def _parse_limit(text: str) -> Limit:
+    m = _NOTATION.fullmatch(text)
     if m is None:
-        raise ValueError("must be COUNT/WINDOW, e.g. 600/m or 100/5m (window in s, m, h or d)")
+        raise ValueError(_FORMAT)
     window = int(m.group(2) or 1) * _UNITS[m.group(3)]
-    return Limit(int(m.group(1)), float(window), text.strip())
-
-
-class Counter:
-    """One scope's sliding window in this worker."""
-
-    __slots__ = ("scope", "limit", "b", "base", "own_base", "synced", "pending", "own", "read", "used")
-
-    def __init__(self, scope: str, limit: Limit) -> None:
-        self.scope = scope
-        self.limit = limit
-        self.b = -1  # the current bucket (index of time / bucket length)
-        self.base = 0  # the buckets before it inside the window: everyone's, as far as we know
-        self.own_base = 0  # the same, counting only this worker's requests
-        self.synced: dict[int, int] = {}  # bucket -> total the store reported (ours included)
-        self.pending: dict[int, int] = {}  # bucket -> our requests not yet sent to the store
-        self.own: dict[int, int] = {}  # bucket -> every request of ours
-        self.read = False  # the store reported on every bucket of the window at least once
-        self.used = 0.0
-
-    def roll(self, b: int) -> None:
-        oldest = b - BUCKETS + 1
-        for d in (self.synced, self.pending, self.own):
-            for i in [i for i in d if i < oldest]:
-                del d[i]
-        self.b = b
-        self.rebase()
-
-    def rebase(self) -> None:
-        b, synced, pending, own = self.b, self.synced, self.pending, self.own
-        self.base = sum(synced.get(i, 0) + pending.get(i, 0) for i in range(b - BUCKETS + 1, b))
-        self.own_base = sum(own.get(i, 0) for i in range(b - BUCKETS + 1, b))
-
-    def count(self, shared: bool) -> int:
-        b = self.b
-        if shared:
-            return self.base + self.synced.get(b, 0) + self.pending.get(b, 0)
-        return self.own_base + self.own.get(b, 0)
-
-    def add(self) -> None:
-        b = self.b
-        self.pending[b] = self.pending.get(b, 0) + 1
-        self.own[b] = self.own.get(b, 0) + 1
-
-    def seconds_until(self, room: int, now: float, shared: bool) -> float:
-        """Seconds until the count has dropped by ``room`` (buckets leaving the window)."""
-        g = self.limit.bucket
-        dropped = 0
-        for i in range(self.b - BUCKETS + 1, self.b + 1):
-            if shared:
-                dropped += self.synced.get(i, 0) + self.pending.get(i, 0)
-            else:
-                dropped += self.own.get(i, 0)
-            if dropped >= room:
-                return max(0.0, (i + BUCKETS) * g - now)
-        return self.limit.window
+    return Limit(int(m.group(1)), float(window), text)
 
 
 @dataclass(slots=True)
@@ -132,24 +92,58 @@ def rate_limit_headers(applied: list[tuple[str, Limit, int, float]]) -> list[tup
     return [(b"ratelimit-policy", policy), (b"ratelimit", state)]
 
 
+Push = tuple[str, int, int, float]  # scope, bucket, increment, expires (epoch seconds)
+Range = tuple[str, int, int]  # scope, first and last bucket to read
+Total = tuple[str, int, int]  # scope, bucket, everyone's count
+
+
+@dataclass(slots=True)
+class Batch:
+    """What one exchange sends and reads (rows for the store), and for each counter taken what
+    it sent and up to which bucket it reads, to settle it afterwards."""
+
+    pushes: list[Push] = field(default_factory=list)
+    reads: list[Range] = field(default_factory=list)
+    taken: list[tuple[Counter, list[tuple[int, int]], int]] = field(default_factory=list)
+
+
 class Limiter:
-    """Every scope of this worker; ``admit`` decides from memory alone."""
+    """Every scope of this worker; ``admit`` decides from memory alone.
+
+    Counters touched since the last exchange are *dirty*: only they are exchanged with the store
+    (``outgoing``, then ``settle`` or ``unreachable``), so an exchange costs what changed, and an
+    idle counter nothing. A counter whose window has emptied is dropped within a sync interval
+    (``sweep``, driven by a time-ordered index, never a scan); at ``MAX_COUNTERS`` the ones whose
+    windows end soonest make room. See docs/protection.md for why idle views stay within bounds.
+    """
 
     def __init__(self, workers: int = 1) -> None:
         self.counters: dict[str, Counter] = {}
+        self.dirty: dict[str, Counter] = {}  # touched since the last exchange took them
+        self.expiry = Expiry()
         self.shared = True  # the store is reachable: counts are everyone's
         self.workers = max(1, workers)  # the share each worker takes while it is not
 
     def counter(self, scope: str, limit: Limit, now: float) -> Counter:
         c = self.counters.get(scope)
-        if c is None or (c.limit is not limit and c.limit != limit):
-            if c is None and len(self.counters) >= MAX_COUNTERS:
-                self.evict(now, everything_idle=True)
-            c = self.counters[scope] = Counter(scope, limit)
+        if c is None or c.limit is not limit:
+            c = self._renew(scope, limit, c, now)
         b = int(now / limit.bucket)
-        if b != c.b:
+        if b > c.b:
+            previous = c.b
             c.roll(b)
-        c.used = now
+            self.expiry.file(c, previous)
+        self.dirty[scope] = c
+        return c
+
+    def _renew(self, scope: str, limit: Limit, c: Counter | None, now: float) -> Counter:
+        """A new scope, or a new limit for a known one (its counts stay if its buckets do)."""
+        if c is not None and c.limit.bucket == limit.bucket:
+            c.limit = limit
+            return c
+        if c is None and len(self.counters) >= MAX_COUNTERS:
+            self.make_room(now)
+        c = self.counters[scope] = Counter(scope, limit)
         return c
 
     def admit(self, scopes: list[tuple[str, str, Limit]], now: float | None = None) -> Outcome:
@@ -174,14 +168,69 @@ class Limiter:
             applied.append((name, c.limit, remaining, reset))
         return Outcome(applied)
 
-    def evict(self, now: float, everything_idle: bool = False) -> None:
-        """Forget scopes unused for a whole window (or, when full, the older half)."""
-        stale = [s for s, c in self.counters.items() if now - c.used > c.limit.window]
-        for scope in stale:
-            del self.counters[scope]
-        if everything_idle and len(self.counters) >= MAX_COUNTERS:
-            for scope in list(self.counters)[: MAX_COUNTERS // 2]:
-                del self.counters[scope]
+    # --- memory: counters with nothing left in their window go --------------------------------
+
+    def sweep(self, now: float) -> int:
+        """Drop the counters whose last bucket has left the window; how many went."""
+        dropped = 0
+        for end, c in self.expiry.due(now):
+            if self.counters.get(c.scope) is c and ends(c) == end:  # not moved on since it was filed
+                self._drop(c)
+                dropped += 1
+        return dropped
+
+    def make_room(self, now: float) -> None:
+        """At the cap: the emptied counters go, then the ones whose windows end soonest (oldest
+        first). What such a counter had not yet sent is lost: that takes more than MAX_COUNTERS
+        new scopes within one sync interval."""
+        self.sweep(now)
+        while len(self.counters) >= MAX_COUNTERS and (filed := self.expiry.earliest()) is not None:
+            end, c = filed
+            if self.counters.get(c.scope) is c and ends(c) == end:
+                self._drop(c)
+
+    def _drop(self, c: Counter) -> None:
+        del self.counters[c.scope]
+        if self.dirty.get(c.scope) is c:
+            del self.dirty[c.scope]
+
+    # --- the exchange with the store: what to send, and what came back ---------------------------
+
+    def outgoing(self, most: int = MAX_BATCH) -> Batch:
+        """Take up to ``most`` dirty counters (oldest first): the rows to push and to read."""
+        dirty = self.dirty
+        if len(dirty) <= most:
+            taken, self.dirty = list(dirty.values()), {}
+        else:
+            rest = iter(dirty.values())
+            taken = list(islice(rest, most))
+            self.dirty = {c.scope: c for c in rest}
+        batch = Batch()
+        for c in taken:
+            pushed, lo, hi = c.outgoing()
+            g = c.limit.bucket
+            batch.pushes.extend((c.scope, bucket, n, (bucket + BUCKETS + 1) * g) for bucket, n in pushed)
+            batch.reads.append((c.scope, lo, hi))
+            batch.taken.append((c, pushed, hi))
+        return batch
+
+    def settle(self, batch: Batch, totals: list[Total], workers: int) -> None:
+        """The store took the batch and answered ``totals``: fold them into the counters taken."""
+        by_scope: dict[str, list[tuple[int, int]]] = {}
+        for scope, bucket, n in totals:
+            by_scope.setdefault(scope, []).append((bucket, n))
+        for c, pushed, hi in batch.taken:
+            c.settle(pushed, by_scope.get(c.scope, ()), hi)  # type: ignore[arg-type]
+        self.shared = True
+        self.workers = max(1, workers)
+
+    def unreachable(self, batch: Batch) -> None:
+        """The batch did not go through: its counters are dirty again (unless dropped meanwhile)
+        and each worker enforces its share alone."""
+        for c, _, _ in batch.taken:
+            if self.counters.get(c.scope) is c:
+                self.dirty.setdefault(c.scope, c)
+        self.shared = False
 
 
 class RateLimits:

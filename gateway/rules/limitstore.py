@@ -2,9 +2,12 @@
 key database) or Redis, behind one interface, and the loop that exchanges them.
 
 Every ``limits.sync_ms`` a worker sends what it counted since the last exchange and reads back
-the totals of the buckets it is using, in one statement (Postgres) or one pipeline (Redis); it
-also says it is alive, so that each knows how many share a limit while the store is away. A
-request never waits for any of this.
+the totals of the scopes it counted in, in one statement (Postgres) or one pipeline (Redis); it
+also says it is alive, so that each knows how many share a limit while the store is away. Only
+the counters touched since the last exchange take part (``Limiter.outgoing``): an exchange
+costs what changed, never the number of counters still inside their windows. A request never
+waits for any of this. The loop only moves rows: what to send and what the totals mean is the
+limiter's business.
 """
 
 from __future__ import annotations
@@ -13,23 +16,23 @@ import asyncio
 import logging
 import time
 import uuid
+from collections.abc import Callable
 from typing import Protocol
 
-from gateway.rules.limits import BUCKETS, Limiter
+from gateway.rules.limits import BUCKETS, Batch, Limiter, Push, Range, Total
 
 log = logging.getLogger("gateway")
 
-Push = tuple[str, int, int, float]  # scope, bucket, increment, expires (epoch seconds)
-Read = tuple[str, int]  # scope, bucket
 HEARTBEAT_SECONDS = 5
 CLEANUP_EVERY = 100  # exchanges
+LATE_INTERVALS = 3  # an exchange this many sync intervals after the previous good one is late
 
 
 class CounterStore(Protocol):
-    async def exchange(self, pushes: list[Push], reads: list[Read], worker: str,
-                       now: float) -> tuple[dict[Read, int], int]:
-        """Add the pushes, return the totals of every pushed and read bucket and how many workers
-        are alive."""
+    async def exchange(self, pushes: list[Push], reads: list[Range], worker: str,
+                       now: float) -> tuple[list[Total], int]:
+        """Add the pushes; return the totals of every pushed bucket and of every bucket there is
+        in the ranges read, and how many workers are alive."""
         ...
 
     async def cleanup(self, now: float) -> None: ...
@@ -37,20 +40,24 @@ class CounterStore(Protocol):
     async def close(self) -> None: ...
 
 
-_PG_EXCHANGE = """
+# The ranges are read one scope at a time through the primary key (the LIMIT keeps the planner
+# from a hash join over the whole table): the cost follows the rows asked for, not the table.
+_PG_EXCHANGE = f"""
 WITH d AS (SELECT * FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::float8[]) AS d(scope, bucket, n, expires)),
 up AS (
     INSERT INTO gateway.rate_counts AS c (scope, bucket, n, expires)
-    SELECT scope, bucket, n, expires FROM d WHERE n > 0
+    SELECT scope, bucket, n, expires FROM d
     ON CONFLICT (scope, bucket) DO UPDATE SET n = c.n + excluded.n
     RETURNING c.scope, c.bucket, c.n
 )
 SELECT scope, bucket, n FROM up
 UNION ALL
-SELECT c.scope, c.bucket, c.n FROM gateway.rate_counts c JOIN d ON c.scope = d.scope AND c.bucket = d.bucket
- WHERE d.n = 0
+SELECT c.scope, c.bucket, c.n
+  FROM unnest($5::text[], $6::bigint[], $7::bigint[]) AS r(scope, lo, hi),
+  LATERAL (SELECT c.scope, c.bucket, c.n FROM gateway.rate_counts c
+            WHERE c.scope = r.scope COLLATE "C" AND c.bucket BETWEEN r.lo AND r.hi LIMIT {BUCKETS}) c
 UNION ALL
-SELECT NULL, NULL, count(*) FROM gateway.rate_counts WHERE scope >= 'w:' AND scope < 'w;' AND bucket >= $5
+SELECT NULL, NULL, count(*) FROM gateway.rate_counts WHERE scope >= 'w:' AND scope < 'w;' AND bucket >= $8
 """
 
 
@@ -68,25 +75,25 @@ class PostgresCounters:
             self.conn = await asyncpg.connect(self.dsn, timeout=5)
         return self.conn
 
-    async def exchange(self, pushes: list[Push], reads: list[Read], worker: str,
-                       now: float) -> tuple[dict[Read, int], int]:
+    async def exchange(self, pushes: list[Push], reads: list[Range], worker: str,
+                       now: float) -> tuple[list[Total], int]:
         period = int(now // HEARTBEAT_SECONDS)
-        rows = pushes + [(scope, bucket, 0, 0.0) for scope, bucket in reads]
-        rows.append((f"w:{worker}", period, 1, now + 3 * HEARTBEAT_SECONDS))
+        rows = [*pushes, (f"w:{worker}", period, 1, now + 3 * HEARTBEAT_SECONDS)]
         conn = await self._connection()
         try:
             result = await conn.fetch(_PG_EXCHANGE, [r[0] for r in rows], [r[1] for r in rows],
-                                      [r[2] for r in rows], [r[3] for r in rows], period - 1)
+                                      [r[2] for r in rows], [r[3] for r in rows], [r[0] for r in reads],
+                                      [r[1] for r in reads], [r[2] for r in reads], period - 1)
         except BaseException:
             await self._drop()
             raise
-        totals: dict[Read, int] = {}
+        totals: list[Total] = []
         workers = 1
         for scope, bucket, n in result:
             if scope is None:
                 workers = max(1, n)
             elif not scope.startswith("w:"):
-                totals[(scope, bucket)] = n
+                totals.append((scope, bucket, n))
         return totals, workers
 
     async def cleanup(self, now: float) -> None:
@@ -113,28 +120,27 @@ class RedisCounters:
 
         self.redis = redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
 
-    async def exchange(self, pushes: list[Push], reads: list[Read], worker: str,
-                       now: float) -> tuple[dict[Read, int], int]:
+    async def exchange(self, pushes: list[Push], reads: list[Range], worker: str,
+                       now: float) -> tuple[list[Total], int]:
         p = self.PREFIX
         pipe = self.redis.pipeline(transaction=False)
         for scope, bucket, n, expires in pushes:
             key = f"{p}{scope}:{bucket}"
             pipe.incrby(key, n)
             pipe.expireat(key, int(expires) + 1)
-        if reads:
-            pipe.mget([f"{p}{scope}:{bucket}" for scope, bucket in reads])
+        wanted = [(scope, bucket) for scope, lo, hi in reads for bucket in range(lo, hi + 1)]
+        if wanted:
+            pipe.mget([f"{p}{scope}:{bucket}" for scope, bucket in wanted])
         workers_key = p + "workers"
         pipe.zadd(workers_key, {worker: now})
         pipe.zremrangebyscore(workers_key, 0, now - 3 * HEARTBEAT_SECONDS)
         pipe.zcard(workers_key)
         pipe.expire(workers_key, 3 * HEARTBEAT_SECONDS)
         out = await pipe.execute()
-        totals: dict[Read, int] = {}
-        for i, (scope, bucket, _, _) in enumerate(pushes):
-            totals[(scope, bucket)] = int(out[2 * i])
-        if reads:
-            for (scope, bucket), value in zip(reads, out[2 * len(pushes)]):
-                totals[(scope, bucket)] = int(value or 0)
+        totals: list[Total] = [(scope, bucket, int(out[2 * i])) for i, (scope, bucket, _, _) in enumerate(pushes)]
+        if wanted:
+            totals.extend((scope, bucket, int(value)) for (scope, bucket), value in zip(wanted, out[2 * len(pushes)])
+                          if value is not None)
         return totals, max(1, int(out[-2]))
 
     async def cleanup(self, now: float) -> None:
@@ -144,22 +150,39 @@ class RedisCounters:
         await self.redis.aclose()
 
 
-class Exchanger:
-    """The loop of one worker: send, read back, fold the totals into the limiter's counters."""
+class LimitSync:
+    """The loop of one worker: take what the limiter has to send, exchange it, hand back the
+    totals. It watches its own lag: ``last_duration`` (seconds the last exchange took),
+    ``lag()`` (seconds since the last successful one), ``late`` (exchanges that failed or came
+    more than LATE_INTERVALS sync intervals after the previous good one) and ``backlog`` (dirty
+    counters left for the next exchange); ``report``, if given, is called after every attempt
+    (the worker's metrics)."""
 
-    def __init__(self, limiter: Limiter, store: CounterStore, interval: float) -> None:
+    def __init__(self, limiter: Limiter, store: CounterStore, interval: float,
+                 report: Callable[[LimitSync], None] | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.limiter = limiter
         self.store = store
         self.interval = interval
         self.timeout = max(1.0, 5 * interval)  # slower than this: counted as unreachable
         self.worker = uuid.uuid4().hex
         self.exchanges = 0
+        self.report = report
+        self.clock = clock  # what lag is measured with
+        self.last_ok = clock()  # the last successful exchange (or the start)
+        self.last_duration = 0.0
+        self.gap = 0.0  # seconds between the last two successful exchanges (or since the last, while failing)
+        self.late = 0
+        self.last_late = False  # the last exchange failed or was late
+        self.backlog = 0
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run(), name="rate-limit-exchange")
 
     async def stop(self) -> None:
+        self._stopping = True  # asyncio.wait_for (3.11) loses a cancel that comes as the exchange ends
         if self._task is not None:
             self._task.cancel()
             try:
@@ -172,71 +195,63 @@ class Exchanger:
             pass
 
     async def _run(self) -> None:
-        while True:
+        broken = False
+        while not self._stopping:
             await asyncio.sleep(self.interval)
-            await self.once()
+            try:
+                await self.once()
+                broken = False
+            except Exception as e:  # a bug must not end the loop: the limiter would go stale for good
+                if not broken:  # the type only: a message could quote a scope (a key id, an address)
+                    log.error("rate-limit exchange failed: %s", type(e).__name__)
+                broken = True
+
+    def lag(self, at: float | None = None) -> float:
+        """Seconds since the last successful exchange (``at``: a reading of ``clock``)."""
+        return (self.clock() if at is None else at) - self.last_ok
 
     async def once(self, now: float | None = None) -> bool:
-        """One exchange; False if the store could not be reached (the limiter then goes it alone)."""
+        """One exchange; False if the store could not be reached (the limiter then goes it alone).
+        While it cannot, an attempt sends nothing but the heartbeat, so that waiting costs the
+        same however much is waiting; the first exchange after it is back takes it all."""
         now = time.time() if now is None else now
+        started = self.clock()
         limiter = self.limiter
-        pushes: list[Push] = []
-        reads: list[Read] = []
-        full_reads: list[str] = []
-        active = []
-        for scope, c in limiter.counters.items():
-            if now - c.used > c.limit.window:
-                continue
-            active.append(c)
-            g = c.limit.bucket
-            pushed = set()
-            for bucket, n in c.pending.items():
-                if n > 0:
-                    pushes.append((scope, bucket, n, (bucket + BUCKETS + 1) * g))
-                    pushed.add(bucket)
-            wanted = range(c.b - BUCKETS + 1, c.b + 1) if not c.read else (c.b - 1, c.b)
-            reads.extend((scope, bucket) for bucket in wanted if bucket not in pushed)
-            if not c.read:
-                full_reads.append(scope)
+        limiter.sweep(now)
+        batch = limiter.outgoing() if limiter.shared else Batch()
+        self.backlog = len(limiter.dirty)
         try:
-            totals, workers = await asyncio.wait_for(self.store.exchange(pushes, reads, self.worker, now),
-                                                     self.timeout)
+            totals, workers = await asyncio.wait_for(
+                self.store.exchange(batch.pushes, batch.reads, self.worker, now), self.timeout)
         except Exception as e:
             if limiter.shared:
                 log.warning("rate-limit store unreachable (%s): each worker enforces its share of every limit "
                             "until it is back", type(e).__name__)
-            limiter.shared = False
+            limiter.unreachable(batch)
+            self._observe(started, ok=False)
             return False
         if not limiter.shared:
             log.warning("rate-limit store reachable again: limits are shared again")
-        limiter.shared = True
-        limiter.workers = workers
-        for scope, bucket, n, _ in pushes:
-            c = limiter.counters.get(scope)
-            if c is not None and bucket in c.pending:
-                left = c.pending[bucket] - n
-                if left > 0:
-                    c.pending[bucket] = left
-                else:
-                    del c.pending[bucket]
-        for (scope, bucket), total in totals.items():
-            c = limiter.counters.get(scope)
-            if c is not None and bucket > c.b - BUCKETS:
-                c.synced[bucket] = total
-        for scope in full_reads:
-            c = limiter.counters.get(scope)
-            if c is not None:
-                c.read = True
-        for c in active:
-            c.rebase()
+        limiter.settle(batch, totals, workers)
         self.exchanges += 1
+        self._observe(started, ok=True)
         if self.exchanges % CLEANUP_EVERY == 0:
-            limiter.evict(now)
             try:
                 await self.store.cleanup(now)
             except Exception as e:
                 log.warning("could not clean up old rate-limit counts: %s", type(e).__name__)
         return True
+
+    def _observe(self, started: float, ok: bool) -> None:
+        end = self.clock()
+        self.last_duration = end - started
+        self.gap = end - self.last_ok
+        self.last_late = not ok or self.gap > LATE_INTERVALS * self.interval
+        self.late += self.last_late
+        if ok:
+            self.last_ok = end
+        if self.report is not None:
+            self.report(self)
 
 
 def counter_store(settings, dsn: str) -> CounterStore:  # type: ignore[no-untyped-def]

@@ -11,11 +11,12 @@ import contextlib
 import logging
 from typing import AsyncIterator
 
-from gateway import errors, observe
+from gateway import errors
 from gateway.auth import Authenticator
 from gateway.config import Settings
 from gateway.decide import Decider, Plan, Request, listener_port, log_unexpected
 from gateway.headers import response_headers
+from gateway.observe import metrics
 from gateway.responses import Receive, Scope, Send, send_refusal
 from gateway.rules.guard import Guard
 from gateway.rules.limits import Limiter
@@ -150,9 +151,9 @@ class Proxy:
                                            req.info.ws_protocols, self.settings.upstreams.connect_timeout)
                 except UpstreamError as e:
                     if isinstance(e, UpstreamConnectError):
-                        observe.UPSTREAM_CONNECT_ERRORS.labels(upstream.name).inc()
+                        metrics.UPSTREAM_CONNECT_ERRORS.labels(upstream.name).inc()
                     raise refusal_for(e, upstream.name) from None
-                observe.WEBSOCKETS.labels(upstream.name, "open").inc()
+                metrics.WEBSOCKETS.labels(upstream.name, "open").inc()
                 await send({"type": "websocket.accept", "subprotocol": socket.protocol,
                             "headers": d.answer_headers(req)})
                 await relay(receive, send, socket, guard)

@@ -21,6 +21,7 @@ from typing import Any
 
 from gateway.errors import Refusal
 from gateway.keys.apikeys import digest
+from gateway.rules.frames import refused_send
 
 KEY_PREFIX = "sb_"
 EVENTS = ("phx_join", "access_token")
@@ -153,6 +154,13 @@ class ChannelTokens:
             if parsed is not None and parsed[3] == "phx_leave":
                 self.channels.pop(parsed[2], None)
         return rewrite_frame(text, self._token, self._joined, None if self.user else self._other)
+
+    def refuse(self, text: str | None, data: bytes | None) -> str | None:
+        """A frame the key may not send (gateway.rules.frames): the reply for the client instead."""
+        entry = self._current()
+        if entry is None or entry.rules is None:
+            return None  # refused keys' frames go nowhere anyway (client_text); no rules: every frame
+        return refused_send(entry, text, data)
 
     def _other(self, token: str) -> None:
         """A JWT sent as a channel token: if it is a user's, the cap on public connections goes."""

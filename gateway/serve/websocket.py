@@ -51,6 +51,9 @@ async def deny(scope: Scope, send: Send, r: errors.Refusal, extra: Headers = ())
 class Guard(Protocol):
     """What the gateway adds to a relayed connection (gateway.serve.realtime.ChannelTokens)."""
 
+    def refuse(self, text: str | None, data: bytes | None) -> str | None:
+        """The reply to a frame of the client that its key may not send ("": none), or None: it may."""
+
     def client_text(self, text: str) -> str | None:
         """A text frame of the client as the upstream gets it; None: not relayed."""
 
@@ -81,12 +84,17 @@ async def relay(receive: Receive, send: Send, upstream: aiohttp.ClientWebSocketR
         while True:
             msg = await receive()
             if msg["type"] == "websocket.receive":
-                if msg.get("text") is not None:
-                    text = guard.client_text(msg["text"]) if guard is not None else msg["text"]
+                text, data = msg.get("text"), msg.get("bytes")
+                reply = None if guard is None else guard.refuse(text, data)
+                if reply is not None:  # a frame the key may not send: answered here, never forwarded
+                    if reply:
+                        await send({"type": "websocket.send", "text": reply})
+                elif text is not None:
+                    text = guard.client_text(text) if guard is not None else text
                     if text is not None:
                         await upstream.send_str(text)
-                elif msg.get("bytes") is not None:
-                    await upstream.send_bytes(msg["bytes"])
+                elif data is not None:
+                    await upstream.send_bytes(data)
             elif msg["type"] == "websocket.disconnect":
                 return "client", msg.get("code") or 1000, msg.get("reason") or ""
 

@@ -5,7 +5,7 @@ byte of the answer reached the client, and only when the request can be sent aga
 
 from __future__ import annotations
 
-from gateway import observe
+from gateway.observe import metrics
 from gateway.upstream.errors import UpstreamClosedIdle, UpstreamConnectError, UpstreamError
 from gateway.upstream.services import RETRY_STATUS, ReplicaSet, Upstream
 
@@ -35,7 +35,7 @@ class Attempts:
             return True
         self._failed()
         if isinstance(e, UpstreamConnectError):
-            observe.UPSTREAM_CONNECT_ERRORS.labels(self.target.name).inc()
+            metrics.UPSTREAM_CONNECT_ERRORS.labels(self.target.name).inc()
             return self._next()
         if isinstance(e, UpstreamClosedIdle) and self.replayable:
             return self._next()
@@ -70,7 +70,7 @@ class Attempts:
 
     def _next(self) -> bool:
         if self.index < len(self.targets) - 1:
-            observe.UPSTREAM_RETRIES.labels(self.target.name).inc()  # sent on after this one failed
+            metrics.UPSTREAM_RETRIES.labels(self.target.name).inc()  # sent on after this one failed
             self.index += 1
             self.fresh = False
             return True

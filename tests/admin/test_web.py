@@ -45,6 +45,7 @@ def test_the_page_is_open_under_a_strict_policy(gw, path, media_type):
 def test_the_page_names_its_project(gw):
     body = httpx.get(gw.admin_url + "/").text
     assert '<meta name="gateway-project-ref" content="my-project">' in body
+    assert '<meta name="gateway-services" content="rest,graphql,realtime,functions,auth,storage,meta">' in body
     assert web.REF_PLACEHOLDER.decode() not in body
 
 

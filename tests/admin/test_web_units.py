@@ -14,12 +14,13 @@ import subprocess
 import pytest
 
 from gateway.rules.limits import parse_limit
+from gateway.rules.quota import parse_quota
 from tests.helpers import REPO
 
 WEB = REPO / "gateway" / "admin" / "web"
 TESTS = REPO / "tests" / "admin" / "web"
 # No DOM in these: Node imports them as they are (the page imports them too).
-PURE = ("time.js", "limits.js", "usage.js", "forms.js", "legacyview.js", "store.js", "networkview.js")
+PURE = ("time.js", "limits.js", "usage.js", "forms.js", "legacyview.js", "store.js", "quota.js", "networkview.js")
 
 
 def test_node_runs_the_unit_tests():
@@ -57,3 +58,14 @@ def test_the_page_refuses_exactly_the_limits_the_gateway_refuses():
     for text in cases["invalid"]:
         with pytest.raises(ValueError):
             parse_limit(text)
+
+
+def test_the_page_refuses_exactly_the_quotas_the_gateway_refuses():
+    """tests/admin/web/quota.json: the cases quota.test.mjs puts to the page's parser, here to the gateway's."""
+    cases = json.loads((TESTS / "quota.json").read_text())
+    for text, count, period, stored in cases["valid"]:
+        quota = parse_quota(text)
+        assert (quota.count, quota.period, quota.text) == (count, period, stored), text
+    for text in cases["invalid"]:
+        with pytest.raises(ValueError):
+            parse_quota(text)

@@ -177,6 +177,28 @@ const scenarios = {
     return result;
   },
 
+  // A read-only key (args.key) and a full one (args.other_key) on one topic: reads, a refused
+  // write, each listening, and a broadcast with ack from each (the read-only key's refused).
+  async readonly() {
+    const reader = client();
+    const writer = client(args.other_key);
+    const select = await rows(reader);
+    const write = await insert(reader, { title: "from a read-only key", is_public: true });
+    const heard = { reader: [], writer: [] };
+    const channels = {};
+    for (const [name, sb] of [["reader", reader], ["writer", writer]]) {
+      channels[name] = sb.channel(args.topic, { config: { broadcast: { ack: true } } });
+      channels[name].on("broadcast", { event: "ping" }, (m) => heard[name].push(m.payload));
+    }
+    const joined = { reader: await subscribed(channels.reader), writer: await subscribed(channels.writer) };
+    const refused = await channels.reader.send({ type: "broadcast", event: "ping", payload: { from: "reader" } });
+    const sent = await channels.writer.send({ type: "broadcast", event: "ping", payload: { from: "writer" } });
+    await new Promise((r) => setTimeout(r, 1000));
+    await reader.removeAllChannels();
+    await writer.removeAllChannels();
+    return { select, write, joined, refused, sent, heard };
+  },
+
   // Can this key still do anything? (refused keys: the error each library surfaces)
   async refused() {
     const sb = client();

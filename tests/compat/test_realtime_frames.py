@@ -14,8 +14,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from gateway import routes
-from gateway import errors
+from gateway import errors, routes
 from gateway.auth import Grant, KeyHold
 from gateway.keys.apikeys import digest
 from gateway.serve.realtime import ChannelTokens, channel_guard, rewrite_frame

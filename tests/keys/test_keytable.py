@@ -11,7 +11,9 @@ from hypothesis import strategies as st
 from gateway.keys import apikeys
 from gateway.keys.entries import ANON_CLAIMS, SERVICE_ROLE_CLAIMS, KeyEntry
 from gateway.keys.keytable import KeyTable
+from gateway.rules.keyrules import rules_for
 from gateway.rules.limits import parse_limit
+from gateway.rules.quota import parse_quota
 from gateway.rules.restrictions import restrictions_for
 
 TAIL = st.text(alphabet="abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_", min_size=6, max_size=6)
@@ -24,13 +26,17 @@ def entries(draw) -> KeyEntry:
         st.sampled_from([SERVICE_ROLE_CLAIMS, {"role": "authenticated"}]))
     entry = KeyEntry(str(uuid.UUID(int=draw(st.integers(0, 2**128 - 1)))), key_type,
                      apikeys.PREFIXES[key_type] + draw(TAIL), claims["role"], claims)
-    extra = draw(st.sampled_from(["none", "limit", "expiry", "restricted", "odd prefix"]))
+    extra = draw(st.sampled_from(["none", "limit", "expiry", "restricted", "odd prefix", "rules", "quota"]))
     if extra == "limit":
         entry.per_key = parse_limit("100/m")
     elif extra == "expiry":
         entry.expires_at = 2e9
     elif extra == "restricted":
         entry.restrictions = restrictions_for(["https://app.example.com"], None, None)
+    elif extra == "rules":
+        entry.rules = rules_for(["todos"], ["GET"])
+    elif extra == "quota":
+        entry.quota = parse_quota("10/day")
     elif extra == "odd prefix":
         entry.prefix = entry.prefix[:-1] + "é"
     return entry

@@ -12,7 +12,7 @@ import time
 import asyncpg
 import pytest
 
-from gateway.keys import db
+from gateway.keys import answers, db
 from gateway.keys.db import MIGRATION_LOCK, migrate, migration_files
 from tests.helpers import REPO, gateway_cmd
 
@@ -142,7 +142,7 @@ async def test_publishable_keys_made_before_0002_stay_masked_newer_ones_are_show
     try:
         new = shapes.parse(shapes.CreateApiKeyBody, type="publishable", name="new_one")
         _, new_key = await store.create_key(new, actor="t")
-        shown = {r["name"]: shapes.key_json(r)["api_key"] for r in await store.list_keys()}
+        shown = {r["name"]: answers.key_json(r)["api_key"] for r in await store.list_keys()}
     finally:
         await store.close()
     assert shown == {"old_one": apikeys.masked("publishable"), "new_one": new_key}

@@ -323,6 +323,8 @@ async def test_a_full_reload_from_postgres_packs_plain_keys_and_keeps_the_rest_w
         custom = await create("secret", {"role": "authenticated", "app": 1})
         limited = await create("publishable", limits={"per_key": "10/s"})
         expiring = await create("secret", expires_at="2999-01-01T00:00:00Z")
+        ruled = await create("publishable", allowed_resources=["todos"], allowed_methods=["GET"])
+        quota = await create("secret", quota="100/month")
         empty_template = await create("secret")
         await conn.execute("UPDATE gateway.api_keys SET secret_jwt_template = '{}' WHERE id = $1", empty_template[1]["id"])
         broken = await create("publishable")
@@ -331,18 +333,22 @@ async def test_a_full_reload_from_postgres_packs_plain_keys_and_keeps_the_rest_w
         ring = KeyRing(store, Settings(jwt={"secret": JWT_SECRET}))
         await ring.reload()
         table = ring.by_hash
-        assert len(table) == 6 and len(table._pinned) == 3  # custom, limited, expiring
+        assert len(table) == 8 and len(table._pinned) == 5  # custom, limited, expiring, ruled, quota
 
         def found(key: str):
             return table.get_digest(apikeys.digest(key))
 
         for (key, row), role in [(plain_pub, "anon"), (plain_sec, "service_role"), (custom, "authenticated"),
-                                 (limited, "anon"), (expiring, "service_role"), (empty_template, "service_role")]:
+                                 (limited, "anon"), (expiring, "service_role"), (empty_template, "service_role"),
+                                 (ruled, "anon"), (quota, "service_role")]:
             entry = found(key)
             assert (entry.id, entry.type, entry.prefix, entry.role) == (str(row["id"]), row["type"], row["prefix"], role)
         assert found(custom[0]).claims == {"role": "authenticated", "app": 1}
         assert found(limited[0]).per_key is not None and found(plain_pub[0]).per_key is None
         assert found(expiring[0]).expires_at is not None
+        assert found(ruled[0]).rules is not None and found(ruled[0]).rules.methods == {"GET", "HEAD"}
+        assert found(quota[0]).quota.text == "100/month" and found(quota[0]).rules is None
+        assert found(plain_pub[0]).rules is None and found(plain_pub[0]).quota is None
         assert found(broken[0]) is None
         again = found(plain_pub[0])
         await ring.reload()  # nothing changed: the entries in use (their minted JWTs) are kept

@@ -9,18 +9,10 @@ from datetime import datetime, timezone
 
 import pytest
 
-from gateway.keys import apikeys, shapes
-from gateway.keys.shapes import (
-    DEFAULT_TEMPLATE,
-    ApiKeyResponse,
-    CreateApiKeyBody,
-    InvalidInput,
-    ProjectResponse,
-    UpdateApiKeyBody,
-    key_json,
-    legacy_json,
-    project_json,
-)
+from gateway.keys import apikeys, checks, shapes
+from gateway.keys.answers import ApiKeyResponse, ProjectResponse, key_json, legacy_json, project_json
+from gateway.keys.checks import InvalidInput
+from gateway.keys.shapes import DEFAULT_TEMPLATE, CreateApiKeyBody, UpdateApiKeyBody
 from tests.factories import nested_template
 
 
@@ -42,7 +34,8 @@ def test_a_new_secret_key_gets_the_default_template():
     assert body.columns() == {"description": None, "type": "secret", "name": "backend",
                               "secret_jwt_template": {"role": "service_role"}, "limits": None,
                               "expires_at": None, "allowed_origins": None, "allowed_ips": None,
-                              "allowed_services": None}
+                              "allowed_services": None, "allowed_resources": None, "allowed_methods": None,
+                              "quota": None}
     publishable = shapes.parse(CreateApiKeyBody, type="publishable", name="web_app", description="d")
     assert publishable.columns()["secret_jwt_template"] is None
 
@@ -87,10 +80,10 @@ def test_template_rules_on_create_and_update(template):
 
 
 def test_the_deepest_and_largest_templates_allowed():
-    assert shapes.check_template(nested_template(16)) == nested_template(16)
-    big = {"role": "x", "blob": "x" * (shapes.MAX_TEMPLATE_BYTES - 40)}
-    assert shapes.check_template(big) == big
-    assert shapes.check_template({"role": "x", "unicode": "\U0001f600", "n": 1.5, "i": 10**30, "b": None})
+    assert checks.check_template(nested_template(16)) == nested_template(16)
+    big = {"role": "x", "blob": "x" * (checks.MAX_TEMPLATE_BYTES - 40)}
+    assert checks.check_template(big) == big
+    assert checks.check_template({"role": "x", "unicode": "\U0001f600", "n": 1.5, "i": 10**30, "b": None})
 
 
 @pytest.mark.parametrize("text", ["a\x00b", "\ud800", "x\udcff", "x" * 1025])
@@ -98,7 +91,7 @@ def test_text_postgres_cannot_hold(text):
     assert refused(CreateApiKeyBody, type="secret", name="abcd", description=text).field == "description"
     assert refused(UpdateApiKeyBody, description=text).field == "description"
     with pytest.raises(InvalidInput) as info:
-        shapes.check_text("reason", text)
+        checks.check_text("reason", text)
     assert info.value.field == "reason"
 
 

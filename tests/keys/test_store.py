@@ -13,8 +13,9 @@ import asyncpg
 import pytest
 
 from gateway.keys import apikeys, shapes
+from gateway.keys.checks import InvalidInput
 from gateway.keys.db import connect, migrate
-from gateway.keys.shapes import DEFAULT_TEMPLATE, CreateApiKeyBody, InvalidInput, UpdateApiKeyBody
+from gateway.keys.shapes import DEFAULT_TEMPLATE, CreateApiKeyBody, UpdateApiKeyBody
 from gateway.keys.store import NotFound, Store
 from tests.factories import nested_template
 

@@ -55,3 +55,10 @@ def test_limit_key(ip, key):
 def test_parse_networks_names_the_bad_entry():
     with pytest.raises(ValueError, match="entry 1"):
         parse_networks(["10.0.0.0/8", "not-a-cidr"])
+
+
+def test_a_list_of_networks_is_parsed_once():
+    """The settings' check and the gateway that uses them get the same objects."""
+    assert parse_networks(["10.0.0.0/8", "::1"]) is parse_networks(("10.0.0.0/8", "::1"))
+    with pytest.raises(ValueError, match="entry 0"):
+        parse_networks([["not", "text"]])  # type: ignore[list-item]

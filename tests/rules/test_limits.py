@@ -6,13 +6,16 @@ from __future__ import annotations
 
 import math
 import re
+import tracemalloc
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gateway.keys.entries import KeyEntry
+from gateway.rules import limits
 from gateway.rules.limits import BUCKETS, Limiter, RateLimits, parse_limit
+from gateway.rules.window import Counter
 
 
 @pytest.mark.parametrize(("text", "count", "window"), [
@@ -126,6 +129,132 @@ def test_which_limits_apply_without_a_key(entry, claims, scopes):
     assert [(n, s) for n, s, _ in defaults.scopes(entry, claims, "1.2.3.4")] == scopes
 
 
+# --- the window's storage, on a clock we set (issue 20) ---------------------------------------------------
+# "10/10s": a bucket is 0.5 s, so 1000.0 s is bucket 2000 and the window is buckets b - 19 .. b.
+
+
+def cells(c: Counter) -> list[tuple[int, ...]]:
+    """A counter's cells as (bucket, synced, pending, own) tuples, oldest first."""
+    return [tuple(c.cells[i:i + 4]) for i in range(0, len(c.cells), 4)]
+
+
+@pytest.mark.parametrize(("times", "count", "expected"), [
+    ([], 0, []),
+    ([1000.0], 1, [(2000, 0, 1, 1)]),
+    ([1000.0, 1000.4], 2, [(2000, 0, 2, 2)]),  # one bucket
+    ([1000.0, 1000.6], 2, [(2000, 0, 1, 1), (2001, 0, 1, 1)]),
+    ([1000.0, 1009.9], 2, [(2000, 0, 1, 1), (2019, 0, 1, 1)]),  # bucket 2000 is still the window's oldest
+    ([1000.0, 1010.0], 1, [(2020, 0, 1, 1)]),  # and now it has left
+    ([1000.0, 1000.1, 1030.0], 1, [(2060, 0, 1, 1)]),  # an idle window empties whole
+])
+def test_the_window_keeps_a_cell_per_bucket_that_saw_requests(times, count, expected):
+    limiter = Limiter()
+    for t in times:
+        assert admit(limiter, t).refused is None
+    c = limiter.counters.get("k:10:a")
+    assert (c.count(True) if c else 0) == count
+    assert (cells(c) if c else []) == expected
+
+
+@pytest.mark.parametrize(("seen", "b", "read"), [
+    (-1, 2019, (2000, 2019)),  # never read: the whole window
+    (2019, 2019, (2018, 2019)),  # read in this bucket: this one and the one before
+    (2018, 2019, (2017, 2019)),
+    (2010, 2019, (2009, 2019)),  # idle for a while: everything since it was last read
+    (1990, 2019, (2000, 2019)),  # idle for more than a window: the whole window, no more
+])
+def test_what_an_exchange_reads_back(seen, b, read):
+    c = Counter("k:10:a", parse_limit("10/10s"))
+    c.roll(b)
+    c.seen = seen
+    assert c.outgoing()[1:] == read
+
+
+@pytest.mark.parametrize(("pushed", "totals", "expected"), [
+    ([(2019, 2)], [(2019, 5)], [(2018, 0, 1, 1), (2019, 5, 1, 3)]),  # sent 2, 1 more counted meanwhile
+    ([], [(2019, 4), (2019, 6)], [(2018, 0, 1, 1), (2019, 6, 3, 3)]),  # read and pushed: the larger total
+    ([], [(2019, 1)], [(2018, 0, 1, 1), (2019, 2, 3, 3)]),  # a total never lowers what is known
+    ([], [(2005, 7), (1999, 9)], [(2005, 7, 0, 0), (2018, 0, 1, 1), (2019, 2, 3, 3)]),  # inserted in order;
+    ([], [(2005, 0)], [(2018, 0, 1, 1), (2019, 2, 3, 3)]),  # out of the window or empty: nothing to keep
+])
+def test_what_an_exchange_brings_back(pushed, totals, expected):
+    c = Counter("k:10:a", parse_limit("10/10s"))
+    c.roll(2018)
+    c.add()
+    c.roll(2019)
+    for _ in range(3):
+        c.add()
+    c.cells[5] = 2  # the store had said 2 for bucket 2019
+    c.settle(pushed, totals, 2019)
+    assert cells(c) == expected
+    assert c.seen == 2019
+    assert c.count(True) == sum(s + p for _, s, p, _ in expected)  # the base is recomputed
+    assert c.count(False) == 4  # our own requests, whatever the store says
+
+
+def test_a_new_limit_keeps_the_counts_of_the_same_window():
+    limiter = Limiter()
+    for _ in range(3):
+        admit(limiter, 1000.0, "10/10s")
+    assert admit(limiter, 1000.0, "3/10s").refused == "per_key"  # the same buckets: three already in
+    assert admit(limiter, 1000.0, "20/10s").refused is None
+
+
+def test_memory_per_counter_is_small_and_bounded():
+    """One request from each of many addresses (issue 20): what the limiter holds per scope, the
+    scope string aside (the request made it): the Counter (7 slots, 88 bytes), one 4-cell int64
+    array (112), its bucket number (an int, 32), and its places in the limiter's dict and in the
+    expiry index (40-110, as the dict last doubled): at most 360 bytes. Three dicts a scope took
+    about 720."""
+    n = 20_000
+    limit = parse_limit("1000/h")
+    scopes = [f"i:3600:key:127.1.{i >> 8}.{i & 255}" for i in range(n)]
+    limiter = Limiter()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.take_snapshot()
+        for i, scope in enumerate(scopes):
+            limiter.admit([("per_ip", scope, limit)], 1_700_000_000.0 + i / 1000)
+        limiter.settle(limiter.outgoing(most=n), [], 1)  # exchanged: nothing dirty any more
+        after = tracemalloc.take_snapshot()
+    finally:
+        tracemalloc.stop()
+    grown = sum(d.size_diff for d in after.filter_traces([tracemalloc.Filter(True, "*gateway/rules/*")])
+                .compare_to(before.filter_traces([tracemalloc.Filter(True, "*gateway/rules/*")]), "filename"))
+    assert len(limiter.counters) == n and not limiter.dirty
+    assert grown / n <= 360, grown / n
+
+
+@pytest.mark.parametrize(("times", "sweep_at", "left"), [
+    ([1000.0], 1009.9, 1),
+    ([1000.0], 1010.0, 0),  # bucket 2000 leaves the window at (2000 + 20) * 0.5
+    ([1000.0, 1005.0], 1010.0, 1),  # used again: filed under its new end
+    ([1000.0, 1005.0], 1015.0, 0),
+])
+def test_counters_with_nothing_left_in_their_window_are_dropped(times, sweep_at, left):
+    limiter = Limiter()
+    for t in times:
+        admit(limiter, t)
+    limiter.sweep(sweep_at)
+    assert len(limiter.counters) == left
+    assert len(limiter.dirty) == left  # nothing is sent for a window that has emptied
+
+
+def test_the_hard_cap_drops_the_windows_that_end_soonest(monkeypatch):
+    monkeypatch.setattr(limits, "MAX_COUNTERS", 5)
+    limiter = Limiter()
+    for i in range(5):  # "10/20s": one-second buckets, each scope's window ends a second after the last
+        admit(limiter, 1000.0 + i, "10/20s", f"k:20:{i}")
+    admit(limiter, 1000.0, "10/20s", "k:20:0")  # used again in the same bucket: still the soonest to end
+    admit(limiter, 1005.0, "10/20s", "k:20:new")
+    assert sorted(limiter.counters) == ["k:20:1", "k:20:2", "k:20:3", "k:20:4", "k:20:new"]
+    admit(limiter, 1003.5, "10/20s", "k:20:1")  # moved on to a later bucket: now the last to end
+    admit(limiter, 1006.0, "10/20s", "k:20:newer")
+    assert sorted(limiter.counters) == ["k:20:1", "k:20:3", "k:20:4", "k:20:new", "k:20:newer"]
+    admit(limiter, 1030.0, "10/20s", "k:20:late")  # everything else has emptied: it all goes first
+    assert sorted(limiter.counters) == ["k:20:late"]
+
+
 # --- the two guarantees, for any arrival times ---------------------------------------------------------
 
 
@@ -156,3 +285,15 @@ def test_over_any_window_at_most_one_bucket_more(times):
         inside = [t for t in admitted if start <= t < start + window]
         sliding = [t for t in inside if t < start + g]  # the bucket-width at the window's start
         assert len(inside) <= count + len(sliding)
+
+
+def test_a_notation_is_parsed_once():
+    """The settings that checked a default limit, and every key carrying the same notation, share
+    one Limit (and its precomputed header parts)."""
+    from gateway.config.sections import LimitsSettings
+
+    assert parse_limit("600/m") is parse_limit(" 600/m ")
+    settings = type("S", (), {"limits": LimitsSettings(per_user="600/m", publishable_per_ip="10/s")})()
+    assert RateLimits.from_settings(settings).per_user is parse_limit("600/m")
+    with pytest.raises(ValueError):
+        parse_limit(["600/m"])

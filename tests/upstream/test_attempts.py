@@ -8,7 +8,12 @@ import pytest
 
 from gateway.upstream.attempts import Attempts
 from gateway.upstream.errors import (
-    UpstreamClosedIdle, UpstreamConnectError, UpstreamConnectTimeout, UpstreamError, UpstreamRefused, UpstreamTimeout,
+    UpstreamClosedIdle,
+    UpstreamConnectError,
+    UpstreamConnectTimeout,
+    UpstreamError,
+    UpstreamRefused,
+    UpstreamTimeout,
     refusal_for,
 )
 from gateway.upstream.pool import Pool

@@ -85,7 +85,7 @@ def test_limits_go_on_per_worker_while_redis_is_away(gateways, tmp_path):
             fresh_status(g.url, warm)
         time.sleep(3 * SYNC_MS / 1000)  # both workers have said they are alive
         redis.stop()
-        within(5, lambda: "rate-limit store unreachable" in g.logs())
+        within(5, lambda: g.logs().count("rate-limit store unreachable") >= 2)  # both workers have noticed
         key = g.create_key("publishable", limits={"per_key": "20/m"})["api_key"]
         got = [fresh_status(g.url, key) for _ in range(40)]
         # Each of the two workers takes its share: 10 each at most, never all, never none.
@@ -114,7 +114,7 @@ def test_limits_go_on_per_worker_while_postgres_is_away(gateways, tmp_path: Path
         within(2, lambda: fresh_status(g.url, known) == 200)
         time.sleep(3 * SYNC_MS / 1000)
         pg.stop()
-        within(5, lambda: "rate-limit store unreachable" in g.logs())
+        within(5, lambda: g.logs().count("rate-limit store unreachable") >= 2)  # both workers have noticed
         assert all(fresh_status(g.url, known) == 200 for _ in range(5))  # known keys keep working
         got = [fresh_status(g.url, key) for _ in range(40)]
         assert set(got) <= {200, 429}

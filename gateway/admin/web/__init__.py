@@ -16,17 +16,20 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from gateway.routes import SERVICES
+
 CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
        "base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
 _TYPES = {"html": "text/html; charset=utf-8", "js": "text/javascript; charset=utf-8", "css": "text/css; charset=utf-8"}
 # The page's ES modules (app.js imports the others) and its style sheet.
 FILES = ("app.js", "api.js", "store.js", "session.js", "cards.js", "chart.js", "keydialog.js", "deletedialog.js",
          "legacy.js", "modal.js", "dom.js", "restrictions.js", "time.js", "limits.js", "usage.js", "forms.js",
-         "legacyview.js", "network.js", "networkview.js", "app.css")
+         "legacyview.js", "rules.js", "quota.js", "network.js", "networkview.js", "app.css")
 # path -> file name; the page at "/" (its assets relative to it, so a reverse proxy may mount it anywhere)
 ASSETS = {"/": "index.html", **{f"/web/{name}": name for name in FILES}}
 PATHS = frozenset(ASSETS)
 REF_PLACEHOLDER = b"__PROJECT_REF__"
+SERVICES_PLACEHOLDER = b"__SERVICES__"
 
 _ALWAYS = [(b"x-frame-options", b"DENY"), (b"x-content-type-options", b"nosniff"), (b"referrer-policy", b"no-referrer")]
 _PAGE = [(b"content-security-policy", CSP.encode()), (b"cross-origin-opener-policy", b"same-origin"),
@@ -39,6 +42,8 @@ def _read(name: str) -> bytes:
 
 
 _CONTENT = {path: _read(name) for path, name in ASSETS.items()}
+# The services a key may be restricted to, as the gateway names them (gateway.routes).
+_CONTENT["/"] = _CONTENT["/"].replace(SERVICES_PLACEHOLDER, ",".join(SERVICES).encode())
 
 router = APIRouter(include_in_schema=False)
 

@@ -6,6 +6,7 @@ import { usageToggle } from "./chart.js";
 import { copyButton, el, parts, timeEl } from "./dom.js";
 import { limitsText } from "./limits.js";
 import * as restrictions from "./restrictions.js";
+import * as rules from "./rules.js";
 
 export function fact(label, value) {
   return el("div", {}, el("dt", { text: label }), el("dd", {}, value));
@@ -19,7 +20,7 @@ export function card(key, actions) {
   if (key.type === "secret") facts.push(fact("JWT role", el("code", { text: key.secret_jwt_template?.role ?? "" })));
   if (!legacy) {
     facts.push(fact("Rate limits", el("span", { text: limitsText(key.limits) })));
-    for (const [label, value] of restrictions.facts(key)) facts.push(fact(label, value));
+    for (const [label, value] of [...restrictions.facts(key), ...rules.facts(key)]) facts.push(fact(label, value));
   }
   const usage = usageToggle(() => actions.api.usage(key.id));
   const buttons = [usage.button];
@@ -32,7 +33,7 @@ export function card(key, actions) {
     el("div", { class: "key-head" },
       el("h3", { class: "key-name", text: key.name }),
       el("code", { class: "prefix", title: "Display prefix", text: key.prefix ?? "" }),
-      ...restrictions.badges(key)),
+      ...restrictions.badges(key), ...rules.badges(key)),
     el("p", { class: key.description ? "description" : "description muted", text: key.description || "No description" }),
     keyValue(key, actions),
     el("dl", { class: "facts" }, ...facts),

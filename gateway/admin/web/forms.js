@@ -2,6 +2,7 @@
 // the dialogs read their inputs into plain values and hand them here.
 
 import { LIMIT_FORMAT, parseLimit } from "./limits.js";
+import { QUOTA_FORMAT, parseQuota } from "./quota.js";
 import { ago, exactTime, fromLocalInput, toLocalInput, usedWithinADay } from "./time.js";
 
 // A problem with one field, found before asking the API; shown as the API's own errors are.
@@ -74,6 +75,26 @@ export function restrictionsBody(values, key) {
   for (const [field, value] of [["allowed_origins", lines(values.origins)], ["allowed_ips", lines(values.ips)],
                                 ["allowed_services", values.services]]) {
     if (key ? !same(value, key[field]) : value.length) body[field] = value;
+  }
+  return body;
+}
+
+// One entry a line, as typed (a table may hold spaces or commas in its name).
+export function entries(text) {
+  return text.split("\n").map((s) => s.trim()).filter(Boolean);
+}
+
+// What a key may reach and do, and how much, as keyBody: `values` {resources (text, one a line),
+// methods (the ticked ones), quota (COUNT/day or COUNT/month, or empty)}.
+export function rulesBody(values, key) {
+  const body = {};
+  for (const [field, value] of [["allowed_resources", entries(values.resources)], ["allowed_methods", values.methods]]) {
+    if (key ? !same(value, key[field]) : value.length) body[field] = value;
+  }
+  const quota = values.quota.trim();
+  if (key ? quota !== (key.quota?.limit ?? "") : quota) {
+    if (quota && !parseQuota(quota)) throw new FieldError("quota", QUOTA_FORMAT);
+    body.quota = quota ? parseQuota(quota).text : null;
   }
   return body;
 }

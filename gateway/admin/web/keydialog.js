@@ -1,11 +1,12 @@
 // Creating and editing a key: the key dialog (type, name, description, JWT template, limits,
-// expiry and restrictions; errors next to their inputs) and the dialog that shows a new key
+// expiry and restrictions, resources, methods and quota; errors next to their inputs) and the dialog that shows a new key
 // once, with Copy.
 
 import { copyFrom, parts } from "./dom.js";
 import { keyBody } from "./forms.js";
 import { clearErrors, modal, showError } from "./modal.js";
 import * as restrictions from "./restrictions.js";
+import * as rules from "./rules.js";
 
 // `root`: the document (the dialogs are children of its body); `actions`: {api, load(message),
 // focusKey(id, label)}. Returns {open(type, key, trigger)}: key null creates one of `type`.
@@ -14,11 +15,12 @@ export function keyDialog(root, actions) {
     dialog: "#key-dialog", form: "#key-form", title: "#key-dialog-title", submit: "#key-submit", typeField: "#type-field",
     secretOnly: "#key-form .secret-only", name: "#key-name", description: "#key-description", role: "#key-role",
     claims: "#key-claims", perKey: "#limit-per-key", perIp: "#limit-per-ip", restrictions: "#restriction-fields",
+    rules: "#rule-fields",
   });
   const box = modal(p.dialog);
   const created = createdDialog(root);
   const types = p.form.elements.namedItem("type"); // the two radio buttons
-  let opened = { key: null, restrictions: () => ({}) }; // the key being edited (null: a new one) and its inputs
+  let opened = { key: null, restrictions: () => ({}), rules: () => ({}) }; // the key being edited (null: a new one), its inputs
 
   const chosenType = () => (opened.key ? opened.key.type : types.value);
   const showType = () => { p.secretOnly.hidden = chosenType() !== "secret"; };
@@ -38,7 +40,7 @@ export function keyDialog(root, actions) {
     p.claims.value = Object.keys(claims).length ? JSON.stringify(claims, null, 2) : "";
     p.perKey.value = key?.limits?.per_key ?? "";
     p.perIp.value = key?.limits?.per_ip ?? "";
-    opened = { key, restrictions: restrictions.render(p.restrictions, key) };
+    opened = { key, restrictions: restrictions.render(p.restrictions, key), rules: rules.render(p.rules, key) };
     showType();
     box.open(trigger, p.name);
   }
@@ -51,7 +53,7 @@ export function keyDialog(root, actions) {
     clearErrors(p.form);
     const editing = opened.key;
     try {
-      const body = { ...keyBody(values(), editing), ...opened.restrictions() };
+      const body = { ...keyBody(values(), editing), ...opened.restrictions(), ...opened.rules() };
       if (editing && Object.keys(body).length === 0) {
         box.close();
         return;

@@ -7,7 +7,8 @@ import { el, timeEl } from "./dom.js";
 import { restrictionsBody } from "./forms.js";
 import { toLocalInput } from "./time.js";
 
-export const SERVICES = ["rest", "graphql", "realtime", "functions", "auth", "storage", "meta"];
+// The services a key may be restricted to, as the gateway names them (the page's meta tag).
+export const SERVICES = document.querySelector('meta[name="gateway-services"]').content.split(",");
 
 function list(values, none) {
   return el("span", { text: values.length ? values.join(", ") : none, class: values.length ? "" : "muted" });

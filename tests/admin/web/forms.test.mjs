@@ -4,9 +4,10 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 
-import { FieldError, fieldMessage, fieldPath, keyBody, lines, recentUseWarning, restrictionsBody }
+import { FieldError, fieldMessage, fieldPath, keyBody, lines, recentUseWarning, restrictionsBody, rulesBody }
   from "../../../gateway/admin/web/forms.js";
 import { LIMIT_FORMAT } from "../../../gateway/admin/web/limits.js";
+import { QUOTA_FORMAT } from "../../../gateway/admin/web/quota.js";
 import { toLocalInput } from "../../../gateway/admin/web/time.js";
 
 const typed = (values = {}) => ({ type: "publishable", name: "", description: "", role: "", claims: "", perKey: "",
@@ -120,4 +121,31 @@ test("the delete dialog warns about a key used in the last 24 hours", () => {
   assert.equal(recentUseWarning("2030-06-14T11:00:00Z", now), "");
   const warning = recentUseWarning("2030-06-15T11:57:00Z", now);
   assert.match(warning, /^This key was used 3 minutes ago \(.*\(2030-06-15T11:57:00Z\)\): whatever still uses it will stop working\.$/);
+});
+
+const ruleValues = (values = {}) => ({ resources: "", methods: [], quota: "", ...values });
+const RULED = { ...SECRET, allowed_resources: ["todos", "rpc/search_*"], allowed_methods: ["GET", "HEAD"],
+                quota: { limit: "1000/month", used: 10, left: 990, resets_at: "2031-02-01T00:00:00+00:00" } };
+
+test("rules on create: only the fields given; a resource a line, spaces kept inside", () => {
+  assert.deepEqual(rulesBody(ruleValues(), null), {});
+  assert.deepEqual(rulesBody(ruleValues({ resources: " todos \n\nmy table\nrpc/search_*", methods: ["GET", "HEAD"],
+                                          quota: " 1000/month " }), null),
+                   { allowed_resources: ["todos", "my table", "rpc/search_*"], allowed_methods: ["GET", "HEAD"],
+                     quota: "1000/month" });
+});
+
+test("rules on edit: the fields changed; emptied ones become [] or null", () => {
+  const shown = ruleValues({ resources: "todos\nrpc/search_*", methods: ["GET", "HEAD"], quota: "1000/month" });
+  assert.deepEqual(rulesBody(shown, RULED), {});
+  assert.deepEqual(rulesBody({ ...shown, methods: [] }, RULED), { allowed_methods: [] });
+  assert.deepEqual(rulesBody({ ...shown, resources: "" }, RULED), { allowed_resources: [] });
+  assert.deepEqual(rulesBody({ ...shown, quota: "" }, RULED), { quota: null });
+  assert.deepEqual(rulesBody({ ...shown, quota: "50/day" }, RULED), { quota: "50/day" });
+  assert.deepEqual(rulesBody(ruleValues(), { ...SECRET, allowed_resources: [], allowed_methods: [], quota: null }), {});
+});
+
+test("a malformed quota is named by its field, before any request", () => {
+  assert.throws(() => rulesBody(ruleValues({ quota: "100/week" }), null), fieldError("quota", QUOTA_FORMAT));
+  assert.throws(() => rulesBody(ruleValues({ quota: "lots" }), RULED), fieldError("quota", QUOTA_FORMAT));
 });

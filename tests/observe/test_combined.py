@@ -12,7 +12,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.observe import combined_line, combined_quoted, combined_target, combined_time, redact_query
+from gateway.observe.accesslog import combined_line, combined_quoted, combined_target, combined_time
+from gateway.observe.redact import redact_query
 from tests.vector_nginx import NotParsed, parse_nginx_combined
 
 KEY = "sb_secret_AbCdEfGhIjKlMnOpQrStUv_12345678"
