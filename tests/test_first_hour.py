@@ -199,7 +199,7 @@ def test_start_up_says_what_runs_where_the_page_is_and_that_no_upstream_is_set(g
     finally:
         assert gw.stop() == 0
     logs = (gw.workdir / "stderr.log").read_text()
-    assert f"gateway {gateway.version()} (pure Python) listening on http://127.0.0.1:{gw.port} (public)" in logs
+    assert f"gateway {gateway.version()} ({gateway.build_info()}) listening on http://127.0.0.1:{gw.port} (public)" in logs
     assert f"API Keys page: http://127.0.0.1:{gw.admin_port}/" in logs
     [warning] = [line for line in logs.splitlines() if "no upstream is configured" in line]
     assert warning.endswith(NO_UPSTREAMS) and "WARNING" in warning

@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from bench.scenario import Scenario
 
-GROUPS = ("get", "stream", "post", "limits", "rotation", "restrict", "replica", "firstuse", "ws", "idle", "startup")
+GROUPS = ("get", "builds", "stream", "post", "limits", "rotation", "restrict", "replica", "firstuse", "ws", "idle",
+          "startup")
 
 
 def load(groups: list[str]) -> dict[str, Scenario]:
