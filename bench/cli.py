@@ -67,6 +67,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    "--quick 1)")
     p.add_argument("--workers", type=int, default=None, help="gateway workers (default: the gateway's default, one "
                    "per core)")
+    p.add_argument("--build", choices=("compiled", "pure"), default="compiled",
+                   help="the build of the run's gateways (default compiled: scripts/build-compiled; the 'builds' "
+                   "group runs both either way)")
     p.add_argument("--only", default="", help=f"comma-separated groups: {','.join(GROUPS)} (default all)")
     p.add_argument("--keys", type=int, default=100_000, help="keys in the table for the start-up scenario")
     p.add_argument("--no-reload-probe", dest="reload_probe", action="store_false",
@@ -127,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGHUP, _raise_interrupt)
     info = report.machine_info(nginx, wrk)
     chosen = scenarios.load(args.only.split(",") if args.only else list(scenarios.GROUPS))
-    stack = Stack(nginx, args.workers, args.keep_tmp)
+    stack = Stack(nginx, args.workers, args.keep_tmp, args.build)
     try:
         ctx = runner.setup(args, stack, wrk)
         rows = runner.run(ctx, chosen)

@@ -9,6 +9,7 @@ import contextlib
 import os
 import shutil
 import socket
+import subprocess
 import sys
 import tempfile
 import time
@@ -23,9 +24,11 @@ from bench.measure import ProcSet
 from bench.nginx import COUNTED_LOG, proxy_conf, start_nginx, upstream_conf
 from bench.process import Processes, find_tool, wait_http
 from gateway.keys.db import DatabaseError, EmbeddedPostgres
-from tests.helpers import ADMIN_TOKEN, JWT_SECRET, create_database, free_port, run_cli
+from tests.helpers import ADMIN_TOKEN, JWT_SECRET, REPO, create_database, free_port, run_cli
 
 BIG_BYTES = 10 * 1024 * 1024  # /big.bin on the upstream
+# What a gateway's start-up line says of its build (gateway.build_info).
+BUILD_SAID = {"compiled": "(compiled request path (mypyc))", "pure": "(pure Python)"}
 
 
 @dataclass(frozen=True)
@@ -41,9 +44,11 @@ class Upstream:
 class Stack:
     """Every process of a run under one Processes and one temp dir."""
 
-    def __init__(self, nginx: str, workers: int | None = None, keep_tmp: bool = False) -> None:
+    def __init__(self, nginx: str, workers: int | None = None, keep_tmp: bool = False, build: str = "compiled") -> None:
         self.nginx = nginx
         self.workers = workers  # for gateways not told otherwise; None: the gateway's default
+        self.build = build  # of gateways not told otherwise: "compiled" or "pure" (docs/builds.md)
+        self._compiled: str | None = None
         self.keep_tmp = keep_tmp
         self.procs = Processes()
         self.tmp = Path(tempfile.mkdtemp(prefix="gwbench-"))
@@ -120,11 +125,26 @@ class Stack:
                 raise BenchError(f"gateway migrate failed: {done.stderr.strip()}")
         return dsn
 
+    def compiled(self) -> str:
+        """The compiled build's directory (scripts/build-compiled, out of the source tree: built
+        on the first call, again only when a source changed)."""
+        if self._compiled is None:
+            log("building the compiled request path (scripts/build-compiled)")
+            done = subprocess.run([str(REPO / "scripts" / "build-compiled")], capture_output=True, text=True,
+                                  env={**os.environ, "PYTHON": sys.executable})
+            if done.returncode != 0:
+                raise BenchError(f"the compiled build failed:\n{done.stderr.strip()[-2000:]}")
+            self._compiled = done.stdout.strip()
+        return self._compiled
+
     def gateway(self, name: str, *, dsn: str | None = None, access_log: bool = True, workers: int | None = None,
-                env: dict[str, str] | None = None) -> BenchGateway:
+                env: dict[str, str] | None = None, build: str | None = None) -> BenchGateway:
         """A started ``gateway serve`` on ``dsn`` (default: the run's database) in front of the nginx
-        upstream and the echo server; ``env`` adds or overrides GATEWAY_* settings."""
-        return BenchGateway(env={
+        upstream and the echo server; ``env`` adds or overrides GATEWAY_* settings; ``build``: the
+        run's unless given."""
+        build = build or self.build
+        python_path = {"PYTHONPATH": self.compiled()} if build == "compiled" else {}
+        g = BenchGateway(env={
             "GATEWAY_DATABASE_URL": dsn or self.dsn,
             "GATEWAY_ADMIN__TOKEN": ADMIN_TOKEN,
             "GATEWAY_JWT__SECRET": JWT_SECRET,
@@ -133,8 +153,13 @@ class Stack:
             "GATEWAY_UPSTREAMS__FUNCTIONS": self.upstream_url,
             "GATEWAY_UPSTREAMS__REALTIME": self.ws_echo_url,
             "GATEWAY_LOG__ACCESS": "true" if access_log else "false",
+            **python_path,
             **(env or {}),
         }, name=name, procs=self.procs, workers=workers or self.workers, workdir=self.tmp / name).start()
+        said = BUILD_SAID[build]
+        if said not in g.logs():
+            raise BenchError(f"gateway {name} is not the {build} build: its start-up line lacks {said!r}")
+        return g
 
     def gateways(self, n: int, name: str, *, dsn: str | None = None, access_log: bool = True,
                  workers: int | None = None, env: dict[str, str] | None = None) -> list[BenchGateway]:

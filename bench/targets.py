@@ -1,4 +1,4 @@
-"""The targets of issues 5, 10, 12, 15 and 20 as data: the rows each reads, the value it takes from them, how
+"""The targets of issues 5, 10, 12, 15, 20 and 25 as data: the rows each reads, the value it takes from them, how
 that is shown, and the bar it must clear; ``check`` holds a run's rows against them, in this order."""
 
 from __future__ import annotations
@@ -59,6 +59,15 @@ def _auth_cost(pub: str, nokey: str, what: str) -> Target:
     return Target(f"key check + browser rule + JWT reuse < 10 % of throughput ({what})", (pub, nokey),
                   lambda r: 1 - (paired_ratio(r[pub], r[nokey]) or 0.0) if r[nokey].rps else None,
                   lambda v, _: f"{100 * v:.1f} %", below=0.10)
+
+
+def _builds(suffix: str, what: str) -> Target:
+    """Issue 25's A/B: the compiled build against the pure-Python one, same run, paired by round."""
+    c, p = f"builds.compiled{suffix}", f"builds.pure{suffix}"
+    return Target(f"(info) compiled vs pure-Python build, publishable GET ({what}): throughput, gateway CPU a "
+                  "request", (c, p), lambda r: paired_ratio(r[c], r[p]),
+                  lambda v, r: f"{v:.3f} × the pure build's req/s ({r[c].rps:,.0f} vs {r[p].rps:,.0f}); "
+                               f"{r[c].cpu_us:.1f} vs {r[p].cpu_us:.1f} µs/req")
 
 
 def _stream_growth(r: Results) -> float | None:
@@ -165,6 +174,9 @@ TARGETS: list[Target] = [
     *_publishable("get.c.pub.nolog", "access log off"),
     _auth_cost("get.c.pub", "get.c.nokey", "access log on"),
     _auth_cost("get.c.pub.nolog", "get.c.nokey.nolog", "access log off"),
+    *_publishable("builds.compiled", "the compiled build, access log on"),
+    _builds("", "access log on"),
+    _builds(".nolog", "access log off"),
     Target("10 MB stream ≥ 0.5 × nginx proxy_pass bytes/s", ("stream.c", "stream.b"),
            lambda r: paired_ratio(r["stream.c"], r["stream.b"], "bytes_per_s") or 0.0, at_least=0.5),
     Target("10 MB stream: memory flat (peak RSS growth per concurrent stream < 1/4 of the body)",

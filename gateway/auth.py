@@ -13,6 +13,7 @@ import hashlib
 import hmac
 import time
 from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any
 
 from gateway import errors
@@ -126,6 +127,7 @@ class Authenticator:
     verifier: JwtVerifier
     project_ref: str
     checksum_ref: str
+    digest: Callable[[str], bytes] = apikeys.digest  # the one SHA256 a request with a key costs
 
     async def check(self, policy: Policy, creds: Credentials) -> Grant:
         """The decision, with the I/O it may need (a key not in memory, a user JWT not seen before)."""
@@ -137,10 +139,12 @@ class Authenticator:
             if decided.key_hash is not None:
                 resolved[decided.key_hash] = await self.ring.fetch(decided.key_hash)
             else:
+                token = decided.token
+                assert token is not None  # a Need names a key's hash or a token
                 try:
-                    resolved[decided.token] = await self.verifier.verify(decided.token)  # type: ignore[arg-type]
+                    resolved[token] = await self.verifier.verify(token)
                 except InvalidJwt as e:
-                    resolved[decided.token] = e  # type: ignore[index]
+                    resolved[token] = e
 
     def decide(self, policy: Policy, creds: Credentials, resolved: dict[str, Any] | None = None) -> Grant | Need:
         """The decision from memory: a Grant, a refusal raised, or the one lookup it still needs
@@ -186,8 +190,9 @@ class Authenticator:
             token = self._use(entry)
             return Grant(entry, token, "Bearer " + self._use(legacy), legacy.role)
         claims = self._user_claims(bearer, resolved)
-        if isinstance(claims, Need) or claims is None:  # None never comes while refusing
-            return claims  # type: ignore[return-value]
+        if isinstance(claims, Need):
+            return claims
+        assert claims is not None  # None comes only when not refusing
         return Grant(entry, self._use(entry), None, str(claims.get("role")), claims)
 
     def _without_key(self, policy: Policy, bearer: str | None, creds: Credentials,
@@ -231,6 +236,7 @@ class Authenticator:
         with it would get (deleted, or its hash now another key's: invalid; expired; a legacy key
         while legacy keys are disabled); None while its row is read again after a change (the
         change's notification decides). Nothing is recorded as used, nothing is minted."""
+        current: KeyEntry | None
         if hold.digest is None:
             self._legacy_on()
             current = hold.entry
@@ -270,7 +276,7 @@ class Authenticator:
         if apikeys.looks_like_key(key):
             # A known key costs one SHA256 and a lookup in memory. Only a key not in memory has its
             # checksum checked (malformed or bad checksum: no database lookup) and is fetched.
-            digest = apikeys.digest(key)
+            digest = self.digest(key)
             entry = self.ring.by_hash.get_digest(digest)
             if entry is None:
                 if apikeys.parse(key, self.checksum_ref) is None:

@@ -97,6 +97,13 @@ class Request:
         self.upstream: str | None = None  # the name of the upstream that served it
         self.blocked = False  # answered CLIENT_BLOCKED: counted, no access line (gateway.rules.guard)
 
+    @property
+    def routed(self) -> Route:
+        """The route, for the steps after ``Decider.route`` found one (none runs without)."""
+        route = self.route
+        assert route is not None
+        return route
+
     # What the access log and the metrics read (gateway.observe.record).
     @property
     def service(self) -> str:
@@ -216,10 +223,11 @@ class Decider:
         admit(req)
         if req.route is routes.DASHBOARD and (self.dashboard is None or ws):
             req.route = None  # no dashboard here (upstreams.studio unset), nor WebSockets to it: 404
-        if not ws and req.method == "OPTIONS" and req.info.preflight:
-            req.status = 200
+        origin = req.info.origin
+        if not ws and req.method == "OPTIONS" and origin is not None and req.info.acr_method is not None:
+            req.status = 200  # a preflight
             cors = req.route.cors if req.route is not None else Cors.ANY
-            headers = preflight_headers(req.info.origin, req.info.acr_headers, cors, self.meta_origins)  # type: ignore
+            headers = preflight_headers(origin, req.info.acr_headers, cors, self.meta_origins)
             return Answer(200, [*headers, (REQUEST_ID, req.id)], b"")
         if req.route is None:
             raise errors.NOT_FOUND()
@@ -236,15 +244,15 @@ class Decider:
 
     def grant_now(self, req: Request) -> Grant | Need:
         """The decision on the request's key from memory, or the lookup it needs first."""
-        if req.route is routes.DASHBOARD:
-            return self.dashboard.check(req.info)  # type: ignore[union-attr]  # basic auth, not a key
-        return self.auth.decide(self.policy(req.route, req.upstream_path), req.info)  # type: ignore[arg-type]
+        if self.dashboard is not None and req.route is routes.DASHBOARD:
+            return self.dashboard.check(req.info)  # basic auth, not a key
+        return self.auth.decide(self.policy(req.routed, req.upstream_path), req.info)
 
     async def grant(self, req: Request) -> Grant:
         """``grant_now`` with the lookups done (a key not in memory, a user JWT not seen yet)."""
-        if req.route is routes.DASHBOARD:
-            return self.dashboard.check(req.info)  # type: ignore[union-attr]
-        return await self.auth.check(self.policy(req.route, req.upstream_path), req.info)  # type: ignore[arg-type]
+        if self.dashboard is not None and req.route is routes.DASHBOARD:
+            return self.dashboard.check(req.info)
+        return await self.auth.check(self.policy(req.routed, req.upstream_path), req.info)
 
     def policy(self, route: Route, upstream_path: str) -> Policy:
         """The route's policy; with functions.verify = "required", a function not named in
@@ -257,7 +265,7 @@ class Decider:
     def plan(self, req: Request, grant: Grant, ws: bool = False) -> Plan:
         """Restrictions and rate limits on the granted request, then where it goes, with which headers."""
         req.grant = grant
-        route: Route = req.route  # type: ignore[assignment]
+        route = req.routed
         entry = grant.entry
         if entry is not None:
             restrict(entry, req.info.origin, req.info.referer, req.client_ip, route.service)
@@ -289,7 +297,7 @@ class Decider:
         hold = self.auth.hold(req.info, req.grant)
         if hold is None:
             return None
-        return Admission(hold, req.info.origin, req.info.referer, req.client_ip, req.route.service)  # type: ignore[union-attr]
+        return Admission(hold, req.info.origin, req.info.referer, req.client_ip, req.routed.service)
 
     def judge(self, a: Admission, now: float | None = None) -> KeyEntry | None:
         """The connection's key as it is now, if a request with it from where the connection came
@@ -324,7 +332,7 @@ class Decider:
 
     def replicas_for(self, req: Request) -> ReplicaSet | None:
         """The read targets a request may go to (primary and replicas), or None."""
-        if self.replicas is None or req.method not in req.route.replica_methods:  # type: ignore[union-attr]
+        if self.replicas is None or req.method not in req.routed.replica_methods:
             return None
         return self.replicas
 

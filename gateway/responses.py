@@ -22,18 +22,18 @@ CORS_ANY: Headers = [(b"access-control-allow-origin", b"*"), (b"access-control-e
 JSON = b"application/json"
 
 
-def error_headers(r: Refusal, extra: Headers = ()) -> Headers:
+def error_headers(r: Refusal, extra: Headers | tuple[()] = ()) -> Headers:
     body = r.body
     return [(b"content-type", JSON), (b"content-length", b"%d" % len(body)), (b"sb-error-code", r.code.encode()),
             *r.headers, *extra]
 
 
-async def send_refusal(send: Send, r: Refusal, extra: Headers = ()) -> None:
+async def send_refusal(send: Send, r: Refusal, extra: Headers | tuple[()] = ()) -> None:
     await send({"type": "http.response.start", "status": r.status, "headers": error_headers(r, extra)})
     await send({"type": "http.response.body", "body": r.body})
 
 
-async def send_json(send: Send, status: int, payload: Any, extra: Headers = ()) -> None:
+async def send_json(send: Send, status: int, payload: Any, extra: Headers | tuple[()] = ()) -> None:
     body = json.dumps(payload).encode()
     headers = [(b"content-type", JSON), (b"content-length", b"%d" % len(body)), *extra]
     await send({"type": "http.response.start", "status": status, "headers": headers})

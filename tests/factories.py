@@ -35,6 +35,11 @@ def public_jwk(jwk: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in jwk.items() if k not in ("d", "p", "q", "dp", "dq", "qi")}
 
 
+def random_part(key: str) -> str:
+    """The random body of an ``sb_`` key: between its type and its checksum (it may hold ``_``)."""
+    return key.split("_", 2)[2][:-9]
+
+
 def b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 

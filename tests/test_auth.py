@@ -5,8 +5,6 @@ one lookup per second. In-process, on the real Authenticator, KeyRing, Minter an
 
 from __future__ import annotations
 
-import hashlib
-
 import pytest
 
 from gateway.auth import Authenticator, Credentials
@@ -35,37 +33,35 @@ class CountingStore:
 
 
 class Counters:
-    def __init__(self, monkeypatch: pytest.MonkeyPatch, minter: Minter) -> None:
+    """SHA256s through the Authenticator's ``digest``, signatures as the Minter counts them."""
+
+    def __init__(self, minter: Minter) -> None:
         self.sha256 = 0
-        self.signatures = 0
-        real_sha, real_mint = hashlib.sha256, minter.mint
+        self.minter = minter
+        self.signed_before = minter.signed
 
-        class CountingHashlib:
-            @staticmethod
-            def sha256(*a, **kw):
-                self.sha256 += 1
-                return real_sha(*a, **kw)
+    def digest(self, key: str) -> bytes:
+        self.sha256 += 1
+        return apikeys.digest(key)
 
-        def mint(*a, **kw):
-            self.signatures += 1
-            return real_mint(*a, **kw)
-
-        monkeypatch.setattr(apikeys, "hashlib", CountingHashlib)
-        monkeypatch.setattr(minter, "mint", mint)
+    @property
+    def signatures(self) -> int:
+        return self.minter.signed - self.signed_before
 
     def reset(self) -> None:
-        self.sha256 = self.signatures = 0
+        self.sha256 = 0
+        self.signed_before = self.minter.signed
 
 
 @pytest.fixture
-def setup(monkeypatch):
+def setup():
     settings = Settings(jwt={"secret": JWT_SECRET}, legacy={"service_role_key": LEGACY_SERVICE_ROLE})
     store = CountingStore()
     ring = KeyRing(store, settings)  # type: ignore[arg-type]
     ring._legacy_by_token = legacy_entries(settings)
     minter = Minter.from_settings(settings)
-    auth = Authenticator(ring, minter, JwtVerifier(settings, None), "default", REF)
-    counters = Counters(monkeypatch, minter)
+    counters = Counters(minter)
+    auth = Authenticator(ring, minter, JwtVerifier(settings, None), "default", REF, counters.digest)
     return auth, ring, store, counters
 
 
@@ -145,11 +141,13 @@ async def test_unexpected_error_answers_500_and_logs_no_message(caplog):
 
     leaked = "sb_secret_" + "must_not_be_logged"
 
-    class Broken:
-        async def check(self, *a, **kw):
-            raise RuntimeError("token " + leaked)
+    def broken(key: str) -> bytes:
+        raise RuntimeError("token " + leaked)
 
-    proxy = Proxy(Settings(jwt={"secret": JWT_SECRET}), Broken())  # type: ignore[arg-type]
+    settings = Settings(jwt={"secret": JWT_SECRET})
+    auth = Authenticator(KeyRing(CountingStore(), settings), Minter.from_settings(settings),  # type: ignore[arg-type]
+                         JwtVerifier(settings, None), "default", REF, broken)
+    proxy = Proxy(settings, auth)
     sent: list[dict] = []
 
     async def receive():

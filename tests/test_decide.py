@@ -23,6 +23,9 @@ from tests.upstreams import JWT_SECRET
 REF = "supabase-self-hosted"
 
 
+KEY = apikeys.generate("publishable", REF)  # the one key the decider knows
+
+
 @pytest.fixture
 async def decider():
     settings = Settings(jwt={"secret": JWT_SECRET}, key_checksum_ref=REF,
@@ -33,10 +36,8 @@ async def decider():
     auth = Authenticator(ring, Minter.from_settings(settings), JwtVerifier(settings, None), "default", REF)
     d = Decider(settings, auth)
     await d.start()
-    key = apikeys.generate("publishable", REF)
-    ring.by_hash[apikeys.hash_key(key)] = KeyEntry("00000000-0000-0000-0000-000000000001", "publishable",
-                                                    apikeys.display_prefix(key), "anon", {"role": "anon"})
-    d.test_key = key  # type: ignore[attr-defined]
+    ring.by_hash[apikeys.hash_key(KEY)] = KeyEntry("00000000-0000-0000-0000-000000000001", "publishable",
+                                                    apikeys.display_prefix(KEY), "anon", {"role": "anon"})
     yield d
     await d.close()
 
@@ -83,7 +84,7 @@ def test_the_policy_of_a_route(decider, path, policy):
 
 
 def test_a_plan_says_where_with_which_target_and_headers(decider):
-    key = decider.test_key
+    key = KEY
     req = request(decider, "GET", "/rest/v1//todos", (b"apikey", key.encode()), (b"host", b"gw.example"),
                   query=b"select=id&apikey=" + key.encode())
     assert decider.route(req) is None
@@ -100,7 +101,7 @@ def test_a_plan_says_where_with_which_target_and_headers(decider):
 
 
 def test_writes_never_go_to_a_replica_and_an_unset_upstream_answers_503(decider):
-    key = decider.test_key.encode()
+    key = KEY.encode()
     req = request(decider, "DELETE", "/rest/v1/todos", (b"apikey", key))
     decider.route(req)
     decider.plan(req, decider.grant_now(req))
@@ -128,7 +129,7 @@ def test_what_the_gateway_adds_to_every_answer(decider):
 
 
 def test_the_request_id_goes_upstream_and_a_trusted_proxys_own_stays(decider):
-    key = decider.test_key.encode()
+    key = KEY.encode()
     req = request(decider, "GET", "/rest/v1/t", (b"apikey", key), (b"x-request-id", b"from-client"),
                   (b"sb-request-id", b"forged"))
     decider.route(req)

@@ -82,7 +82,8 @@ def test_serve_reads_a_config_given_before_it(tmp_path):
 
 def test_version(tmp_path):
     out = ok(console("--version", cwd=tmp_path))
-    assert re.fullmatch(r"gateway \d+\.\d+\.\d+\S* \(pure Python, Python 3\.\d+\.\d+\S*\)\n", out), out
+    build = re.escape(gateway.build_info())
+    assert re.fullmatch(rf"gateway \d+\.\d+\.\d+\S* \({build}, Python 3\.\d+\.\d+\S*\)\n", out), out
     assert gateway.version() in out
 
 
@@ -104,10 +105,14 @@ def test_build_info_follows_where_the_request_path_loads_from(monkeypatch, origi
     assert gateway.build_info() == build
 
 
-def test_build_info_of_this_checkout():
+def test_build_info_of_this_run():
+    """A plain checkout is pure Python; scripts/test-compiled says which build it means to test
+    (TEST_GATEWAY_BUILD), so a compiled run that quietly fell back to Python fails here."""
     import gateway.decide
 
-    assert gateway.decide.__file__.endswith(".py") and gateway.build_info() == "pure Python"
+    expected = os.environ.get("TEST_GATEWAY_BUILD", "pure Python")
+    assert gateway.build_info() == expected
+    assert gateway.decide.__file__.endswith(".py") == (expected == "pure Python")
 
 
 # --- the embedded database: where serve keeps it, and commands that never make an empty one ----
@@ -194,7 +199,7 @@ def test_start_up_says_what_runs_where_the_page_is_and_that_no_upstream_is_set(g
     finally:
         assert gw.stop() == 0
     logs = (gw.workdir / "stderr.log").read_text()
-    assert f"gateway {gateway.version()} (pure Python) listening on http://127.0.0.1:{gw.port} (public)" in logs
+    assert f"gateway {gateway.version()} ({gateway.build_info()}) listening on http://127.0.0.1:{gw.port} (public)" in logs
     assert f"API Keys page: http://127.0.0.1:{gw.admin_port}/" in logs
     [warning] = [line for line in logs.splitlines() if "no upstream is configured" in line]
     assert warning.endswith(NO_UPSTREAMS) and "WARNING" in warning

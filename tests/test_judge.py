@@ -137,17 +137,17 @@ async def test_legacy_keys_bearers_and_users_judged_again(gw: Decider, name, tok
     assert (r.code if r else None) == refused
 
 
-async def test_a_judgement_records_no_use_and_mints_nothing(gw: Decider, monkeypatch) -> None:
+async def test_a_judgement_records_no_use_and_mints_nothing(gw: Decider) -> None:
     key, entry = with_key(gw, expires_at=NOW + 60)
     a = await admitted(gw, key)
     gw.auth.ring._used.clear()
     gw.auth.ring._counts.clear()
-    minted: list[object] = []
-    monkeypatch.setattr(gw.auth.minter, "token_for", lambda e: minted.append(e) or "jwt")
+    signed = gw.auth.minter.signed
+    entry.token_renew_at = 0.0  # due for a new JWT: a judgement must still not sign one
     assert gw.judge(a, NOW) is entry
     edit(expires_at=NOW - 1)(gw, key, entry)
     assert gw.refusal_now(a, NOW) is not None
-    assert minted == [] and gw.auth.ring._used == {} and gw.auth.ring._counts == {}
+    assert gw.auth.minter.signed == signed and gw.auth.ring._used == {} and gw.auth.ring._counts == {}
 
 
 async def test_the_admission_holds_the_keys_digest_never_its_plaintext(gw: Decider) -> None:

@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from bench.scenario import Scenario
 
-GROUPS = ("get", "stream", "post", "limits", "rotation", "restrict", "replica", "firstuse", "ws", "idle", "startup",
-          "blocking")
+GROUPS = ("get", "builds", "stream", "post", "limits", "rotation", "restrict", "replica", "firstuse", "ws", "idle",
+          "startup", "blocking")
 
 
 def load(groups: list[str]) -> dict[str, Scenario]:

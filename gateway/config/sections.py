@@ -16,14 +16,14 @@ class _Section(BaseModel):
 
 class ServerSettings(_Section):
     host: str = "0.0.0.0"
-    port: int = Field(8000, ge=0, le=65535)
-    workers: int | None = Field(None, ge=1, le=256)
-    header_timeout_seconds: float = Field(10.0, gt=0)
-    keepalive_seconds: float = Field(75.0, gt=0)
-    max_connections: int = Field(10_000, ge=1)
+    port: int = Field(default=8000, ge=0, le=65535)
+    workers: int | None = Field(default=None, ge=1, le=256)
+    header_timeout_seconds: float = Field(default=10.0, gt=0)
+    keepalive_seconds: float = Field(default=75.0, gt=0)
+    max_connections: int = Field(default=10_000, ge=1)
     trusted_proxies: list[str] = Field(default_factory=list)
     fast_path: bool = True
-    grace_seconds: float = Field(10.0, ge=0, le=3600)
+    grace_seconds: float = Field(default=10.0, ge=0, le=3600)
 
     @field_validator("trusted_proxies")
     @classmethod
@@ -36,7 +36,7 @@ class ServerSettings(_Section):
 
 class AdminSettings(_Section):
     host: str = "127.0.0.1"
-    port: int = Field(8001, ge=0, le=65535)
+    port: int = Field(default=8001, ge=0, le=65535)
     token: SecretStr | None = None
 
     @field_validator("token")
@@ -50,7 +50,7 @@ class AdminSettings(_Section):
 class JwtSettings(_Section):
     secret: SecretStr | None = None
     signing_keys: list[dict[str, Any]] = Field(default_factory=list)
-    ttl_seconds: int = Field(300, ge=10, le=86400)
+    ttl_seconds: int = Field(default=300, ge=10, le=86400)
     issuer: str = "supabase"
     user_roles: list[str] = Field(default_factory=lambda: ["authenticated", "anon"])
 
@@ -110,12 +110,12 @@ class UpstreamSettings(_Section):
     meta: AnyHttpUrl | None = None
     studio: AnyHttpUrl | None = None  # the dashboard: every path no other route takes
     realtime_host: str = "realtime-dev.supabase-realtime"
-    connect_timeout: float = Field(5.0, gt=0)
-    timeout: float = Field(30.0, gt=0)
-    functions_timeout: float = Field(150.0, gt=0)
-    storage_timeout: float = Field(300.0, gt=0)
+    connect_timeout: float = Field(default=5.0, gt=0)
+    timeout: float = Field(default=30.0, gt=0)
+    functions_timeout: float = Field(default=150.0, gt=0)
+    storage_timeout: float = Field(default=300.0, gt=0)
     rest_replicas: list[AnyHttpUrl] = Field(default_factory=list)
-    replica_retry_seconds: float = Field(5.0, gt=0)
+    replica_retry_seconds: float = Field(default=5.0, gt=0)
 
     def base(self, service: str) -> str | None:
         url = getattr(self, service)
@@ -136,16 +136,16 @@ class CorsSettings(_Section):
 
 
 class KeysSettings(_Section):
-    refresh_seconds: float = Field(30.0, gt=0)
-    last_used_flush_seconds: float = Field(10.0, gt=0)
-    miss_lookups_per_second: float = Field(20.0, gt=0)
-    quota_flush_seconds: float = Field(1.0, gt=0, le=60)
+    refresh_seconds: float = Field(default=30.0, gt=0)
+    last_used_flush_seconds: float = Field(default=10.0, gt=0)
+    miss_lookups_per_second: float = Field(default=20.0, gt=0)
+    quota_flush_seconds: float = Field(default=1.0, gt=0, le=60)
 
 
 class LimitsSettings(_Section):
     store: Literal["postgres", "redis"] = "postgres"
     redis_url: str | None = None
-    sync_ms: int = Field(100, ge=10, le=10_000)
+    sync_ms: int = Field(default=100, ge=10, le=10_000)
     publishable_per_ip: str | None = None
     secret_per_key: str | None = None
     per_user: str | None = None
@@ -201,7 +201,7 @@ class FunctionsSettings(_Section):
 
 
 class RealtimeSettings(_Section):
-    max_key_only_seconds: float = Field(86400.0, gt=0)
+    max_key_only_seconds: float = Field(default=86400.0, gt=0)
 
 
 class DashboardSettings(_Section):

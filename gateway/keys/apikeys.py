@@ -48,7 +48,7 @@ def parse(key: str, checksum_ref: str) -> KeyType | None:
     body = key[: -(CHECKSUM_LEN + 1)]
     if not secrets.compare_digest(checksum(checksum_ref, body), m.group(3)):
         return None
-    return m.group(1)  # type: ignore[return-value]
+    return "publishable" if m.group(1) == "publishable" else "secret"
 
 
 def looks_like_key(value: str) -> bool:

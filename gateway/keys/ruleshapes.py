@@ -25,7 +25,7 @@ _QUOTA_MEMBERS = frozenset({"limit", "used", "left", "resets_at"})
 # What a key has used of its quota in the current period, as the store's rows say (every worker
 # writes its counts every keys.quota_flush_seconds): a column of every key row the store reads.
 QUOTA_USED_SQL = (
-    "CASE WHEN api_keys.quota IS NULL THEN NULL ELSE (SELECT coalesce(sum(q.n), 0) FROM gateway.quota_usage q"
+    "CASE WHEN api_keys.quota IS NULL THEN NULL ELSE (SELECT coalesce(sum(q.n), 0)::bigint FROM gateway.quota_usage q"
     " WHERE q.key_id = api_keys.id AND q.day >= CASE WHEN api_keys.quota LIKE '%/day'"
     " THEN (now() AT TIME ZONE 'UTC')::date ELSE date_trunc('month', now() AT TIME ZONE 'UTC')::date END)"
     " END AS quota_used")

@@ -56,23 +56,28 @@ class Minter:
     alg: str
     kid: str | None
     legacy_secret: str | None = None  # jwt.secret: signs the JWTs of legacy keys
+    signed: int = 0  # signatures made (a known key's JWT is signed again only every ttl/2)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "Minter":
         jwt_settings = settings.jwt
-        common = dict(ref=settings.project_ref, issuer=jwt_settings.issuer, ttl=jwt_settings.ttl_seconds,
-                      legacy_secret=None if jwt_settings.secret is None else jwt_settings.secret.get_secret_value())
+        legacy = None if jwt_settings.secret is None else jwt_settings.secret.get_secret_value()
+
+        def minter(key: Any, alg: str, kid: str | None) -> "Minter":
+            return cls(settings.project_ref, jwt_settings.issuer, jwt_settings.ttl_seconds, key, alg, kid, legacy)
+
         if jwt_settings.signing_keys:
             jwk = jwt_settings.signing_keys[0]
             if jwk["kty"] == "oct":
-                return cls(key=oct_secret(jwk), alg="HS256", kid=jwk.get("kid"), **common)
+                return minter(oct_secret(jwk), "HS256", jwk.get("kid"))
             alg = jwk.get("alg") or ("ES256" if jwk["kty"] == "EC" else "RS256")
-            return cls(key=jwt.PyJWK(jwk, algorithm=alg).key, alg=alg, kid=jwk.get("kid"), **common)
-        if jwt_settings.secret is None:
+            return minter(jwt.PyJWK(jwk, algorithm=alg).key, alg, jwk.get("kid"))
+        if legacy is None:
             raise ValueError("jwt.secret or jwt.signing_keys must be set to mint JWTs")
-        return cls(key=jwt_settings.secret.get_secret_value(), alg="HS256", kid=None, **common)
+        return minter(legacy, "HS256", None)
 
     def mint(self, claims: dict[str, Any], now: float | None = None, legacy: bool = False) -> str:
+        self.signed += 1
         iat = int(time.time() if now is None else now)
         payload = {**claims, "iss": self.issuer, "ref": self.ref, "iat": iat, "exp": iat + self.ttl}
         if legacy and self.legacy_secret is not None:
@@ -97,6 +102,8 @@ class JwtVerifier:
 
     settings: Settings
     jwks_url: str | None
+    min_interval: float = JWKS_MIN_INTERVAL
+    max_age: float = JWKS_MAX_AGE
     _hs_keys: list[bytes] = field(default_factory=list)
     _own: dict[str, Any] = field(default_factory=dict)  # kid -> PyJWK, from jwt.signing_keys
     _auth: dict[str, Any] = field(default_factory=dict)  # kid -> PyJWK, the auth service's JWKS
@@ -147,7 +154,7 @@ class JwtVerifier:
             raise InvalidJwt("JWT algorithm not allowed")
         if any(h in header for h in FORBIDDEN_HEADERS):
             raise InvalidJwt("JWT header not allowed")
-        options = {"require": ["exp"], "verify_aud": False}
+        options: Any = {"require": ["exp"], "verify_aud": False}  # pyjwt's Options
         if alg == "HS256":
             keys: list[Any] = self._hs_keys
         else:
@@ -156,7 +163,7 @@ class JwtVerifier:
                 raise InvalidJwt("JWT without kid")
             key = self._own.get(kid)
             if key is None:
-                if time.monotonic() - self._loaded_at > JWKS_MAX_AGE:
+                if time.monotonic() - self._loaded_at > self.max_age:
                     if not self._auth:
                         await self._refresh()  # nothing to go on yet
                     elif self._background is None or self._background.done():
@@ -193,7 +200,7 @@ class JwtVerifier:
             return
         started = time.monotonic()
         async with self._fetch_lock:
-            if started - self._fetched_at < JWKS_MIN_INTERVAL:
+            if started - self._fetched_at < self.min_interval:
                 return
             self._fetched_at = time.monotonic()
             try:

@@ -25,10 +25,12 @@ def parse_networks(texts: Sequence[str]) -> tuple[Network, ...]:
 
 
 def _parse_networks_unhashable(texts: list[object]) -> tuple[Network, ...]:
+    strings: list[str] = []
     for i, text in enumerate(texts):
         if not isinstance(text, str):
             raise ValueError(f"entry {i} is not an IP address or CIDR")
-    return _parse_networks(tuple(texts))  # type: ignore[arg-type]
+        strings.append(text)
+    return _parse_networks(tuple(strings))
 
 
 @functools.lru_cache(maxsize=1024)

@@ -18,6 +18,7 @@ import re
 import time
 from dataclasses import dataclass, field
 from itertools import islice
+from typing import Any, Protocol
 
 from gateway import errors
 from gateway.rules.window import BUCKETS, Counter, Expiry, ends
@@ -117,7 +118,8 @@ class Limiter:
     windows end soonest make room. See docs/protection.md for why idle views stay within bounds.
     """
 
-    def __init__(self, workers: int = 1) -> None:
+    def __init__(self, workers: int = 1, max_counters: int = MAX_COUNTERS) -> None:
+        self.max_counters = max_counters
         self.counters: dict[str, Counter] = {}
         self.dirty: dict[str, Counter] = {}  # touched since the last exchange took them
         self.expiry = Expiry()
@@ -141,7 +143,7 @@ class Limiter:
         if c is not None and c.limit.bucket == limit.bucket:
             c.limit = limit
             return c
-        if c is None and len(self.counters) >= MAX_COUNTERS:
+        if c is None and len(self.counters) >= self.max_counters:
             self.make_room(now)
         c = self.counters[scope] = Counter(scope, limit)
         return c
@@ -184,7 +186,7 @@ class Limiter:
         first). What such a counter had not yet sent is lost: that takes more than MAX_COUNTERS
         new scopes within one sync interval."""
         self.sweep(now)
-        while len(self.counters) >= MAX_COUNTERS and (filed := self.expiry.earliest()) is not None:
+        while len(self.counters) >= self.max_counters and (filed := self.expiry.earliest()) is not None:
             end, c = filed
             if self.counters.get(c.scope) is c and ends(c) == end:
                 self._drop(c)
@@ -220,7 +222,7 @@ class Limiter:
         for scope, bucket, n in totals:
             by_scope.setdefault(scope, []).append((bucket, n))
         for c, pushed, hi in batch.taken:
-            c.settle(pushed, by_scope.get(c.scope, ()), hi)  # type: ignore[arg-type]
+            c.settle(pushed, by_scope.get(c.scope) or [], hi)
         self.shared = True
         self.workers = max(1, workers)
 
@@ -231,6 +233,17 @@ class Limiter:
             if self.counters.get(c.scope) is c:
                 self.dirty.setdefault(c.scope, c)
         self.shared = False
+
+
+class Keyed(Protocol):
+    """What the limits read of a key (gateway.keys.entries.KeyEntry, which imports this)."""
+
+    id: str
+    per_key: Limit | None
+    per_ip: Limit | None
+
+    @property
+    def is_secret(self) -> bool: ...
 
 
 class RateLimits:
@@ -247,7 +260,7 @@ class RateLimits:
         self.keyless_per_ip = keyless_per_ip
 
     @classmethod
-    def from_settings(cls, settings) -> "RateLimits":  # type: ignore[no-untyped-def]
+    def from_settings(cls, settings: Any) -> "RateLimits":  # gateway.config.Settings (which imports this)
         limits = settings.limits
 
         def limit(text: str | None) -> Limit | None:
@@ -256,7 +269,7 @@ class RateLimits:
         return cls(limit(limits.publishable_per_ip), limit(limits.secret_per_key), limit(limits.per_user),
                    limit(limits.keyless_per_ip))
 
-    def scopes(self, entry, claims: dict | None, ip_key: str,  # type: ignore[no-untyped-def]
+    def scopes(self, entry: Keyed | None, claims: dict[str, Any] | None, ip_key: str,
                keyless: bool = True) -> list[tuple[str, str, Limit]]:
         """``keyless``: a request with neither key nor user JWT counts by address (the dashboard's,
         behind its own password, does not)."""

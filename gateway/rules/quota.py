@@ -18,6 +18,7 @@ import re
 import time
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
+from typing import Protocol
 
 from gateway import errors
 
@@ -94,6 +95,19 @@ class Usage:
             sum(n for d, n in self.unsent.items() if start <= d < end)
 
 
+class Counted(Protocol):
+    """What a quota marks on a request it refuses (gateway.decide.Request)."""
+
+    limited: str | None
+
+
+class QuotaKey(Protocol):
+    """What a quota reads of a key (gateway.keys.entries.KeyEntry)."""
+
+    id: str
+    quota: Quota | None
+
+
 class Quotas:
     """Every key's use in this worker; ``admit`` decides from memory alone."""
 
@@ -101,11 +115,12 @@ class Quotas:
         self.usage: dict[str, Usage] = {}
         self.dirty: set[str] = set()  # keys with requests not yet written
 
-    def admit(self, req, entry, now: float | None = None) -> None:  # type: ignore[no-untyped-def]
+    def admit(self, req: Counted, entry: QuotaKey, now: float | None = None) -> None:
         """Count a request of ``entry`` (which has a quota), or refuse it with 429 ``OVER_QUOTA``
         (``req.limited`` says so in the access log and metrics)."""
         now = time.time() if now is None else now
-        quota: Quota = entry.quota
+        quota = entry.quota
+        assert quota is not None  # the caller asks only for keys with one
         day = math.floor(now / DAY)
         u = self.usage.get(entry.id)
         if u is None:

@@ -119,7 +119,7 @@ class ResourceSet:
         self.names = frozenset(e for e in entries if "*" not in e)
         patterns = [_pattern(e).pattern for e in entries if "*" in e]
         self.pattern = re.compile("|".join(f"(?:{p})" for p in patterns)) if patterns else None
-        self._seen: dict[tuple[str, bytes | None | _Ambiguous], bool] = {}
+        self._seen: dict[tuple[str, bytes | None | _Ambiguous], bool | None] = {}  # None: no resource
 
     def matches(self, name: str | None) -> bool:
         """Whether ``name`` (a ``resource_name``) is on the list; GRAPHQL only by its literal entry."""
@@ -132,11 +132,11 @@ class ResourceSet:
     def matches_path(self, upstream_path: str, profile: bytes | None | _Ambiguous) -> bool | None:
         """``matches`` for a REST path and profile, remembered; ``None`` for no resource at all."""
         key = (upstream_path, profile)
-        seen = self._seen.get(key)
-        if seen is None:
-            name = resource_name(upstream_path, profile)
-            seen = None if name is None else self.matches(name)
-            if len(self._seen) >= CACHE_MAX:
-                self._seen.clear()
-            self._seen[key] = seen  # type: ignore[assignment]
+        if key in self._seen:
+            return self._seen[key]
+        name = resource_name(upstream_path, profile)
+        seen = None if name is None else self.matches(name)
+        if len(self._seen) >= CACHE_MAX:
+            self._seen.clear()
+        self._seen[key] = seen
         return seen

@@ -46,7 +46,8 @@ class Restrictions:
     def _referer_allowed(self, referer: bytes) -> bool:
         seen = self._referers.get(referer)
         if seen is None:
-            seen = self.origins.allows(referer_origin(referer.decode("latin-1")))  # type: ignore[union-attr]
+            origins = self.origins
+            seen = origins is not None and origins.allows(referer_origin(referer.decode("latin-1")))
             _remember(self._referers, referer, seen)
         return seen
 
@@ -58,7 +59,7 @@ class Restrictions:
             except ValueError:
                 seen = False
             else:
-                seen = any(address in network for network in self.networks)  # type: ignore[union-attr]
+                seen = any(address in network for network in self.networks or ())
             _remember(self._ips, client_ip, seen)
         return seen
 

@@ -155,9 +155,10 @@ class FastRequest:
 
     def _try(self) -> None:
         attempts = self.attempts
-        upstream = self.upstream = attempts.target  # type: ignore[union-attr]
+        assert attempts is not None
+        upstream = self.upstream = attempts.target
         self.req.upstream = upstream.name
-        conn = None if attempts.fresh else upstream.pool.take_idle()  # type: ignore[union-attr]
+        conn = None if attempts.fresh else upstream.pool.take_idle()
         if conn is None:
             _spawn(self._connect(upstream))
         else:
@@ -174,39 +175,44 @@ class FastRequest:
             return
         if self.phase is Phase.GONE:
             upstream.pool.release(conn)  # never used: closed
-            self.attempts.abandoned()  # type: ignore[union-attr]
+            if self.attempts is not None:
+                self.attempts.abandoned()
             self._finish()
             return
         self._send(conn)
 
     def _send(self, conn: Connection) -> None:
         upstream, plan, method = self.upstream, self.plan, self.req.method
+        assert upstream is not None and plan is not None
         self.conn = conn
-        head, _ = messages.request_head(method, upstream.base_path + plan.target,  # type: ignore[union-attr]
-                                        plan.for_upstream(upstream), None)  # type: ignore[union-attr, arg-type]
+        head, _ = messages.request_head(method, upstream.base_path + plan.target, plan.for_upstream(upstream), None)
         conn.start(method, head, self)
 
     def _release(self) -> None:
-        conn, self.conn = self.conn, None
-        if conn is not None:
-            self.upstream.pool.release(conn)  # type: ignore[union-attr]
+        conn = self.conn
+        if conn is not None and self.upstream is not None:
+            self.conn = None
+            self.upstream.pool.release(conn)
 
     def _upstream_error(self, e: UpstreamError) -> None:
+        attempts = self.attempts
+        assert attempts is not None
         if self.phase is Phase.ANSWERING:  # the answer had begun: all we can do is cut it short
-            self.attempts.broke_off()  # type: ignore[union-attr]
-            log.warning("upstream %s broke off a response", self.req.route.upstream)  # type: ignore[union-attr]
+            attempts.broke_off()
+            log.warning("upstream %s broke off a response", self.req.routed.upstream)
             self.phase = Phase.CUT
             self._finish()
-        elif self.attempts.again(e):  # type: ignore[union-attr]
+        elif attempts.again(e):
             self._try()
         else:
-            self._answer(self.decider.refusal(self.req, refusal_for(e, self.req.route.upstream)))  # type: ignore
+            self._answer(self.decider.refusal(self.req, refusal_for(e, self.req.routed.upstream)))
 
     # --- the upstream's answer (Connection's sink) -----------------------------------------------------
 
     def upstream_head(self, conn: Connection) -> None:
         status = conn.status
-        if self.attempts.again_after(status):  # type: ignore[union-attr]
+        assert self.attempts is not None
+        if self.attempts.again_after(status):
             self._release()
             self._try()
             return
@@ -238,17 +244,18 @@ class FastRequest:
     def upstream_done(self, conn: Connection) -> None:
         if self.chunked and self.phase is not Phase.GONE:
             self.protocol.transport.write(messages.LAST_CHUNK)
-        self.attempts.answered(conn.status)  # type: ignore[union-attr]
+        if self.attempts is not None:
+            self.attempts.answered(conn.status)
         self._release()
         if self.phase is Phase.ANSWERING:
             self.phase = Phase.DONE
         self._finish()
 
-    def upstream_failed(self, conn: Connection, e: BaseException) -> None:
+    def upstream_failed(self, conn: Connection, e: UpstreamError) -> None:
         if self.conn is not conn:
             return
         self._release()
-        self._upstream_error(e)  # type: ignore[arg-type]
+        self._upstream_error(e)
 
     # --- the client ------------------------------------------------------------------------------------
 
@@ -277,7 +284,8 @@ class FastRequest:
         self.phase = Phase.GONE
         if self.conn is not None:
             self._release()  # half-read: closed, never reused
-            self.attempts.abandoned()  # type: ignore[union-attr]
+            if self.attempts is not None:
+                self.attempts.abandoned()
             self._finish()
 
     def _finish(self) -> None:

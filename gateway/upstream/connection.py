@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import enum
-from typing import Any, Callable
+from typing import Any, Callable, cast
 
 import httptools
 
@@ -58,7 +58,7 @@ class Connection(asyncio.Protocol):
         self.framed = False  # the answer has Content-Length or Transfer-Encoding
         self.keep_alive = False
         self.headers_done: asyncio.Future[None] | None = None
-        self.error: BaseException | None = None
+        self.error: UpstreamError | None = None
         self.wakeup: asyncio.Future[None] | None = None
         self.deadline: float | None = None  # loop time by which the upstream must send (gateway.clock)
         self.sink: Any = None  # set: the answer is pushed to it as it comes (serve.fastpath), not queued
@@ -84,12 +84,15 @@ class Connection(asyncio.Protocol):
         never complete, and the connection is closed when it finishes."""
         self._begin(method, None)
         try:
-            if framing is Framing.NONE or framing is Framing.LENGTH:
-                await self._write(head if body is None else head + body)  # type: ignore[operator]
+            if isinstance(body, bytes):
+                await self._write(head + body)
+                self.request_sent = True
+            elif body is None:
+                await self._write(head)
                 self.request_sent = True
             else:
                 await self._write(head)
-                async for piece in body:  # type: ignore[union-attr]
+                async for piece in body:
                     if self.state is not State.WAITING:
                         break  # the upstream answered early (or went): stop sending
                     if piece:
@@ -99,7 +102,8 @@ class Connection(asyncio.Protocol):
                         await self._write(LAST_CHUNK)
                     self.request_sent = True
             self._arm()
-            await self.headers_done  # type: ignore[misc]
+            assert self.headers_done is not None  # made by _begin without a sink
+            await self.headers_done
         except BaseException:
             self.close()
             raise
@@ -205,7 +209,7 @@ class Connection(asyncio.Protocol):
     # --- asyncio.Protocol ------------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
+        self.transport = cast(asyncio.Transport, transport)
         DEADLINES.watch(self)
 
     def data_received(self, data: bytes) -> None:
@@ -316,7 +320,7 @@ class Connection(asyncio.Protocol):
         if w is not None and not w.done():
             w.set_result(None)
 
-    def _fail(self, exc: BaseException) -> None:
+    def _fail(self, exc: UpstreamError) -> None:
         self.error = exc
         if self.sink is not None:
             self.sink.upstream_failed(self, exc)

@@ -44,10 +44,9 @@ class Response:
                     return None
         return None
 
-    async def stream(self) -> AsyncIterator[bytes]:
-        conn = self._conn
-        while (piece := await conn.next_chunk()) is not None:
-            yield piece
+    def stream(self) -> AsyncIterator[bytes]:
+        """The body's pieces as they come."""
+        return _Pieces(self._conn)
 
     async def read(self) -> bytes:
         whole = self._conn.take_body()  # the usual small answer: all there already
@@ -60,6 +59,24 @@ class Response:
         if not self._released:
             self._released = True
             self._pool.release(self._conn)
+
+
+class _Pieces:
+    """An answer's body as an async iterator (a class: compiled code has no async generators)."""
+
+    __slots__ = ("_conn",)
+
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+
+    def __aiter__(self) -> "_Pieces":
+        return self
+
+    async def __anext__(self) -> bytes:
+        piece = await self._conn.next_chunk()
+        if piece is None:
+            raise StopAsyncIteration
+        return piece
 
 
 class Pool:

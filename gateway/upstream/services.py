@@ -79,18 +79,21 @@ class ReplicaSet:
         now = time.monotonic()
         targets = self.targets
         self.turn = turn = (self.turn + 1) % len(targets)
-        best = second = None  # every target usable (the usual case): the two least busy, in one pass
+        best: Upstream | None = None  # every target usable (the usual case): the two least busy, in one pass
+        second: Upstream | None = None
         for u in targets[turn:] + targets[:turn]:
             if u.down_until > now or u.probing:
                 break
             if best is None or u.pool.outstanding < best.pool.outstanding:
-                best, second = u, best
+                second = best  # (not ``best, second = u, best``: one at a time, as compiled code does it)
+                best = u
             elif second is None or u.pool.outstanding < second.pool.outstanding:
                 second = u
         else:
-            if best.down_until:  # type: ignore[union-attr]
-                best.probing = True  # type: ignore[union-attr]  # back after a fall: this read tries it
-            return [best, second] if second is not None else [best]  # type: ignore[list-item]
+            assert best is not None  # a replica set holds the primary and at least one replica
+            if best.down_until:
+                best.probing = True  # back after a fall: this read tries it
+            return [best, second] if second is not None else [best]
         order = targets[turn:] + targets[:turn]
         usable = [u for u in order if u.down_until <= now and not u.probing] or order
         chosen = min(usable, key=lambda u: u.pool.outstanding)

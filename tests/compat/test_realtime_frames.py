@@ -17,6 +17,7 @@ import pytest
 from gateway import errors, routes
 from gateway.auth import Grant, KeyHold
 from gateway.keys.apikeys import digest
+from gateway.keys.entries import KeyEntry
 from gateway.serve.realtime import ChannelTokens, channel_guard, rewrite_frame
 
 pytestmark = pytest.mark.compat
@@ -24,6 +25,11 @@ pytestmark = pytest.mark.compat
 PUB = "sb_publishable_AAAAAAAAAAAAAAAAAAAAAA_abcdefgh"
 SECRET = "sb_secret_BBBBBBBBBBBBBBBBBBBBBB_abcdefgh"
 JWT = "eyJhbGciOiJIUzI1NiJ9.eyJyb2xlIjoiYW5vbiJ9.c2ln"
+
+
+def k1(expires_at: float | None = None) -> KeyEntry:
+    """The connection's key, as the ring holds it (a new object each time: a changed row)."""
+    return KeyEntry("k1", "publishable", PUB[:22], "anon", {"role": "anon"}, expires_at=expires_at)
 
 
 def minted(key: str) -> str:
@@ -100,7 +106,7 @@ class Key:
 
 def guarded(key: str = PUB, entry: object = None, user: bool = False, cap: float | None = None):
     """A guard of a connection opened with ``key`` (its entry ``k1``), the judge's stand-in, the sends."""
-    entry = entry or SimpleNamespace(id="k1", expires_at=None)
+    entry = entry or k1()
     state = Key(entry)
     admission = SimpleNamespace(key=KeyHold(entry, digest(key)))  # type: ignore[arg-type]
     auth = SimpleNamespace(minter=SimpleNamespace(token_for=lambda e: f"jwt-of-{e.id}", ttl=0.1),
@@ -113,7 +119,7 @@ def _join(key: str, ref: str = "1") -> str:
 
 
 def test_a_guard_only_for_realtime_routes_with_a_key() -> None:
-    entry = SimpleNamespace(id="k1", expires_at=None)
+    entry = k1()
     held = SimpleNamespace(key=KeyHold(entry, digest(PUB)))  # type: ignore[arg-type]
     gateway = SimpleNamespace(admission=lambda x: None if x.grant.entry is None else held, judge=lambda a: entry)
     auth = SimpleNamespace(minter=SimpleNamespace(token_for=lambda e: f"jwt-of-{e.id}"))
@@ -131,7 +137,7 @@ def test_only_the_connections_own_key_while_admitted_gets_a_jwt() -> None:
     # another valid key in a frame: no JWT of its own (that would bypass the handshake's checks)
     assert json.loads(guard.client_text(_join(SECRET)))[4] == {}
     # the key's template changed: a new entry, same id, minted anew
-    key.state = SimpleNamespace(id="k1", expires_at=None, changed=True)
+    key.state = k1()
     assert json.loads(guard.client_text(_join(PUB)))[4] == {"access_token": "jwt-of-k1"}
     # its row being read again after a change: nothing minted, the connection stays
     key.state = None
@@ -161,7 +167,7 @@ async def test_a_key_change_wakes_the_clock_and_closes_at_the_new_expiry() -> No
     guard, key = guarded()
     closing = asyncio.ensure_future(guard.closing())
     await asyncio.sleep(0.01)
-    key.state = SimpleNamespace(id="k1", expires_at=time.time() + 0.2)  # PATCHed: expires soon
+    key.state = k1(expires_at=time.time() + 0.2)  # PATCHed: expires soon
     guard.rejudge()  # the registry, after the key-ring change
     await asyncio.sleep(0.1)
     assert not closing.done()
@@ -212,7 +218,7 @@ async def test_channels_joined_with_the_key_get_fresh_tokens_pushed() -> None:
     sent.clear()
     await asyncio.sleep(0.12)
     assert sent == []
-    key.state = SimpleNamespace(id="k1", expires_at=None)
+    key.state = k1()
     await asyncio.sleep(0.12)
     assert sent
     # refused: never another push

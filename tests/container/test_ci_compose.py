@@ -24,7 +24,7 @@ from tests.helpers import REPO, free_port
 
 PROJECT = "gateway-ci"
 LOCAL_BUILDS = REPO / "tests" / "container" / "docker-compose.ci-local-builds.yml"
-CHECKOUT = ("docker-compose.yml", "docker/ci/db-init.sql", "Dockerfile", ".dockerignore")
+CHECKOUT = ("docker-compose.yml", "docker/ci/db-init.sql", "Dockerfile", ".dockerignore", "setup.py")
 SETUP = ("Start Supabase behind the gateway", "Keys for the tests", "The app's schema")
 STOP = "Stop"
 

@@ -9,7 +9,6 @@ import asyncio
 import pytest
 
 from gateway.config import Settings
-from gateway.keys import tokens
 from gateway.keys.tokens import InvalidJwt, JwtVerifier
 from tests.factories import AUTH_USER_JWK, ec_private_jwk, es256, public_jwk, user_claims
 from tests.upstreams import JWT_SECRET, get_upstreams
@@ -24,9 +23,9 @@ def up():
 
 
 @pytest.fixture
-def verifier(up, monkeypatch):
-    monkeypatch.setattr(tokens, "JWKS_MIN_INTERVAL", 0.0)
-    return JwtVerifier(Settings(jwt={"secret": JWT_SECRET}), up.urls["auth"] + "/.well-known/jwks.json")
+def verifier(up):
+    return JwtVerifier(Settings(jwt={"secret": JWT_SECRET}), up.urls["auth"] + "/.well-known/jwks.json",
+                       min_interval=0.0)
 
 
 async def refused(verifier: JwtVerifier, token: str) -> str:
@@ -48,8 +47,8 @@ def test_a_minted_jwt_lives_exactly_its_ttl(ttl):
                       "exp": 1_800_000_000 + ttl}
 
 
-async def test_jwks_fetched_once_and_cached(verifier, up, monkeypatch):
-    monkeypatch.setattr(tokens, "JWKS_MIN_INTERVAL", 10.0)
+async def test_jwks_fetched_once_and_cached(verifier, up):
+    verifier.min_interval = 10.0
     before = up.jwks_fetches
     for _ in range(5):
         assert (await verifier.verify(es256(user_claims(), AUTH_USER_JWK)))["role"] == "authenticated"
@@ -67,12 +66,12 @@ async def test_rotated_in_key_is_picked_up(verifier, up):
     assert (await verifier.verify(es256(user_claims(), newer)))["role"] == "authenticated"
 
 
-async def test_withdrawn_key_stops_verifying(verifier, up, monkeypatch):
+async def test_withdrawn_key_stops_verifying(verifier, up):
     old_token = es256(user_claims(), AUTH_USER_JWK)
     assert await verifier.verify(old_token)
     newer = ec_private_jwk("auth-user-3")
     up.auth_jwks = [public_jwk(newer)]
-    monkeypatch.setattr(tokens, "JWKS_MAX_AGE", 0.0)
+    verifier.max_age = 0.0
     # The next token needing the JWKS starts a refresh; the key is gone once it is done.
     await verifier.verify(es256(user_claims(), newer))
     for _ in range(100):
@@ -83,10 +82,10 @@ async def test_withdrawn_key_stops_verifying(verifier, up, monkeypatch):
     assert await refused(verifier, old_token) == "JWT signed by an unknown key"  # no longer remembered
 
 
-async def test_auth_down_keeps_the_keys_we_have(verifier, up, monkeypatch):
+async def test_auth_down_keeps_the_keys_we_have(verifier, up):
     assert await verifier.verify(es256(user_claims(), AUTH_USER_JWK))
     verifier.jwks_url = f"http://127.0.0.1:{up.closed_port}/.well-known/jwks.json"
-    monkeypatch.setattr(tokens, "JWKS_MAX_AGE", 0.0)
+    verifier.max_age = 0.0
     for _ in range(3):
         assert await verifier.verify(es256(user_claims(), AUTH_USER_JWK))
         await asyncio.sleep(0.05)
