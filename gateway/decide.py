@@ -1,7 +1,7 @@
 """Every decision of the public listener, in one place for both ways it is served: the ASGI app
 (gateway.serve.asgi) and the fast path of the listener's own protocol (gateway.serve.fastpath).
 
-A ``Request`` is one request as the gateway handles it. ``Decider.route`` admits it (431, 400,
+A ``Request`` (gateway.request) is one request as the gateway handles it. ``Decider.route`` admits it (431, 400,
 404, 403) and answers what the gateway answers itself (preflights, ``/health``); ``grant_now``
 decides on its key from memory or says which lookup it needs (``grant`` does it); ``plan``
 applies restrictions and rate limits and says where it goes, with which headers; ``record``
@@ -21,10 +21,9 @@ from gateway import errors, observe, routes
 from gateway.auth import NO_KEY, Authenticator, DashboardLogin, Grant, KeyHold, Need
 from gateway.config import Settings
 from gateway.headers import upstream_headers
-from gateway.ids import new_id
 from gateway.keys.entries import KeyEntry
 from gateway.observe import LogFormat
-from gateway.request import MAX_HEADER_BYTES, MAX_HEADERS, RequestInfo, split_query
+from gateway.request import MAX_HEADER_BYTES, MAX_HEADERS, Request, split_query
 from gateway.responses import JSON, Headers, cors_headers, error_headers, preflight_headers
 from gateway.routes import BadPath, Cors, Kind, Policy, QueryKey, Route, match, normalize
 from gateway.rules.clientip import ClientIp, limit_key, parse_networks
@@ -62,72 +61,6 @@ class Plan:
 
     def for_upstream(self, other: Upstream) -> Headers:
         return self.headers if other is self.upstream else [(b"host", other.host), *self.headers[1:]]
-
-
-class Request:
-    """One request as the gateway handles it: what it is, what was decided, what it answered."""
-
-    __slots__ = ("id", "started", "method", "info", "path", "query", "sent_query", "headers_in", "https", "port",
-                 "route", "upstream_path", "grant", "status", "peer", "client_ip", "rate_limit_headers", "limited",
-                 "upstream", "protocol", "sent", "blocked")
-
-    def __init__(self, method: str, raw_path: str, query: bytes, headers: Headers, client_ip: str, https: bool,
-                 port: bytes | None, websocket: bool = False, protocol: str = "HTTP/1.1") -> None:
-        self.id = new_id().encode()  # sb-request-id: on every answer, upstream, in the access log
-        self.started = time.perf_counter()
-        self.method = method
-        self.headers_in = headers
-        self.info = RequestInfo(headers)
-        self.path = raw_path  # normalised once admitted: what the access log shows
-        self.query = query  # without the apikey parameter once routed
-        self.sent_query = query  # as the client sent it (the combined log line shows it, redacted)
-        self.protocol = protocol  # HTTP/1.1 or HTTP/1.0, for the combined log line
-        self.sent = 0  # response body bytes sent to the client
-        self.https = https
-        self.port = port  # the listener's, for X-Forwarded-Port
-        self.route: Route | None = None
-        self.upstream_path = ""
-        self.grant: Grant = NO_KEY
-        # What the access log shows until something is answered: a relayed WebSocket, else a failure.
-        self.status = 101 if websocket else 500
-        self.peer = client_ip  # the socket's
-        self.client_ip = client_ip  # behind trusted proxies, the client they name
-        self.rate_limit_headers: Headers = []  # the gateway adds them to the answer
-        self.limited: str | None = None  # the rate limit that refused it
-        self.upstream: str | None = None  # the name of the upstream that served it
-        self.blocked = False  # answered CLIENT_BLOCKED: counted, no access line (gateway.rules.guard)
-
-    @property
-    def routed(self) -> Route:
-        """The route, for the steps after ``Decider.route`` found one (none runs without)."""
-        route = self.route
-        assert route is not None
-        return route
-
-    # What the access log and the metrics read (gateway.observe.record).
-    @property
-    def service(self) -> str:
-        return self.route.service if self.route is not None else "gateway"
-
-    @property
-    def role(self) -> str:
-        return self.grant.role
-
-    @property
-    def key_id(self) -> str | None:
-        return self.grant.entry.id if self.grant.entry is not None else None
-
-    @property
-    def key_prefix(self) -> str | None:
-        return self.grant.entry.prefix if self.grant.entry is not None else None
-
-    @property
-    def referer(self) -> str | None:
-        return None if self.info.referer is None else self.info.referer.decode("latin-1")
-
-    @property
-    def user_agent(self) -> str | None:
-        return self.info.user_agent
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,14 +1,18 @@
-"""Facts about a request, read in one pass over its head: pure functions and a slotted object.
-
-``RequestInfo`` is what the rest of the request path reads (the credentials, CORS and
-forwarding facts); ``split_query`` takes the ``apikey`` parameter out of a query string.
+"""A request: ``Request``, one request as the gateway handles it (what it is, what was decided,
+what it answered), and the facts of its head read in one pass (``RequestInfo``: the credentials,
+CORS and forwarding facts the rest of the request path reads); ``split_query`` takes the
+``apikey`` parameter out of a query string.
 """
 
 from __future__ import annotations
 
+import time
 from urllib.parse import unquote_plus
 
-from gateway.auth import Credentials
+from gateway.auth import NO_KEY, Credentials, Grant
+from gateway.ids import new_id
+from gateway.responses import Headers
+from gateway.routes import Route
 from gateway.rules.browser import sec_fetch_signal
 
 MAX_HEADERS = 100
@@ -92,3 +96,69 @@ def split_query(query: bytes) -> tuple[list[str], bytes]:
         else:
             kept.append(part)
     return keys, b"&".join(kept)
+
+
+class Request:
+    """One request as the gateway handles it: what it is, what was decided, what it answered."""
+
+    __slots__ = ("id", "started", "method", "info", "path", "query", "sent_query", "headers_in", "https", "port",
+                 "route", "upstream_path", "grant", "status", "peer", "client_ip", "rate_limit_headers", "limited",
+                 "upstream", "protocol", "sent", "blocked")
+
+    def __init__(self, method: str, raw_path: str, query: bytes, headers: Headers, client_ip: str, https: bool,
+                 port: bytes | None, websocket: bool = False, protocol: str = "HTTP/1.1") -> None:
+        self.id = new_id().encode()  # sb-request-id: on every answer, upstream, in the access log
+        self.started = time.perf_counter()
+        self.method = method
+        self.headers_in = headers
+        self.info = RequestInfo(headers)
+        self.path = raw_path  # normalised once admitted: what the access log shows
+        self.query = query  # without the apikey parameter once routed
+        self.sent_query = query  # as the client sent it (the combined log line shows it, redacted)
+        self.protocol = protocol  # HTTP/1.1 or HTTP/1.0, for the combined log line
+        self.sent = 0  # response body bytes sent to the client
+        self.https = https
+        self.port = port  # the listener's, for X-Forwarded-Port
+        self.route: Route | None = None
+        self.upstream_path = ""
+        self.grant: Grant = NO_KEY
+        # What the access log shows until something is answered: a relayed WebSocket, else a failure.
+        self.status = 101 if websocket else 500
+        self.peer = client_ip  # the socket's
+        self.client_ip = client_ip  # behind trusted proxies, the client they name
+        self.rate_limit_headers: Headers = []  # the gateway adds them to the answer
+        self.limited: str | None = None  # the rate limit that refused it
+        self.upstream: str | None = None  # the name of the upstream that served it
+        self.blocked = False  # answered CLIENT_BLOCKED: counted, no access line (gateway.rules.guard)
+
+    @property
+    def routed(self) -> Route:
+        """The route, for the steps after ``Decider.route`` found one (none runs without)."""
+        route = self.route
+        assert route is not None
+        return route
+
+    # What the access log and the metrics read (gateway.observe.record).
+    @property
+    def service(self) -> str:
+        return self.route.service if self.route is not None else "gateway"
+
+    @property
+    def role(self) -> str:
+        return self.grant.role
+
+    @property
+    def key_id(self) -> str | None:
+        return self.grant.entry.id if self.grant.entry is not None else None
+
+    @property
+    def key_prefix(self) -> str | None:
+        return self.grant.entry.prefix if self.grant.entry is not None else None
+
+    @property
+    def referer(self) -> str | None:
+        return None if self.info.referer is None else self.info.referer.decode("latin-1")
+
+    @property
+    def user_agent(self) -> str | None:
+        return self.info.user_agent

@@ -21,7 +21,7 @@ class LogFormat(enum.Enum):
 
 
 class Recorded(Protocol):
-    """What ``record`` reads of a request (gateway.decide.Request)."""
+    """What ``record`` reads of a request (gateway.request.Request)."""
 
     id: bytes
     method: str

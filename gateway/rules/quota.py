@@ -96,7 +96,7 @@ class Usage:
 
 
 class Counted(Protocol):
-    """What a quota marks on a request it refuses (gateway.decide.Request)."""
+    """What a quota marks on a request it refuses (gateway.request.Request)."""
 
     limited: str | None
 

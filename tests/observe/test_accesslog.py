@@ -16,7 +16,7 @@ from gateway.observe.accesslog import _HEADS, ACCESS
 
 @dataclass
 class Line:
-    """A request as gateway.observe.record reads it (gateway.decide.Request)."""
+    """A request as gateway.observe.record reads it (gateway.request.Request)."""
 
     path: str
     status: int = 200
