@@ -209,7 +209,7 @@ class Authenticator:
         if legacy is not None:
             if legacy.is_secret and creds.browser:
                 raise errors.SECRET_KEY_IN_BROWSER()
-            self.ring.mark_used(legacy)
+            self.ring.usage.mark(legacy)
             return Grant(legacy, None, None, legacy.role)
         claims = self._user_claims(bearer, resolved, refuse=policy is Policy.KEY_OR_USER)
         if claims is None or isinstance(claims, Need):
@@ -253,7 +253,7 @@ class Authenticator:
 
     def _use(self, entry: KeyEntry) -> str:
         """The entry's minted JWT, its use recorded."""
-        self.ring.mark_used(entry)
+        self.ring.usage.mark(entry)
         return self.minter.token_for(entry)
 
     def _user_claims(self, bearer: str, resolved: dict[str, Any] | None,
@@ -302,11 +302,11 @@ class Authenticator:
 
     def _legacy_on(self) -> None:
         """The legacy switch: legacy keys are refused while it is off."""
-        if not self.ring.legacy.enabled:
+        if not self.ring.switches.legacy.enabled:
             raise self.legacy_disabled()
 
     def legacy_disabled(self) -> errors.Refusal:
-        changed = self.ring.legacy.changed_at
+        changed = self.ring.switches.legacy.changed_at
         since = f" since {changed.isoformat(timespec='seconds')}" if changed else ""
         return errors.LEGACY_KEYS_DISABLED(
             f"Legacy API keys (anon, service_role) have been disabled{since}. Use a publishable or secret key, "

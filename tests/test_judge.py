@@ -18,6 +18,7 @@ from gateway.keys.entries import ANON_CLAIMS, KeyEntry, legacy_entries
 from gateway.keys.ring import KeyRing
 from gateway.keys.store import Legacy
 from gateway.keys.tokens import JwtVerifier, Minter
+from gateway.keys.usage import KeyUsage
 from gateway.rules.restrictions import restrictions_for
 from tests.factories import LEGACY_ANON, LEGACY_SERVICE_ROLE, hs256, user_claims
 from tests.upstreams import JWT_SECRET
@@ -80,7 +81,7 @@ def another_key(gw: Decider, key: str, entry: KeyEntry) -> None:
 
 
 def legacy_off(gw: Decider, key: str, entry: KeyEntry) -> None:
-    gw.auth.ring.legacy = Legacy(False, None)
+    gw.auth.ring.switches.legacy = Legacy(False, None)
 
 
 def nothing(gw: Decider, key: str, entry: KeyEntry) -> None:
@@ -140,14 +141,13 @@ async def test_legacy_keys_bearers_and_users_judged_again(gw: Decider, name, tok
 async def test_a_judgement_records_no_use_and_mints_nothing(gw: Decider) -> None:
     key, entry = with_key(gw, expires_at=NOW + 60)
     a = await admitted(gw, key)
-    gw.auth.ring._used.clear()
-    gw.auth.ring._counts.clear()
+    usage = gw.auth.ring.usage = KeyUsage()
     signed = gw.auth.minter.signed
     entry.token_renew_at = 0.0  # due for a new JWT: a judgement must still not sign one
     assert gw.judge(a, NOW) is entry
     edit(expires_at=NOW - 1)(gw, key, entry)
     assert gw.refusal_now(a, NOW) is not None
-    assert gw.auth.minter.signed == signed and gw.auth.ring._used == {} and gw.auth.ring._counts == {}
+    assert gw.auth.minter.signed == signed and usage.used == {} and usage.counts == {}
 
 
 async def test_the_admission_holds_the_keys_digest_never_its_plaintext(gw: Decider) -> None:

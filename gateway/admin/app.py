@@ -100,7 +100,7 @@ def token_actor(state: AdminState, scope: Scope) -> str | None:
     """The caller's audit name if its bearer token's hash matches (constant time), else None."""
     header = next((v for k, v in scope["headers"] if k == b"authorization"), b"").decode("latin-1")
     scheme, _, presented = header.partition(" ")
-    expected = state.configured_hash or state.ring.admin_token_hash
+    expected = state.configured_hash or state.ring.switches.admin_token_hash
     if scheme.lower() != "bearer" or not presented.strip() or expected is None:
         return None
     if not hmac.compare_digest(apikeys.hash_key(presented.strip()), expected):
@@ -176,7 +176,7 @@ async def prometheus_metrics() -> Response:
 
 async def legacy_keys(state: AdminState, reveal: bool) -> list[dict[str, Any]]:
     """The configured legacy keys, while enabled (as the Management API lists them)."""
-    if not state.ring.legacy.enabled:
+    if not state.ring.switches.legacy.enabled:
         return []
     last_used = await state.store.get_setting("legacy_last_used") or {}
     return [legacy_json(name, token.get_secret_value(), reveal=reveal, last_used=last_used.get(name))

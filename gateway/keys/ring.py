@@ -1,37 +1,36 @@
-"""Every valid key in memory, kept in step with Postgres through LISTEN/NOTIFY.
+"""Every valid key in memory, kept in step with Postgres.
 
 The request path asks ``KeyRing.by_hash``, a ``KeyTable``: a lookup in memory. A hash not in
 memory (a key just created on another instance whose notification has not arrived yet) costs
-one database round trip, shared by concurrent requests and remembered briefly when it finds
-nothing.
+one database round trip, shared by concurrent requests, remembered briefly when it finds
+nothing, and within a budget per second. Changes arrive through ``keys.listen``; a periodic
+check reloads the table if one was missed. Beside it, what a worker counts of each key's use
+(``keys.usage``) and the project's switches (``keys.switches``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
-import uuid
 from dataclasses import dataclass, field
 from typing import Any, Callable
-
-import asyncpg
 
 from gateway.config import Settings
 from gateway.keys.apikeys import b64url
 from gateway.keys.entries import KeyEntry, entry_from_row, legacy_entries
 from gateway.keys.keytable import Builder, KeyTable
+from gateway.keys.listen import ChangeListener
 from gateway.keys.store import Legacy, Store
+from gateway.keys.switches import Switches
+from gateway.keys.usage import KeyUsage
 from gateway.observe import metrics
 
 log = logging.getLogger("gateway")
 
-CHANNEL = "gateway_changes"
 NEGATIVE_TTL = 1.0
 NEGATIVE_MAX = 10_000
-LISTEN_RETRY_MAX = 0.5  # seconds between attempts to re-open a lost LISTEN connection, at most
 
 
 class TokenBucket:
@@ -59,18 +58,16 @@ class KeyRing:
     store: Store
     settings: Settings
     by_hash: KeyTable = field(default_factory=KeyTable)
-    legacy: Legacy = Legacy(True, None)
-    admin_token_hash: str | None = None
+    switches: Switches = field(default_factory=Switches)  # the legacy switch, the admin token's hash
+    usage: KeyUsage = field(default_factory=KeyUsage)  # what this worker counted, until it writes it
     on_change: list[Callable[[], None]] = field(default_factory=list)
     on_event: dict[str, Callable[[dict], None]] = field(default_factory=dict)  # other tables' news, by table
     _legacy_by_token: dict[str, KeyEntry] = field(default_factory=dict)
     _negative: dict[str, float] = field(default_factory=dict)
     _inflight: dict[str, asyncio.Future[KeyEntry | None]] = field(default_factory=dict)
-    _used: dict[str, float] = field(default_factory=dict)
-    _counts: dict[tuple[str, int], int] = field(default_factory=dict)  # (key id, hour since the epoch) -> requests
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     _pending: set[asyncio.Task[None]] = field(default_factory=set)  # refetches and settings reads under way
-    _listener: asyncpg.Connection | None = None
+    _listener: ChangeListener | None = None
     # Reads race with notifications: a read that began before a change was announced must not
     # bring back what the change removed. Hashes deleted (until re-inserted), and when each
     # hash was last announced, let a finished read tell.
@@ -78,8 +75,6 @@ class KeyRing:
     _announced: dict[str, float] = field(default_factory=dict)
     _refetching: dict[str, int] = field(default_factory=dict)  # hash -> refetches under way (out of memory meanwhile)
     _lookup_budget: "TokenBucket" = field(init=False)
-    _settings_reads: int = 0
-    _settings_applied: int = 0
     _fingerprint: Any = None  # of the table as the last full reload saw it
 
     def __post_init__(self) -> None:
@@ -135,20 +130,14 @@ class KeyRing:
         """Is this key out of memory only while its row is read again after a change?"""
         return bool(self._refetching) and b64url(digest) in self._refetching
 
-    def mark_used(self, entry: KeyEntry) -> None:
-        """Last use and requests per hour, in memory; ``flush`` writes them in one statement."""
-        now = time.time()
-        self._used[entry.id] = now
-        slot = (entry.id, int(now // 3600))
-        self._counts[slot] = self._counts.get(slot, 0) + 1
-
     # --- keeping in step -------------------------------------------------------------------
 
     async def start(self) -> None:
         self._legacy_by_token = legacy_entries(self.settings)
         await self.reload()
+        self._listener = ChangeListener(self.store.dsn, self.heard, self._connected)
         self._tasks = [
-            asyncio.create_task(self._listen_forever(), name="keyring-listen"),
+            asyncio.create_task(self._listener.run(), name="keyring-listen"),
             asyncio.create_task(self._every(self.settings.keys.refresh_seconds, self.refresh), name="keyring-refresh"),
             asyncio.create_task(self._every(self.settings.keys.last_used_flush_seconds, self.flush), name="keyring-flush"),
         ]
@@ -163,8 +152,7 @@ class KeyRing:
         with contextlib.suppress(Exception):
             await self.flush()
         if self._listener is not None:
-            with contextlib.suppress(Exception):
-                await self._listener.close()
+            await self._listener.close()
 
     async def refresh(self) -> None:
         """The periodic safety net: a full reload only if the table changed since the last one
@@ -172,7 +160,7 @@ class KeyRing:
         if await self.store.key_fingerprint() != self._fingerprint:
             await self.reload()
         else:
-            await self._reload_settings()
+            await self.switches.read(self.store)
             metrics.key_ring_checked()
 
     async def reload(self) -> None:
@@ -205,41 +193,12 @@ class KeyRing:
         # A deletion announced before this read began is in what it read (or undone since, by
         # an import this worker may not have heard of): no longer a reason to refuse the key.
         self._deleted = {h for h in self._deleted if self._announced.get(h, 0.0) >= started}
-        await self._reload_settings()
+        await self.switches.read(self.store)
         metrics.key_ring_reloaded()
         self._changed()
 
-    async def _reload_settings(self) -> None:
-        """Read the legacy switch and admin token; a read overtaken by a later one is dropped."""
-        self._settings_reads += 1
-        seq = self._settings_reads
-        legacy = await self.store.legacy()
-        admin_token_hash = await self.store.admin_token_hash()
-        if seq > self._settings_applied:
-            self._settings_applied = seq
-            self.legacy = legacy
-            self.admin_token_hash = admin_token_hash
-
     async def flush(self) -> None:
-        if not self._used:
-            return
-        used, self._used = self._used, {}
-        counts, self._counts = self._counts, {}
-        keys: dict[uuid.UUID, float] = {}
-        legacy: dict[str, float] = {}
-        for key_id, t in used.items():
-            if key_id in ("anon", "service_role"):
-                legacy[key_id] = t
-            else:
-                keys[uuid.UUID(key_id)] = t
-        try:
-            await self.store.touch(keys, legacy, counts)
-        except Exception as e:
-            log.warning("could not record last use of keys: %s", type(e).__name__)
-            for key_id, t in used.items():  # try again next time
-                self._used.setdefault(key_id, t)
-            for slot, n in counts.items():
-                self._counts[slot] = self._counts.get(slot, 0) + n
+        await self.usage.flush(self.store)
 
     async def _every(self, seconds: float, fn: Callable[[], Any]) -> None:
         while True:
@@ -249,50 +208,21 @@ class KeyRing:
             except Exception as e:
                 log.warning("%s failed: %s", getattr(fn, "__name__", "task"), type(e).__name__)
 
-    async def _listen_forever(self) -> None:
-        """Hold a LISTEN connection; on loss, reconnect and reload (missed events are not replayed).
-        Retries at least twice a second, so changes flow again within a second of the database's return."""
-        delay = 0.1
-        first = True
-        failing = False  # warn once per outage, not on every attempt
-        while True:
-            lost = asyncio.Event()
-            try:
-                conn = await asyncpg.connect(self.store.dsn, timeout=10)
-                self._listener = conn
-                conn.add_termination_listener(lambda _c: lost.set())
-                await conn.add_listener(CHANNEL, self._on_notify)
-                # Changes made after the last load but before LISTEN began were announced to no one:
-                # on the first connection, a cheap check (a full reload only if the table moved);
-                # after a loss, a full reload.
-                await (self.refresh() if first else self.reload())
-                if failing:
-                    log.warning("listening for key changes again")
-                first = failing = False
-                delay = 0.1
-                await lost.wait()
-                log.warning("lost the database notification connection; reconnecting")
-            except asyncio.CancelledError:
-                raise
-            except Exception as e:
-                if not failing:
-                    log.warning("cannot listen for key changes: %s; retrying", type(e).__name__)
-                failing = True
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, LISTEN_RETRY_MAX)
+    async def _connected(self, first: bool) -> None:
+        """Changes made after the last load but before LISTEN began were announced to no one: on
+        the first connection, a cheap check (a full reload only if the table moved); after a
+        loss, a full reload."""
+        await (self.refresh() if first else self.reload())
 
-    def _on_notify(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
-        try:
-            event = json.loads(payload)
-        except ValueError:
-            return
+    def heard(self, event: dict[str, Any]) -> None:
+        """An announcement on ``gateway_changes``: a key's, a setting's, or another table's."""
         handler = self.on_event.get(event.get("table"))  # type: ignore[arg-type]
         if handler is not None:
             handler(event)
         elif event.get("table") == "api_keys":
             self.announce(event.get("hash", ""), deleted=event.get("op") == "DELETE")
         elif event.get("key") != "legacy_last_used":
-            self._spawn(self._reload_settings_and_notify())
+            self._spawn(self._read_switches())
 
     def announce(self, key_hash: str, deleted: bool) -> None:
         """A key was changed or deleted: every notification comes here, and the admin API calls it
@@ -313,7 +243,7 @@ class KeyRing:
 
     def set_legacy(self, legacy: Legacy) -> None:
         """The legacy switch as the admin API just wrote it (the others hear of it through NOTIFY)."""
-        self.legacy = legacy
+        self.switches.legacy = legacy
         self._changed()
 
     def _spawn(self, coro: Any) -> None:
@@ -337,9 +267,9 @@ class KeyRing:
                 self._refetching[key_hash] = left
         self._changed()
 
-    async def _reload_settings_and_notify(self) -> None:
+    async def _read_switches(self) -> None:
         with contextlib.suppress(Exception):
-            await self._reload_settings()
+            await self.switches.read(self.store)
         self._changed()
 
     def _changed(self) -> None:

@@ -17,7 +17,7 @@ from typing import Any, Callable
 
 import asyncpg
 
-from gateway.keys.ring import CHANNEL
+from gateway.keys.listen import CHANNEL
 from gateway.keys.store import Store
 from gateway.rules.blocks import Ban
 from gateway.rules.limits import BUCKETS

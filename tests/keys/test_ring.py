@@ -69,7 +69,7 @@ class HeldStore:
 
 
 def notify(ring: KeyRing, **event) -> None:
-    ring._on_notify(None, 0, "gateway_changes", json.dumps(event))
+    ring.heard(event)
 
 
 async def settle() -> None:
@@ -201,14 +201,14 @@ async def test_an_older_settings_read_does_not_override_a_newer_one():
     ring = ring_with(store)
     store.hold = True
     store.legacy_answers = [Legacy(True, None), Legacy(False, datetime.now(timezone.utc))]
-    older = asyncio.ensure_future(ring._reload_settings())  # began before legacy was disabled
+    older = asyncio.ensure_future(ring.switches.read(store))  # began before legacy was disabled
     await settle()
     store.hold = False
-    await ring._reload_settings()  # the read the notification triggered
-    assert ring.legacy.enabled is False
+    await ring.switches.read(store)  # the read the notification triggered
+    assert ring.switches.legacy.enabled is False
     store.released.set()
     await older
-    assert ring.legacy.enabled is False
+    assert ring.switches.legacy.enabled is False
 
 
 async def test_periodic_refresh_reloads_only_when_the_table_changed():
@@ -261,43 +261,6 @@ def test_race_bookkeeping_stays_bounded():
     notify(ring, table="api_keys", op="DELETE", hash=uuid.uuid4().hex)
     assert not set(old) & ring._deleted and not set(old) & ring._announced.keys()
     assert len(ring._deleted) <= NEGATIVE_MAX + 11
-
-
-class TouchStore(HeldStore):
-    """Records each batch written; fails while ``down``."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.batches: list[tuple] = []
-        self.down = False
-
-    async def touch(self, used, legacy, counts):
-        if self.down:
-            raise OSError("down")
-        self.batches.append((used, legacy, counts))
-
-
-async def test_use_is_counted_per_key_and_hour_in_memory_and_written_in_one_batch():
-    from gateway.keys.entries import KeyEntry, entry_from_row
-
-    store = TouchStore()
-    ring = ring_with(store)
-    a, b = entry_from_row(row()), entry_from_row(row())
-    anon = KeyEntry("anon", "legacy", "abcde", "anon", {"role": "anon"})
-    for entry in [a] * 5 + [b] * 2 + [anon]:
-        ring.mark_used(entry)
-    assert store.batches == []  # nothing written per request
-    store.down = True
-    await ring.flush()  # the database is down: kept, and added to what comes next
-    ring.mark_used(a)
-    store.down = False
-    await ring.flush()
-    [(used, legacy, counts)] = store.batches
-    assert set(used) == {uuid.UUID(a.id), uuid.UUID(b.id)} and set(legacy) == {"anon"}
-    assert {k: n for (k, _h), n in counts.items()} == {a.id: 6, b.id: 2, "anon": 1}
-    assert {h for _k, h in counts} <= {int(datetime.now(timezone.utc).timestamp() // 3600) + d for d in (-1, 0)}
-    await ring.flush()
-    assert len(store.batches) == 1  # nothing new: nothing written
 
 
 async def test_a_full_reload_from_postgres_packs_plain_keys_and_keeps_the_rest_whole(dsn):
