@@ -1,5 +1,6 @@
 """Time on the request path, at no cost per request: deadlines checked by one sweep a worker,
-instead of a timer made and cancelled per request; and work batched on one timer (``Batched``).
+instead of a timer made and cancelled per request; work batched on one timer (``Batched``); and
+background tasks stopped (``cancelled``).
 
 An object with a ``deadline`` (``time.monotonic()`` seconds, or None) and a ``deadline_passed()``
 method is watched while it lives; every ``SWEEP_SECONDS`` the deadlines that have passed are
@@ -66,3 +67,14 @@ class Batched:
 
     def flush(self) -> None:
         raise NotImplementedError
+
+
+async def cancelled(*tasks: asyncio.Task[Any] | None) -> None:
+    """Cancel background tasks and wait until each has ended (one that fails on its way out has
+    logged what it had to)."""
+    running = [t for t in tasks if t is not None]
+    for task in running:
+        task.cancel()
+    for task in running:
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task

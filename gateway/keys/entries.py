@@ -4,8 +4,9 @@ from a legacy JWT key of the configuration."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import jwt
 
@@ -14,6 +15,8 @@ from gateway.rules.keyrules import KeyRules, rules_for
 from gateway.rules.limits import Limit, parse_limit
 from gateway.rules.quota import Quota, parse_quota
 from gateway.rules.restrictions import Restrictions, restrictions_for
+
+T = TypeVar("T")
 
 log = logging.getLogger("gateway")
 
@@ -72,24 +75,21 @@ def entry_from_row(row: Any) -> KeyEntry:
 
 
 def _limit(text: Any) -> Limit | None:
-    """One object per notation (parse_limit remembers them), shared by the keys that use it."""
-    if not text:
-        return None
-    try:
-        return parse_limit(text)
-    except ValueError:  # the admin API never stores one; a hand-edited row is ignored
-        log.warning("ignoring an invalid rate limit stored for a key")
-        return None
+    return _parsed(text, parse_limit, "rate limit")
 
 
 def _quota(text: Any) -> Quota | None:
-    """One object per notation (parse_quota remembers them), shared by the keys that use it."""
+    return _parsed(text, parse_quota, "quota")
+
+
+def _parsed(text: Any, parse: Callable[[Any], T], what: str) -> T | None:
+    """One object per notation (the parser remembers them), shared by the keys that use it."""
     if not text:
         return None
     try:
-        return parse_quota(text)
+        return parse(text)
     except ValueError:  # the admin API never stores one; a hand-edited row is ignored
-        log.warning("ignoring an invalid quota stored for a key")
+        log.warning("ignoring an invalid %s stored for a key", what)
         return None
 
 

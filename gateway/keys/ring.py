@@ -17,6 +17,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from gateway.clock import cancelled
 from gateway.config import Settings
 from gateway.keys.apikeys import b64url
 from gateway.keys.entries import KeyEntry, entry_from_row, legacy_entries
@@ -143,12 +144,7 @@ class KeyRing:
         ]
 
     async def stop(self) -> None:
-        tasks = [*self._tasks, *self._pending]
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await cancelled(*self._tasks, *self._pending)
         with contextlib.suppress(Exception):
             await self.flush()
         if self._listener is not None:

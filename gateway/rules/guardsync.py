@@ -22,6 +22,7 @@ from typing import Any
 
 from prometheus_client import Counter, Gauge
 
+from gateway.clock import cancelled
 from gateway.keys.ring import KeyRing
 from gateway.keys.store import Store
 from gateway.rules import banstore
@@ -63,10 +64,7 @@ class GuardSync:
     async def stop(self) -> None:
         for table in (banstore.BANS, banstore.RESTRICTIONS):
             self.ring.on_event.pop(table, None)
-        for task in [t for t in (self._task, *self._pending) if t is not None]:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await cancelled(self._task, *self._pending)
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self.once(), self.timeout)  # blocks started here are not lost
 

@@ -19,6 +19,7 @@ import uuid
 from collections.abc import Callable
 from typing import Protocol
 
+from gateway.clock import cancelled
 from gateway.rules.limits import BUCKETS, Batch, Limiter, Push, Range, Total
 
 log = logging.getLogger("gateway")
@@ -183,12 +184,7 @@ class LimitSync:
 
     async def stop(self) -> None:
         self._stopping = True  # asyncio.wait_for (3.11) loses a cancel that comes as the exchange ends
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except (asyncio.CancelledError, Exception):
-                pass
+        await cancelled(self._task)
         try:
             await self.store.close()
         except Exception:

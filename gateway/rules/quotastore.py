@@ -17,6 +17,7 @@ import asyncio
 import logging
 import time
 
+from gateway.clock import cancelled
 from gateway.rules.quota import Quotas, day_of, period
 
 log = logging.getLogger("gateway")
@@ -65,12 +66,7 @@ class QuotaFlusher:
         self._task = asyncio.get_running_loop().create_task(self._run(), name="quota-flush")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except (asyncio.CancelledError, Exception):
-                pass
+        await cancelled(self._task)
         await self.once()  # what this worker counted, before it goes
 
     async def _run(self) -> None:

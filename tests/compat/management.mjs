@@ -1,21 +1,7 @@
 // Every api-keys and legacy-keys call of supabase-management-js, as a script would make them,
-// against the gateway's admin listener. Prints one JSON object: what each call returned
-// ({status, contentType, data}) or threw ({error: {name, status, message}}).
-import { SupabaseManagementAPI } from "supabase-management-js";
-
-const { baseUrl, token, ref } = JSON.parse(process.argv[2]);
-const api = new SupabaseManagementAPI({ accessToken: token, baseUrl });
-const out = {};
-
-async function call(label, fn) {
-  try {
-    const r = await fn();
-    out[label] = { status: r.status, contentType: r.headers.get("content-type"), data: r.data };
-  } catch (e) {
-    out[label] = { error: { name: e.name, status: e.status, message: e.message } };
-  }
-  return out[label];
-}
+// against the gateway's admin listener. Prints one JSON object: what each call returned or threw
+// (tests/compat/management_calls.mjs).
+import { api, call, out, ref } from "./management_calls.mjs";
 
 await call("project", () => api.getProject(ref));
 await call("list", () => api.getProjectApiKeys(ref));

@@ -1,21 +1,7 @@
 // Every network-bans and network-restrictions call of supabase-management-js, against the
-// gateway's admin listener. Prints one JSON object: what each call returned ({status,
-// contentType, data}) or threw ({error: {name, status, message}}).
-import { SupabaseManagementAPI } from "supabase-management-js";
-
-const { baseUrl, token, ref } = JSON.parse(process.argv[2]);
-const api = new SupabaseManagementAPI({ accessToken: token, baseUrl });
-const out = {};
-
-async function call(label, fn) {
-  try {
-    const r = await fn();
-    out[label] = { status: r.status, contentType: r.headers.get("content-type"), data: r.data };
-  } catch (e) {
-    out[label] = { error: { name: e.name, status: e.status, message: e.message } };
-  }
-  return out[label];
-}
+// gateway's admin listener. Prints one JSON object: what each call returned or threw
+// (tests/compat/management_calls.mjs).
+import { api, call, out, ref } from "./management_calls.mjs";
 
 await call("bans", () => api.listAllNetworkBans(ref));
 await call("bansEnriched", () => api.listAllNetworkBansEnriched(ref));
