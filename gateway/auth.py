@@ -12,8 +12,8 @@ import binascii
 import hashlib
 import hmac
 import time
-from dataclasses import dataclass
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from gateway import errors

@@ -18,7 +18,7 @@ import traceback
 from dataclasses import dataclass
 
 from gateway import errors, observe, routes
-from gateway.auth import NO_KEY, Authenticator, DashboardLogin, Grant, KeyHold, Need
+from gateway.auth import Authenticator, DashboardLogin, Grant, KeyHold, Need
 from gateway.config import Settings
 from gateway.headers import upstream_headers
 from gateway.keys.entries import KeyEntry

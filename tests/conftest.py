@@ -137,13 +137,13 @@ def serving(request) -> dict[str, str]:
 async def memory_proxy(up):
     """``(proxy, keys)``: the public ASGI app in this process, in front of the upstreams, its key
     ring in memory with one publishable and one secret key (``keys[type]``), no database."""
-    from gateway.observe.accesslog import ACCESS
     from gateway.auth import Authenticator
     from gateway.config import Settings
     from gateway.keys import apikeys
     from gateway.keys.entries import KeyEntry, legacy_entries
     from gateway.keys.ring import KeyRing
     from gateway.keys.tokens import JwtVerifier, Minter
+    from gateway.observe.accesslog import ACCESS
     from gateway.serve.asgi import Proxy
     from tests.factories import LEGACY_SERVICE_ROLE
     from tests.upstreams import JWT_SECRET

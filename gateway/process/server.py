@@ -141,9 +141,9 @@ async def run_worker(settings: Settings, dsn: str, public: socket.socket, admin:
     from gateway.auth import Authenticator
     from gateway.keys.ring import KeyRing
     from gateway.keys.tokens import JwtVerifier, Minter
+    from gateway.observe import accesslog, metrics
     from gateway.rules.guard import Guard
     from gateway.rules.guardsync import GuardSync
-    from gateway.observe import accesslog, metrics
     from gateway.rules.limits import Limiter
     from gateway.rules.limitstore import LimitSync, counter_store
     from gateway.rules.quotastore import QuotaFlusher

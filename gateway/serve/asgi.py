@@ -15,9 +15,9 @@ from gateway import errors
 from gateway.auth import Authenticator
 from gateway.config import Settings
 from gateway.decide import Decider, Plan, listener_port, log_unexpected
-from gateway.request import Request
 from gateway.headers import response_headers
 from gateway.observe import metrics
+from gateway.request import Request
 from gateway.responses import Receive, Scope, Send, send_refusal
 from gateway.rules.guard import Guard
 from gateway.rules.limits import Limiter

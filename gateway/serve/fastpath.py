@@ -20,8 +20,8 @@ from typing import Any
 from gateway import errors
 from gateway.auth import Need
 from gateway.decide import Answer, Decider, Plan, log_unexpected
-from gateway.request import Request
 from gateway.headers import response_headers
+from gateway.request import Request
 from gateway.responses import head_bytes
 from gateway.upstream import messages
 from gateway.upstream.attempts import Attempts
