@@ -1,7 +1,7 @@
 // Every api-keys and legacy-keys call of supabase-management-js, as a script would make them,
 // against the gateway's admin listener. Prints one JSON object: what each call returned or threw
 // (tests/compat/management_calls.mjs).
-import { api, call, out, ref } from "./management_calls.mjs";
+import { api, call, client, out, ref } from "./management_calls.mjs";
 
 await call("project", () => api.getProject(ref));
 await call("list", () => api.getProjectApiKeys(ref));
@@ -28,7 +28,7 @@ await call("deletePublishable", () => api.deleteProjectApiKey(ref, pub.data?.id)
 await call("getDeleted", () => api.getProjectApiKey(ref, secretId));
 await call("badBody", () => api.createProjectApiKey(ref, { type: "secret", name: "No Such Name" }));
 await call("unknownRef", () => api.getProjectApiKeys("nosuchproject"));
-const stranger = new SupabaseManagementAPI({ accessToken: "sbp_" + "0".repeat(40), baseUrl });
+const stranger = client("sbp_" + "0".repeat(40));
 await call("wrongToken", () => stranger.getProjectApiKeys(ref));
 
 console.log(JSON.stringify(out));

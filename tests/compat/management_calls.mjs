@@ -5,7 +5,12 @@ import { SupabaseManagementAPI } from "supabase-management-js";
 
 const { baseUrl, token, ref } = JSON.parse(process.argv[2]);
 export { ref };
-export const api = new SupabaseManagementAPI({ accessToken: token, baseUrl });
+export const api = client(token);
+
+/** A client of the same admin listener with another token. */
+export function client(accessToken) {
+  return new SupabaseManagementAPI({ accessToken, baseUrl });
+}
 export const out = {};
 
 export async function call(label, fn) {

@@ -108,7 +108,7 @@ async def test_list_and_get(store):
     assert await store.count_keys() == 2
 
 
-@pytest.mark.parametrize("bad_id", [str(uuid.uuid4()), "not-a-uuid", "", "anon", "1' OR '1'='1"])
+@pytest.mark.parametrize("bad_id", ["6f1c1d2e-0b7a-4c3e-9d52-3a1f0e8b7c64", "not-a-uuid", "", "anon", "1' OR '1'='1"])
 async def test_unknown_or_malformed_id(store, bad_id):
     with pytest.raises(NotFound):
         await store.get_key(bad_id)
@@ -419,7 +419,7 @@ async def test_bootstrap_imports_one_key_and_creates_the_other(store):
     apikeys.generate("publishable", "another-ref"),  # checksum of another ref
     apikeys.generate("secret", REF),  # a secret key given as the publishable one
     "sb_publishable_not-a-key",
-])
+], ids=["another-ref", "a-secret-key", "not-a-key"])
 async def test_bootstrap_refuses_a_bad_key_and_writes_nothing(store, bad):
     with pytest.raises(InvalidInput) as info:
         await store.bootstrap(need_admin_token=True, imports={"publishable": bad,
