@@ -2,7 +2,7 @@
 
 Without a usable engine (no docker command, no daemon and no way to start one, no Compose v2,
 nothing to build the base image with) the container tests are skipped with the reason, unless
-``GATEWAY_CONTAINER_TESTS=required`` (set by .ci/run), which turns every such reason into a
+``CONTAINER_TESTS=required`` (set by .ci/run), which turns every such reason into a
 failure: CI never passes without having run them. Anything that fails once the engine is there
 (an image that does not build, a stack that does not start) is a failure either way.
 """
@@ -21,7 +21,7 @@ import pytest
 
 from tests.helpers import REPO
 
-REQUIRED = os.environ.get("GATEWAY_CONTAINER_TESTS", "").lower() == "required"
+REQUIRED = os.environ.get("CONTAINER_TESTS", "").lower() == "required"
 # What compose and docker get from the shell running the tests: nothing that could change the
 # stack (Compose prefers the environment to the stack's .env).
 PASSED_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "DOCKER_HOST", "DOCKER_CONFIG", "TMPDIR")
@@ -31,7 +31,7 @@ def unavailable(reason: str) -> None:
     """Skip, or fail where the container tests are required."""
     message = f"container tests cannot run: {reason}"
     if REQUIRED:
-        pytest.fail(message + " (GATEWAY_CONTAINER_TESTS=required)", pytrace=False)
+        pytest.fail(message + " (CONTAINER_TESTS=required)", pytrace=False)
     pytest.skip(message)
 
 
