@@ -103,6 +103,23 @@ def run_cli(*args: str, env: dict[str, str] | None = None, input: str | None = N
                           cwd=cwd, timeout=timeout)
 
 
+def cli_ok(result: subprocess.CompletedProcess[str]) -> str:
+    """A CLI run that succeeded, with no traceback: its output."""
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr
+    return result.stdout
+
+
+def cli_error_line(result: subprocess.CompletedProcess[str], status: int = 1, starts: str = "gateway") -> str:
+    """A CLI run that failed with ``status`` in exactly one line (no traceback): that line."""
+    assert result.returncode == status, (result.returncode, result.stdout, result.stderr)
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith(starts), lines[0]
+    return lines[0]
+
+
 @dataclass
 class Gateway:
     """A real ``gateway serve`` process on free ports; its output lands in files we can read."""

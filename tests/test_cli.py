@@ -1,4 +1,4 @@
-"""The ``gateway`` command (SPEC section 3), run as a real subprocess against a real Postgres."""
+"""The ``gateway`` command (README.md's tour), run as a real subprocess against a real Postgres."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from gateway.keys import apikeys
-from tests.helpers import JWT_SECRET, Gateway, free_port, run_cli
+from tests.helpers import JWT_SECRET, Gateway, cli_error_line, cli_ok, free_port, run_cli
 
 REF = "supabase-self-hosted"
 
@@ -38,28 +38,13 @@ def cli(workdir, dsn):
     return run
 
 
-def ok(result) -> str:
-    assert result.returncode == 0, result.stderr
-    assert "Traceback" not in result.stderr
-    return result.stdout
-
-
-def one_line_failure(result, status: int = 1) -> str:
-    assert result.returncode == status, (result.returncode, result.stdout, result.stderr)
-    assert "Traceback" not in result.stderr
-    lines = result.stderr.splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("gateway")
-    return lines[0]
-
-
 def create(cli, key_type: str = "secret", name: str | None = None, *extra: str) -> dict:
-    return json.loads(ok(cli("keys", "create", "--type", key_type, "--name", name or f"k_{uuid.uuid4().hex[:8]}",
+    return json.loads(cli_ok(cli("keys", "create", "--type", key_type, "--name", name or f"k_{uuid.uuid4().hex[:8]}",
                              "--json", *extra)))
 
 
 def listed(cli) -> list[dict]:
-    return json.loads(ok(cli("keys", "list", "--json")))
+    return json.loads(cli_ok(cli("keys", "list", "--json")))
 
 
 async def audit_rows(dsn: str) -> list[asyncpg.Record]:
@@ -81,7 +66,7 @@ def test_create_json_and_list_with_a_config_file(workdir, dsn):
         return run_cli(*args, "--config", str(config), cwd=workdir)
 
     result = run("keys", "create", "--type", "secret", "--name", "backend", "--description", "the backend", "--json")
-    out = json.loads(ok(result))
+    out = json.loads(cli_ok(result))
     assert {"id", "type", "name", "prefix", "api_key"} <= out.keys()
     assert (out["type"], out["name"], out["description"]) == ("secret", "backend", "the backend")
     key = out["api_key"]
@@ -91,9 +76,9 @@ def test_create_json_and_list_with_a_config_file(workdir, dsn):
     uuid.UUID(out["id"])
     assert (result.stdout + result.stderr).count(key) == 1  # printed once
 
-    pub = json.loads(ok(run("keys", "create", "--type", "publishable", "--name", "web_app", "--json")))
+    pub = json.loads(cli_ok(run("keys", "create", "--type", "publishable", "--name", "web_app", "--json")))
     result = run("keys", "list", "--json")
-    rows = json.loads(ok(result))
+    rows = json.loads(cli_ok(result))
     # publishable keys first (as the admin API lists them), in full; secret keys masked, never shown again
     assert [(r["id"], r["name"], r["type"]) for r in rows] == [(pub["id"], "web_app", "publishable"),
                                                                 (out["id"], "backend", "secret")]
@@ -107,26 +92,26 @@ def test_create_json_and_list_with_a_config_file(workdir, dsn):
 def test_config_file_from_gateway_config_variable(workdir, dsn):
     config = workdir / "env.toml"
     config.write_text(f'database_url = "{dsn}"\n')
-    out = ok(run_cli("legacy", "status", env={"GATEWAY_CONFIG": str(config)}, cwd=workdir))
+    out = cli_ok(run_cli("legacy", "status", env={"GATEWAY_CONFIG": str(config)}, cwd=workdir))
     assert out.strip() == "legacy API keys are enabled"
 
 
 def test_create_prints_the_plaintext_once(cli):
     result = cli("keys", "create", "--type", "secret", "--name", "backend")
-    key = ok(result).strip()
+    key = cli_ok(result).strip()
     assert result.stdout == key + "\n"  # stdout: the key alone, for scripts
     assert apikeys.parse(key, REF) == "secret"
     assert key not in result.stderr and "only this once" in result.stderr
-    text = ok(cli("keys", "list"))
+    text = cli_ok(cli("keys", "list"))
     assert key not in text and key[len(apikeys.display_prefix(key)):] not in text
     assert apikeys.display_prefix(key) in text and "backend" in text
     assert text.splitlines()[0].split() == ["ID", "NAME", "PREFIX", "LAST", "USE", "EXPIRES"]
 
 
 def test_list_shows_publishable_keys_in_full(cli):
-    pub = ok(cli("keys", "create", "--type", "publishable", "--name", "web_app")).strip()
-    secret = ok(cli("keys", "create", "--type", "secret", "--name", "backend")).strip()
-    lines = ok(cli("keys", "list")).splitlines()
+    pub = cli_ok(cli("keys", "create", "--type", "publishable", "--name", "web_app")).strip()
+    secret = cli_ok(cli("keys", "create", "--type", "secret", "--name", "backend")).strip()
+    lines = cli_ok(cli("keys", "list")).splitlines()
     pub_line, secret_line = [line for line in lines if "web_app" in line or "backend" in line][:2]
     assert pub_line.split()[1:] == ["web_app", apikeys.display_prefix(pub), "never", "never"]
     assert secret_line.split()[1:] == ["backend", apikeys.display_prefix(secret), "never", "never"]
@@ -141,8 +126,8 @@ def test_list_fits_100_columns_and_json_keeps_everything(cli):
                   "--expires-in", "300d", *[a for i in range(8) for a in ("--allow-origin", f"https://a{i}.example.com")],
                   "--allow-ip", "10.0.0.0/8", "--allow-service", "rest", "--allow-service", "storage")
     create(cli, "secret", "backend_jobs", "--expires-at", "2020-01-01T00:00:00Z")
-    ok(cli("keys", "update", made["id"], "--description", "d" * 200))
-    text = ok(cli("keys", "list"))
+    cli_ok(cli("keys", "update", made["id"], "--description", "d" * 200))
+    text = cli_ok(cli("keys", "list"))
     assert max(len(line) for line in text.splitlines()) <= 100
     assert made["id"] in text and made["api_key"] in text  # the id and the publishable key, whole
     assert long_name[:19] + "…" in text and "in 299d" in text and "expired" in text
@@ -156,15 +141,15 @@ def test_create_with_role_and_description(cli):
     out = create(cli, "secret", "reporting", "--role", "reporting_reader", "--description", "for reports")
     assert out["secret_jwt_template"] == {"role": "reporting_reader"}
     assert out["description"] == "for reports"
-    line = one_line_failure(cli("keys", "create", "--type", "publishable", "--name", "webapp", "--role", "x"))
+    line = cli_error_line(cli("keys", "create", "--type", "publishable", "--name", "webapp", "--role", "x"))
     assert "--role" in line
-    assert "role" in one_line_failure(cli("keys", "create", "--type", "secret", "--name", "bad_role",
+    assert "role" in cli_error_line(cli("keys", "create", "--type", "secret", "--name", "bad_role",
                                           "--role", "not a role"))
 
 
 def test_create_with_a_bad_name(cli):
     for name in ("abc", "Bad-Name"):  # the full rule is tested on the store
-        assert "name" in one_line_failure(cli("keys", "create", "--type", "secret", "--name", name))
+        assert "name" in cli_error_line(cli("keys", "create", "--type", "secret", "--name", name))
     assert listed(cli) == []
 
 
@@ -173,10 +158,10 @@ def test_create_with_a_bad_name(cli):
 
 def test_delete(cli, dsn):
     doomed, kept = create(cli), create(cli)
-    out = ok(cli("keys", "delete", doomed["id"], "--compromised", "--reason", "pasted in chat"))
+    out = cli_ok(cli("keys", "delete", doomed["id"], "--compromised", "--reason", "pasted in chat"))
     assert doomed["id"] in out and doomed["api_key"] not in out
     assert [r["id"] for r in listed(cli)] == [kept["id"]]
-    line = one_line_failure(cli("keys", "delete", doomed["id"]))  # final: gone for good
+    line = cli_error_line(cli("keys", "delete", doomed["id"]))  # final: gone for good
     assert doomed["id"] in line
     rows = asyncio.run(audit_rows(dsn))
     delete = [r for r in rows if r["action"] == "api_key.delete"]
@@ -188,7 +173,7 @@ def test_delete(cli, dsn):
 
 @pytest.mark.parametrize("bad_id", ["6f1c1d2e-0b7a-4c3e-9d52-3a1f0e8b7c64", "not-a-uuid", "anon"])
 def test_delete_unknown_id(cli, bad_id):
-    assert "no API key" in one_line_failure(cli("keys", "delete", bad_id))
+    assert "no API key" in cli_error_line(cli("keys", "delete", bad_id))
 
 
 # --- keys import ------------------------------------------------------------------------------
@@ -196,14 +181,14 @@ def test_delete_unknown_id(cli, bad_id):
 
 def test_import(cli):
     key = apikeys.generate("secret", REF)
-    out = json.loads(ok(cli("keys", "import", "--type", "secret", "--name", "from_env", "--key", key, "--json")))
+    out = json.loads(cli_ok(cli("keys", "import", "--type", "secret", "--name", "from_env", "--key", key, "--json")))
     assert out["hash"] == apikeys.hash_key(key) and out["prefix"] == apikeys.display_prefix(key)
     assert out["secret_jwt_template"] == {"role": "service_role"}
     [row] = listed(cli)
     assert (row["id"], row["name"], row["type"]) == (out["id"], "from_env", "secret")
     # the same key twice: refused, and not echoed
     result = cli("keys", "import", "--type", "secret", "--name", "again", "--key", key)
-    line = one_line_failure(result)
+    line = cli_error_line(result)
     assert "already" in line and key not in result.stderr + result.stdout
     assert len(listed(cli)) == 1
 
@@ -211,7 +196,7 @@ def test_import(cli):
 def test_import_plain_output_never_shows_the_key(cli):
     key = apikeys.generate("publishable", REF)
     result = cli("keys", "import", "--type", "publishable", "--name", "web_from_env", "--key", key)
-    out = ok(result)
+    out = cli_ok(result)
     assert key not in out + result.stderr and "web_from_env" in out
 
 
@@ -223,18 +208,18 @@ def test_import_refuses_bad_keys(cli):
         apikeys.generate("publishable", REF),  # type does not match --type
     ]
     for key in bad_keys:
-        line = one_line_failure(cli("keys", "import", "--type", "secret", "--name", "bad_import", "--key", key))
+        line = cli_error_line(cli("keys", "import", "--type", "secret", "--name", "bad_import", "--key", key))
         assert "key" in line and key not in line
     assert listed(cli) == []
 
 
 def test_import_from_stdin(cli):
     key = apikeys.generate("secret", REF)
-    out = json.loads(ok(cli("keys", "import", "--type", "secret", "--name", "stdin_key", "--key", "-", "--json",
+    out = json.loads(cli_ok(cli("keys", "import", "--type", "secret", "--name", "stdin_key", "--key", "-", "--json",
                             "--role", "worker", input=key + "\n")))
     assert out["hash"] == apikeys.hash_key(key)
     assert out["secret_jwt_template"] == {"role": "worker"}
-    line = one_line_failure(cli("keys", "import", "--type", "secret", "--name", "stdin_bad", "--key", "-",
+    line = cli_error_line(cli("keys", "import", "--type", "secret", "--name", "stdin_bad", "--key", "-",
                                 input="sb_secret_nonsense\n"))
     assert "sb_secret_nonsense" not in line
 
@@ -243,22 +228,22 @@ def test_import_from_stdin(cli):
 
 
 def test_legacy_enable_disable_status(cli, dsn):
-    assert ok(cli("legacy", "status")).strip() == "legacy API keys are enabled"
-    assert json.loads(ok(cli("legacy", "status", "--json"))) == {"enabled": True, "changed_at": None}
-    assert ok(cli("legacy", "disable")).startswith("legacy API keys are disabled since ")
-    assert ok(cli("legacy", "status")).startswith("legacy API keys are disabled since ")
-    state = json.loads(ok(cli("legacy", "status", "--json")))
+    assert cli_ok(cli("legacy", "status")).strip() == "legacy API keys are enabled"
+    assert json.loads(cli_ok(cli("legacy", "status", "--json"))) == {"enabled": True, "changed_at": None}
+    assert cli_ok(cli("legacy", "disable")).startswith("legacy API keys are disabled since ")
+    assert cli_ok(cli("legacy", "status")).startswith("legacy API keys are disabled since ")
+    state = json.loads(cli_ok(cli("legacy", "status", "--json")))
     assert state["enabled"] is False and state["changed_at"]
-    assert ok(cli("legacy", "enable")).startswith("legacy API keys are enabled since ")
-    assert json.loads(ok(cli("legacy", "status", "--json")))["enabled"] is True
+    assert cli_ok(cli("legacy", "enable")).startswith("legacy API keys are enabled since ")
+    assert json.loads(cli_ok(cli("legacy", "status", "--json")))["enabled"] is True
     assert [r["action"] for r in asyncio.run(audit_rows(dsn))] == ["legacy.disable", "legacy.enable"]
 
 
 def test_migrate(cli):
     from gateway.keys.db import migration_files
 
-    assert ok(cli("migrate")).strip() == "applied " + ", ".join(version for version, _ in migration_files())
-    assert ok(cli("migrate")).strip() == "migrations are up to date"
+    assert cli_ok(cli("migrate")).strip() == "applied " + ", ".join(version for version, _ in migration_files())
+    assert cli_ok(cli("migrate")).strip() == "migrations are up to date"
 
 
 # --- failures: one line, non-zero -------------------------------------------------------------
@@ -278,7 +263,7 @@ def test_migrate(cli):
 ])
 def test_bad_flags(workdir, argv):
     result = run_cli(*argv, cwd=workdir, env={"GATEWAY_DATA_DIR": str(workdir / "data")})
-    one_line_failure(result, status=2)
+    cli_error_line(result, status=2)
     assert not (workdir / "data").exists()
 
 
@@ -291,7 +276,7 @@ def test_unreachable_database(workdir, argv):
            "GATEWAY_DATA_DIR": str(workdir / "data"), "GATEWAY_JWT__SECRET": JWT_SECRET,
            "GATEWAY_SERVER__PORT": str(free_port()), "GATEWAY_ADMIN__PORT": str(free_port())}
     result = run_cli(*argv, cwd=workdir, env=env, timeout=30)
-    line = one_line_failure(result)
+    line = cli_error_line(result)
     assert "database" in line and "hunter2-password" not in line
 
 
@@ -349,15 +334,15 @@ def test_first_start_and_cli_beside_serve_on_the_embedded_database(tmp_path):
 
         # the CLI, while serve runs, on the same embedded database
         cli_env = {"GATEWAY_DATA_DIR": str(data_dir), "GATEWAY_JWT__SECRET": JWT_SECRET}
-        made = json.loads(ok(run_cli("keys", "create", "--type", "publishable", "--name", "from_cli", "--json",
+        made = json.loads(cli_ok(run_cli("keys", "create", "--type", "publishable", "--name", "from_cli", "--json",
                                      env=cli_env, cwd=tmp_path)))
         assert gw.proc.poll() is None
         assert made["id"] in {k["id"] for k in httpx.get(base, headers=admin).json()}
         assert wait_status(gw, made["api_key"], lambda s: s != 401) in (502, 503)
-        names = {r["name"] for r in json.loads(ok(run_cli("keys", "list", "--json", env=cli_env, cwd=tmp_path)))}
+        names = {r["name"] for r in json.loads(cli_ok(run_cli("keys", "list", "--json", env=cli_env, cwd=tmp_path)))}
         assert names == {"default", "from_cli"}
-        assert "enabled" in ok(run_cli("legacy", "status", env=cli_env, cwd=tmp_path))
-        ok(run_cli("keys", "delete", made["id"], env=cli_env, cwd=tmp_path))
+        assert "enabled" in cli_ok(run_cli("legacy", "status", env=cli_env, cwd=tmp_path))
+        cli_ok(run_cli("keys", "delete", made["id"], env=cli_env, cwd=tmp_path))
         assert wait_status(gw, made["api_key"], lambda s: s == 401) == 401
 
         # the gateway keeps running, its database too
@@ -392,18 +377,18 @@ def wait_status(gw: Gateway, key: str, done, timeout: float = 5) -> int:
 
 
 def test_errors_quoting_input_stay_on_one_line(cli, workdir):
-    line = one_line_failure(cli("keys", "delete", "first\nsecond\nthird"))
+    line = cli_error_line(cli("keys", "delete", "first\nsecond\nthird"))
     assert "first second third" in line
-    one_line_failure(run_cli("keys", "create", "--type", "a\nb", "--name", "abcd", cwd=workdir), status=2)
-    one_line_failure(cli("keys", "list", "--config", str(workdir / "no\nsuch.toml")))
+    cli_error_line(run_cli("keys", "create", "--type", "a\nb", "--name", "abcd", cwd=workdir), status=2)
+    cli_error_line(cli("keys", "list", "--config", str(workdir / "no\nsuch.toml")))
 
 
 def test_text_the_database_cannot_hold_is_one_line_and_writes_nothing(cli, dsn):
     """Arguments that are not UTF-8 arrive as lone surrogates (Python's surrogateescape)."""
-    line = one_line_failure(cli("keys", "create", "--type", "secret", "--name", "abcd", "--description", "a\udcffb"))
+    line = cli_error_line(cli("keys", "create", "--type", "secret", "--name", "abcd", "--description", "a\udcffb"))
     assert "description" in line
     kept = create(cli, "publishable")
-    assert "reason" in one_line_failure(cli("keys", "delete", kept["id"], "--reason", "\udcff"))
+    assert "reason" in cli_error_line(cli("keys", "delete", kept["id"], "--reason", "\udcff"))
     assert [r["id"] for r in listed(cli)] == [kept["id"]]  # not deleted
     assert [r["action"] for r in asyncio.run(audit_rows(dsn))] == ["api_key.create"]
 
@@ -413,13 +398,13 @@ def test_commands_start_and_stop_an_embedded_database_of_their_own(tmp_path):
     env = {"GATEWAY_DATA_DIR": str(tmp_path / "data")}
     for name in ("GATEWAY_DATABASE_URL", "DATABASE_URL"):
         assert name not in os.environ
-    ok(run_cli("migrate", env=env, cwd=tmp_path))
+    cli_ok(run_cli("migrate", env=env, cwd=tmp_path))
     assert not (tmp_path / "data" / "pgdata" / "postmaster.pid").exists()  # stopped again
-    made = json.loads(ok(run_cli("keys", "create", "--type", "secret", "--name", "embedded_key", "--json",
+    made = json.loads(cli_ok(run_cli("keys", "create", "--type", "secret", "--name", "embedded_key", "--json",
                                  env=env, cwd=tmp_path)))
     assert (tmp_path / "data" / "pgdata").is_dir()
     assert not (tmp_path / "data" / "pgdata" / "postmaster.pid").exists()  # stopped again
-    rows = json.loads(ok(run_cli("keys", "list", "--json", env=env, cwd=tmp_path)))
+    rows = json.loads(cli_ok(run_cli("keys", "list", "--json", env=env, cwd=tmp_path)))
     assert [r["id"] for r in rows] == [made["id"]]  # the data outlives the server
     assert not (tmp_path / "data" / "pgdata" / "postmaster.pid").exists()
 
@@ -474,26 +459,26 @@ def test_first_start_on_a_terminal_prints_the_keys_once_and_writes_no_file(tmp_p
 def test_limits_on_create_update_and_list(cli):
     made = create(cli, "publishable", None, "--limit-per-key", "1000/m", "--limit-per-ip", "60/m")
     assert made["limits"] == {"per_key": "1000/m", "per_ip": "60/m"}
-    out = json.loads(ok(cli("keys", "update", made["id"], "--limit-per-ip", "100/5m", "--json")))
+    out = json.loads(cli_ok(cli("keys", "update", made["id"], "--limit-per-ip", "100/5m", "--json")))
     assert out["limits"] == {"per_key": "1000/m", "per_ip": "100/5m"}
-    out = json.loads(ok(cli("keys", "update", made["id"], "--limit-per-key", "none", "--description", "x", "--json")))
+    out = json.loads(cli_ok(cli("keys", "update", made["id"], "--limit-per-key", "none", "--description", "x", "--json")))
     assert (out["limits"], out["description"]) == ({"per_key": None, "per_ip": "100/5m"}, "x")
-    assert "per_ip=100/5m" in ok(cli("keys", "list"))
-    renamed = ok(cli("keys", "update", made["id"], "--name", "renamed_key"))
+    assert "per_ip=100/5m" in cli_ok(cli("keys", "list"))
+    renamed = cli_ok(cli("keys", "update", made["id"], "--name", "renamed_key"))
     assert renamed.startswith("updated publishable key renamed_key")
 
 
 @pytest.mark.parametrize("flags", [("--limit-per-key", "1000"), ("--limit-per-ip", "10/x"), ("--limit-per-ip", "0/s")])
 def test_bad_limits_are_one_line_errors(cli, flags):
-    assert "limits" in one_line_failure(cli("keys", "create", "--type", "secret", "--name", "limited", *flags))
+    assert "limits" in cli_error_line(cli("keys", "create", "--type", "secret", "--name", "limited", *flags))
     made = create(cli, "secret")
-    assert "limits" in one_line_failure(cli("keys", "update", made["id"], *flags))
+    assert "limits" in cli_error_line(cli("keys", "update", made["id"], *flags))
 
 
 def test_update_needs_a_field_and_a_known_id(cli):
     made = create(cli, "secret")
-    assert "at least one field" in one_line_failure(cli("keys", "update", made["id"]))
-    assert "no API key" in one_line_failure(cli("keys", "update", str(uuid.uuid4()), "--name", "other_name"))
+    assert "at least one field" in cli_error_line(cli("keys", "update", made["id"]))
+    assert "no API key" in cli_error_line(cli("keys", "update", str(uuid.uuid4()), "--name", "other_name"))
 
 
 def test_expiry_and_restrictions_on_create_update_and_list(cli):
@@ -503,17 +488,17 @@ def test_expiry_and_restrictions_on_create_update_and_list(cli):
     assert 7100 < (expires - datetime.now(timezone.utc)).total_seconds() <= 7200
     assert made["allowed_origins"] == ["https://app.example.com", "http://localhost:*"]
     assert (made["allowed_ips"], made["allowed_services"]) == (["10.0.0.0/8"], ["storage"])
-    out = json.loads(ok(cli("keys", "update", made["id"], "--expires-at", "2031-01-01T00:00:00Z", "--allow-ip", "none",
+    out = json.loads(cli_ok(cli("keys", "update", made["id"], "--expires-at", "2031-01-01T00:00:00Z", "--allow-ip", "none",
                             "--allow-service", "rest", "--allow-service", "storage", "--json")))
     assert (out["expires_at"], out["allowed_ips"], out["allowed_services"]) == (
         "2031-01-01T00:00:00+00:00", [], ["rest", "storage"])
     expired = create(cli, "publishable", None, "--expires-at", "2020-01-01T00:00:00Z")
-    listing = ok(cli("keys", "list"))
+    listing = cli_ok(cli("keys", "list"))
     [line] = [line for line in listing.splitlines() if line.startswith(made["id"])]
     assert line.split()[-2] == "in" and line.split()[-1].endswith("y")  # 2031: years away
     assert "expired" in listing and "services rest, storage" in listing
     assert expired["expired"] is True
-    out = json.loads(ok(cli("keys", "update", made["id"], "--expires-at", "none", "--json")))
+    out = json.loads(cli_ok(cli("keys", "update", made["id"], "--expires-at", "none", "--json")))
     assert out["expires_at"] is None
 
 
@@ -521,7 +506,7 @@ def test_expiry_and_restrictions_on_create_update_and_list(cli):
                                    ("--allow-origin", "app.example.com"), ("--allow-ip", "10.0.0.0/40"),
                                    ("--allow-service", "everything")])
 def test_bad_restrictions_are_one_line_errors(cli, flags):
-    one_line_failure(cli("keys", "create", "--type", "secret", "--name", "restricted", *flags))
+    cli_error_line(cli("keys", "create", "--type", "secret", "--name", "restricted", *flags))
 
 
 def test_resources_methods_and_quota_on_create_update_and_list(cli, dsn):
@@ -530,15 +515,15 @@ def test_resources_methods_and_quota_on_create_update_and_list(cli, dsn):
     assert (made["allowed_resources"], made["allowed_methods"]) == (["todos", "rpc/search_*"], ["GET", "HEAD"])
     assert (made["quota"]["limit"], made["quota"]["used"], made["quota"]["left"]) == ("1000/month", 0, 1000)
     asyncio.run(_count(dsn, made["id"], 12))  # what the workers wrote
-    listing = ok(cli("keys", "list"))
+    listing = cli_ok(cli("keys", "list"))
     assert "quota 12 of 1000/month used; resources todos, rpc/search_*; methods GET, HE…" in listing  # cut at 100
     shown = {k["id"]: k for k in listed(cli)}[made["id"]]["quota"]
     assert (shown["used"], shown["left"]) == (12, 988)
-    out = json.loads(ok(cli("keys", "update", made["id"], "--allow-method", "none", "--quota", "5/day", "--json")))
+    out = json.loads(cli_ok(cli("keys", "update", made["id"], "--allow-method", "none", "--quota", "5/day", "--json")))
     assert (out["allowed_resources"], out["allowed_methods"], out["quota"]["limit"]) == (
         ["todos", "rpc/search_*"], [], "5/day")
     assert out["quota"]["left"] == 0  # 12 today
-    out = json.loads(ok(cli("keys", "update", made["id"], "--allow-resource", "none", "--quota", "none", "--json")))
+    out = json.loads(cli_ok(cli("keys", "update", made["id"], "--allow-resource", "none", "--quota", "none", "--json")))
     assert (out["allowed_resources"], out["quota"]) == ([], None)
 
 
@@ -554,9 +539,9 @@ async def _count(dsn: str, key_id: str, n: int) -> None:
 @pytest.mark.parametrize("flags", [("--allow-resource", "a/b"), ("--allow-resource", " x"), ("--allow-method", "FETCH"),
                                    ("--quota", "10/week"), ("--quota", "many")])
 def test_bad_rules_are_one_line_errors_that_echo_no_list(cli, flags):
-    line = one_line_failure(cli("keys", "create", "--type", "secret", "--name", "ruled", *flags))
+    line = cli_error_line(cli("keys", "create", "--type", "secret", "--name", "ruled", *flags))
     field = {"--allow-resource": "allowed_resources", "--allow-method": "allowed_methods", "--quota": "quota"}[flags[0]]
     said = f"gateway: error: {field}: "
     assert line.startswith(said) and flags[1].strip() not in line.removeprefix(said)
     made = create(cli, "secret")
-    one_line_failure(cli("keys", "update", made["id"], *flags))
+    cli_error_line(cli("keys", "update", made["id"], *flags))

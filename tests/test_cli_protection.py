@@ -1,4 +1,4 @@
-"""``gateway blocks list|lift`` and ``gateway network show|allow`` (SPEC section 14), run as real
+"""``gateway blocks list|lift`` and ``gateway network show|allow`` (docs/protection.md), run as real
 subprocesses against a real Postgres, and a running gateway obeying what they change."""
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ import httpx
 import pytest
 
 from tests import factories
-from tests.helpers import JWT_SECRET, free_port, run_cli
-from tests.test_cli import cli, ok, one_line_failure, workdir  # noqa: F401  (fixtures)
+from tests.helpers import JWT_SECRET, cli_error_line, cli_ok, free_port, run_cli
+from tests.test_cli import cli, workdir  # noqa: F401  (fixtures)
 from tests.upstreams import within
 
 
@@ -22,22 +22,22 @@ def store_ban(dsn: str, address: str, seconds: float = 600) -> None:
 
 
 def test_blocks_list_and_lift(cli, dsn):
-    ok(cli("migrate"))
-    assert ok(cli("blocks", "list")).strip() == "no client is blocked"
-    assert json.loads(ok(cli("blocks", "list", "--json"))) == {"banned_ipv4_addresses": [], "bans": []}
+    cli_ok(cli("migrate"))
+    assert cli_ok(cli("blocks", "list")).strip() == "no client is blocked"
+    assert json.loads(cli_ok(cli("blocks", "list", "--json"))) == {"banned_ipv4_addresses": [], "bans": []}
     store_ban(dsn, "203.0.113.9")
     store_ban(dsn, "2001:db8:1:2::/64", seconds=90)
-    lines = ok(cli("blocks", "list")).splitlines()
+    lines = cli_ok(cli("blocks", "list")).splitlines()
     assert lines[0].split() == ["ADDRESS", "STARTED", "LEFT", "REASON"]
     assert lines[1].startswith("203.0.113.9 ") and "12 refused requests (block_after 10/m)" in lines[1]
     assert lines[2].startswith("2001:db8:1:2::/64 ") and (" 90s " in lines[2] or " 89s " in lines[2])
-    listed = json.loads(ok(cli("blocks", "list", "--json")))
+    listed = json.loads(cli_ok(cli("blocks", "list", "--json")))
     assert listed["banned_ipv4_addresses"] == ["203.0.113.9", "2001:db8:1:2::/64"]
     assert listed["bans"][0]["reason"].endswith("UNAUTHORIZED_INVALID_API_KEY")
-    out = ok(cli("blocks", "lift", "2001:db8:1:2::abcd", "192.0.2.1"))
+    out = cli_ok(cli("blocks", "lift", "2001:db8:1:2::abcd", "192.0.2.1"))
     assert out.splitlines() == ["lifted the block on 2001:db8:1:2::/64", "192.0.2.1 was not blocked"]
-    assert json.loads(ok(cli("blocks", "lift", "::ffff:203.0.113.9", "--json"))) == {"lifted": ["203.0.113.9"]}
-    assert ok(cli("blocks", "list")).strip() == "no client is blocked"
+    assert json.loads(cli_ok(cli("blocks", "lift", "::ffff:203.0.113.9", "--json"))) == {"lifted": ["203.0.113.9"]}
+    assert cli_ok(cli("blocks", "list")).strip() == "no client is blocked"
 
 
 @pytest.mark.parametrize(("argv", "line"), [
@@ -49,34 +49,34 @@ def test_blocks_list_and_lift(cli, dsn):
 ])
 def test_bad_addresses_are_one_line_errors_that_never_echo_them(cli, argv, line):
     result = cli(*argv)
-    assert one_line_failure(result) == line
+    assert cli_error_line(result) == line
     assert "secret-entry" not in result.stderr + result.stdout
 
 
 @pytest.mark.parametrize("argv", [["blocks"], ["blocks", "lift"], ["network", "allow"], ["network", "open"]])
 def test_bad_flags(cli, argv):
-    one_line_failure(cli(*argv), status=2)
+    cli_error_line(cli(*argv), status=2)
 
 
 @pytest.mark.parametrize("argv", [["blocks", "list"], ["network", "show"], ["network", "allow", "0.0.0.0/0"]])
 def test_unreachable_database(workdir, argv):  # noqa: F811
     env = {"GATEWAY_DATABASE_URL": f"postgresql://gw:hunter2-password@127.0.0.1:{free_port()}/postgres",
            "GATEWAY_DATA_DIR": str(workdir / "data")}
-    line = one_line_failure(run_cli(*argv, cwd=workdir, env=env, timeout=30))
+    line = cli_error_line(run_cli(*argv, cwd=workdir, env=env, timeout=30))
     assert "database" in line and "hunter2-password" not in line
 
 
 def test_network_show_and_allow(cli):
-    assert ok(cli("network", "show")).strip() == "allowed: 0.0.0.0/0 ::/0 (everyone)"
-    out = ok(cli("network", "allow", "203.0.113.7/24", "2001:db8::/32", "::ffff:198.51.100.0/120"))
+    assert cli_ok(cli("network", "show")).strip() == "allowed: 0.0.0.0/0 ::/0 (everyone)"
+    out = cli_ok(cli("network", "allow", "203.0.113.7/24", "2001:db8::/32", "::ffff:198.51.100.0/120"))
     assert out.strip() == "allowed: 203.0.113.0/24 198.51.100.0/24 2001:db8::/32"
-    shown = json.loads(ok(cli("network", "show", "--json", env={"GATEWAY_PROTECTION__DENY_IPS": '["192.0.2.0/24"]'})))
+    shown = json.loads(cli_ok(cli("network", "show", "--json", env={"GATEWAY_PROTECTION__DENY_IPS": '["192.0.2.0/24"]'})))
     assert shown["config"] == {"dbAllowedCidrs": ["203.0.113.0/24", "198.51.100.0/24"],
                                "dbAllowedCidrsV6": ["2001:db8::/32"]}
     assert shown["deny_ips"] == ["192.0.2.0/24"] and shown["status"] == "applied" and shown["updated_at"]
-    assert "denied (protection.deny_ips): 192.0.2.0/24" in ok(cli("network", "show", env={
+    assert "denied (protection.deny_ips): 192.0.2.0/24" in cli_ok(cli("network", "show", env={
         "GATEWAY_PROTECTION__DENY_IPS": '["192.0.2.0/24"]'}))
-    assert ok(cli("network", "allow", "0.0.0.0/0", "::/0")).strip() == "allowed: 0.0.0.0/0 ::/0 (everyone)"
+    assert cli_ok(cli("network", "allow", "0.0.0.0/0", "::/0")).strip() == "allowed: 0.0.0.0/0 ::/0 (everyone)"
 
 
 def test_a_running_gateway_obeys_the_cli(gateways, dsn, cli):
@@ -87,14 +87,14 @@ def test_a_running_gateway_obeys_the_cli(gateways, dsn, cli):
         with httpx.Client(transport=httpx.HTTPTransport(local_address=ip), timeout=10) as c:
             return c.get(g.url + "/rest/v1/todos", headers={"apikey": pub}).status_code
 
-    ok(cli("network", "allow", "127.0.0.4/32"))
+    cli_ok(cli("network", "allow", "127.0.0.4/32"))
     within(1, lambda: status("127.0.0.3") == 403)
     assert status("127.0.0.4") == 200
-    ok(cli("network", "allow", "0.0.0.0/0", "::/0"))
+    cli_ok(cli("network", "allow", "0.0.0.0/0", "::/0"))
     within(1, lambda: status("127.0.0.3") == 200)
     store_ban(dsn, "127.0.0.3")
     within(1, lambda: status("127.0.0.3") == 429)
-    ok(cli("blocks", "lift", "127.0.0.3"))
+    cli_ok(cli("blocks", "lift", "127.0.0.3"))
     within(1, lambda: status("127.0.0.3") == 200)
     assert [a.partition(" by cli:")[0] for a in asyncio.run(_audit(dsn))] == [
         "network_restrictions.apply", "network_restrictions.apply", "network_ban.lift"]

@@ -16,7 +16,7 @@ import pytest
 
 import gateway
 from gateway.process.server import NO_UPSTREAMS, page_url
-from tests.helpers import JWT_SECRET, Gateway, assert_refused
+from tests.helpers import JWT_SECRET, Gateway, assert_refused, cli_error_line, cli_ok
 
 CONSOLE = Path(sys.executable).with_name("gateway")
 # What the machine running the tests may have set, which would change what these commands see.
@@ -30,18 +30,8 @@ def console(*args: str, cwd: Path, env: dict[str, str] | None = None, timeout: f
                           text=True, timeout=timeout)
 
 
-def ok(result) -> str:
-    assert result.returncode == 0, result.stderr
-    assert "Traceback" not in result.stderr
-    return result.stdout
-
-
 def one_line(result, status: int = 1) -> str:
-    assert result.returncode == status, (result.returncode, result.stdout, result.stderr)
-    assert "Traceback" not in result.stderr
-    [line] = result.stderr.splitlines()
-    assert line.startswith("gateway: error: ")
-    return line
+    return cli_error_line(result, status, "gateway: error: ")
 
 
 # --- --config, before or after the subcommand -------------------------------------------------
@@ -52,12 +42,12 @@ def test_config_before_or_after_the_subcommand(tmp_path, dsn):
     good.write_text(f'database_url = "{dsn}"\n')
     for argv in (("--config", str(good), "legacy", "status"), ("legacy", "status", "--config", str(good)),
                  ("--config", str(good), "keys", "list", "--json")):
-        ok(console(*argv, cwd=tmp_path))
+        cli_ok(console(*argv, cwd=tmp_path))
     # given twice, the one after the subcommand wins
     missing = tmp_path / "missing.toml"
     line = one_line(console("--config", str(good), "legacy", "status", "--config", str(missing), cwd=tmp_path))
     assert f"config file {missing}: not found" in line
-    ok(console("--config", str(missing), "legacy", "status", "--config", str(good), cwd=tmp_path))
+    cli_ok(console("--config", str(missing), "legacy", "status", "--config", str(good), cwd=tmp_path))
 
 
 @pytest.mark.parametrize("command", [("serve",), ("migrate",), ("keys", "list"), ("legacy", "status")])
@@ -81,7 +71,7 @@ def test_serve_reads_a_config_given_before_it(tmp_path):
 
 
 def test_version(tmp_path):
-    out = ok(console("--version", cwd=tmp_path))
+    out = cli_ok(console("--version", cwd=tmp_path))
     build = re.escape(gateway.build_info())
     assert re.fullmatch(rf"gateway \d+\.\d+\.\d+\S* \({build}, Python 3\.\d+\.\d+\S*\)\n", out), out
     assert gateway.version() in out
@@ -136,12 +126,12 @@ def test_commands_find_serves_database_or_say_where_they_looked(tmp_path):
 
     # migrate makes one, and says where
     result = console("migrate", cwd=home)
-    assert ok(result).startswith("applied ")
+    assert cli_ok(result).startswith("applied ")
     assert result.stderr == f"creating an embedded database in {home / '.gateway' / 'pgdata'}\n"
-    made = json.loads(ok(console("keys", "create", "--type", "secret", "--name", "from_home", "--json", cwd=home)))
+    made = json.loads(cli_ok(console("keys", "create", "--type", "secret", "--name", "from_home", "--json", cwd=home)))
 
     def ids(result) -> list[str]:
-        return [k["id"] for k in json.loads(ok(result))]
+        return [k["id"] for k in json.loads(cli_ok(result))]
 
     assert ids(console("keys", "list", "--json", cwd=home)) == [made["id"]]  # the same directory
     refused(console("keys", "list", cwd=elsewhere))  # another one
@@ -154,7 +144,7 @@ def test_commands_find_serves_database_or_say_where_they_looked(tmp_path):
     assert ids(console("keys", "list", "--json", "--config", str(config), cwd=elsewhere)) == [made["id"]]
     assert list(elsewhere.iterdir()) == []
     result = console("migrate", cwd=home)  # there already: nothing made, nothing said
-    assert ok(result).strip() == "migrations are up to date" and result.stderr == ""
+    assert cli_ok(result).strip() == "migrations are up to date" and result.stderr == ""
 
 
 def test_a_relative_data_dir_in_a_config_file_is_the_files(tmp_path, monkeypatch):

@@ -1,5 +1,5 @@
 """``Gateway.judge``: an open connection's key judged again from memory, by the rules an HTTP
-request with it would meet now (SPEC 11): each case of the table names the change and the
+request with it would meet now (docs/protection.md): each case of the table names the change and the
 refusal it brings, or None. A judgement records no use and mints nothing. In-process, on the
 real Gateway, Authenticator and KeyRing, the key's entry swapped as an edit or a reload would."""
 

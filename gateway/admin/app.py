@@ -1,7 +1,7 @@
 """The admin listener: key management with the Supabase Management API's paths and shapes.
 
 A module-level router; the admin token is checked once, by ``TokenGate``, before routing or
-reading a body; dependencies read ``app.state``; the error answers are registered in one place.
+reading a body; dependencies read ``app.state``; the error answers are gateway.admin.errors.
 """
 
 from __future__ import annotations
@@ -14,16 +14,14 @@ from typing import Annotated, Any
 from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request, Security
-from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 from fastapi.security import HTTPBearer
 from pydantic import SecretStr
-from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.routing import compile_path
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gateway.admin import web
+from gateway.admin.errors import EXCEPTION_HANDLERS, JSON, AdminError, error_answer
 from gateway.config import Settings
 from gateway.keys import apikeys
 from gateway.keys.answers import (
@@ -39,10 +37,8 @@ from gateway.keys.answers import (
     project_json,
     usage_json,
 )
-from gateway.keys.checks import InvalidInput
-from gateway.keys.db import UNAVAILABLE
 from gateway.keys.ring import KeyRing
-from gateway.keys.shapes import CreateApiKeyBody, Text, UpdateApiKeyBody, first_error
+from gateway.keys.shapes import CreateApiKeyBody, Text, UpdateApiKeyBody
 from gateway.keys.store import NotFound, Store
 from gateway.observe.metrics import metrics_text
 
@@ -51,10 +47,6 @@ from gateway.observe.metrics import metrics_text
 OPEN_PATHS = frozenset({"/health", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}) | web.PATHS
 UNAUTHORIZED = "Missing or invalid admin token"
 _SLASHES = re.compile(r"//+")
-
-
-class JSON(JSONResponse):
-    media_type = "application/json; charset=utf-8"  # as the Management API answers
 
 
 class MergeSlashes:
@@ -86,13 +78,6 @@ class AdminState:
             name for name in LEGACY_NAMES if self.legacy_tokens[name] is not None])
 
 
-class AdminError(Exception):
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-
-
 # --- the token, checked once --------------------------------------------------------------------
 
 
@@ -120,7 +105,7 @@ class TokenGate:
         if scope["type"] == "http" and scope["path"] not in OPEN_PATHS:
             actor = token_actor(scope["app"].state.admin, scope)
             if actor is None:
-                await _error(401, UNAUTHORIZED)(scope, receive, send)
+                await error_answer(401, UNAUTHORIZED)(scope, receive, send)
                 return
             scope.setdefault("state", {})["actor"] = actor
         await self.app(scope, receive, send)
@@ -251,63 +236,6 @@ async def delete_key(key_id: str, state: State, who: Actor, was_compromised: boo
     row = await state.store.delete_key(key_id, actor=who, was_compromised=was_compromised, reason=reason)
     state.ring.announce(row["hash"], deleted=True)  # this instance at once; the others through NOTIFY
     return key_json(row)
-
-
-# --- error answers, in one place --------------------------------------------------------------------
-
-
-def _error(status: int, message: str, field: str | None = None, headers: dict[str, str] | None = None) -> JSONResponse:
-    body = {"message": message} if field is None else {"message": message, "field": field}
-    if status == 401:
-        headers = {**(headers or {}), "WWW-Authenticate": "Bearer"}
-    return JSON(body, status_code=status, headers=headers)
-
-
-def allowed_methods(request: Request) -> str | None:
-    """Every method of the path the request matched, as the OpenAPI document lists them
-    (Starlette's 405 names one route's only, and GET, PATCH and DELETE of a key are three)."""
-    table = getattr(request.app.state, "methods", None)
-    if table is None:  # built once, from the document (the first template that matches wins, as in routing)
-        table = [(compile_path(path)[0], ", ".join(sorted(m.upper() for m in ops)))
-                 for path, ops in request.app.openapi()["paths"].items()]
-        request.app.state.methods = table
-    return next((methods for regex, methods in table if regex.match(request.url.path)), None)
-
-
-async def _http_error(request: Request, e: Exception) -> Response:
-    assert isinstance(e, StarletteHTTPException)
-    headers = dict(e.headers or {})
-    if e.status_code == 405:
-        headers["Allow"] = allowed_methods(request) or headers.get("Allow", "")
-    # 400 here: FastAPI could not read the body (e.g. JSON nested too deep to parse)
-    return _error(e.status_code, str(e.detail), "body" if e.status_code == 400 else None, headers)
-
-
-async def _invalid(_request: Request, e: Exception) -> Response:
-    if isinstance(e, RequestValidationError):
-        e = first_error(list(e.errors()))
-    assert isinstance(e, InvalidInput)
-    return _error(400, f"{e.field}: {e.message}", e.field)
-
-
-async def _admin_error(_request: Request, e: Exception) -> Response:
-    assert isinstance(e, AdminError)
-    return _error(e.status, e.message)
-
-
-async def _not_found(_request: Request, _e: Exception) -> Response:
-    return _error(404, "API key not found")
-
-
-async def _unavailable(_request: Request, _e: Exception) -> Response:
-    # Nothing was written (every change is one transaction); the pool reconnects by itself.
-    return _error(503, "Database unavailable")
-
-
-EXCEPTION_HANDLERS: dict[Any, Any] = {
-    StarletteHTTPException: _http_error, RequestValidationError: _invalid, InvalidInput: _invalid,
-    AdminError: _admin_error, NotFound: _not_found, **{exc: _unavailable for exc in UNAVAILABLE},
-}
 
 
 # --- the app --------------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""The admin API (SPEC section 7) through a real ``gateway serve`` process: the Management
+"""The admin API (docs/management-clients.md) through a real ``gateway serve`` process: the Management
 API's paths and shapes, token enforcement, 404s, bodies refused with the field named."""
 
 from __future__ import annotations
@@ -735,7 +735,7 @@ def test_the_api_keeps_its_openapi_document(dsn, tmp_path):
         assert "Traceback" not in g.logs()
 
 
-# --- rate limits on keys (SPEC section 10) --------------------------------------------------------
+# --- rate limits on keys (docs/protection.md) --------------------------------------------------------
 
 
 def test_limits_on_create_get_patch_and_every_answer(gw):
@@ -783,7 +783,7 @@ def test_limit_changes_are_in_the_audit_log(gw):
     assert entry["details"]["limits"] == {"from": {"per_ip": "60/m"}, "to": {"per_ip": "30/m"}}
 
 
-# --- restrictions and expiry (SPEC section 11) ------------------------------------------------------
+# --- restrictions and expiry (docs/protection.md) ------------------------------------------------------
 
 
 def test_restrictions_on_create_patch_and_every_answer(gw):

@@ -1,4 +1,4 @@
-"""The key fields of SPEC section 14 in the admin API: allowed_resources, allowed_methods and quota
+"""The key fields of docs/protection.md in the admin API: allowed_resources, allowed_methods and quota
 on create, PATCH (merged as the others: a field given replaces, null clears) and every answer,
 with their rules in the OpenAPI document; bad input a 400 naming the field, echoing no list,
 writing nothing; changes audited; used and left as the workers last wrote them."""

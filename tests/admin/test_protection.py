@@ -1,4 +1,4 @@
-"""The admin API's network-bans and network-restrictions (SPEC section 14) through a real gateway:
+"""The admin API's network-bans and network-restrictions (docs/protection.md) through a real gateway:
 the Management API's paths, statuses and shapes, our own fields beside them, bad input refused with
 the field named and never echoed, every change audited, the OpenAPI document."""
 

@@ -1,4 +1,4 @@
-"""Usage per key (SPEC section 13): requests per hour over the last 7 days, counted in memory by
+"""Usage per key (docs/api-keys-page.md): requests per hour over the last 7 days, counted in memory by
 every worker and written by the batched flush of last use (never a write per request), served by
 ``GET /v1/projects/{ref}/api-keys/{id}/usage`` for keys and legacy keys alike."""
 

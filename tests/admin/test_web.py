@@ -1,4 +1,4 @@
-"""The API Keys page's files (SPEC section 13) as the admin listener serves them: open, under a
+"""The API Keys page's files (docs/api-keys-page.md) as the admin listener serves them: open, under a
 strict Content-Security-Policy, nothing else opened by them; the headers every admin answer
 gets; and, read from the files themselves, no inline script or style and no HTML built from
 strings. What the page does runs in a real browser: tests/admin/test_web_browser.py."""

@@ -1,4 +1,4 @@
-"""The API Keys page (SPEC section 13) in a real browser: Debian's headless Chromium driven by
+"""The API Keys page (docs/api-keys-page.md) in a real browser: Debian's headless Chromium driven by
 playwright-core (tests/compat/browser.mjs), against a real ``gateway serve`` on the embedded
 Postgres. The tests run in order on one page, as an admin would use it; each step leaves a
 screenshot under the module's temporary directory (its path is printed)."""
@@ -396,7 +396,7 @@ def test_dark_and_narrow(gw, b):
 
 
 def test_network_allow_list_and_blocked_clients(gw, b):
-    """SPEC section 14 on the page (network.js): the blocks with when and why each started, lifted
+    """docs/protection.md on the page (network.js): the blocks with when and why each started, lifted
     with a button; the allow list shown, set, refused beside its input, cleared back to everyone."""
     store_ban(gw.env["GATEWAY_DATABASE_URL"], "203.0.113.9")
     store_ban(gw.env["GATEWAY_DATABASE_URL"], "2001:db8:1:2::/64", seconds=300,

@@ -1,4 +1,4 @@
-"""The API Keys page sets and shows the fields of SPEC section 14 in Chromium: allowed resources,
+"""The API Keys page sets and shows the fields of docs/protection.md in Chromium: allowed resources,
 allowed methods (with the Read-only shortcut) and the quota with what is used and left; a bad
 quota caught beside its input before any request, one the API refuses shown there too; each field
 cleared again. Driven as tests/admin/test_web_browser.py drives the page (its Browser)."""

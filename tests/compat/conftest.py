@@ -47,7 +47,7 @@ def keys(gateway: Gateway) -> ApiKeys:
 @pytest.fixture(autouse=True)
 def fresh_rows(request: pytest.FixtureRequest) -> Iterator[None]:
     """Every compat test starts from the five seeded todos, legacy keys enabled, empty records;
-    and after it, no service behind the gateway has seen an API key's plaintext (SPEC 6.5)."""
+    and after it, no service behind the gateway has seen an API key's plaintext (docs/requests.md)."""
     if "gateway" not in request.fixturenames:
         yield
         return

@@ -98,7 +98,7 @@ KEY_PREFIXES = ("sb_publishable_", "sb_secret_")
 
 def carries_key(request: web.Request) -> bool:
     """Does anything in the request line or headers hold an API key's plaintext? It never should:
-    the gateway forwards minted JWTs only (SPEC 6.5)."""
+    the gateway forwards minted JWTs only (docs/requests.md)."""
     values = [request.raw_path, *request.headers.values()]
     return any(prefix in v for v in values for prefix in KEY_PREFIXES)
 

@@ -1,4 +1,4 @@
-"""SPEC section 12, Edge Functions with functions.verify = "required", through the real Deno
+"""docs/routing.md, Edge Functions with functions.verify = "required", through the real Deno
 runtime: a valid key or a verified user JWT is needed, as hosted verify_jwt, except for the
 functions named in functions.open (webhooks), matched exactly on the normalised first segment."""
 

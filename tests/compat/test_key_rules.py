@@ -1,4 +1,4 @@
-"""SPEC section 14 as supabase-js meets it: a read-only key limited to one table reads it, gets
+"""docs/protection.md as supabase-js meets it: a read-only key limited to one table reads it, gets
 the gateway's 403 for a write and another table, joins Realtime and hears broadcasts, and its own
 broadcast (sent by realtime-js as a binary frame) is answered "error" and reaches no one."""
 

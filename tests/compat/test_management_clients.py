@@ -1,4 +1,4 @@
-"""The real Management API clients against a real gateway's admin listener (SPEC section 7):
+"""The real Management API clients against a real gateway's admin listener (docs/management-clients.md):
 supabase-management-js (every api-keys and legacy-keys call it has, with and without a trailing
 slash in its base URL) and the Supabase CLI binary (``supabase projects api-keys`` through a
 profile file, in table, ``-o json`` and ``-o env`` output)."""
@@ -238,7 +238,7 @@ def test_supabase_cli_caches_the_project_it_read(cli_gw):
     assert (cached["ref"], cached["name"]) == (REF, REF)
 
 
-# --- network bans and restrictions (SPEC section 14) ---------------------------------------------
+# --- network bans and restrictions (docs/protection.md) ---------------------------------------------
 
 
 def store_ban(gw: Gateway, address: str) -> None:

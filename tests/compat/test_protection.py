@@ -1,4 +1,4 @@
-"""Protection as the real clients meet it (SPEC sections 11 and 12): supabase-js in Node with an
+"""Protection as the real clients meet it (docs/protection.md and docs/routing.md): supabase-js in Node with an
 Origin set through global.headers against a key restricted to origins, and realtime-js held on
 a public connection past a short cap (closed, with the reason) or signed in (kept)."""
 

@@ -196,7 +196,7 @@ def test_deleted_key_fails_with_the_gateways_401(gateway: Gateway, stack: Stack)
 
 def test_a_deleted_keys_realtime_channel_is_closed(gateway: Gateway, stack: Stack) -> None:
     """realtime-js holding a channel joined with a key: deleting the key closes its socket within a
-    second, with 1008 and the reason realtime-js's logger shows (SPEC 11)."""
+    second, with 1008 and the reason realtime-js's logger shows (docs/protection.md)."""
     created = gateway.create_key("publishable", "compat_doomed_socket")
     room = topic()
     with ThreadPoolExecutor(1) as pool:
@@ -213,7 +213,7 @@ def test_a_deleted_keys_realtime_channel_is_closed(gateway: Gateway, stack: Stac
 
 
 def _wait_refused(gateway: Gateway, key: str, within: float = 3.0) -> None:
-    """Deletion reaches the request path within a second (SPEC 5); don't race it."""
+    """Deletion reaches the request path within a second (docs/requests.md); don't race it."""
     deadline = time.monotonic() + within
     while time.monotonic() < deadline:
         if httpx.get(gateway.url + "/rest/v1/todos", headers={"apikey": key}).status_code == 401:

@@ -1,4 +1,4 @@
-"""Configuration (SPEC section 4): TOML file, GATEWAY_* variables, Supabase's own names, and
+"""Configuration (docs/configuration.md): TOML file, GATEWAY_* variables, Supabase's own names, and
 one clear line naming the key for every invalid setting."""
 
 from __future__ import annotations

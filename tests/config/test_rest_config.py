@@ -1,4 +1,4 @@
-"""``rest.denied_resources`` and ``keys.quota_flush_seconds`` (SPEC section 14) from the TOML file
+"""``rest.denied_resources`` and ``keys.quota_flush_seconds`` (docs/protection.md) from the TOML file
 and the environment; a bad entry stops start-up with one line naming the option, not the list."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The opaque key format (SPEC section 5): checksum, hash, display prefix, mask, names; and
+"""The opaque key format (docs/requests.md): checksum, hash, display prefix, mask, names; and
 compatibility with keys made by Supabase's docker/utils/add-new-auth-keys.sh."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The request models and answer shapes shared by the admin API and the CLI (SPEC sections 5, 7):
+"""The request models and answer shapes shared by the admin API and the CLI (docs/requests.md, docs/management-clients.md):
 the rules every key field follows before anything is written, and the Management API's
 ``ApiKeyResponse``. Pure tests, no database."""
 

@@ -1,4 +1,4 @@
-"""The key store against a real PostgreSQL (SPEC section 5): hashes only, final deletes, the
+"""The key store against a real PostgreSQL (docs/requests.md): hashes only, final deletes, the
 legacy switch, the audit log, first-start keys."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""gateway.rules.browser as a table: which requests come from a browser (SPEC section 6 step 3)."""
+"""gateway.rules.browser as a table: which requests come from a browser (docs/requests.md)."""
 
 from __future__ import annotations
 

@@ -121,7 +121,7 @@ def test_which_limits_apply():
      [("per_key", "k:60:service_role")]),
 ])
 def test_which_limits_apply_without_a_key(entry, claims, scopes):
-    """SPEC 10: a verified user JWT counts under per_user on every route, with or without an apikey;
+    """docs/protection.md: a verified user JWT counts under per_user on every route, with or without an apikey;
     a legacy key sent only as a bearer counts under its own limits; requests with neither count
     per client IP under keyless_per_ip."""
     defaults = RateLimits(parse_limit("300/m"), parse_limit("6000/m"), parse_limit("60/m"), parse_limit("100/m"))

@@ -1,4 +1,4 @@
-"""Quotas (SPEC section 14): the notation, calendar periods in UTC (month ends, leap days, the
+"""Quotas (docs/protection.md): the notation, calendar periods in UTC (month ends, leap days, the
 boundary itself), and the decision from memory with every worker's counts. Pure tables."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Resources a key may reach (SPEC section 14): what a REST path names, exactly as PostgREST reads
+"""Resources a key may reach (docs/protection.md): what a REST path names, exactly as PostgREST reads
 it, every hostile spelling we could think of, and the lists that allow or deny. Pure tables."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""SPEC section 9, slow and idle clients, on the wire: a request head dribbled byte by byte is
+"""docs/requests.md, slow and idle clients, on the wire: a request head dribbled byte by byte is
 cut off with 408, idle keep-alive connections are closed, and past the connection cap a new
 connection is answered 503 while the ones held keep working. A real gateway, real sockets."""
 

@@ -1,4 +1,4 @@
-"""SPEC section 6 steps 1-5 and section 9: which requests are refused (every 401 with hosted
+"""docs/requests.md: which requests are refused (every 401 with hosted
 Supabase's wording), the browser rule, the role each kind of key produces as the upstream
 verifies it, user JWTs, minted JWT claims and their reuse, and that no key's plaintext ever
 reaches an upstream."""

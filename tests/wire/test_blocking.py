@@ -1,4 +1,4 @@
-"""Blocking abusive clients on the wire (SPEC section 14, docs/protection.md): a scanner sending random
+"""Blocking abusive clients on the wire (docs/protection.md): a scanner sending random
 keys is blocked after the threshold, on every route, while a well-behaved client on another address
 is never refused; a block answers from memory (no upstream, no access line, a counter and one log
 line); two instances of two workers share counts and blocks, and a lift over the admin API holds

@@ -1,4 +1,4 @@
-"""The database down and back (SPEC section 9): known keys keep working, the admin API answers
+"""The database down and back (docs/requests.md): known keys keep working, the admin API answers
 503 and the CLI one line, and everything recovers by itself. Two real gateways share a real
 embedded Postgres of this test's own (the session's shared server is never stopped)."""
 

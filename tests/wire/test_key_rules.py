@@ -1,4 +1,4 @@
-"""SPEC section 14 on the wire, on both ways of serving: a key reaches only its resources (hostile
+"""docs/protection.md on the wire, on both ways of serving: a key reaches only its resources (hostile
 spellings included), rest.denied_resources holds for every public request, a read-only key cannot
 write (on every route, over GraphQL, over Realtime), rules change live, a quota is spent and
 answered 429 until its period ends. Requests with a body go through the ASGI app even with the

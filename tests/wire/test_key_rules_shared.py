@@ -1,4 +1,4 @@
-"""SPEC section 14 across instances: two gateway instances of two workers each on one database.
+"""docs/protection.md across instances: two gateway instances of two workers each on one database.
 Rules made on one hold on the other within a second; a quota spent on one is spent on the other,
 is never refused short of its count, stays spent through a restart of both and through a crash
 (which loses at most one flush interval of counts). Counts, never timings."""

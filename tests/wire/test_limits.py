@@ -1,4 +1,4 @@
-"""SPEC section 10 on the wire: rate limits per key, per client IP and per user, the 429 answer
+"""docs/protection.md on the wire: rate limits per key, per client IP and per user, the 429 answer
 and its headers, the client IP behind trusted proxies (and a spoofed X-Forwarded-For that
 changes nothing), limits changed live, and the upstream never seeing a refused request. Real
 gateway processes, real upstreams, the real Postgres store (the shared-counts suite also runs

@@ -1,4 +1,4 @@
-"""SPEC section 10, shared counts: two gateway instances with two workers each enforce one limit
+"""docs/protection.md, shared counts: two gateway instances with two workers each enforce one limit
 together, on the Postgres store and on a real Redis; and with the store gone every worker
 enforces its share (neither allowing nor refusing everything), says so once, and shares again
 by itself once the store is back. Counts, never timings."""

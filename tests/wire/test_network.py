@@ -1,4 +1,4 @@
-"""Network restrictions on the wire (SPEC section 14, docs/protection.md): ``protection.deny_ips``
+"""Network restrictions on the wire (docs/protection.md): ``protection.deny_ips``
 and the allow list kept in Postgres, changed live over the admin API, on both ways of serving and
 across two instances: 403 FORBIDDEN_IP before anything else (no key check, no upstream), /health
 answering everyone, the admin listener untouched. Clients bound to 127.0.0.x."""

@@ -1,4 +1,4 @@
-"""SPEC sections 5 and 8 on the request path: two gateway instances on one database (changes on
+"""docs/requests.md and docs/operations.md on the request path: two gateway instances on one database (changes on
 A take effect on B within 1 s, also after B's notification connection dropped), last_used_at
 batched rather than written per request, the JSON access log, and that no key, JWT or admin
 token ever lands in a log line or a metric."""
@@ -21,7 +21,7 @@ from tests.factories import AUTH_USER_JWK, LEGACY_ANON, LEGACY_SERVICE_ROLE, es2
 from tests.helpers import ADMIN_TOKEN, create_database, run_cli
 from tests.upstreams import db_query, echo_header, random_part, within
 
-PROPAGATION = 1.0  # SPEC 5 and 8: within 1 second
+PROPAGATION = 1.0  # docs/requests.md and docs/operations.md: within 1 second
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""SPEC section 12, read replicas, on the wire: three real upstreams (a primary and two replicas,
+"""docs/routing.md, read replicas, on the wire: three real upstreams (a primary and two replicas,
 each counting what it served) behind a real gateway. Reads spread over all three, writes and
 RPC go to the primary only, a replica that stops or answers 503 causes no failed request and is
 used again once back, and the access log and metrics name the upstream that served."""

@@ -1,4 +1,4 @@
-"""SPEC section 11 on the wire: keys that expire (across two instances, and an open Realtime
+"""docs/protection.md on the wire: keys that expire (across two instances, and an open Realtime
 socket closed at expiry), origins, client IPs and services a key is restricted to, tricky
 spellings of each, restrictions changed live. Real gateway processes, real upstreams."""
 

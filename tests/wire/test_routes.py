@@ -1,4 +1,4 @@
-"""SPEC section 6: the route table and its rewrites, path normalisation, query strings, the
+"""docs/requests.md: the route table and its rewrites, path normalisation, query strings, the
 headers the upstream gets, CORS, and responses passing through unchanged. A real gateway
 process in front of real upstream servers that verify the JWT they receive."""
 

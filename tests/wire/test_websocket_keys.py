@@ -1,4 +1,4 @@
-"""Realtime sockets never outlive their key (SPEC 11): every change that refuses a key over HTTP
+"""Realtime sockets never outlive their key (docs/protection.md): every change that refuses a key over HTTP
 (deletion, expiry passing, restrictions changed, the legacy switch) closes the sockets opened
 with it within 1 s, on every instance, with close code 1008 and the refusal's message as the
 reason, to the client and to Realtime alike; and a ``phx_join`` sent as the change lands gets
