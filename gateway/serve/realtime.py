@@ -110,6 +110,7 @@ class ChannelTokens:
         self._expires_at: float | None = admission.key.entry.expires_at  # as last judged
         self._checks: dict[str, asyncio.Task[None]] = {}  # user JWT checks under way, by token
         self._wake = asyncio.Event()
+        self._renew_at = 0.0  # when the JWT last handed to a channel is due for renewal
 
     # --- the key, judged again ----------------------------------------------------------------
 
@@ -141,7 +142,12 @@ class ChannelTokens:
         if self.admission.key.digest is None or digest(key) != self.admission.key.digest:
             return None  # not the connection's own key: no JWT for it (that would bypass the handshake's checks)
         current = self._current()
-        return None if current is None else self.auth.minter.token_for(current)  # a late join gets a fresh JWT
+        return None if current is None else self._hand_out(current)  # a late join gets a fresh JWT
+
+    def _hand_out(self, current: Any) -> str:
+        token = self.auth.minter.token_for(current)
+        self._renew_at = current.token_renew_at
+        return token
 
     def _joined(self, topic: str, join_ref: Any, array_format: bool) -> None:
         self.channels[topic] = (join_ref, array_format)
@@ -204,16 +210,17 @@ class ChannelTokens:
                 pass
 
     async def keep_fresh(self, send: Callable[[str], Awaitable[None]]) -> None:
-        """Every half token lifetime, a fresh JWT for each channel joined with the key, while the
-        key is admitted: never for a refused one."""
+        """Once the JWT the channels hold is due for renewal (half its lifetime), a fresh one for
+        each channel joined with the key, while the key is admitted: never for a refused one."""
         while True:
-            await asyncio.sleep(self.auth.minter.ttl / 2)
-            if not self.channels:
+            due = self._renew_at - time.time() if self.channels else self.auth.minter.ttl / 2
+            await asyncio.sleep(max(due, 0.0) + 0.01)
+            if not self.channels or time.time() < self._renew_at:
                 continue
             current = self._current()
             if current is None:
                 continue
-            token = self.auth.minter.token_for(current)
+            token = self._hand_out(current)
             for topic, (join_ref, array_format) in list(self.channels.items()):
                 await send(token_push(topic, join_ref, array_format, token))
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from types import SimpleNamespace
 
 import pytest
@@ -104,13 +105,23 @@ class Key:
         return self.state
 
 
+class Minter:
+    """gateway.keys.tokens.Minter's ``token_for``: the entry's JWT, renewed once half of ``ttl`` has passed."""
+
+    ttl = 0.1
+
+    def token_for(self, entry) -> str:
+        if time.time() >= entry.token_renew_at:
+            entry.token_renew_at = time.time() + self.ttl / 2
+        return f"jwt-of-{entry.id}"
+
+
 def guarded(key: str = PUB, entry: object = None, user: bool = False, cap: float | None = None):
     """A guard of a connection opened with ``key`` (its entry ``k1``), the judge's stand-in, the sends."""
     entry = entry or k1()
     state = Key(entry)
     admission = SimpleNamespace(key=KeyHold(entry, digest(key)))  # type: ignore[arg-type]
-    auth = SimpleNamespace(minter=SimpleNamespace(token_for=lambda e: f"jwt-of-{e.id}", ttl=0.1),
-                           ring=SimpleNamespace(legacy_entry=lambda token: None))
+    auth = SimpleNamespace(minter=Minter(), ring=SimpleNamespace(legacy_entry=lambda token: None))
     return ChannelTokens(admission, state.judge, auth, cap, user), state
 
 
@@ -228,6 +239,32 @@ async def test_channels_joined_with_the_key_get_fresh_tokens_pushed() -> None:
     await asyncio.sleep(0.12)
     task.cancel()
     assert sent == []
+
+
+async def test_a_push_is_always_a_newer_token_than_the_channel_holds() -> None:
+    """A channel joined while the refresher sleeps gets its push when its own token is due, and
+    the push is a newer token (pushing the one it holds would let it expire)."""
+    tokens, _ = guarded()
+    signed: list[float] = []
+
+    def token_for(entry) -> str:
+        if time.time() >= entry.token_renew_at:
+            signed.append(time.time())
+            entry.token_renew_at = time.time() + 0.05
+        return f"jwt-{len(signed)}"
+
+    tokens.auth.minter.token_for = token_for
+    sent: list[str] = []
+
+    async def send(text: str) -> None:
+        sent.append(json.loads(text)[4]["access_token"])
+
+    task = asyncio.ensure_future(tokens.keep_fresh(send))
+    await asyncio.sleep(0.03)  # the refresher is asleep; the join's token is signed now
+    held = json.loads(tokens.client_text(_join(PUB)))[4]["access_token"]
+    await asyncio.sleep(0.2)
+    task.cancel()
+    assert held == "jwt-1" and sent[:3] == ["jwt-2", "jwt-3", "jwt-4"]  # each one new, none repeated
 
 
 async def test_user_jwt_checks_end_with_the_connection() -> None:
