@@ -124,19 +124,21 @@ MAX_PENDING = 100_000
 
 class RefusalCounter:
     """One worker's refused requests per address: ``pending``, counted since its last exchange
-    with the shared store, and ``known``, the totals over the window that exchange read back
-    for the addresses it sent. It holds only the addresses refused since the last exchange, so
+    with the shared store, ``sending``, what the exchange under way carries, and ``known``, the
+    totals over the window the last exchange read back for the addresses it sent. It holds only the addresses refused since the last exchange, so
     an address that goes quiet costs nothing from the next exchange on. At most ``max_pending``
     addresses between two exchanges; beyond that, refusals from new addresses are not counted
     until the next one (a tenth of a second at the default ``limits.sync_ms``)."""
 
-    __slots__ = ("rule", "pending", "last", "known", "since", "max_pending")
+    __slots__ = ("rule", "pending", "sending", "last", "known", "known_at", "since", "max_pending")
 
     def __init__(self, rule: Limit, max_pending: int = MAX_PENDING) -> None:
         self.rule = rule
         self.pending: dict[str, int] = {}
+        self.sending: dict[str, int] = {}  # taken, not yet in ``known``: still counted
         self.last: dict[str, str] = {}  # address -> the code of its last refusal counted
         self.known: dict[str, int] = {}
+        self.known_at = 0.0  # when the store last gave totals
         self.since: float | None = None  # when the oldest pending refusal was counted
         self.max_pending = max_pending
 
@@ -145,29 +147,33 @@ class RefusalCounter:
         n = self.pending.get(address)
         if n is None:
             if len(self.pending) >= self.max_pending:
-                return self.known.get(address, 0)
+                return self.known.get(address, 0) + self.sending.get(address, 0)
             if self.since is None:
                 self.since = now
             n = 0
         self.pending[address] = n + 1
         self.last[address] = code
-        return self.known.get(address, 0) + n + 1
+        return self.known.get(address, 0) + self.sending.get(address, 0) + n + 1
 
     def take(self) -> tuple[dict[str, int], dict[str, str], float | None]:
         """What to send to the store: the pending counts, each address's last code, and when the
         oldest of them was counted (for ``give_back``)."""
         taken = self.pending, self.last, self.since
+        self.sending = self.pending
         self.pending, self.last, self.since = {}, {}, None
         return taken
 
-    def settle(self, totals: dict[str, int]) -> None:
-        """The store's totals for the addresses just sent."""
-        self.known = totals
+    def settle(self, totals: dict[str, int], now: float) -> None:
+        """The store's totals for the addresses just sent (what was sent included)."""
+        self.known, self.known_at, self.sending = totals, now, {}
 
     def give_back(self, pending: dict[str, int], last: dict[str, str], since: float | None, now: float) -> None:
-        """The exchange failed: counts go on in this worker alone. What it counted is kept for at
-        most one window (a fixed window, then, not a sliding one), never beyond ``max_pending``."""
-        self.known = {}
+        """The exchange failed: counts go on in this worker alone, from the store's last totals
+        while they are less than a window old. What it counted is kept for at most one window (a
+        fixed window, then, not a sliding one), never beyond ``max_pending``."""
+        self.sending = {}
+        if now - self.known_at > self.rule.window:
+            self.known = {}
         if since is not None and now - since > self.rule.window:
             return
         for address, n in pending.items():
@@ -180,5 +186,6 @@ class RefusalCounter:
     def forget(self, address: str) -> None:
         """A block lifted: the address starts again from nothing."""
         self.pending.pop(address, None)
+        self.sending.pop(address, None)
         self.last.pop(address, None)
         self.known.pop(address, None)

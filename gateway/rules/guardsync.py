@@ -138,7 +138,7 @@ class GuardSync:
                 self._unreachable(e)
             else:
                 self._reachable()
-                counter.settle(totals)
+                counter.settle(totals, now)
                 for address, total in totals.items():
                     if total >= counter.rule.count:
                         guard.start(address, total, last.get(address, ""), now)

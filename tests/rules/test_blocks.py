@@ -61,10 +61,14 @@ def test_the_stores_totals_count_with_what_came_since():
     pending, last, since = c.take()
     assert (pending, last, since) == ({"198.51.100.1": 1}, {"198.51.100.1": "X"}, 0.0)
     assert c.pending == {} and c.since is None
-    c.settle({"198.51.100.1": 4})  # three more from other workers and instances
-    assert c.add("198.51.100.1", "Y", 1.0) == 5
+    assert c.add("198.51.100.1", "X", 0.5) == 2  # the exchange is under way: what it carries still counts
+    c.settle({"198.51.100.1": 4}, 0.9)  # three more from other workers and instances (the one sent included)
+    assert c.add("198.51.100.1", "Y", 1.0) == 6
+    pending, last, since = c.take()
+    c.settle({"198.51.100.1": 6}, 1.0)
+    assert c.add("198.51.100.1", "Y", 1.0) == 7
     c.take()
-    c.settle({})  # quiet in the last interval: forgotten, nothing held for it
+    c.settle({}, 1.5)  # quiet in the last interval: forgotten, nothing held for it
     assert c.known == {} and c.add("198.51.100.1", "Y", 2.0) == 1
 
 
@@ -72,14 +76,15 @@ def test_a_failed_exchange_gives_the_counts_back_for_one_window_at_most():
     c = RefusalCounter(RULE)
     for _ in range(3):
         c.add("198.51.100.1", "X", 10.0)
-    c.settle({"198.51.100.9": 3})
+    c.settle({"198.51.100.9": 3}, 10.5)
     taken = c.take()
     c.add("198.51.100.1", "Y", 11.0)
     c.give_back(*taken, now=11.0)
-    assert c.pending == {"198.51.100.1": 4} and c.since == 10.0 and c.known == {}
+    assert c.pending == {"198.51.100.1": 4} and c.since == 10.0
+    assert c.known == {"198.51.100.9": 3} and c.add("198.51.100.9", "X", 11.0) == 4  # the last totals still count
     taken = c.take()
     c.give_back(*taken, now=10.0 + RULE.window + 1)  # older than a window: of no use
-    assert c.pending == {}
+    assert c.pending == {} and c.known == {}
 
 
 def test_pending_is_bounded():
