@@ -37,8 +37,11 @@ def profile(ctx: Context) -> dict[str, Any]:
     for pid in gw.worker_pids():
         raw = RESULTS / f"{stamp}-profile-{pid}.txt"
         files.append(raw)
+        # The compiled build's functions are C: --native shows them (py-spy then pauses the worker
+        # for each sample, so the throughput while profiled is lower; the shares stay).
+        how = ["--native"] if ctx.stack.build == "compiled" else ["--nonblocking"]
         spies.append(procs.start("py-spy", [pyspy, "record", "--pid", str(pid), "--duration", str(int(duration)),
-                                            "--rate", "200", "--format", "raw", "--output", str(raw), "--nonblocking"],
+                                            "--rate", "200", "--format", "raw", "--output", str(raw), *how],
                                  out=ctx.stack.tmp / f"py-spy-{pid}.log"))
     time.sleep(1.0)
     r = ctx.wrk.run(load, duration)
