@@ -125,10 +125,11 @@ MAX_PENDING = 100_000
 class RefusalCounter:
     """One worker's refused requests per address: ``pending``, counted since its last exchange
     with the shared store, ``sending``, what the exchange under way carries, and ``known``, the
-    totals over the window the last exchange read back for the addresses it sent. It holds only the addresses refused since the last exchange, so
-    an address that goes quiet costs nothing from the next exchange on. At most ``max_pending``
-    addresses between two exchanges; beyond that, refusals from new addresses are not counted
-    until the next one (a tenth of a second at the default ``limits.sync_ms``)."""
+    totals over the window the last exchange read back for the addresses it sent. It holds only
+    the addresses refused since the last exchange, so an address that goes quiet costs nothing
+    from the next exchange on. At most ``max_pending`` addresses between two exchanges; beyond
+    that, refusals from new addresses are not counted until the next one (a tenth of a second at
+    the default ``limits.sync_ms``)."""
 
     __slots__ = ("rule", "pending", "sending", "last", "known", "known_at", "since", "max_pending")
 

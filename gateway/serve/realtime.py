@@ -218,7 +218,8 @@ class ChannelTokens:
             if not self.channels or time.time() < self._renew_at:
                 continue
             current = self._current()
-            if current is None:
+            if current is None:  # undecided (its row read again) or refused (closing): look again soon
+                await asyncio.sleep(min(0.25, self.auth.minter.ttl / 4))
                 continue
             token = self._hand_out(current)
             for topic, (join_ref, array_format) in list(self.channels.items()):
