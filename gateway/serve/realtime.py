@@ -43,11 +43,11 @@ def _parse(text: str) -> tuple[Any, Any, Any, Any, Any] | None:
 
 def rewrite_frame(text: str, token: Callable[[str], str | None],
                   joined: Callable[[str, Any, bool], None] | None = None,
-                  other: Callable[[str], None] | None = None) -> str:
+                  other: Callable[[str, Any], None] | None = None) -> str:
     """``text`` with an ``sb_`` ``access_token`` replaced by ``token(key)``, or removed when that is
     None; any other frame is returned as it is (the same object). ``joined(topic, join_ref,
-    array_format)`` hears of each channel joined with a replaced token, ``other(value)`` of an
-    ``access_token`` that is no API key (a JWT)."""
+    array_format)`` hears of each channel joined with a replaced token, ``other(value, topic)`` of
+    an ``access_token`` that is no API key (a JWT) and of the channel it is for."""
     if '"access_token"' not in text or (other is None and KEY_PREFIX not in text):
         return text
     parsed = _parse(text)
@@ -61,7 +61,7 @@ def rewrite_frame(text: str, token: Callable[[str], str | None],
         return text
     if not value.startswith(KEY_PREFIX):
         if other is not None and value:
-            other(value)
+            other(value, topic)
         return text
     replacement = token(value)
     if replacement is None:
@@ -111,6 +111,7 @@ class ChannelTokens:
         self._checks: dict[str, asyncio.Task[None]] = {}  # user JWT checks under way, by token
         self._wake = asyncio.Event()
         self._renew_at = 0.0  # when the JWT last handed to a channel is due for renewal
+        self._joined_one = asyncio.Event()  # set by a join: the refresher waits on it while no channel holds our JWT
 
     # --- the key, judged again ----------------------------------------------------------------
 
@@ -151,6 +152,7 @@ class ChannelTokens:
 
     def _joined(self, topic: str, join_ref: Any, array_format: bool) -> None:
         self.channels[topic] = (join_ref, array_format)
+        self._joined_one.set()
 
     def client_text(self, text: str) -> str | None:
         if self.refused is not None:
@@ -159,7 +161,8 @@ class ChannelTokens:
             parsed = _parse(text)
             if parsed is not None and parsed[3] == "phx_leave":
                 self.channels.pop(parsed[2], None)
-        return rewrite_frame(text, self._token, self._joined, None if self.user else self._other)
+        other = None if self.user and not self.channels else self._other  # None: no frame parsed for it
+        return rewrite_frame(text, self._token, self._joined, other)
 
     def refuse(self, text: str | None, data: bytes | None) -> str | None:
         """A frame the key may not send (gateway.rules.frames): the reply for the client instead."""
@@ -168,8 +171,14 @@ class ChannelTokens:
             return None  # refused keys' frames go nowhere anyway (client_text); no rules: every frame
         return refused_send(entry, text, data)
 
-    def _other(self, token: str) -> None:
-        """A JWT sent as a channel token: if it is a user's, the cap on public connections goes."""
+    def _other(self, token: str, topic: Any) -> None:
+        """A JWT sent as a channel token: the channel holds the client's own token from now on (ours
+        is no longer pushed to it: that would replace a user's JWT with the key's), and if it is a
+        user's, the cap on public connections goes."""
+        if isinstance(topic, str):
+            self.channels.pop(topic, None)
+        if self.user:
+            return
         if token not in self._checks and len(self._checks) < 4:
             task = self._checks[token] = asyncio.get_running_loop().create_task(self._check_user(token))
             task.add_done_callback(lambda _t: self._checks.pop(token, None))
@@ -213,8 +222,10 @@ class ChannelTokens:
         """Once the JWT the channels hold is due for renewal (half its lifetime), a fresh one for
         each channel joined with the key, while the key is admitted: never for a refused one."""
         while True:
-            due = self._renew_at - time.time() if self.channels else self.auth.minter.ttl / 2
-            await asyncio.sleep(max(due, 0.0) + 0.01)
+            if not self.channels:
+                self._joined_one.clear()
+                await self._joined_one.wait()
+            await asyncio.sleep(max(self._renew_at - time.time(), 0.0) + 0.01)
             if not self.channels or time.time() < self._renew_at:
                 continue
             current = self._current()

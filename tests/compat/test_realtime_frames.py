@@ -267,6 +267,25 @@ async def test_a_push_is_always_a_newer_token_than_the_channel_holds() -> None:
     assert held == "jwt-1" and sent[:3] == ["jwt-2", "jwt-3", "jwt-4"]  # each one new, none repeated
 
 
+async def test_a_channel_given_the_users_jwt_is_no_longer_refreshed_with_the_keys() -> None:
+    """supabase-js's setAuth after a sign-in sends each channel an ``access_token`` with the user's
+    JWT: from then on the channel is the user's, and the key's JWT pushed to it would downgrade it."""
+    tokens, _ = guarded(user=True)  # on a connection with a user JWT too
+    tokens.client_text(_join(PUB, "1").replace("realtime:r", "realtime:a"))
+    tokens.client_text(_join(PUB, "2").replace("realtime:r", "realtime:b"))
+    assert tokens.client_text(json.dumps(["1", "3", "realtime:a", "access_token", {"access_token": JWT}])) is not None
+    sent: list[str] = []
+
+    async def send(text: str) -> None:
+        sent.append(text)
+
+    task = asyncio.ensure_future(tokens.keep_fresh(send))
+    await asyncio.sleep(0.15)
+    task.cancel()
+    assert sent and all("realtime:b" in s for s in sent)  # never realtime:a again
+    assert list(tokens.channels) == ["realtime:b"]
+
+
 async def test_user_jwt_checks_end_with_the_connection() -> None:
     guard, _ = guarded(cap=3600)
     started = asyncio.Event()
