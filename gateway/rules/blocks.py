@@ -145,6 +145,8 @@ class RefusalCounter:
 
     def add(self, address: str, code: str, now: float) -> int:
         """Count a refusal; the address's count over the window as far as this worker knows."""
+        if self.known and now - self.known_at > self.rule.window:
+            self.known = {}  # no exchange for a window (nothing refused meanwhile): those totals are past
         n = self.pending.get(address)
         if n is None:
             if len(self.pending) >= self.max_pending:
@@ -165,8 +167,11 @@ class RefusalCounter:
         return taken
 
     def settle(self, totals: dict[str, int], now: float) -> None:
-        """The store's totals for the addresses just sent (what was sent included)."""
-        self.known, self.known_at, self.sending = totals, now, {}
+        """The store's totals for the addresses just sent (what was sent included), but for those
+        whose block was lifted meanwhile (``forget``): they start again from nothing."""
+        sent = self.sending
+        self.known = {address: n for address, n in totals.items() if address in sent}
+        self.known_at, self.sending = now, {}
 
     def give_back(self, pending: dict[str, int], last: dict[str, str], since: float | None, now: float) -> None:
         """The exchange failed: counts go on in this worker alone, from the store's last totals

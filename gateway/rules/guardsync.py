@@ -139,7 +139,7 @@ class GuardSync:
             else:
                 self._reachable()
                 counter.settle(totals, now)
-                for address, total in totals.items():
+                for address, total in counter.known.items():
                     if total >= counter.rule.count:
                         guard.start(address, total, last.get(address, ""), now)
         if guard.started:

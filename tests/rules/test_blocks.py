@@ -72,11 +72,36 @@ def test_the_stores_totals_count_with_what_came_since():
     assert c.known == {} and c.add("198.51.100.1", "Y", 2.0) == 1
 
 
+def test_totals_of_a_past_window_no_longer_count():
+    """A worker that refused nothing for a window made no exchange: what it last read is past."""
+    c = RefusalCounter(RULE)
+    c.add("198.51.100.1", "X", 0.0)
+    c.take()
+    c.settle({"198.51.100.1": 4}, 0.1)
+    assert c.add("198.51.100.1", "X", 0.1 + RULE.window) == 5  # still inside: counted on
+    c.take()
+    c.settle({"198.51.100.1": 4}, 0.2 + RULE.window)
+    assert c.add("198.51.100.1", "X", 0.3 + 2 * RULE.window) == 1  # a window later: from nothing
+
+
+def test_a_block_lifted_during_an_exchange_is_not_started_again_by_its_totals():
+    c = RefusalCounter(RULE)
+    for _ in range(5):
+        c.add("198.51.100.1", "X", 0.0)
+    c.add("198.51.100.2", "X", 0.0)
+    c.take()
+    c.forget("198.51.100.1")  # lifted over the admin API while the exchange was under way
+    c.settle({"198.51.100.1": 5, "198.51.100.2": 1}, 0.1)
+    assert c.known == {"198.51.100.2": 1} and c.add("198.51.100.1", "X", 0.2) == 1
+
+
 def test_a_failed_exchange_gives_the_counts_back_for_one_window_at_most():
     c = RefusalCounter(RULE)
+    c.add("198.51.100.9", "X", 10.0)
+    c.take()
+    c.settle({"198.51.100.9": 3}, 10.5)
     for _ in range(3):
         c.add("198.51.100.1", "X", 10.0)
-    c.settle({"198.51.100.9": 3}, 10.5)
     taken = c.take()
     c.add("198.51.100.1", "Y", 11.0)
     c.give_back(*taken, now=11.0)
