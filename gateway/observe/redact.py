@@ -1,4 +1,4 @@
-"""Keys and JWTs taken out of whatever a client wrote that reaches a log line: paths, queries,
+"""Keys, admin tokens and JWTs taken out of whatever a client wrote that reaches a log line: paths, queries,
 header values, in any spelling the path parser accepts (percent-encoding looked through)."""
 
 from __future__ import annotations
@@ -6,7 +6,8 @@ from __future__ import annotations
 import re
 from urllib.parse import unquote
 
-_SECRETS = re.compile(r"sb_[A-Za-z0-9]+_[A-Za-z0-9_-]+|eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*(?:\.[A-Za-z0-9_-]*)*")
+# API keys, admin tokens (``sbp_`` and 40 hex digits) and JWTs.
+_SECRETS = re.compile(r"sb_[A-Za-z0-9]+_[A-Za-z0-9_-]+|sbp_[A-Za-z0-9]+|eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*(?:\.[A-Za-z0-9_-]*)*")
 
 
 _DECODINGS = 8  # rounds of percent-decoding looked through (``%2573`` is ``%73`` is ``s``)
@@ -26,7 +27,7 @@ def redact(path: str) -> str:
             decoded = more
         if decoded is not path and _SECRETS.search(decoded):
             return _SECRETS.sub("[redacted]", decoded)
-    if "sb_" not in path and "eyJ" not in path:
+    if "sb_" not in path and "eyJ" not in path and "sbp_" not in path:
         return path
     return _SECRETS.sub("[redacted]", path)
 

@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable
 
 from gateway import errors
+from gateway.config import Settings
 from gateway.rules.blocks import Ban, BlockTable, RefusalCounter, counts, reason
 from gateway.rules.clientip import parse_networks
 from gateway.rules.limits import Limit, parse_limit
@@ -52,7 +53,7 @@ class Guard:
         self._verdicts: dict[str, Verdict] = {}
 
     @classmethod
-    def from_settings(cls, settings) -> "Guard":  # type: ignore[no-untyped-def]
+    def from_settings(cls, settings: Settings) -> "Guard":
         p = settings.protection
         exempt = parse_networks(p.never_block) + parse_networks(settings.server.trusted_proxies)
         return cls(parse_limit(p.block_after) if p.block_after else None, p.block_seconds, Networks.parse(p.deny_ips),

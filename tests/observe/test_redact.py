@@ -14,6 +14,8 @@ from gateway.observe.redact import redact
     ("/functions/v1/x/sb_publishable_abc-def_ghi/y", "/functions/v1/x/[redacted]/y"),
     ("/storage/v1/eyJhbGciOiJIUzI1NiJ9.eyJyb2xlIjoiYW5vbiJ9.c2ln", "/storage/v1/[redacted]"),
     ("/rest/v1/sb_", "/rest/v1/sb_"),
+    ("/rest/v1/x?token=sbp_0123456789abcdef0123456789abcdef01234567", "/rest/v1/x?token=[redacted]"),
+    ("/rest/v1/%73bp_0123456789abcdef0123456789abcdef01234567", "/rest/v1/[redacted]"),
     # Percent-encoding is looked through: the path is then shown decoded, the secret taken out.
     ("/storage/v1/x%2Fy/sb%5Fsecret%5FAbCdEfGhIjKlMnOpQrStUv_12345678", "/storage/v1/x/y/[redacted]"),
     ("/storage/v1/%2e%2e/sb%5Fsecret%5FAbCdEfGhIjKlMnOpQrStUv_12345678", "/storage/v1/../[redacted]"),
