@@ -15,7 +15,7 @@ from bench.scenarios import GROUPS
 
 DESCRIPTION = """The gateway's benchmark (issue 5): one command, side by side, in one run.
 
-    python bench/run.py                    # full run (about 20 minutes on 2 cores)
+    python bench/run.py                    # full run (about 22 minutes on 2 cores)
     python bench/run.py --quick            # 3 s per scenario, one round: a smoke run
     python bench/run.py --only get,ws      # some groups only
     python bench/run.py --only limits      # the rate-limit scenarios (issue 10)
