@@ -1,5 +1,6 @@
-"""Keys, admin tokens and JWTs taken out of whatever a client wrote that reaches a log line: paths, queries,
-header values, in any spelling the path parser accepts (percent-encoding looked through)."""
+"""Keys, admin tokens and JWTs taken out of whatever a client wrote that reaches a log line:
+paths, queries, header values, in any spelling the path parser accepts (percent-encoding looked
+through)."""
 
 from __future__ import annotations
 
