@@ -5,21 +5,19 @@ module's default one, ``pub``/``sec`` its keys, ``client`` an HTTP client to it)
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import httpx
 import pytest
 
 from gateway.keys.db import EmbeddedPostgres
-from tests.helpers import ADMIN_TOKEN, JWT_SECRET, Gateway, NodeUpstream, RedisServer, create_database
+from tests.helpers import ADMIN_TOKEN, JWT_SECRET, Gateway, NodeUpstream, RedisServer, create_database, scratch
 
 
 @pytest.fixture(scope="session")
 def pg_server() -> Iterator[str]:
     """DSN of the ``postgres`` database on a real embedded server, stopped at the end."""
-    server = EmbeddedPostgres(Path(tempfile.mkdtemp(prefix="gw-pg-")))
+    server = EmbeddedPostgres(scratch("gw-pg-"))
     dsn = server.start()
     _run_sql(dsn, "ALTER SYSTEM SET fsync = off", "ALTER SYSTEM SET synchronous_commit = off",
              "ALTER SYSTEM SET full_page_writes = off", "SELECT pg_reload_conf()")

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -21,6 +23,18 @@ import httpx
 REPO = Path(__file__).resolve().parent.parent
 JWT_SECRET = "test-jwt-secret-with-at-least-32-characters-long"
 ADMIN_TOKEN = "test-admin-token-0123456789abcdef"
+
+# Every directory the tests make (databases, gateways' data and logs, browser profiles) lives under
+# one per test process, removed when the process ends: an embedded database grows to 1-2 GB over
+# the suite, and runs must not pile them up. TEST_KEEP_TMP=1 keeps it to look at.
+SCRATCH = Path(tempfile.mkdtemp(prefix="gw-tests-"))
+if not os.environ.get("TEST_KEEP_TMP"):
+    atexit.register(shutil.rmtree, SCRATCH, True)
+
+
+def scratch(prefix: str) -> Path:
+    """A new directory under SCRATCH."""
+    return Path(tempfile.mkdtemp(prefix=prefix, dir=SCRATCH))
 
 
 def assert_refused(r: Any, status: int, code: str, message: str | None = None, hint: str | None = None) -> None:
@@ -128,7 +142,7 @@ class Gateway:
     workers: int = 1
     port: int = field(default_factory=free_port)
     admin_port: int = field(default_factory=free_port)
-    workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="gw-")))
+    workdir: Path = field(default_factory=lambda: scratch("gw-"))
     proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -233,7 +247,7 @@ class RedisServer:
     """A real ``redis-server`` (Debian's) on a free loopback port, nothing kept on disk."""
 
     port: int = field(default_factory=free_port)
-    workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="gw-redis-")))
+    workdir: Path = field(default_factory=lambda: scratch("gw-redis-"))
     proc: subprocess.Popen[bytes] | None = None
 
     @property

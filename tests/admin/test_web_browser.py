@@ -11,7 +11,6 @@ import re
 import select
 import shutil
 import subprocess
-import tempfile
 import time
 from datetime import datetime
 from pathlib import Path
@@ -20,7 +19,7 @@ import httpx
 import pytest
 
 from tests.factories import LEGACY_ANON, store_ban
-from tests.helpers import ADMIN_TOKEN
+from tests.helpers import ADMIN_TOKEN, scratch
 from tests.upstreams import db_query, within
 
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
@@ -96,7 +95,7 @@ def gw(gateways):
 
 @pytest.fixture(scope="module")
 def b(gw):
-    workdir = Path(tempfile.mkdtemp(prefix="gw-page-"))
+    workdir = scratch("gw-page-")
     browser = Browser(workdir)
     print(f"\nscreenshots of the API Keys page: {browser.shots}")
     try:

@@ -6,14 +6,12 @@ cleared again. Driven as tests/admin/test_web_browser.py drives the page (its Br
 from __future__ import annotations
 
 import shutil
-import tempfile
-from pathlib import Path
 
 import httpx
 import pytest
 
 from tests.admin.test_web_browser import Browser, api_key, card
-from tests.helpers import ADMIN_TOKEN
+from tests.helpers import ADMIN_TOKEN, scratch
 from tests.upstreams import within
 
 
@@ -24,7 +22,7 @@ def gw(gateways):
 
 @pytest.fixture(scope="module")
 def b(gw):
-    workdir = Path(tempfile.mkdtemp(prefix="gw-page-rules-"))
+    workdir = scratch("gw-page-rules-")
     browser = Browser(workdir)
     print(f"\nscreenshots of the API Keys page: {browser.shots}")
     try:

@@ -11,7 +11,6 @@ import asyncio
 import os
 import shutil
 import subprocess
-import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -24,7 +23,7 @@ import jwt
 from aiohttp import web
 
 from tests.compat.services import Auth, Keys, Realtime, RequestLog, Rest, User
-from tests.helpers import ADMIN_TOKEN, JWT_SECRET, create_database, free_port, run_async
+from tests.helpers import ADMIN_TOKEN, JWT_SECRET, create_database, free_port, run_async, scratch
 
 HERE = Path(__file__).resolve().parent
 NODE_MODULES = HERE / "node_modules"
@@ -106,7 +105,7 @@ class Stack:
         self.thread: threading.Thread | None = None
         self.runners: list[web.AppRunner] = []
         self.deno: subprocess.Popen[bytes] | None = None
-        self.workdir = Path(tempfile.mkdtemp(prefix="gw-compat-"))
+        self.workdir = scratch("gw-compat-")
 
     def url(self, service: str) -> str:
         return f"http://127.0.0.1:{self.ports[service]}"
