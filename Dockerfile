@@ -8,6 +8,8 @@ ARG BASE_IMAGE=python:3.12-slim
 # The wheel, with the request path compiled by mypyc (setup.py). GATEWAY_BUILD=compiled: a build
 # that cannot compile fails here instead of shipping pure Python. The C compiler stays in this stage.
 FROM ${BASE_IMAGE} AS build
+# The stage's image is left untagged by the classic builder: scripts/container-images removes it by this label.
+LABEL supabase-api-gateway.stage=build
 ARG PIP_NO_INDEX
 ARG PIP_FIND_LINKS
 RUN headers=$(python -c "import os, sysconfig; print(os.path.exists(sysconfig.get_paths()['include'] + '/Python.h'))") \
