@@ -1,10 +1,11 @@
 """Every decision of the public listener, in one place for both ways it is served: the ASGI app
 (gateway.serve.asgi) and the fast path of the listener's own protocol (gateway.serve.fastpath).
 
-A ``Request`` (gateway.request) is one request as the gateway handles it. ``Decider.route`` admits it (431, 400,
-404, 403) and answers what the gateway answers itself (preflights, ``/health``); ``grant_now``
-decides on its key from memory or says which lookup it needs (``grant`` does it); ``plan``
-applies restrictions and rate limits and says where it goes, with which headers; ``record``
+A ``Request`` (gateway.request) is one request as the gateway handles it. ``Decider.route``
+admits it (431, 400, 404, 403) and answers what the gateway answers itself (preflights,
+``/health``); ``grant_now`` decides on its key from memory or says which lookup it needs
+(``grant`` does it); ``plan`` applies the key's restrictions, its resource and method rules, the
+denied resources, rate limits and quotas, and says where it goes, with which headers; ``record``
 writes the access log line and the metrics, once. ``judge`` decides again, from memory, on the
 key of a long-lived connection.
 """
@@ -196,7 +197,8 @@ class Decider:
         return route.policy
 
     def plan(self, req: Request, grant: Grant, ws: bool = False) -> Plan:
-        """Restrictions and rate limits on the granted request, then where it goes, with which headers."""
+        """Restrictions, rules, rate limits and quotas on the granted request, then where it goes, with
+        which headers."""
         req.grant = grant
         route = req.routed
         entry = grant.entry
